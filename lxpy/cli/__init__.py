@@ -1,0 +1,74 @@
+"""Command-line entry points. The only place that prints errors and picks exit statuses.
+
+Each command is a module lxpy.cli.<verb> with:
+    HELP: str                       one-line description
+    TAKES_NAME: bool = True         -n NAME (or NAME as the first positional)
+    def add_arguments(parser)       its own options
+    def run(args) -> int            the work; raise lxpy.errors.* for expected failures
+Arguments after "--" arrive as args.extra (a list). Modules are imported lazily, so each
+lxpy-<verb> loads only what it needs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "create": "lxpy.cli.create",
+    "destroy": "lxpy.cli.destroy",
+    "ls": "lxpy.cli.ls",
+    "info": "lxpy.cli.info",
+    "config": "lxpy.cli.config",
+    "checkconfig": "lxpy.cli.checkconfig",
+    "start": "lxpy.cli.start",
+    "stop": "lxpy.cli.stop",
+    "attach": "lxpy.cli.attach",
+    "execute": "lxpy.cli.execute",
+    "console": "lxpy.cli.console",
+    "wait": "lxpy.cli.wait",
+    "cgroup": "lxpy.cli.cgroup",
+    "freeze": "lxpy.cli.freeze",
+    "unfreeze": "lxpy.cli.unfreeze",
+    "copy": "lxpy.cli.copy",
+    "snapshot": "lxpy.cli.snapshot",
+    "autostart": "lxpy.cli.autostart",
+    "net": "lxpy.cli.net",
+}
+
+
+def main(verb: str, argv: list[str] | None = None) -> int:
+    from ._run import run_command
+    return run_command(verb, COMMANDS, sys.argv[1:] if argv is None else argv)
+
+
+def _entry(verb: str):
+    def entry() -> None:
+        sys.exit(main(verb))
+    entry.__name__ = verb
+    return entry
+
+
+def umbrella() -> None:
+    argv = sys.argv[1:]
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: lxpy <command> [options]\n\ncommands:\n  " +
+              "\n  ".join(sorted(COMMANDS)) +
+              "\n\n'lxpy <command> -h' (or lxpy-<command> -h) tells more.")
+        sys.exit(0 if argv else 2)
+    if argv[0] == "--version":
+        from lxpy import __version__
+        print(f"lxpy {__version__}")
+        sys.exit(0)
+    verb = argv[0]
+    if verb not in COMMANDS:
+        import difflib
+        near = difflib.get_close_matches(verb, COMMANDS, 1)
+        print(f"lxpy: {verb!r} is not a command" + (f" (did you mean {near[0]}?)" if near else
+              "; 'lxpy --help' lists them"), file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(verb, argv[1:]))
+
+
+for _verb in COMMANDS:
+    globals()[_verb] = _entry(_verb)
+del _verb

@@ -1,0 +1,601 @@
+"""The settings table: every config key declared once (kind, default, help).
+
+Validation, `lxpy-config` output, man pages and CLI overrides all read SETTINGS.
+A kind parses a TOML value into its Python value or raises ValueError with the
+phrase that goes after "<key>: " in the error message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# ---------------------------------------------------------------------------
+# Kinds
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str                      # shown in help: "size", "int", ...
+    parse: Callable[[Any], Any]
+    example: str = ""
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
+def parse_size(v: Any) -> int:
+    """'512M' -> bytes. Plain integers are bytes. Binary units (K = 1024)."""
+    if isinstance(v, bool):
+        raise ValueError(f"{v!r} is not a size (use a number with K, M, G or T, like 512M)")
+    if isinstance(v, int):
+        if v < 0:
+            raise ValueError(f"{v!r} is negative; a size is 0 or more")
+        return v
+    if isinstance(v, str):
+        m = _SIZE_RE.match(v)
+        if m:
+            n = float(m.group(1)) * _UNITS[m.group(2).upper()]
+            return int(n)
+    raise ValueError(f"{v!r} is not a size (use a number with K, M, G or T, like 512M)")
+
+
+def format_size(n: int) -> str:
+    for unit in ("P", "T", "G", "M", "K"):
+        if n and n % _UNITS[unit] == 0:
+            return f"{n // _UNITS[unit]}{unit}"
+    return str(n)
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"{v!r} is not a string")
+    return v
+
+
+def _nonempty_str(v: Any) -> str:
+    s = _str(v)
+    if not s:
+        raise ValueError("must not be empty")
+    return s
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return v.lower() in ("true", "yes", "on", "1")
+    raise ValueError(f"{v!r} is not true or false")
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Callable[[Any], int]:
+    def parse(v: Any) -> int:
+        if isinstance(v, bool):
+            raise ValueError(f"{v!r} is not a whole number")
+        if isinstance(v, str) and re.fullmatch(r"-?\d+", v.strip()):
+            v = int(v)
+        if not isinstance(v, int):
+            raise ValueError(f"{v!r} is not a whole number")
+        if lo is not None and v < lo or hi is not None and v > hi:
+            rng = f"from {lo} to {hi}" if hi is not None else f"{lo} or more"
+            raise ValueError(f"{v} is out of range (allowed: {rng})")
+        return v
+    return parse
+
+
+def _float_pos(v: Any) -> float:
+    if isinstance(v, bool):
+        raise ValueError(f"{v!r} is not a number")
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a number") from None
+    if not isinstance(v, (int, float)) or v <= 0 or v != v or v == float("inf"):
+        raise ValueError(f"{v!r} is not a positive number (like 1.5 for one and a half CPUs)")
+    return float(v)
+
+
+def _enum(*choices: str) -> Callable[[Any], str]:
+    def parse(v: Any) -> str:
+        if v not in choices:
+            raise ValueError(f"{v!r} is not one of: {', '.join(choices)}")
+        return v
+    return parse
+
+
+def _str_list(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError(f"{v!r} is not a list of strings")
+    return tuple(v)
+
+
+def _cmd(v: Any) -> tuple[str, ...]:
+    t = _str_list(v)
+    if not t or not t[0]:
+        raise ValueError("must name a program (like [\"/sbin/init\"])")
+    return t
+
+
+def parse_signal(v: Any) -> int:
+    """'SIGRTMIN+3', 'RTMIN+3', 'SIGPWR', 'TERM' or a number -> signal number."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if 1 <= v <= signal.SIGRTMAX:
+            return v
+        raise ValueError(f"{v} is not a signal number")
+    if not isinstance(v, str):
+        raise ValueError(f"{v!r} is not a signal")
+    s = v.strip().upper()
+    if s.isdigit():
+        return parse_signal(int(s))
+    if not s.startswith("SIG"):
+        s = "SIG" + s
+    m = re.fullmatch(r"SIGRTMIN(?:\+(\d+))?", s)
+    if m:
+        n = signal.SIGRTMIN + int(m.group(1) or 0)
+        if n <= signal.SIGRTMAX:
+            return n
+    m = re.fullmatch(r"SIGRTMAX(?:-(\d+))?", s)
+    if m:
+        n = signal.SIGRTMAX - int(m.group(1) or 0)
+        if n >= signal.SIGRTMIN:
+            return n
+    try:
+        return int(signal.Signals[s])
+    except KeyError:
+        raise ValueError(f"{v!r} is not a signal (like SIGRTMIN+3, SIGPWR, SIGTERM)") from None
+
+
+def _signal_name(v: Any) -> str:
+    parse_signal(v)
+    return v if isinstance(v, str) else str(v)
+
+
+_CPUSET_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+
+def _cpuset(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)
+    if not isinstance(v, str) or not _CPUSET_RE.match(v.replace(" ", "")):
+        raise ValueError(f"{v!r} is not a CPU list (like \"0-1\" or \"0,2\")")
+    for part in v.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            if int(a) > int(b):
+                raise ValueError(f"{v!r}: range {part} runs backwards")
+    return v.replace(" ", "")
+
+
+def _str_map(v: Any) -> dict[str, str]:
+    if not isinstance(v, dict):
+        raise ValueError(f"{v!r} is not a table of names to values")
+    out = {}
+    for k, x in v.items():
+        if isinstance(x, bool) or not isinstance(x, (str, int, float)):
+            raise ValueError(f"{k}: {x!r} is not a string or number")
+        out[str(k)] = str(x)
+    return out
+
+
+def _env_map(v: Any) -> dict[str, str]:
+    out = _str_map(v)
+    for k in out:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+            raise ValueError(f"{k!r} is not a valid environment variable name")
+    return out
+
+
+NAMESPACES = ("mnt", "pid", "uts", "ipc", "net", "cgroup", "user", "time")
+
+
+def _ns_list(v: Any) -> tuple[str, ...]:
+    t = _str_list(v)
+    for ns in t:
+        if ns not in NAMESPACES:
+            raise ValueError(f"{ns!r} is not a namespace (allowed: {', '.join(NAMESPACES)})")
+    return t
+
+
+CONTAINER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def _ns_share(v: Any) -> dict[str, str]:
+    m = _str_map(v)
+    for ns, target in m.items():
+        if ns not in NAMESPACES:
+            raise ValueError(f"{ns!r} is not a namespace (allowed: {', '.join(NAMESPACES)})")
+        if target != "host" and not CONTAINER_NAME_RE.match(target):
+            raise ValueError(f"{ns} = {target!r}: say \"host\" or a container name")
+    return m
+
+
+def _idmap(v: Any) -> tuple[tuple[int, int, int], ...]:
+    if not isinstance(v, list):
+        raise ValueError(f"{v!r} is not a list of [inside, outside, count] triples")
+    out = []
+    for e in v:
+        if (not isinstance(e, list) or len(e) != 3
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in e)
+                or e[2] == 0):
+            raise ValueError(f"{e!r} is not an [inside, outside, count] triple of whole numbers")
+        out.append((e[0], e[1], e[2]))
+    return tuple(out)
+
+
+CAPABILITIES = (
+    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid",
+    "setpcap", "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw",
+    "ipc_lock", "ipc_owner", "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct",
+    "sys_admin", "sys_boot", "sys_nice", "sys_resource", "sys_time", "sys_tty_config", "mknod",
+    "lease", "audit_write", "audit_control", "setfcap", "mac_override", "mac_admin", "syslog",
+    "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore",
+)
+
+
+def _caps(v: Any) -> tuple[str, ...]:
+    t = tuple(x.lower().removeprefix("cap_") for x in _str_list(v))
+    for c in t:
+        if c not in CAPABILITIES:
+            import difflib
+            near = difflib.get_close_matches(c, CAPABILITIES, 1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ValueError(f"{c!r} is not a capability{hint}")
+    return t
+
+
+def _abs_path(v: Any) -> str:
+    s = _nonempty_str(v)
+    if not s.startswith("/"):
+        raise ValueError(f"{s!r} is not an absolute path")
+    return s
+
+
+def _abs_path_list(v: Any) -> tuple[str, ...]:
+    return tuple(_abs_path(x) for x in _str_list(v))
+
+
+def _rel_or_abs_path(v: Any) -> str:
+    s = _nonempty_str(v)
+    if "\0" in s:
+        raise ValueError("contains a NUL byte")
+    return s
+
+
+def _addr_list(version: int) -> Callable[[Any], tuple[str, ...]]:
+    def parse(v: Any) -> tuple[str, ...]:
+        out = []
+        for a in _str_list(v):
+            try:
+                iface = ipaddress.ip_interface(a)
+            except ValueError:
+                raise ValueError(f"{a!r} is not an IPv{version} address with prefix "
+                                 f"(like {'10.0.3.50/24' if version == 4 else 'fd00::50/64'})") from None
+            if iface.version != version:
+                raise ValueError(f"{a!r} is not an IPv{version} address")
+            if "/" not in a:
+                raise ValueError(f"{a!r} needs a prefix length (like {a}/24)")
+            out.append(str(iface))
+        return tuple(out)
+    return parse
+
+
+def _gateway(version: int) -> Callable[[Any], str]:
+    def parse(v: Any) -> str:
+        s = _str(v)
+        if s in ("", "auto"):
+            return s
+        try:
+            a = ipaddress.ip_address(s)
+        except ValueError:
+            raise ValueError(f"{s!r} is not an IPv{version} address") from None
+        if a.version != version:
+            raise ValueError(f"{s!r} is not an IPv{version} address")
+        return s
+    return parse
+
+
+_HWADDR_RE = re.compile(r"^([0-9a-fA-F]{2}|xx):([0-9a-fA-F]{2}|xx):([0-9a-fA-F]{2}|xx):"
+                        r"([0-9a-fA-F]{2}|xx):([0-9a-fA-F]{2}|xx):([0-9a-fA-F]{2}|xx)$")
+
+
+def _hwaddr(v: Any) -> str:
+    s = _str(v)
+    if s and not _HWADDR_RE.match(s):
+        raise ValueError(f"{s!r} is not a MAC address (like 00:16:3e:xx:xx:xx)")
+    return s.lower()
+
+
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+
+
+def _ifname(v: Any) -> str:
+    s = _str(v)
+    if s and not _IFNAME_RE.match(s):
+        raise ValueError(f"{s!r} is not an interface name (1 to 15 letters, digits, . _ - :)")
+    return s
+
+
+PRLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
+            "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+def _prlimits(v: Any) -> dict[str, tuple[int, int]]:
+    if not isinstance(v, dict):
+        raise ValueError(f"{v!r} is not a table of limit names (like nofile = \"1024:4096\")")
+    out = {}
+    for k, x in v.items():
+        if k not in PRLIMITS:
+            raise ValueError(f"{k!r} is not a resource limit (allowed: {', '.join(PRLIMITS)})")
+
+        def one(s: Any) -> int:
+            if s == "unlimited":
+                return -1
+            if isinstance(s, int) and not isinstance(s, bool) and s >= 0:
+                return s
+            if isinstance(s, str) and s.isdigit():
+                return int(s)
+            raise ValueError(f"{k}: {x!r} is not a limit (a number, \"unlimited\" or \"soft:hard\")")
+        if isinstance(x, str) and ":" in x:
+            soft, hard = x.split(":", 1)
+            out[k] = (one(soft), one(hard))
+        else:
+            out[k] = (one(x), one(x))
+    return out
+
+
+def _hugepages(v: Any) -> dict[str, int]:
+    if not isinstance(v, dict):
+        raise ValueError(f"{v!r} is not a table of page sizes to limits (like \"2MB\" = \"64M\")")
+    out = {}
+    for k, x in v.items():
+        if not re.fullmatch(r"\d+[KMG]B", k):
+            raise ValueError(f"{k!r} is not a huge page size (like 2MB or 1GB)")
+        out[k] = parse_size(x)
+    return out
+
+
+def _raw_cgroup(v: Any) -> dict[str, str]:
+    m = _str_map(v)
+    for k in m:
+        if "/" in k or k.startswith(".") or "." not in k:
+            raise ValueError(f"{k!r} is not a cgroup file name (like \"memory.high\")")
+    return m
+
+
+def _ports(v: Any) -> tuple[str, ...]:
+    t = _str_list(v)
+    for p in t:
+        if not re.fullmatch(r"(tcp|udp)/\d{1,5}:\d{1,5}", p):
+            raise ValueError(f"{p!r} is not a port forward (like \"tcp/8080:80\")")
+    return t
+
+
+def _mount_options(v: Any) -> tuple[str, ...]:
+    t = _str_list(v)
+    for o in t:
+        if o.startswith("create=") and o not in ("create=dir", "create=file"):
+            raise ValueError(f"{o!r}: create= takes dir or file")
+    return t
+
+
+SIZE = Kind("size", parse_size, "512M")
+STR = Kind("string", _str)
+NONEMPTY = Kind("string", _nonempty_str)
+BOOL = Kind("bool", _bool, "true")
+INT = Kind("int", _int())
+UINT = Kind("int", _int(0))
+STRLIST = Kind("list of strings", _str_list, '["a", "b"]')
+CMD = Kind("command", _cmd, '["/sbin/init"]')
+SIGNAL = Kind("signal", _signal_name, "SIGRTMIN+3")
+
+# ---------------------------------------------------------------------------
+# The table
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str                    # dotted, relative to its section's root ("limits.memory")
+    kind: Kind
+    default: Any
+    help: str
+    live: bool = False          # may be changed on a running container (lxpy-cgroup / --live)
+
+    def parse(self, value: Any) -> Any:
+        return self.kind.parse(value)
+
+
+def S(key, kind, default, help, parse=None, name=None, example="", live=False) -> Setting:
+    if parse is not None:
+        kind = Kind(name or kind, parse, example)
+    return Setting(key, kind, default, help, live)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    S("include", "list of profiles", (), "Profiles merged in order before this file "
+      "(shipped in config/, or /etc/lxpy/profiles/NAME.toml).", parse=_str_list),
+    S("hostname", NONEMPTY, "", "The container's hostname (default: its name)."),
+    S("arch", STR, "", "Architecture of the rootfs (informational, set at create)."),
+    S("template", STR, "", "Template the container was created from (set at create)."),
+
+    S("rootfs.backend", "backend", "dir", "Storage backend: dir, overlay or btrfs.",
+      parse=_enum("dir", "overlay", "btrfs")),
+    S("rootfs.path", "path", "rootfs", "The rootfs, relative to the container directory "
+      "or absolute.", parse=_rel_or_abs_path),
+    S("rootfs.lower", "path", "", "overlay: the read-only lower tree (the cache or an origin "
+      "container's rootfs).", parse=lambda v: _str(v)),
+    S("rootfs.origin", STR, "", "The container this one is a snapshot clone of, if any."),
+
+    S("init.cmd", CMD, ("/sbin/init",), "The container's PID 1 and its arguments."),
+    S("init.cwd", "path", "/", "Working directory of init.", parse=_abs_path),
+    S("init.uid", UINT, 0, "User id init runs as."),
+    S("init.gid", UINT, 0, "Group id init runs as."),
+    S("init.halt_signal", SIGNAL, "SIGRTMIN+3", "Signal that asks init to power off "
+      "(systemd: SIGRTMIN+3; busybox: SIGUSR1; sysvinit: SIGPWR)."),
+    S("init.reboot_signal", SIGNAL, "SIGINT", "Signal that asks init to reboot."),
+    S("init.stop_signal", SIGNAL, "SIGKILL", "Signal sent to every process when the stop "
+      "timeout runs out."),
+    S("init.stop_timeout", "int", 60, "Seconds lxpy-stop waits for a clean shutdown.",
+      parse=_int(0, 86400)),
+
+    S("environment", "table", {}, "Environment variables for init and attached commands.",
+      parse=_env_map),
+
+    S("namespaces.create", "list of namespaces", ("mnt", "pid", "uts", "ipc", "net", "cgroup"),
+      "Namespaces the container gets of its own.", parse=_ns_list),
+    S("namespaces.share", "table", {}, "Namespaces shared with \"host\" or another running "
+      "container by name, like { net = \"db1\" }.", parse=_ns_share),
+
+    S("limits.memory", SIZE, None, "Hard memory limit (v2 memory.max, v1 "
+      "memory.limit_in_bytes).", live=True),
+    S("limits.memory_high", SIZE, None, "Memory level above which the container is throttled "
+      "and reclaimed (v2 memory.high, v1 memory.soft_limit_in_bytes).", live=True),
+    S("limits.memory_swap", SIZE, None, "Memory plus swap limit (v2 memory.swap.max = this - "
+      "memory, v1 memory.memsw.limit_in_bytes).", live=True),
+    S("limits.cpus", "number", None, "CPU quota in CPUs, like 1.5 (v2 cpu.max, v1 "
+      "cpu.cfs_quota_us).", parse=_float_pos, live=True),
+    S("limits.cpu_weight", "int", None, "Relative CPU weight 1-10000, default 100 (v2 "
+      "cpu.weight, v1 cpu.shares).", parse=_int(1, 10000), live=True),
+    S("limits.cpuset", "cpu list", None, "CPUs the container may run on, like \"0-1\".",
+      parse=_cpuset, live=True),
+    S("limits.cpuset_mems", "node list", None, "Memory nodes the container may use.",
+      parse=_cpuset, live=True),
+    S("limits.pids", "int", None, "Maximum number of tasks (v2/v1 pids.max).",
+      parse=_int(1), live=True),
+    S("limits.io_weight", "int", None, "Relative block I/O weight 1-10000 (v2 io.weight, v1 "
+      "blkio.weight scaled to 10-1000).", parse=_int(1, 10000), live=True),
+    S("limits.hugepages", "table", {}, "Huge page limits per page size, like "
+      "{ \"2MB\" = \"64M\" }.", parse=_hugepages, live=True),
+    S("limits.raw.v1", "table", {}, "Raw cgroup v1 files to write, applied only on v1 "
+      "(like \"memory.swappiness\" = \"10\").", parse=_raw_cgroup),
+    S("limits.raw.v2", "table", {}, "Raw cgroup v2 files to write, applied only on v2 "
+      "(like \"memory.high\" = \"400M\").", parse=_raw_cgroup),
+
+    S("devices.allow", "list of devices", (), "Devices beyond the default set (null zero full "
+      "random urandom tty console ptmx pts): fuse, tun, kvm, loop.",
+      parse=lambda v: tuple(_enum("fuse", "tun", "kvm", "loop")(x) for x in _str_list(v))),
+
+    S("idmap.uid", "idmap", (), "User id map, [[inside, outside, count]]; set both uid and "
+      "gid for an unprivileged container.", parse=_idmap),
+    S("idmap.gid", "idmap", (), "Group id map, [[inside, outside, count]].", parse=_idmap),
+
+    S("security.cap_drop", "list of capabilities", ("mac_admin", "mac_override", "sys_time",
+      "sys_module", "sys_rawio"), "Capabilities removed from the container.", parse=_caps),
+    S("security.cap_keep", "list of capabilities", (), "If set, only these capabilities are "
+      "kept (cap_drop is then ignored).", parse=_caps),
+    S("security.seccomp", "profile", "default", "Seccomp profile: default (deny kexec, "
+      "module loading, open_by_handle_at ...), none, or an absolute path to a profile.",
+      parse=lambda v: v if v in ("default", "none") else _abs_path(v)),
+    S("security.no_new_privs", BOOL, False, "Set PR_SET_NO_NEW_PRIVS for init and attached "
+      "commands."),
+    S("security.masked_paths", "list of paths", (
+        "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/kallsyms",
+        "/proc/latency_stats", "/proc/timer_stats", "/proc/scsi", "/proc/acpi",
+        "/sys/firmware", "/sys/devices/virtual/powercap"),
+      "Paths hidden from the container (an empty file or tmpfs over them).",
+      parse=_abs_path_list),
+    S("security.readonly_paths", "list of paths", (
+        "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"),
+      "Paths mounted read-only in the container.", parse=_abs_path_list),
+    S("security.prlimits", "table", {}, "Resource limits for init, like { nofile = "
+      "\"1024:4096\" }.", parse=_prlimits),
+    S("security.sysctl", "table", {}, "Namespaced sysctls set before init, like "
+      "{ \"net.ipv4.ip_forward\" = \"1\" }.", parse=_str_map),
+
+    S("tty.max", "int", 4, "Number of ttys (/dev/tty1..N) for gettys.", parse=_int(0, 64)),
+    S("tty.ptys", "int", 1024, "Maximum number of ptys in the container's devpts.",
+      parse=_int(1, 1 << 20)),
+    S("console.log", BOOL, True, "Keep a log of the console."),
+    S("console.log_size", SIZE, 1 << 20, "Size at which the console log is rotated."),
+
+    S("hooks.pre_start", STRLIST, (), "Commands run on the host before the namespaces are made."),
+    S("hooks.start", STRLIST, (), "Commands run in the container right before init is executed."),
+    S("hooks.stop", STRLIST, (), "Commands run on the host when the container stops, before "
+      "cleanup."),
+    S("hooks.post_stop", STRLIST, (), "Commands run on the host after the container stopped."),
+    S("hooks.clone", STRLIST, (), "Commands run on the host after the container was cloned."),
+    S("hooks.destroy", STRLIST, (), "Commands run on the host before the container is "
+      "destroyed."),
+
+    S("autostart.enabled", BOOL, False, "Start the container at boot (lxpy.service / "
+      "lxpy-autostart)."),
+    S("autostart.order", INT, 0, "Start order, ascending; stop is the reverse."),
+    S("autostart.delay", "int", 0, "Seconds to wait after starting this container.",
+      parse=_int(0, 3600)),
+    S("autostart.groups", STRLIST, (), "Autostart groups the container belongs to."),
+)
+
+# Array-of-tables sections: a list of items, each with its own small table.
+MOUNT_SETTINGS: tuple[Setting, ...] = (
+    S("source", STR, "", "What to mount: a host path (bind), or a name for tmpfs."),
+    S("target", "path", "", "Where, inside the container.", parse=_abs_path),
+    S("type", "mount type", "bind", "bind, tmpfs or overlay.",
+      parse=_enum("bind", "tmpfs", "overlay")),
+    S("options", "list of options", (), "mount(8) options, plus create=dir|file and optional.",
+      parse=_mount_options),
+)
+
+NET_SETTINGS: tuple[Setting, ...] = (
+    S("type", "net type", "veth", "veth, macvlan, phys, empty or none.",
+      parse=_enum("veth", "macvlan", "phys", "empty", "none")),
+    S("link", STR, "", "veth: bridge to attach the host end to; macvlan/phys: host device."),
+    S("name", "interface name", "eth0", "Interface name inside the container.", parse=_ifname),
+    S("veth_host", "interface name", "", "veth: name of the host end (default: from the "
+      "container's name).", parse=_ifname),
+    S("hwaddr", "MAC address", "", "MAC address; xx is filled with random digits at create.",
+      parse=_hwaddr),
+    S("mtu", "int", 0, "MTU (0: the kernel's default).", parse=_int(0, 65535)),
+    S("macvlan_mode", "mode", "bridge", "macvlan: private, vepa, bridge or passthru.",
+      parse=_enum("private", "vepa", "bridge", "passthru")),
+    S("ipv4", "list of addresses", (), "Static IPv4 addresses with prefix.", parse=_addr_list(4)),
+    S("ipv6", "list of addresses", (), "Static IPv6 addresses with prefix.", parse=_addr_list(6)),
+    S("gateway4", "address", "", "IPv4 default gateway (or \"auto\": the bridge's address).",
+      parse=_gateway(4)),
+    S("gateway6", "address", "", "IPv6 default gateway.", parse=_gateway(6)),
+    S("dhcp", BOOL, False, "Ask for an address by DHCP inside the guest."),
+    S("forward", "list of ports", (), "Published ports, like [\"tcp/8080:80\"].", parse=_ports),
+)
+
+LIST_SECTIONS: dict[str, tuple[Setting, ...]] = {"mount": MOUNT_SETTINGS, "net": NET_SETTINGS}
+
+BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+
+# Keys whose value is a table of arbitrary names (not sections to descend into).
+TABLE_VALUED = {s.key for s in SETTINGS if s.kind.name == "table"}
+
+
+def all_keys() -> list[str]:
+    keys = list(BY_KEY)
+    for sec, table in LIST_SECTIONS.items():
+        keys += [f"{sec}.N.{s.key}" for s in table]
+    return keys
+
+
+@dataclass(frozen=True)
+class SystemSetting:
+    key: str
+    default: Any
+    help: str
+
+
+# /etc/lxpy/lxpy.toml
+SYSTEM_SETTINGS: tuple[SystemSetting, ...] = (
+    SystemSetting("lxpath", "/var/lib/lxpy", "Where containers live (-P overrides)."),
+    SystemSetting("cache", "/var/cache/lxpy", "Where bootstrapped rootfs trees are cached."),
+    SystemSetting("backend", "dir", "Default storage backend for lxpy-create."),
+    SystemSetting("cgroup_parent", "lxpy", "Parent cgroup for containers."),
+    SystemSetting("log_dir", "/var/log/lxpy", "Where console and lxpy logs go."),
+    SystemSetting("net.bridge", "lxpybr0", "The managed bridge."),
+    SystemSetting("net.subnet", "10.0.3.0/24", "Subnet of the managed bridge."),
+    SystemSetting("net.dhcp_range", "10.0.3.2,10.0.3.254", "DHCP range."),
+    SystemSetting("net.domain", "lxpy", "DNS domain of containers."),
+    SystemSetting("net.ipv6", False, "IPv6 on the managed bridge."),
+)
+
+_ = field  # keep dataclasses.field importable for callers that extend the table
