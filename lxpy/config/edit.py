@@ -1,0 +1,154 @@
+"""Comment-preserving edits of a config.toml (tomlkit), validated before they land."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .schema import BY_KEY, LIST_SECTIONS, Setting
+
+
+def _setting_for(key: str) -> tuple[Setting, list[str | int]]:
+    """The table entry for a dotted key and the path to it in the TOML document."""
+    parts = key.split(".")
+    if parts[0] in LIST_SECTIONS:
+        if len(parts) != 3 or not parts[1].isdigit():
+            raise ConfigError(f"{key!r}: say which entry, like {parts[0]}.0."
+                              f"{parts[-1] if len(parts) > 1 else 'KEY'}")
+        table = {s.key: s for s in LIST_SECTIONS[parts[0]]}
+        if parts[2] not in table:
+            from .load import _did_you_mean
+            raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}")
+        return table[parts[2]], [parts[0], int(parts[1]), parts[2]]
+    if key not in BY_KEY:
+        from .load import _did_you_mean
+        raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}",
+                          "lxpy-config help lists the keys")
+    return BY_KEY[key], parts
+
+
+def coerce(setting: Setting, key: str, text: Any) -> Any:
+    """Turn a command-line string into the TOML value to store (validated)."""
+    value: Any = text
+    if isinstance(text, str):
+        s = text.strip()
+        kind = setting.kind.name
+        if kind in ("int", "number"):
+            try:
+                value = int(s)
+            except ValueError:
+                try:
+                    value = float(s)
+                except ValueError:
+                    value = s
+        elif kind == "bool":
+            value = s.lower() in ("true", "yes", "on", "1") if s.lower() in (
+                "true", "yes", "on", "1", "false", "no", "off", "0") else s
+        elif kind in ("table", "idmap") or (s.startswith("[") or s.startswith("{")):
+            import tomllib
+            try:
+                value = tomllib.loads(f"v = {s}")["v"]
+            except tomllib.TOMLDecodeError:
+                example = setting.kind.example or '["a"]'
+                raise ConfigError(f"{key}: {text!r} is not a TOML value (like {example})") from None
+        elif "list" in kind or kind == "command":
+            value = [x.strip() for x in s.split(",") if x.strip()] if s else []
+    try:
+        setting.parse(value)
+    except ValueError as e:
+        raise ConfigError(f"{key}: {e}") from None
+    return value
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            st = path.stat()
+            os.chmod(tmp, st.st_mode & 0o7777)
+        except FileNotFoundError:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _doc(path: Path):
+    import tomlkit
+    try:
+        return tomlkit.parse(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except Exception as e:  # tomlkit raises its own parse errors
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def _store(doc, path_parts: list[str | int], value: Any, key: str) -> None:
+    import tomlkit
+    node = doc
+    for i, p in enumerate(path_parts[:-1]):
+        if isinstance(p, int):
+            if p >= len(node):
+                raise ConfigError(f"{key}: there is no {path_parts[0]} entry {p} in this file "
+                                  f"(it has {len(node)}); add entries as [[{path_parts[0]}]]")
+            node = node[p]
+            continue
+        nxt = path_parts[i + 1]
+        if p not in node:
+            if isinstance(nxt, int):
+                raise ConfigError(f"{key}: this file has no [[{p}]] entries")
+            node[p] = tomlkit.table()
+        node = node[p]
+    node[path_parts[-1]] = value
+
+
+def _remove(doc, path_parts: list[str | int]) -> bool:
+    node = doc
+    for p in path_parts[:-1]:
+        try:
+            node = node[p]
+        except (KeyError, IndexError):
+            return False
+    last = path_parts[-1]
+    if last in node:
+        del node[last]
+        return True
+    return False
+
+
+def set_keys(path: Path, changes: dict[str, Any], unset: list[str] = ()) -> None:
+    """Set (and unset) dotted keys in path, keeping comments and order; the result is
+    validated (with profiles) before it replaces the file."""
+    from .load import validate, _expand
+    path = Path(path)
+    doc = _doc(path)
+    for key, text in changes.items():
+        setting, parts = _setting_for(key)
+        _store(doc, parts, coerce(setting, key, text), key)
+    for key in unset:
+        _setting_for(key)
+        _, parts = _setting_for(key)
+        _remove(doc, parts)
+    import tomlkit
+    text = tomlkit.dumps(doc)
+    import tomllib
+    data = tomllib.loads(text)
+    files: list[str] = []
+    merged = _expand(data, path, (path.resolve(),), files)
+    validate(merged, str(path), tuple(files))
+    _atomic_write(path, text)
+
+
+def write_new(path: Path, text: str) -> None:
+    _atomic_write(Path(path), text)
