@@ -6,9 +6,9 @@ import errno
 import fcntl
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from .config.schema import CONTAINER_NAME_RE
 from .errors import ContainerNotFound, LockBusy, UsageError
@@ -41,7 +41,7 @@ class Container:
     def exists(self) -> bool:
         return self.config_path.is_file()
 
-    def require(self) -> "Container":
+    def require(self) -> Container:
         if not self.exists():
             raise ContainerNotFound(f"container {self.name!r} does not exist in {self.lxpath}",
                                     "lxpy-ls lists the containers there; -P picks another lxpath")
@@ -96,7 +96,7 @@ class Container:
 
     # -- listing --------------------------------------------------------------
     @staticmethod
-    def all(lxpath: Path | str | None = None) -> list["Container"]:
+    def all(lxpath: Path | str | None = None) -> list[Container]:
         root = Path(lxpath) if lxpath else default_lxpath()
         try:
             names = sorted(os.listdir(root))

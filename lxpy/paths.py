@@ -7,7 +7,7 @@ import hashlib
 import os
 import tomllib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .config.schema import SYSTEM_SETTINGS
@@ -41,7 +41,7 @@ class SystemConfig:
     source: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def system_config() -> SystemConfig:
     path = Path(os.environ.get("LXPY_CONFIG", SYSTEM_CONFIG))
     data: dict = {}

@@ -75,6 +75,11 @@ def run_command(verb: str, commands: dict[str, str], argv: list[str]) -> int:
         mod = importlib.import_module(commands[verb])
         own, extra = _split_extra(argv)
         parser = build_parser(verb, mod)
+        pre = getattr(mod, "pre_parse", None)
+        if pre is not None:
+            status = pre(parser, own, extra)
+            if status is not None:
+                return status
         args = parser.parse_args(own)
         args.extra = extra
         if getattr(mod, "TAKES_NAME", True):
@@ -96,7 +101,7 @@ def run_command(verb: str, commands: dict[str, str], argv: list[str]) -> int:
         return 1
     except SystemExit:
         raise
-    except Exception as e:  # noqa: BLE001 - the one place that turns errors into statuses
+    except Exception as e:
         from lxpy.errors import LxpyError
         if isinstance(e, LxpyError):
             if debug:

@@ -130,7 +130,7 @@ def _remove(doc, path_parts: list[str | int]) -> bool:
 def set_keys(path: Path, changes: dict[str, Any], unset: list[str] = ()) -> None:
     """Set (and unset) dotted keys in path, keeping comments and order; the result is
     validated (with profiles) before it replaces the file."""
-    from .load import validate, _expand
+    from .load import _expand, validate
     path = Path(path)
     doc = _doc(path)
     for key, text in changes.items():

@@ -219,9 +219,7 @@ def _expand(data: dict[str, Any], source: Path, seen: tuple[Path, ...],
 def _walk(data: dict[str, Any], prefix: str, where: str, out: dict[str, Any]) -> None:
     for k, v in data.items():
         key = f"{prefix}{k}"
-        if key in BY_KEY:
-            out[key] = v
-        elif key in LIST_SECTIONS and not prefix:
+        if key in BY_KEY or key in LIST_SECTIONS and not prefix:
             out[key] = v
         elif isinstance(v, dict) and any(s.startswith(key + ".") for s in BY_KEY):
             _walk(v, key + ".", where, out)

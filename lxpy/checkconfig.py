@@ -1,0 +1,130 @@
+"""What this kernel and host support, as lxc-checkconfig tells it: each item yes/no + hint."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Check:
+    section: str
+    name: str
+    ok: bool | None          # None: unknown / informational
+    detail: str = ""
+    hint: str = ""
+    required: bool = True
+    info: bool = False       # a fact to show, not a feature to check
+
+
+def _kconfig() -> dict[str, str]:
+    cands = [Path("/proc/config.gz"), Path(f"/boot/config-{platform.release()}")]
+    for p in cands:
+        try:
+            raw = gzip.open(p, "rt").read() if p.suffix == ".gz" else p.read_text()
+        except OSError:
+            continue
+        out = {}
+        for line in raw.splitlines():
+            if line.startswith("CONFIG_") and "=" in line:
+                k, v = line.split("=", 1)
+                out[k] = v
+        return out
+    return {}
+
+
+def _kc(kc: dict[str, str], key: str) -> bool | None:
+    if not kc:
+        return None
+    return kc.get(key) in ("y", "m")
+
+
+def _filesystems() -> set[str]:
+    try:
+        return {line.split()[-1] for line in open("/proc/filesystems") if line.strip()}
+    except OSError:
+        return set()
+
+
+def checks() -> list[Check]:
+    kc = _kconfig()
+    out: list[Check] = []
+    ns_files = {"mnt": "Mount", "pid": "PID", "uts": "UTS", "ipc": "IPC", "net": "Network",
+                "cgroup": "Cgroup", "user": "User", "time": "Time"}
+    for ns, label in ns_files.items():
+        ok = os.path.exists(f"/proc/self/ns/{ns}")
+        out.append(Check("Namespaces", f"{label} namespace", ok, required=ns not in ("time",),
+                         hint="" if ok else f"enable CONFIG_{ns.upper()}_NS in the kernel"))
+    try:
+        maxu = int(Path("/proc/sys/user/max_user_namespaces").read_text())
+    except (OSError, ValueError):
+        maxu = -1
+    out.append(Check("Namespaces", "User namespaces allowed", maxu > 0 if maxu >= 0 else None,
+                     f"max_user_namespaces={maxu}" if maxu >= 0 else "",
+                     "sysctl -w user.max_user_namespaces=15000", required=False))
+    clone = Path("/proc/sys/kernel/unprivileged_userns_clone")
+    if clone.exists():
+        v = clone.read_text().strip()
+        out.append(Check("Namespaces", "Unprivileged user namespaces", v == "1",
+                         f"unprivileged_userns_clone={v}",
+                         "sysctl -w kernel.unprivileged_userns_clone=1", required=False))
+
+    try:
+        from . import cgroups
+        lay = cgroups.layout()
+        kind = getattr(lay, "kind", None) or getattr(lay, "version", None) or str(lay)
+        out.append(Check("Cgroups", "Cgroup layout", True, str(kind), info=True))
+        ctrls = getattr(lay, "controllers", None)
+        if ctrls:
+            out.append(Check("Cgroups", "Controllers", True, " ".join(sorted(ctrls)), info=True))
+        try:
+            sup = cgroups.driver().supported()
+        except Exception:  # noqa: BLE001 - report what we can
+            sup = {}
+        for key, (ok, why) in sorted(sup.items()):
+            out.append(Check("Cgroups", key, ok, "" if ok else why, required=False))
+    except (ImportError, AttributeError):
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+        out.append(Check("Cgroups", "Cgroup layout", True, "v2" if v2 else "v1 or hybrid",
+                         info=True))
+    for key, label in (("CONFIG_CGROUP_DEVICE", "Cgroup device (v1)"),
+                       ("CONFIG_CGROUP_BPF", "Cgroup BPF (v2 device policy)"),
+                       ("CONFIG_CGROUP_FREEZER", "Cgroup freezer (v1)"),
+                       ("CONFIG_CPUSETS", "Cgroup cpuset"),
+                       ("CONFIG_MEMCG", "Cgroup memory"),
+                       ("CONFIG_CGROUP_PIDS", "Cgroup pids"),
+                       ("CONFIG_CGROUP_SCHED", "Cgroup cpu")):
+        out.append(Check("Cgroups", label, _kc(kc, key), hint=f"enable {key}"))
+
+    fss = _filesystems()
+    out.append(Check("Storage", "overlayfs", "overlay" in fss or _kc(kc, "CONFIG_OVERLAY_FS"),
+                     hint="modprobe overlay", required=False))
+    out.append(Check("Storage", "btrfs", "btrfs" in fss or _kc(kc, "CONFIG_BTRFS_FS"),
+                     hint="modprobe btrfs; apt install btrfs-progs", required=False))
+    rel = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2] if x.isdigit())
+    out.append(Check("Storage", "Idmapped mounts", rel >= (5, 12) if rel else None,
+                     f"kernel {platform.release()}", "needs Linux 5.12 or newer", required=False))
+
+    for key, label, req in (("CONFIG_VETH", "veth", True), ("CONFIG_BRIDGE", "bridge", True),
+                            ("CONFIG_MACVLAN", "macvlan", False),
+                            ("CONFIG_NF_TABLES", "nftables (NAT, port forwards)", False)):
+        out.append(Check("Network", label, _kc(kc, key), hint=f"enable {key}", required=req))
+
+    seccomp = _kc(kc, "CONFIG_SECCOMP_FILTER")
+    try:
+        import ctypes.util
+        lib = ctypes.util.find_library("seccomp")
+    except Exception:  # noqa: BLE001
+        lib = None
+    out.append(Check("Security", "Seccomp filters", seccomp, hint="enable CONFIG_SECCOMP_FILTER"))
+    out.append(Check("Security", "libseccomp", lib is not None, lib or "",
+                     "apt install libseccomp2", required=False))
+    out.append(Check("Security", "Capabilities", os.path.exists("/proc/self/status")))
+    out.append(Check("Misc", "pidfd_open", rel >= (5, 3) if rel else None,
+                     hint="needs Linux 5.3 or newer"))
+    out.append(Check("Misc", "openat2 (symlink-safe writes)", rel >= (5, 6) if rel else None,
+                     hint="needs Linux 5.6 or newer"))
+    return out

@@ -1,0 +1,78 @@
+"""lxpy-create: make a container from a template."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HELP = "Create a container from a template (debian, busybox, local, or a template path)."
+EPILOG = """examples:
+  lxpy-create -n web1 -t debian -- -r bookworm --packages openssh-server,vim
+  lxpy-create -n bb -t busybox
+  lxpy-create -n imp -t local -- --file /srv/rootfs.tar.xz
+  lxpy-create -t debian -h            the options the debian template takes after --"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("-t", "--template", help="template name or path")
+    p.add_argument("-B", "--bdev", "--backend", dest="backend", metavar="BACKEND",
+                   help="storage backend: dir, overlay, btrfs or best (default from "
+                        "/etc/lxpy/lxpy.toml)")
+    p.add_argument("-f", "--config", dest="extra_config", metavar="FILE",
+                   help="extra TOML merged into the container's config")
+    p.add_argument("--flush-cache", action="store_true",
+                   help="bootstrap the template's rootfs again instead of using the cache")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def pre_parse(parser, own: list[str], extra: list[str] | None):
+    """`lxpy-create -t debian -h` also shows the template's own options."""
+    if not ({"-h", "--help"} & set(own)) or not ({"-t", "--template"} & set(own)):
+        return None
+    i = max(own.index(o) for o in ("-t", "--template") if o in own)
+    if i + 1 >= len(own):
+        return None
+    parser.print_help()
+    from lxpy import templates
+    from lxpy.errors import LxpyError
+    try:
+        t = templates.find(own[i + 1])
+    except LxpyError as e:
+        print(f"\n{e}", file=sys.stderr)
+        return 1
+    print(f"\noptions of template {t.name!r} (after --):\n{t.help()}")
+    return 0
+
+
+def run(args) -> int:
+    from lxpy.create import CreateRequest, create
+    from lxpy.errors import UsageError
+    if not args.template:
+        raise UsageError("which template? give -t debian, -t busybox, -t local or a path")
+    if args.extra_config and not Path(args.extra_config).is_file():
+        raise UsageError(f"-f {args.extra_config}: no such file")
+    progress = None
+    if not args.quiet and sys.stderr.isatty():
+        def progress(msg: str) -> None:
+            sys.stderr.write(f"\r\033[K{msg[:100]}")
+            sys.stderr.flush()
+    from lxpy.paths import default_lxpath
+    req = CreateRequest(name=args.name, lxpath=Path(args.lxpath) if args.lxpath else
+                        default_lxpath(), template=args.template,
+                        template_args=args.extra or [], backend=args.backend,
+                        extra_config=Path(args.extra_config) if args.extra_config else None,
+                        flush_cache=args.flush_cache, progress=progress)
+    import signal
+
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGHUP, _term)
+    try:
+        c = create(req)
+    finally:
+        if progress:
+            sys.stderr.write("\r\033[K")
+    if not args.quiet:
+        print(f"created {c.name} in {c.dir}")
+    return 0

@@ -1,0 +1,125 @@
+"""lxpy-info: what a container is and how it is doing."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+HELP = "Show a container's state, pid, rootfs, backend, disk and resource use, addresses."
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-s", "--state", action="store_true", help="only the state")
+    p.add_argument("-p", "--pid", action="store_true", help="only the init pid")
+    p.add_argument("-H", "--no-humanize", action="store_true", help="raw numbers")
+    p.add_argument("--no-size", action="store_true", help="skip the disk usage (faster)")
+
+
+def _human(n, raw: bool) -> str:
+    if n is None:
+        return "-"
+    if raw or not isinstance(n, (int, float)):
+        return str(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.2f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return str(n)
+
+
+def gather(c, with_size: bool = True) -> dict:
+    from lxpy.status import addresses, cgroup_stats, state_of, unprivileged
+    cfg = c.config
+    st = state_of(c)
+    info: dict = {
+        "name": c.name,
+        "state": st.state,
+        "pid": st.pid,
+        "hostname": cfg.hostname or c.name,
+        "template": cfg.template or None,
+        "path": str(c.dir),
+        "config": str(c.config_path),
+        "config_files": list(cfg.files),
+        "rootfs": str(c.rootfs),
+        "backend": cfg.rootfs.backend,
+        "lower": cfg.rootfs.lower or None,
+        "origin": cfg.rootfs.origin or None,
+        "autostart": {"enabled": cfg.autostart.enabled, "order": cfg.autostart.order,
+                      "delay": cfg.autostart.delay, "groups": list(cfg.autostart.groups)},
+        "unprivileged": unprivileged(cfg),
+        "limits": {k.removeprefix("limits."): v for k, v in cfg.values.items()
+                   if k.startswith("limits.") and v not in (None, {}, ())},
+    }
+    if st.extra:
+        for k in ("cgroup", "started", "console_log"):
+            if st.extra.get(k) is not None:
+                info[k] = st.extra[k]
+    if with_size:
+        try:
+            from lxpy import storage
+            info["disk_usage"] = storage.get(cfg.rootfs.backend).usage(c.dir, cfg)
+        except Exception:  # noqa: BLE001 - size is informational
+            info["disk_usage"] = None
+    info["resources"] = cgroup_stats(c, st)
+    info["interfaces"] = addresses(st.pid) if st.pid else {}
+    return info
+
+
+def run(args) -> int:
+    from lxpy.container import Container
+    c = Container(args.name, args.lxpath).require()
+    if args.state or args.pid:
+        from lxpy.status import state_of
+        st = state_of(c)
+        if args.state:
+            print(f"State: {st.state}" if not args.pid else f"State: {st.state}")
+        if args.pid:
+            print(f"PID: {st.pid or '-'}")
+        return 0
+    info = gather(c, with_size=not args.no_size)
+    if args.json:
+        json.dump(info, sys.stdout, indent=2, default=str)
+        print()
+        return 0
+    raw = args.no_humanize
+    lines = [
+        ("Name", info["name"]), ("State", info["state"]), ("PID", info["pid"] or "-"),
+        ("Hostname", info["hostname"]), ("Template", info["template"] or "-"),
+        ("Path", info["path"]), ("Rootfs", info["rootfs"]), ("Backend", info["backend"]),
+    ]
+    if info["lower"]:
+        lines.append(("Lower", info["lower"]))
+    if info["origin"]:
+        lines.append(("Origin", info["origin"]))
+    if "disk_usage" in info:
+        lines.append(("Disk use", _human(info["disk_usage"], raw)))
+    a = info["autostart"]
+    lines.append(("Autostart", f"{'yes' if a['enabled'] else 'no'} (order {a['order']}, "
+                               f"delay {a['delay']}s, groups {','.join(a['groups']) or '-'})"))
+    lines.append(("Unprivileged", "yes" if info["unprivileged"] else "no"))
+    for k, v in info["limits"].items():
+        lines.append((f"Limit {k}", _human(v, raw) if k.startswith("memory") else v))
+    if "cgroup" in info:
+        lines.append(("Cgroup", info["cgroup"]))
+    r = info["resources"]
+    names = {"memory_current": "Memory use", "memory_peak": "Memory peak",
+             "swap_current": "Swap use", "cpu_usage_ns": "CPU use", "pids_current": "Tasks",
+             "oom_kills": "OOM kills", "freezer": "Freezer"}
+    for k, v in r.items():
+        label = names.get(k, k)
+        if k == "cpu_usage_ns" and isinstance(v, (int, float)) and not raw:
+            v = f"{v / 1e9:.2f} seconds"
+        elif k.startswith(("memory", "swap")) and not raw:
+            v = _human(v, raw)
+        lines.append((label, v))
+    for ifname, a in info["interfaces"].items():
+        if ifname == "lo":
+            continue
+        addrs = ", ".join(a.get("ipv4", []) + a.get("ipv6", [])) or "-"
+        lines.append((f"Link {ifname}", f"{a.get('mac', '-')} {addrs} rx {_human(a.get('rx_bytes'), raw)}"
+                                        f" tx {_human(a.get('tx_bytes'), raw)}"))
+    w = max(len(k) for k, _ in lines) + 1
+    for k, v in lines:
+        print(f"{(k + ':').ljust(w)} {v}")
+    return 0

@@ -1,0 +1,81 @@
+"""What lxpy-ls and lxpy-info report about a container: gathered here, printed by cli/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .container import Container
+
+
+@dataclass
+class Status:
+    state: str
+    pid: int | None = None
+    extra: dict[str, Any] | None = None
+
+
+def state_of(c: Container) -> Status:
+    try:
+        from .runtime.state import query
+    except ImportError:
+        return Status("STOPPED")
+    info = query(c)
+    return Status(getattr(info, "state", "STOPPED"), getattr(info, "pid", None),
+                  getattr(info, "__dict__", None))
+
+
+def addresses(pid: int | None) -> dict[str, dict[str, Any]]:
+    if not pid:
+        return {}
+    try:
+        from .net import addresses as net_addresses
+    except ImportError:
+        return {}
+    try:
+        return net_addresses(pid)
+    except (OSError, Exception):  # noqa: BLE001 - a racing stop must not break a listing
+        return {}
+
+
+def ips(addrs: dict[str, dict[str, Any]], family: str) -> list[str]:
+    out = []
+    for ifname, a in addrs.items():
+        if ifname == "lo":
+            continue
+        out += [x.split("/")[0] for x in a.get(family, [])]
+    return out
+
+
+def unprivileged(cfg) -> bool:
+    return bool(cfg.idmap.uid) or "user" in cfg.namespaces.create
+
+
+def listing_row(c: Container, fancy: bool) -> dict[str, Any]:
+    st = state_of(c)
+    row: dict[str, Any] = {"name": c.name, "state": st.state}
+    if fancy:
+        cfg = c.config
+        addrs = addresses(st.pid) if st.state in ("RUNNING", "FROZEN", "FREEZING") else {}
+        row.update({
+            "autostart": cfg.autostart.enabled,
+            "groups": list(cfg.autostart.groups),
+            "ipv4": ips(addrs, "ipv4"),
+            "ipv6": ips(addrs, "ipv6"),
+            "unprivileged": unprivileged(cfg),
+            "pid": st.pid,
+        })
+    return row
+
+
+def cgroup_stats(c: Container, st: Status) -> dict[str, Any]:
+    if st.state not in ("RUNNING", "FROZEN", "FREEZING", "STOPPING") or not st.extra:
+        return {}
+    path = st.extra.get("cgroup")
+    if not path:
+        return {}
+    try:
+        from . import cgroups
+        return cgroups.driver().open(path).stats()
+    except Exception:  # noqa: BLE001 - stats are best effort while the container runs
+        return {}
