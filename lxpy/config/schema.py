@@ -421,7 +421,7 @@ def S(key, kind, default, help, parse=None, name=None, example="", live=False) -
 SETTINGS: tuple[Setting, ...] = (
     S("include", "list of profiles", (), "Profiles merged in order before this file "
       "(shipped in config/, or /etc/lxpy/profiles/NAME.toml).", parse=_str_list),
-    S("hostname", NONEMPTY, "", "The container's hostname (default: its name)."),
+    S("hostname", NONEMPTY, None, "The container's hostname (default: its name)."),
     S("arch", STR, "", "Architecture of the rootfs (informational, set at create)."),
     S("template", STR, "", "Template the container was created from (set at create)."),
 
@@ -589,7 +589,7 @@ class SystemSetting:
 SYSTEM_SETTINGS: tuple[SystemSetting, ...] = (
     SystemSetting("lxpath", "/var/lib/lxpy", "Where containers live (-P overrides)."),
     SystemSetting("cache", "/var/cache/lxpy", "Where bootstrapped rootfs trees are cached."),
-    SystemSetting("backend", "dir", "Default storage backend for lxpy-create."),
+    SystemSetting("backend", "overlay", "Default storage backend for lxpy-create."),
     SystemSetting("cgroup_parent", "lxpy", "Parent cgroup for containers."),
     SystemSetting("log_dir", "/var/log/lxpy", "Where console and lxpy logs go."),
     SystemSetting("net.bridge", "lxpybr0", "The managed bridge."),

@@ -1,0 +1,5 @@
+"""python -m lxpy <command> ...: the same as the lxpy umbrella command."""
+
+from lxpy.cli import umbrella
+
+umbrella()
