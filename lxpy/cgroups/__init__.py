@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache, cache
+from functools import cache
 from pathlib import Path
 
 from ..errors import CgroupError
