@@ -1,0 +1,78 @@
+"""lxpy-cgroup: read or change a running container's cgroup, in the limits.* vocabulary
+or by raw file name (v2 names on v2 hosts, v1 names on v1/hybrid hosts)."""
+
+from __future__ import annotations
+
+HELP = "Read or set a running container's cgroup limits (limits.* keys or raw cgroup files)."
+EPILOG = """examples:
+  lxpy-cgroup -n web1 limits.memory 2G     live change (not saved: lxpy-config set --live saves)
+  lxpy-cgroup -n web1 limits.memory        current value
+  lxpy-cgroup -n web1 memory.max           raw read (memory.limit_in_bytes on cgroup v1)
+  lxpy-cgroup -n web1 pids.max 200         raw write
+"""
+NAME_POSITIONAL = False
+NAME_REQUIRED = False
+
+
+def add_arguments(p) -> None:
+    p.add_argument("words", nargs="*", metavar="KEY [VALUE]",
+                   help="a limits.* key or a cgroup file name, and the value to set")
+
+
+def container_cgroup(name: str, lxpath):
+    """The cgroup of a running container, from the runtime's state (or <parent>/<name>)."""
+    from lxpy.container import Container
+    from lxpy.errors import StateError
+    c = Container(name, lxpath).require()
+    path = None
+    try:
+        from lxpy.runtime.state import query
+    except ImportError:
+        query = None
+    if query is not None:
+        st = query(c)
+        if not st.running or not st.pid:
+            raise StateError(f"container {name!r} is not running", f"lxpy-start {name}")
+        path = st.cgroup
+    from lxpy import cgroups
+    drv = cgroups.driver()
+    if not path:
+        from lxpy.paths import system_config
+        path = f"{system_config().cgroup_parent}/{name}"
+    cg = drv.cgroup_class(drv, path)
+    if not cg.exists():
+        raise StateError(f"container {name!r} is not running (no cgroup {path})",
+                         f"lxpy-start {name}")
+    return c, cg
+
+
+def run(args) -> int:
+    from lxpy.errors import UsageError
+    words = list(args.words)
+    name = args.name
+    if not name:                         # lxpy-cgroup NAME KEY [VALUE]
+        if not words:
+            raise UsageError("which container? give -n NAME")
+        from lxpy.container import check_name
+        name = check_name(words.pop(0))
+    if not words:
+        raise UsageError("which key? give a limits.* key or a cgroup file name",
+                         "like: lxpy-cgroup -n web1 limits.memory 2G")
+    if len(words) > 2:
+        raise UsageError(f"too many arguments: {' '.join(words[2:])}",
+                         "give KEY, or KEY VALUE")
+    key = words[0]
+    value = words[1] if len(words) == 2 else None
+    from lxpy.cgroups.base import check_file_name
+    if not key.startswith("limits."):
+        check_file_name(key)
+    _, cg = container_cgroup(name, args.lxpath)
+    if value is None:
+        out = cg.get_limit(key) if key.startswith("limits.") else cg.get(key)
+        print(out.rstrip("\n"))
+        return 0
+    if key.startswith("limits."):
+        cg.set_limit(key, value)
+    else:
+        cg.set(key, value)
+    return 0
