@@ -57,6 +57,8 @@ def run(args) -> int:
     action = ("stop" if args.shutdown else "reboot" if args.reboot
               else "kill" if args.kill else "start")
     groups = autostart.parse_groups(args.groups)
+    if args.all and groups is not None:
+        raise UsageError("-a selects every group; give -a or -g, not both")
     entries = autostart.entries(args.lxpath)
     for e in entries:
         if e.error:
