@@ -1,0 +1,512 @@
+"""Container networking: plan (validate everything), then set up from the host side.
+
+    plan = net.prepare(cfg, name, lxpath)   # NetworkError if anything is wrong; nothing made
+    undo = net.setup(plan, pid)             # pid: a process in the container's new netns
+    fwd = net.forwards_up(plan, pid)        # published ports of the config (net.N.forward)
+    ...
+    fwd.close(); undo.close()               # at stop (both are ExitStacks)
+
+pyroute2 is imported only by setup() (lxpy.net.pr); prepare(), addresses() and
+loopback_up() speak rtnetlink directly (lxpy.net.rtnl), so listing commands and
+containers without interfaces never pay for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import NetworkError
+from .iface import HostView, IfacePlan
+
+log = logging.getLogger("lxpy.net")
+
+__all__ = ["Plan", "IfacePlan", "prepare", "setup", "loopback_up", "addresses",
+           "cleanup_stale", "forwards_up", "forwards_down", "host_name_for"]
+
+
+@dataclass
+class Plan:
+    container: str
+    lxpath: Path
+    ifaces: list[IfacePlan] = field(default_factory=list)
+    share_host: bool = False          # type "none": the container uses the host's netns
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def has_devices(self) -> bool:
+        return any(p.type in ("veth", "macvlan", "phys") for p in self.ifaces)
+
+    def describe(self) -> list[str]:
+        out = []
+        for p in self.ifaces:
+            s = f"{p.key()}: {p.type} {p.name}"
+            if p.link:
+                s += f" on {p.link}"
+            if p.host_name and p.type == "veth":
+                s += f" (host end {p.host_name})"
+            if p.ipv4 or p.ipv6:
+                s += " " + " ".join(p.ipv4 + p.ipv6)
+            if p.dhcp:
+                s += " dhcp" + (f" (lease {p.reserve4[0]})" if p.reserve4 else "")
+            out.append(s)
+        return out
+
+
+def run_root() -> Path:
+    from ..paths import RUN_ROOT
+    return RUN_ROOT / "net"
+
+
+def _lxhash(lxpath: Path | str) -> str:
+    return hashlib.sha256(os.fsencode(os.path.realpath(lxpath))).hexdigest()[:12]
+
+
+def host_name_for(name: str, lxpath: Path | str, index: int) -> str:
+    """The host end of a veth: lx + name (truncated) + 4 hex of the lxpath/name + index."""
+    h = hashlib.sha1(os.fsencode(f"{os.path.realpath(lxpath)}/{name}")).hexdigest()[:4]
+    suffix = f"{h}{index}"
+    return f"lx{name[:15 - 2 - len(suffix)]}{suffix}"
+
+
+def _fill_mac(mac: str) -> str:
+    if not mac:
+        return ""
+    parts = mac.split(":")
+    out = [f"{os.urandom(1)[0]:02x}" if x == "xx" else x for x in parts]
+    if parts[0] == "xx":  # locally administered, unicast
+        out[0] = f"{(int(out[0], 16) & 0xFC) | 0x02:02x}"
+    return ":".join(out)
+
+
+_PORT_RE = re.compile(r"^(tcp|udp)/(\d{1,5}):(\d{1,5})$")
+
+
+def parse_forward(spec: str) -> tuple[str, int, int]:
+    m = _PORT_RE.match(spec)
+    if not m:
+        raise NetworkError(f"{spec!r} is not a port forward (like tcp/8080:80)")
+    proto, hp, cp = m.group(1), int(m.group(2)), int(m.group(3))
+    for port in (hp, cp):
+        if not 1 <= port <= 65535:
+            raise NetworkError(f"{spec!r}: port {port} is out of range (1-65535)")
+    return proto, hp, cp
+
+
+# ---------------------------------------------------------------------------
+# Records of what is set up, so later prepare() calls see running containers.
+
+def _records_dir() -> Path:
+    return run_root() / "containers"
+
+
+def _pid_in_netns(pid: int, ino: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == ino
+    except OSError:
+        return False
+
+
+def _live_records() -> list[dict[str, Any]]:
+    d = _records_dir()
+    out = []
+    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if _pid_in_netns(int(rec.get("pid", 0)), int(rec.get("netns", 0))):
+            out.append(rec)
+    return out
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# prepare
+
+
+def _ip(cidr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_interface(cidr).ip
+
+
+def _running_others(name: str, lxpath: Path) -> dict[str, dict[str, Any]]:
+    """Other running containers of lxpath: {name: {"addrs": set, "macs": set}}."""
+    others: dict[str, dict[str, Any]] = {}
+    lh = _lxhash(lxpath)
+    for rec in _live_records():
+        if rec.get("lxhash") == lh and rec.get("container") != name:
+            o = others.setdefault(rec["container"], {"addrs": set(), "macs": set()})
+            o["addrs"].update(rec.get("addrs", []))
+            o["macs"].update(m for m in rec.get("macs", []) if m)
+    # Containers the runtime says are running (also those set up before a reboot of lxpy-net).
+    try:
+        from ..container import Container
+        from ..status import state_of
+        for c in Container.all(lxpath):
+            if c.name == name or c.name in others:
+                continue
+            try:
+                if state_of(c).state not in ("RUNNING", "FROZEN", "FREEZING", "STARTING"):
+                    continue
+                cfg = c.config
+            except Exception:  # noqa: BLE001 - a broken neighbour must not block a start
+                continue
+            o = {"addrs": set(), "macs": set()}
+            for e in cfg.net:
+                o["addrs"].update(str(_ip(a)) for a in tuple(e.ipv4) + tuple(e.ipv6))
+                if e.hwaddr and "xx" not in e.hwaddr:
+                    o["macs"].add(e.hwaddr.lower())
+            others[c.name] = o
+    except ImportError:
+        pass
+    return others
+
+
+def prepare(cfg: Any, name: str, lxpath: Path | str | None = None) -> Plan:
+    """Validate the [[net]] entries of cfg against the host; return what setup() will do."""
+    from ..paths import default_lxpath, system_config
+    from . import iface, rtnl
+    lxpath = Path(lxpath) if lxpath else default_lxpath()
+    plan = Plan(container=name, lxpath=lxpath)
+    entries = tuple(cfg.net)
+    if not entries:
+        return plan
+    types = [e.type for e in entries]
+    if "none" in types:
+        if len(entries) > 1:
+            raise NetworkError("net: type none (the host's network) cannot be combined with "
+                               "other [[net]] entries")
+        plan.share_host = True
+        plan.warnings.append("net type none: the container shares the host's network "
+                             "(it can reconfigure the host's interfaces)")
+        plan.ifaces.append(IfacePlan(index=0, type="none", name=""))
+        return plan
+    sc = system_config()
+    managed_net = ipaddress.ip_network(sc.subnet, strict=False)
+    hv = HostView(rtnl.by_name())
+    names: dict[str, str] = {}
+    seen_addrs: dict[str, str] = {}
+    seen_macs: dict[str, str] = {}
+    for i, e in enumerate(entries):
+        t = iface.get(e.type)
+        key = f"net.{i}"
+        p = IfacePlan(index=i, type=e.type, name=e.name or "eth0", link=e.link or "",
+                      hwaddr=_fill_mac(e.hwaddr or ""), mtu=int(e.mtu or 0),
+                      mode=e.macvlan_mode or "bridge", dhcp=bool(e.dhcp))
+        p.extra["container"] = name
+        if e.type == "empty":
+            plan.ifaces.append(p)
+            continue
+        if p.name == "lo":
+            raise NetworkError(f"{key}.name: 'lo' is the loopback; pick another name (eth0)")
+        if p.name in names:
+            raise NetworkError(f"{key}.name: {p.name!r} is already used by {names[p.name]}",
+                               f"give {key}.name another name")
+        names[p.name] = key
+        p.managed = e.type == "veth" and p.link == sc.bridge
+        if e.type == "veth":
+            p.host_name = e.veth_host or host_name_for(name, lxpath, i)
+            p.tmp_name = "lxt" + os.urandom(5).hex()
+        elif e.type == "macvlan":
+            p.tmp_name = "lxt" + os.urandom(5).hex()
+        else:
+            p.host_name = p.link
+            p.tmp_name = p.link
+        v4 = tuple(e.ipv4)
+        if p.dhcp:
+            p.reserve4 = v4
+            if v4 and not p.managed:
+                plan.warnings.append(f"{key}: dhcp with ipv4 {v4[0]} reserves a lease only on "
+                                     f"the managed bridge {sc.bridge}; it is ignored on "
+                                     f"{p.link or 'an unattached veth'}")
+        else:
+            p.ipv4 = v4
+        p.ipv6 = tuple(e.ipv6)
+        # gateways
+        gw4 = e.gateway4 or ""
+        link_lk = hv.get(p.link) if p.link else None
+        bridge_v4 = [a for a in (link_lk.ipv4 if link_lk else [])]
+        if gw4 == "auto" or (not gw4 and p.managed and p.ipv4):
+            if e.type == "veth" and bridge_v4:
+                gw4 = str(_ip(bridge_v4[0]))
+            elif gw4 == "auto":
+                raise NetworkError(f"{key}.gateway4: auto needs the bridge {p.link or '?'} to "
+                                   "have an IPv4 address", f"set {key}.gateway4 to an address")
+            else:
+                gw4 = ""
+        p.gateway4 = gw4
+        gw6 = e.gateway6 or ""
+        if gw6 == "auto":
+            bridge_v6 = [a for a in (link_lk.ipv6 if link_lk else []) if not a.startswith("fe80")]
+            if not bridge_v6:
+                raise NetworkError(f"{key}.gateway6: auto needs the bridge {p.link or '?'} to "
+                                   "have an IPv6 address", f"set {key}.gateway6 to an address")
+            gw6 = str(_ip(bridge_v6[0]))
+        p.gateway6 = gw6
+        if p.gateway4 and not p.ipv4 and not p.dhcp:
+            raise NetworkError(f"{key}.gateway4: a gateway needs an address on the interface",
+                               f"set {key}.ipv4 (or {key}.dhcp = true and no gateway)")
+        if p.gateway4 and p.ipv4 and not any(
+                ipaddress.ip_address(p.gateway4) in ipaddress.ip_interface(a).network
+                for a in p.ipv4):
+            raise NetworkError(f"{key}.gateway4: {p.gateway4} is not in the subnet of "
+                               f"{', '.join(p.ipv4)}", "a gateway must be on the link")
+        if p.gateway6 and p.ipv6 and not any(
+                ipaddress.ip_address(p.gateway6) in ipaddress.ip_interface(a).network
+                for a in p.ipv6):
+            raise NetworkError(f"{key}.gateway6: {p.gateway6} is not in the subnet of "
+                               f"{', '.join(p.ipv6)}", "a gateway must be on the link")
+        # the managed bridge's subnet
+        if p.managed:
+            for a in v4:
+                ip = _ip(a)
+                if ip not in managed_net:
+                    raise NetworkError(f"{key}.ipv4: {a} is outside the subnet {managed_net} of "
+                                       f"the managed bridge {sc.bridge}",
+                                       f"pick an address in {managed_net}")
+                if ip in (managed_net.network_address, managed_net.broadcast_address):
+                    raise NetworkError(f"{key}.ipv4: {a} is not a host address of {managed_net}")
+        # forwards
+        fw = []
+        for spec in tuple(e.forward or ()):
+            proto, hp, cp = parse_forward(spec)
+            if not (v4 or p.ipv6):
+                raise NetworkError(f"{key}.forward {spec}: a forward needs a fixed address",
+                                   f"set {key}.ipv4 (with dhcp = true it becomes a static "
+                                   "lease)")
+            fw.append((proto, hp, cp))
+        p.forwards = tuple(fw)
+        # duplicates inside the plan
+        for a in v4 + p.ipv6:
+            ip = str(_ip(a))
+            if ip in seen_addrs:
+                raise NetworkError(f"{key}: address {ip} is already given to {seen_addrs[ip]}")
+            seen_addrs[ip] = key
+        if p.hwaddr:
+            if p.hwaddr in seen_macs:
+                raise NetworkError(f"{key}.hwaddr: {p.hwaddr} is already used by "
+                                   f"{seen_macs[p.hwaddr]}")
+            seen_macs[p.hwaddr] = key
+        t.check(p, hv)
+        plan.ifaces.append(p)
+    # host names and duplicates among the plan's veths
+    hosts = [p.host_name for p in plan.ifaces if p.type == "veth"]
+    if len(set(hosts)) != len(hosts):
+        raise NetworkError("net: two veth entries have the same host end name",
+                           "set distinct net.N.veth_host")
+    # against the host
+    host_addrs = {}
+    host_macs = {}
+    for lk in hv.links.values():
+        for a in lk.ipv4 + lk.ipv6:
+            host_addrs[str(_ip(a))] = lk.name
+        if lk.mac and lk.mac != "00:00:00:00:00:00":
+            host_macs[lk.mac] = lk.name
+    for ip, key in seen_addrs.items():
+        if ip in host_addrs:
+            raise NetworkError(f"{key}: address {ip} is already used on the host "
+                               f"(interface {host_addrs[ip]})", "pick another address")
+    for mac, key in seen_macs.items():
+        if mac in host_macs and not any(p.type == "phys" and p.link == host_macs[mac]
+                                        for p in plan.ifaces):
+            raise NetworkError(f"{key}.hwaddr: MAC {mac} is already used on the host "
+                               f"(interface {host_macs[mac]})",
+                               f"use another {key}.hwaddr (xx digits are filled at random)")
+    # against the other running containers of this lxpath
+    others = _running_others(name, lxpath)
+    for other, o in others.items():
+        for ip, key in seen_addrs.items():
+            if ip in o["addrs"]:
+                raise NetworkError(f"{key}: address {ip} is already used by running container "
+                                   f"{other!r}", "pick another address")
+        for mac, key in seen_macs.items():
+            if mac in o["macs"]:
+                raise NetworkError(f"{key}.hwaddr: MAC {mac} is already used by running "
+                                   f"container {other!r}", f"change {key}.hwaddr")
+    # forwards against the ones in place
+    if any(p.forwards for p in plan.ifaces):
+        from . import forward
+        forward.check_free(plan)
+    return plan
+
+
+# ---------------------------------------------------------------------------
+# setup
+
+
+def _nl_error(e: Exception, what: str) -> NetworkError:
+    code = getattr(e, "code", None)
+    msg = os.strerror(code) if isinstance(code, int) and code > 0 else str(e)
+    return NetworkError(f"{what}: {msg}")
+
+
+def setup(plan: Plan, pid: int) -> ExitStack:
+    """Create the plan's devices for the netns of pid and configure them before init runs.
+
+    Returns an ExitStack whose close() undoes it all (host ends, given-back phys devices,
+    DNS/lease registration); on error everything done so far is undone and NetworkError
+    raised."""
+    stack = ExitStack()
+    if plan.share_host:
+        return stack
+    try:
+        _setup(plan, pid, stack)
+    except BaseException as e:
+        stack.close()
+        if isinstance(e, NetworkError):
+            raise
+        if isinstance(e, Exception) and type(e).__name__ == "NetlinkError":
+            raise _nl_error(e, f"network setup of {plan.container}") from None
+        raise
+    return stack
+
+
+def _setup(plan: Plan, pid: int, stack: ExitStack) -> None:
+    from . import iface
+    devices = [p for p in plan.ifaces if p.type in ("veth", "macvlan", "phys")]
+    if not devices:
+        loopback_up(pid)
+        _register(plan, pid, stack)
+        return
+    from . import pr
+    for p in devices:
+        t = iface.get(p.type)
+        try:
+            t.create(p, pid, stack)
+        except NetworkError:
+            raise
+        except Exception as e:
+            if type(e).__name__ == "NetlinkError":
+                raise _nl_error(e, f"{p.key()}: cannot create {p.type} "
+                                f"{p.host_name or p.tmp_name}") from None
+            raise
+    with pr.netns(pid) as ns:
+        lo = pr.index(ns, "lo")
+        if lo is not None:
+            ns.link("set", index=lo, state="up")
+        for p in devices:
+            try:
+                idx = pr.require_index(ns, p.tmp_name)
+                if p.tmp_name != p.name:
+                    ns.link("set", index=idx, ifname=p.name)
+                ns.link("set", index=idx, state="up")
+                for a in p.ipv4 + p.ipv6:
+                    pr.add_address(ns, idx, a)
+                if p.gateway4:
+                    pr.add_default_route(ns, p.gateway4, idx)
+                if p.gateway6:
+                    pr.add_default_route(ns, p.gateway6, idx)
+            except NetworkError:
+                raise
+            except Exception as e:
+                if type(e).__name__ == "NetlinkError":
+                    raise _nl_error(e, f"{p.key()}: cannot configure {p.name} in the "
+                                    "container") from None
+                raise
+    _register(plan, pid, stack)
+
+
+def _register(plan: Plan, pid: int, stack: ExitStack) -> None:
+    """Record the container's addresses (for duplicate checks) and tell the managed
+    bridge's DNS about static addresses."""
+    try:
+        ino = os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return
+    addrs, macs = [], []
+    for p in plan.ifaces:
+        addrs += [str(_ip(a)) for a in p.ipv4 + p.ipv6 + p.reserve4]
+        if p.hwaddr:
+            macs.append(p.hwaddr)
+    rec = {"container": plan.container, "lxpath": str(plan.lxpath),
+           "lxhash": _lxhash(plan.lxpath), "pid": pid, "netns": ino, "addrs": addrs,
+           "macs": macs,
+           "ifaces": [{"name": p.name, "type": p.type, "link": p.link, "host": p.host_name,
+                       "managed": p.managed, "ipv4": list(p.ipv4), "ipv6": list(p.ipv6),
+                       "reserve4": list(p.reserve4), "hwaddr": p.hwaddr}
+                      for p in plan.ifaces]}
+    path = _records_dir() / f"{_lxhash(plan.lxpath)}-{plan.container}.json"
+    _write_json(path, rec)
+    stack.callback(_unlink, path)
+    if any(p.managed for p in plan.ifaces):
+        from . import dnsmasq
+        dnsmasq.refresh_for_containers()
+        stack.callback(dnsmasq.refresh_for_containers)
+
+
+def _unlink(path: Path) -> None:
+    with suppress(FileNotFoundError):
+        path.unlink()
+
+
+def loopback_up(pid: int) -> None:
+    """Bring lo up in the netns of pid (cheap: no pyroute2)."""
+    from . import rtnl
+    try:
+        rtnl.link_up(pid, 1)
+    except OSError as e:
+        raise NetworkError(f"cannot bring lo up in the container (pid {pid}): "
+                           f"{e.strerror or e}") from None
+
+
+def addresses(pid: int) -> dict[str, dict[str, Any]]:
+    """{ifname: {"mac", "ipv4": [cidr...], "ipv6": [...], "rx_bytes", "tx_bytes", "up"}}
+    of the netns of pid (one netlink dump, no pyroute2)."""
+    from . import rtnl
+    out: dict[str, dict[str, Any]] = {}
+    for lk in rtnl.links(pid).values():
+        out[lk.name] = {"mac": lk.mac, "ipv4": lk.ipv4, "ipv6": lk.ipv6,
+                        "rx_bytes": lk.rx_bytes, "tx_bytes": lk.tx_bytes, "up": lk.up,
+                        "mtu": lk.mtu}
+    return out
+
+
+def cleanup_stale() -> dict[str, list[str]]:
+    """Undo what dead containers left (a monitor that was SIGKILLed): phys devices back
+    under their own names, records, DNS entries and forwards of gone containers."""
+    from . import phys
+    done: dict[str, list[str]] = {"phys": phys.cleanup_stale(), "records": [], "forwards": []}
+    d = _records_dir()
+    changed_managed = False
+    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, ValueError):
+            _unlink(f)
+            continue
+        if not _pid_in_netns(int(rec.get("pid", 0)), int(rec.get("netns", 0))):
+            _unlink(f)
+            done["records"].append(rec.get("container", f.stem))
+            changed_managed |= any(i.get("managed") for i in rec.get("ifaces", []))
+    from . import forward
+    done["forwards"] = forward.cleanup_stale()
+    if changed_managed:
+        from . import dnsmasq
+        with suppress(Exception):
+            dnsmasq.refresh_for_containers()
+    return done
+
+
+def forwards_up(plan: Plan, pid: int) -> ExitStack:
+    """Publish the net.N.forward ports of the plan; close() removes them."""
+    from . import forward
+    return forward.up(plan, pid)
+
+
+def forwards_down(plan: Plan) -> None:
+    from . import forward
+    forward.down(plan)

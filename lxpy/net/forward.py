@@ -1,0 +1,235 @@
+"""Port forwards: DNAT from a host port to a container's address, IPv4 and IPv6.
+
+Each forward is one JSON file in /run/lxpy/net/forwards/; the nft table
+`inet lxpy-forward` is regenerated from all of them in one transaction (and deleted
+when none is left). Rules sit in prerouting (traffic from other machines) and
+output (the host itself, loopback included: route_localnet on the container's
+link, and a masquerade of loopback sources so the container can answer)."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from ..errors import NetworkError
+from . import nft, sysctl
+
+FAMILY, TABLE = "inet", "lxpy-forward"
+
+
+def state_dir() -> Path:
+    from . import run_root
+    return run_root() / "forwards"
+
+
+@contextmanager
+def _locked() -> Iterator[None]:
+    d = state_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _records() -> list[tuple[Path, dict[str, Any]]]:
+    out = []
+    d = state_dir()
+    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+        try:
+            out.append((f, json.loads(f.read_text())))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def list_all() -> list[dict[str, Any]]:
+    return [r for _f, r in _records()]
+
+
+def _file_for(proto: str, host_port: int) -> Path:
+    return state_dir() / f"{proto}-{host_port}.json"
+
+
+def ruleset(recs: list[dict[str, Any]]) -> str:
+    rules = []
+    for r in recs:
+        proto, hp, cp = r["proto"], int(r["host_port"]), int(r["port"])
+        if r.get("ipv4"):
+            rules.append(f"meta nfproto ipv4 fib daddr type local {proto} dport {hp} "
+                         f"dnat ip to {r['ipv4']}:{cp}")
+        if r.get("ipv6"):
+            rules.append(f"meta nfproto ipv6 fib daddr type local {proto} dport {hp} "
+                         f"dnat ip6 to [{r['ipv6']}]:{cp}")
+    body = ["  chain prerouting {", "    type nat hook prerouting priority dstnat; "
+            "policy accept;"]
+    body += [f"    {x}" for x in rules]
+    body += ["  }", "  chain output {", "    type nat hook output priority -100; "
+             "policy accept;"]
+    body += [f"    {x}" for x in rules]
+    body += ["  }", "  chain postrouting {",
+             "    type nat hook postrouting priority srcnat; policy accept;",
+             "    ip saddr 127.0.0.0/8 ct status dnat masquerade",
+             "    ip6 saddr ::1 ct status dnat masquerade",
+             "  }"]
+    return "\n".join(body)
+
+
+def _apply() -> None:
+    recs = list_all()
+    if recs:
+        nft.replace_table(FAMILY, TABLE, ruleset(recs))
+    else:
+        nft.delete_table(FAMILY, TABLE)
+
+
+def _owner_alive(r: dict[str, Any]) -> bool:
+    try:
+        return os.stat(f"/proc/{int(r['pid'])}/ns/net").st_ino == int(r["netns"])
+    except (OSError, KeyError, ValueError):
+        return False
+
+
+def _conflict(proto: str, hp: int, container: str, lxhash: str) -> dict[str, Any] | None:
+    f = _file_for(proto, hp)
+    try:
+        r = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    if r.get("container") == container and r.get("lxhash") == lxhash:
+        return None
+    if r.get("owner") == "config" and not _owner_alive(r):
+        return None
+    return r
+
+
+def check_free(plan: Any) -> None:
+    from . import _lxhash
+    lh = _lxhash(plan.lxpath)
+    for p in plan.ifaces:
+        for proto, hp, _cp in p.forwards:
+            r = _conflict(proto, hp, plan.container, lh)
+            if r:
+                raise NetworkError(f"{p.key()}.forward: host port {proto}/{hp} is already "
+                                   f"forwarded to container {r.get('container')!r}",
+                                   "pick another host port")
+
+
+def _enable_localnet(dev: str) -> None:
+    if dev:
+        with suppress(OSError):
+            sysctl.set(sysctl.conf_key("ipv4", dev, "route_localnet"), "1")
+
+
+def add(container: str, lxpath: Path | str, proto: str, host_port: int, port: int,
+        ipv4: str | None, ipv6: str | None, dev: str = "", owner: str = "cli",
+        pid: int = 0, netns: int = 0) -> dict[str, Any]:
+    from . import _lxhash
+    if proto not in ("tcp", "udp"):
+        raise NetworkError(f"{proto!r}: a forward is tcp or udp")
+    for x in (host_port, port):
+        if not 1 <= x <= 65535:
+            raise NetworkError(f"port {x} is out of range (1-65535)")
+    if not ipv4 and not ipv6:
+        raise NetworkError(f"container {container!r} has no address to forward to",
+                           "give it a static net.0.ipv4, or start it and let it get a lease")
+    rec = {"owner": owner, "container": container, "lxpath": str(lxpath),
+           "lxhash": _lxhash(lxpath), "proto": proto, "host_port": host_port, "port": port,
+           "ipv4": str(ipaddress.ip_address(ipv4)) if ipv4 else None,
+           "ipv6": str(ipaddress.ip_address(ipv6)) if ipv6 else None, "dev": dev,
+           "pid": pid, "netns": netns}
+    with _locked():
+        r = _conflict(proto, host_port, container, rec["lxhash"])
+        if r:
+            raise NetworkError(f"host port {proto}/{host_port} is already forwarded to "
+                               f"container {r.get('container')!r}", "pick another host port")
+        f = _file_for(proto, host_port)
+        before = f.read_text() if f.exists() else None
+        tmp = f.with_name(f".{f.name}.tmp")
+        tmp.write_text(json.dumps(rec))
+        os.replace(tmp, f)
+        try:
+            _enable_localnet(dev)
+            _apply()
+        except BaseException:
+            if before is None:
+                f.unlink()
+            else:
+                f.write_text(before)
+            raise
+    return rec
+
+
+def remove(container: str | None, lxpath: Path | str | None, proto: str, host_port: int,
+           owner: str | None = None) -> bool:
+    from . import _lxhash
+    with _locked():
+        f = _file_for(proto, host_port)
+        try:
+            r = json.loads(f.read_text())
+        except (OSError, ValueError):
+            return False
+        if container is not None and (r.get("container") != container or lxpath is not None
+                                      and r.get("lxhash") != _lxhash(lxpath)):
+            return False
+        if owner is not None and r.get("owner") != owner:
+            return False
+        f.unlink()
+        _apply()
+        return True
+
+
+def up(plan: Any, pid: int) -> ExitStack:
+    """Install the forwards of the plan's config (owner "config"); close() removes them."""
+    stack = ExitStack()
+    try:
+        ino = os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        ino = 0
+    try:
+        for p in plan.ifaces:
+            if not p.forwards:
+                continue
+            v4 = next((str(ipaddress.ip_interface(a).ip) for a in p.ipv4 + p.reserve4), None)
+            v6 = next((str(ipaddress.ip_interface(a).ip) for a in p.ipv6), None)
+            dev = p.link if p.type == "veth" and p.link else p.host_name
+            for proto, hp, cp in p.forwards:
+                add(plan.container, plan.lxpath, proto, hp, cp, v4, v6, dev=dev,
+                    owner="config", pid=pid, netns=ino)
+                stack.callback(remove, plan.container, plan.lxpath, proto, hp, "config")
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def down(plan: Any) -> None:
+    for p in plan.ifaces:
+        for proto, hp, _cp in p.forwards:
+            remove(plan.container, plan.lxpath, proto, hp, "config")
+
+
+def cleanup_stale() -> list[str]:
+    """Drop config-owned forwards whose container's netns is gone."""
+    gone = []
+    with _locked():
+        for f, r in _records():
+            if r.get("owner") == "config" and not _owner_alive(r):
+                f.unlink()
+                gone.append(f"{r.get('proto')}/{r.get('host_port')}")
+        if gone:
+            _apply()
+    return gone
+
+
+def spec_id(proto: str, host_port: int) -> str:
+    return hashlib.sha1(f"{proto}/{host_port}".encode()).hexdigest()[:8]

@@ -1,0 +1,94 @@
+"""Interface types: one small class each (veth.py, macvlan.py, phys.py ...), found
+through REGISTRY. A type validates its entry against the host at prepare time and,
+at setup time, makes the device appear in the container's netns; the common part
+(rename, MTU, addresses, routes, up) is done by lxpy.net.setup afterwards."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..errors import NetworkError
+from .rtnl import Link
+
+
+@dataclass
+class IfacePlan:
+    """One [[net]] entry, resolved: everything setup needs, nothing left to guess."""
+
+    index: int                      # position in cfg.net
+    type: str
+    name: str                       # name inside the container
+    link: str = ""                  # bridge (veth) or host device (macvlan, phys)
+    host_name: str = ""             # veth: host end; phys: the device's host name
+    tmp_name: str = ""              # name the device has when it arrives in the netns
+    hwaddr: str = ""
+    mtu: int = 0
+    mode: str = ""
+    ipv4: tuple[str, ...] = ()      # configured from the host (empty with dhcp)
+    ipv6: tuple[str, ...] = ()
+    gateway4: str = ""
+    gateway6: str = ""
+    dhcp: bool = False
+    reserve4: tuple[str, ...] = ()  # dhcp + ipv4: a static lease on the managed bridge
+    forwards: tuple[tuple[str, int, int], ...] = ()   # (proto, host port, container port)
+    managed: bool = False           # link is lxpy-net's bridge
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        return f"net.{self.index}"
+
+
+@dataclass
+class HostView:
+    """The host's links, read once for all checks of one prepare()."""
+
+    links: dict[str, Link]
+
+    def get(self, name: str) -> Link | None:
+        return self.links.get(name)
+
+    def is_bridge(self, name: str) -> bool:
+        lk = self.links.get(name)
+        return lk is not None and lk.kind == "bridge"
+
+    def by_index(self, idx: int) -> Link | None:
+        for lk in self.links.values():
+            if lk.index == idx:
+                return lk
+        return None
+
+
+class IfaceType:
+    name: ClassVar[str] = ""
+    own_netns: ClassVar[bool] = True    # the container has its own netns
+
+    def check(self, p: IfacePlan, hv: HostView) -> None:
+        """Raise NetworkError if p cannot be set up on this host. Nothing is made."""
+
+    def create(self, p: IfacePlan, pid: int, stack: ExitStack) -> None:
+        """Make the device and move it into the netns of pid as p.tmp_name; push undos."""
+
+
+REGISTRY: dict[str, IfaceType] = {}
+
+
+def register(cls: type[IfaceType]) -> type[IfaceType]:
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get(name: str) -> IfaceType:
+    _load()
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise NetworkError(f"network type {name!r} is not known",
+                           f"use one of: {', '.join(sorted(REGISTRY))}") from None
+
+
+def _load() -> None:
+    if REGISTRY:
+        return
+    from . import macvlan, phys, simple, veth  # noqa: F401 - they register themselves

@@ -1,0 +1,38 @@
+"""macvlan: a child of a host device with its own MAC (modes private, vepa, bridge,
+passthru). Made on the host, moved into the container; it dies with the netns."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+from ..errors import NetworkError
+from . import pr
+from .iface import HostView, IfacePlan, IfaceType, register
+
+
+@register
+class Macvlan(IfaceType):
+    name = "macvlan"
+
+    def check(self, p: IfacePlan, hv: HostView) -> None:
+        if not p.link:
+            raise NetworkError(f"{p.key()}.link: a macvlan needs the host device to sit on",
+                               f"set {p.key()}.link (like eth0)")
+        lk = hv.get(p.link)
+        if lk is None:
+            raise NetworkError(f"{p.key()}.link: host device {p.link!r} does not exist")
+        if lk.kind in ("bridge",) and p.mode == "passthru":
+            raise NetworkError(f"{p.key()}: passthru needs a physical device, not a bridge")
+
+    def create(self, p: IfacePlan, pid: int, stack: ExitStack) -> None:
+        with pr.host() as ipr:
+            parent = pr.require_index(ipr, p.link)
+            ipr.link("add", ifname=p.tmp_name, kind="macvlan", link=parent,
+                     macvlan_mode=p.mode or "bridge")
+            stack.callback(pr.delete_link, p.tmp_name)
+            idx = pr.require_index(ipr, p.tmp_name)
+            if p.mtu:
+                ipr.link("set", index=idx, mtu=p.mtu)
+            if p.hwaddr:
+                ipr.link("set", index=idx, address=p.hwaddr)
+            ipr.link("set", index=idx, net_ns_pid=pid)

@@ -1,0 +1,105 @@
+"""pyroute2, imported here and only when something is really set up.
+
+The calls used are the ones pyroute2 0.7.2 (Debian bookworm) and 0.9.x share:
+IPRoute().link/addr/route/link_lookup and NetNS(path, flags=0) (0.7 runs a proxy
+process in the netns, 0.9 opens the socket there; both take a path).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import NetworkError
+
+IFA_F_NODAD = 0x02
+
+
+def _pyroute2():
+    try:
+        import pyroute2
+    except ImportError:  # pragma: no cover - a dependency
+        raise NetworkError("pyroute2 is not installed", "apt install python3-pyroute2") from None
+    return pyroute2
+
+
+@contextmanager
+def host() -> Iterator[Any]:
+    """An IPRoute in our own (the host's) netns."""
+    ipr = _pyroute2().IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+@contextmanager
+def netns(pid: int | str) -> Iterator[Any]:
+    """An IPRoute-like object working in the netns of pid (or of a netns path)."""
+    path = pid if isinstance(pid, str) else f"/proc/{pid}/ns/net"
+    try:
+        ns = _pyroute2().NetNS(path, flags=0)
+    except OSError as e:
+        raise NetworkError(f"cannot enter the network namespace {path}: "
+                           f"{e.strerror or e}") from None
+    try:
+        yield ns
+    finally:
+        ns.close()
+
+
+def index(ipr: Any, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def require_index(ipr: Any, name: str) -> int:
+    i = index(ipr, name)
+    if i is None:
+        raise NetworkError(f"network interface {name!r} does not exist")
+    return i
+
+
+def add_address(ipr: Any, idx: int, cidr: str) -> None:
+    iface = ipaddress.ip_interface(cidr)
+    kw: dict[str, Any] = {"index": idx, "address": str(iface.ip),
+                          "prefixlen": iface.network.prefixlen}
+    if iface.version == 4:
+        if iface.network.prefixlen < 31:
+            kw["broadcast"] = str(iface.network.broadcast_address)
+    else:
+        kw["family"] = socket.AF_INET6
+        # usable at once: no duplicate address detection delay before init runs
+        kw["flags"] = IFA_F_NODAD
+    ipr.addr("add", **kw)
+
+
+def add_default_route(ipr: Any, gateway: str, idx: int | None = None) -> None:
+    a = ipaddress.ip_address(gateway)
+    kw: dict[str, Any] = {"gateway": gateway}
+    if a.version == 6:
+        kw.update(dst="::", dst_len=0, family=socket.AF_INET6)
+    else:
+        kw.update(dst="0.0.0.0", dst_len=0, family=socket.AF_INET)
+    if idx is not None:
+        kw["oif"] = idx
+    ipr.route("add", **kw)
+
+
+def delete_link(name: str) -> None:
+    """Delete a host link if it is still there (undo step)."""
+    with host() as ipr:
+        i = index(ipr, name)
+        if i is not None:
+            try:
+                ipr.link("del", index=i)
+            except Exception as e:  # noqa: BLE001 - gone meanwhile is fine
+                if getattr(e, "code", None) not in (19,):  # ENODEV
+                    raise
+
+
+def version() -> str:
+    return getattr(_pyroute2(), "__version__", "?")

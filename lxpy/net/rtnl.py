@@ -1,0 +1,187 @@
+"""A small read-only rtnetlink client: links and addresses of a network namespace.
+
+Used where importing pyroute2 (100+ ms) would cost too much: validation in
+`net.prepare` and `net.addresses` for lxpy-ls/lxpy-info. One RTM_GETLINK and one
+RTM_GETADDR dump on a socket opened inside the wanted netns (a short-lived thread
+setns()es into it, opens the socket and exits; the socket keeps the netns).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+
+NETLINK_ROUTE = 0
+RTM_NEWLINK, RTM_GETLINK = 16, 18
+RTM_NEWADDR, RTM_GETADDR = 20, 22
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+CLONE_NEWNET = 0x40000000
+
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
+IFLA_LINKINFO, IFLA_STATS64, IFLA_PERM_ADDRESS = 18, 23, 54
+IFLA_INFO_KIND = 1
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+IFF_UP = 0x1
+
+_HDR = struct.Struct("=IHHII")
+_IFINFO = struct.Struct("=BxHiII")
+_IFADDR = struct.Struct("=BBBBI")
+_RTA = struct.Struct("=HH")
+
+
+@dataclass
+class Link:
+    index: int
+    name: str
+    mac: str = ""
+    perm_mac: str = ""
+    kind: str = ""
+    master: int = 0
+    mtu: int = 0
+    up: bool = False
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    ipv4: list[str] = field(default_factory=list)
+    ipv6: list[str] = field(default_factory=list)
+
+
+def _attrs(data: bytes, off: int, end: int) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    while off + 4 <= end:
+        ln, typ = _RTA.unpack_from(data, off)
+        if ln < 4:
+            break
+        out[typ & 0x3FFF] = data[off + 4:off + ln]
+        off += (ln + 3) & ~3
+    return out
+
+
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def _cstr(b: bytes) -> str:
+    return b.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _dump(sock: socket.socket, msg_type: int, body: bytes, seq: int) -> list[tuple[int, bytes]]:
+    msg = _HDR.pack(_HDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
+    sock.send(msg)
+    out = []
+    while True:
+        data = sock.recv(1 << 16)
+        off = 0
+        while off + _HDR.size <= len(data):
+            ln, typ, _flags, rseq, _pid = _HDR.unpack_from(data, off)
+            if ln < _HDR.size:
+                return out
+            if rseq == seq:
+                if typ == NLMSG_DONE:
+                    return out
+                if typ == NLMSG_ERROR:
+                    err = struct.unpack_from("=i", data, off + _HDR.size)[0]
+                    if err:
+                        raise OSError(-err, f"netlink dump: {os.strerror(-err)}")
+                    return out
+                out.append((typ, data[off + _HDR.size:off + ln]))
+            off += (ln + 3) & ~3
+
+
+def open_socket(pid: int | None = None) -> socket.socket:
+    """A NETLINK_ROUTE socket in the netns of pid (None: our own)."""
+    if pid is None or _same_netns(pid):
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                             NETLINK_ROUTE)
+    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            from lxpy.linux.libc import syscall
+            syscall("setns", fd, CLONE_NEWNET, path=f"/proc/{pid}/ns/net")
+            result["sock"] = socket.socket(socket.AF_NETLINK,
+                                           socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            result["err"] = e
+
+    try:
+        t = threading.Thread(target=work, name="lxpy-netns")
+        t.start()
+        t.join()
+    finally:
+        os.close(fd)
+    if "err" in result:
+        raise result["err"]  # type: ignore[misc]
+    return result["sock"]  # type: ignore[return-value]
+
+
+def _same_netns(pid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+    except FileNotFoundError:
+        raise ProcessLookupError(pid) from None
+
+
+def links(pid: int | None = None, with_addresses: bool = True) -> dict[int, Link]:
+    """Every link of the netns of pid, by index, with its addresses."""
+    with open_socket(pid) as sock:
+        out: dict[int, Link] = {}
+        for _typ, body in _dump(sock, RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0),
+                                1):
+            _fam, _type, index, flags, _change = _IFINFO.unpack_from(body, 0)
+            a = _attrs(body, _IFINFO.size, len(body))
+            link = Link(index=index, name=_cstr(a.get(IFLA_IFNAME, b"")), up=bool(flags & IFF_UP))
+            if IFLA_ADDRESS in a:
+                link.mac = _mac(a[IFLA_ADDRESS])
+            if IFLA_PERM_ADDRESS in a:
+                link.perm_mac = _mac(a[IFLA_PERM_ADDRESS])
+            if IFLA_MASTER in a:
+                link.master = struct.unpack("=I", a[IFLA_MASTER][:4])[0]
+            if IFLA_MTU in a:
+                link.mtu = struct.unpack("=I", a[IFLA_MTU][:4])[0]
+            if IFLA_LINKINFO in a:
+                li = a[IFLA_LINKINFO]
+                info = _attrs(li, 0, len(li))
+                if IFLA_INFO_KIND in info:
+                    link.kind = _cstr(info[IFLA_INFO_KIND])
+            if IFLA_STATS64 in a and len(a[IFLA_STATS64]) >= 32:
+                _rxp, _txp, link.rx_bytes, link.tx_bytes = struct.unpack_from(
+                    "=QQQQ", a[IFLA_STATS64], 0)
+            out[index] = link
+        if with_addresses:
+            for _typ, body in _dump(sock, RTM_GETADDR, _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0),
+                                    2):
+                fam, plen, _fl, _scope, index = _IFADDR.unpack_from(body, 0)
+                a = _attrs(body, _IFADDR.size, len(body))
+                raw = a.get(IFA_LOCAL) or a.get(IFA_ADDRESS)
+                if raw is None or index not in out:
+                    continue
+                if fam == socket.AF_INET:
+                    out[index].ipv4.append(f"{ipaddress.IPv4Address(raw)}/{plen}")
+                elif fam == socket.AF_INET6:
+                    out[index].ipv6.append(f"{ipaddress.IPv6Address(raw)}/{plen}")
+        return out
+
+
+def by_name(pid: int | None = None, with_addresses: bool = True) -> dict[str, Link]:
+    return {lk.name: lk for lk in links(pid, with_addresses).values()}
+
+
+def link_up(pid: int | None, index: int = 1) -> None:
+    """Set a link up (default: lo) in the netns of pid, without pyroute2."""
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP)
+    NLM_F_ACK = 0x4
+    with open_socket(pid) as sock:
+        sock.send(_HDR.pack(_HDR.size + len(body), RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, 7, 0)
+                  + body)
+        data = sock.recv(4096)
+        ln, typ, _f, _seq, _pid = _HDR.unpack_from(data, 0)
+        if typ == NLMSG_ERROR:
+            err = struct.unpack_from("=i", data, _HDR.size)[0]
+            if err:
+                raise OSError(-err, f"set link {index} up: {os.strerror(-err)}")
