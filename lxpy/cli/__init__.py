@@ -36,9 +36,20 @@ COMMANDS = {
 }
 
 
+# Commands called in loops by scripts: their module's fast_main(argv) is tried first (no
+# argparse/logging imports); it returns None to hand over to the usual path.
+FAST = {"attach"}
+
+
 def main(verb: str, argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if verb in FAST:
+        import importlib
+        rc = importlib.import_module(COMMANDS[verb]).fast_main(argv)
+        if rc is not None:
+            return rc
     from ._run import run_command
-    return run_command(verb, COMMANDS, sys.argv[1:] if argv is None else argv)
+    return run_command(verb, COMMANDS, argv)
 
 
 def _entry(verb: str):

@@ -4,7 +4,7 @@
 
 How (one fork, no helper process):
 
-  us (host)   read the run dir (state: init pid + start time + cgroup; attach.json: the
+  us (host)   read the run dir (state: init pid + start time + cgroup; attach.ctx: the
               resolved security policy and environment, written by the monitor) -- no
               TOML, no config validation;
               pidfd_open(init) and check it is still the same process;
@@ -29,16 +29,20 @@ Imports stay small on purpose: admins call lxpy-attach in loops.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import signal
-import sys
-from pathlib import Path
-from typing import Any
 
 from lxpy.errors import ContainerNotFound, LxpyError, StateError
 
-CONTEXT_FILE = "attach.json"
+TYPE_CHECKING = False  # no typing/pathlib/json/re at run time: this path must start fast
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+# The attach context: marshal (builtin, nothing to import) of a dict of plain values,
+# written by the monitor, read by lxpy-attach, both of this installation.
+CONTEXT_FILE = "attach.ctx"
 CONTEXT_VERSION = 1
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Namespaces in the order setns would want them (user first); pid is done by the parent.
@@ -79,27 +83,28 @@ def make_context(cfg: Any) -> dict[str, Any]:
     return {"v": CONTEXT_VERSION, "security": pol, "environment": env}
 
 
-def save_context(run_dir: Path, cfg_or_context: Any) -> dict[str, Any]:
-    """Write <run_dir>/attach.json (temp file + rename); returns the context."""
+def save_context(run_dir: str | Path, cfg_or_context: Any) -> dict[str, Any]:
+    """Write <run_dir>/attach.ctx (temp file + rename); returns the context."""
     ctx = cfg_or_context if isinstance(cfg_or_context, dict) else make_context(cfg_or_context)
-    path = Path(run_dir) / CONTEXT_FILE
-    tmp = path.with_name(f".{CONTEXT_FILE}.{os.getpid()}")
+    path = os.path.join(run_dir, CONTEXT_FILE)
+    tmp = os.path.join(run_dir, f".{CONTEXT_FILE}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, json.dumps(ctx, separators=(",", ":")).encode())
+        data = marshal.dumps(ctx)
+        while data:
+            data = data[os.write(fd, data):]
     finally:
         os.close(fd)
     os.rename(tmp, path)
     return ctx
 
 
-def load_context(run_dir: Path) -> dict[str, Any] | None:
+def load_context(run_dir: str | Path) -> dict[str, Any] | None:
+    """The context the monitor saved; None if there is none (or it is unreadable)."""
     try:
-        with open(Path(run_dir) / CONTEXT_FILE, "rb") as f:
-            ctx = json.loads(f.read())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
+        with open(os.path.join(run_dir, CONTEXT_FILE), "rb") as f:
+            ctx = marshal.loads(f.read())
+    except (OSError, ValueError, EOFError, TypeError):
         return None
     if not isinstance(ctx, dict) or ctx.get("v") != CONTEXT_VERSION:
         return None
@@ -133,10 +138,10 @@ def _start_time(pid: int) -> int | None:
         return None
 
 
-def _read_state(run_dir: Path) -> dict[str, str]:
+def _read_state(run_dir: str | Path) -> dict[str, str]:
     """<run_dir>/state as lxpy.runtime.state writes it (key=value lines)."""
     try:
-        with open(run_dir / "state", "rb") as f:
+        with open(os.path.join(run_dir, "state"), "rb") as f:
             text = f.read().decode("utf-8", "replace")
     except (FileNotFoundError, NotADirectoryError):
         return {}
@@ -148,10 +153,10 @@ def _read_state(run_dir: Path) -> dict[str, str]:
     return out
 
 
-def target_from_run_dir(name: str, run_dir: Path, *, config_loader=None) -> Target:
+def target_from_run_dir(name: str, run_dir: str | Path, *, config_loader=None) -> Target:
     """Find the running container's init; StateError (exit 1) if it is not running.
 
-    config_loader() -> Config is called only when the monitor left no attach.json."""
+    config_loader() -> Config is called only when the monitor left no attach.ctx."""
     st = _read_state(run_dir)
     state = st.get("state", "STOPPED")
     try:
@@ -179,7 +184,7 @@ def target_from_run_dir(name: str, run_dir: Path, *, config_loader=None) -> Targ
 
 def find(container) -> Target:
     """Target for a lxpy.container.Container (reads the run dir; the config only if the
-    monitor left no attach.json)."""
+    monitor left no attach.ctx)."""
     if not container.exists():
         raise ContainerNotFound(f"container {container.name!r} does not exist in "
                                 f"{container.lxpath}", "lxpy-ls lists the containers there")
@@ -464,9 +469,29 @@ def attach(target: Target, opts: Options) -> int:
                                   f"{e.strerror}") from None
         stdin_tty = os.isatty(0)
         use_pty = stdin_tty if opts.pty is None else opts.pty
+        _preload(target, use_pty)
         return _run(target, opts, pidfd, flags, use_pty)
     finally:
         os.close(pidfd)
+
+
+def _preload(target: Target, use_pty: bool) -> None:
+    """Import (and dlopen) now what the child needs after setns: from then on it sees the
+    container's filesystem, where our modules are not -- and where a library with the
+    right name must never be loaded into a process with host privileges."""
+    from lxpy.linux import caps, prctl  # noqa: F401
+    from . import security  # noqa: F401
+    pol = target.policy or {}
+    if pol.get("seccomp") or pol.get("bpf"):
+        from lxpy.linux import seccomp
+        if not pol.get("bpf"):
+            seccomp._load()
+    if use_pty:
+        import fcntl  # noqa: F401
+        import socket  # noqa: F401
+        import struct  # noqa: F401
+
+        from lxpy.linux import tty  # noqa: F401
 
 
 def _run(target: Target, opts: Options, pidfd: int, flags: int, use_pty: bool) -> int:
@@ -805,8 +830,3 @@ def _drain(master: int, out_fd: int) -> None:
         if not data:
             return
         _write_all(out_fd, data)
-
-
-def main_error(prog: str, e: BaseException) -> int:  # pragma: no cover - used by cli
-    print(f"{prog}: {e}", file=sys.stderr)
-    return getattr(e, "exit_status", 1)

@@ -45,14 +45,15 @@ aarch64). An unknown syscall name is an error (with a suggestion), an unknown er
 from __future__ import annotations
 
 import errno as _errno
-import json
 import os
-import re
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from lxpy.errors import ConfigError, KernelFeatureError
+
+TYPE_CHECKING = False  # typing is not imported at run time: lxpy-attach loads this module
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from typing import Any
 
 POLICY_VERSION = 1
 
@@ -115,11 +116,11 @@ def _action_name(act: int) -> str:
 
 
 def _parse_errno(tok: str) -> int:
-    if re.fullmatch(r"\d+", tok):
+    if tok.isascii() and tok.isdigit():
         n = int(tok)
         if 0 <= n <= 4095:
             return n
-    elif hasattr(_errno, tok.upper()):
+    elif tok.upper().startswith("E") and isinstance(getattr(_errno, tok.upper(), None), int):
         return int(getattr(_errno, tok.upper()))
     raise ValueError(f"{tok!r} is not an errno (like EPERM, ENOSYS or 1)")
 
@@ -138,15 +139,16 @@ def _parse_action(toks: list[str]) -> tuple[int | None, list[str]]:
     return None, toks
 
 
-_COND_RE = re.compile(
-    r"\s*arg([0-5])\s*(?:&\s*(\w+)\s*)?(==|!=|<=|>=|<|>)\s*(\w+)\s*")
+_COND_PATTERN = r"\s*arg([0-5])\s*(?:&\s*(\w+)\s*)?(==|!=|<=|>=|<|>)\s*(\w+)\s*"
 
 
 def _parse_conditions(text: str) -> tuple[tuple[int, int, int, int], ...]:
+    import re
+    cond_re = re.compile(_COND_PATTERN)
     out = []
     pos = 0
     while pos < len(text):
-        m = _COND_RE.match(text, pos)
+        m = cond_re.match(text, pos)
         if not m:
             raise ValueError(f"{text[pos:].strip()!r} is not a condition "
                              "(like arg1 == 0 or arg1 & 0x1 == 0x1)")
@@ -175,6 +177,7 @@ def parse_profile(text: str, source: str = "<profile>", *,
     check_name, if given, says whether a syscall name is known (libseccomp's table);
     unknown names are then errors. Raises ConfigError naming the file and line.
     """
+    import re
     default = ACT_ALLOW
     rules: list[list[Any]] = []
     pending: list[tuple[int, str, list[str], str]] = []
@@ -243,9 +246,9 @@ def load_profile(spec: str, *, strict: bool = True) -> dict[str, Any] | None:
         return None
     if spec == "default":
         return default_profile()
-    path = Path(spec)
     try:
-        text = path.read_text()
+        with open(spec, encoding="utf-8") as f:
+            text = f.read()
     except FileNotFoundError:
         raise ConfigError(f"security.seccomp: {spec}: no such profile file",
                           "give an absolute path to a profile, or \"default\" or \"none\"") \
@@ -292,6 +295,7 @@ def compile_bpf(policy: dict[str, Any]) -> dict[str, Any]:
 
 def save(policy: dict[str, Any], path: Path) -> None:
     """Write the policy as JSON (temp file + rename)."""
+    import json
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w") as f:
         json.dump(policy, f, separators=(",", ":"))
@@ -299,6 +303,7 @@ def save(policy: dict[str, Any], path: Path) -> None:
 
 
 def load(path: Path) -> dict[str, Any]:
+    import json
     with open(path, "rb") as f:
         pol = json.loads(f.read())
     if not isinstance(pol, dict) or pol.get("v") != POLICY_VERSION:
