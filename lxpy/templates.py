@@ -511,9 +511,10 @@ def _apply_setup(root, setup: dict[str, Any], template: Template) -> None:
 def _apply_options(root, template: Template, options: dict[str, Any]) -> None:
     """Options every template may declare with a meaning of their own:
     root_password (hash into etc/shadow) and auth_key (root's authorized_keys)."""
-    if "root_password" in template.options and options.get("root_password"):
+    keys = {o.key for o in template.options.values()}
+    if "root_password" in keys and options.get("root_password"):
         set_root_password(root, str(options["root_password"]))
-    if "auth_key" in template.options and options.get("auth_key"):
+    if "auth_key" in keys and options.get("auth_key"):
         key = Path(options["auth_key"]).read_bytes()
         if not key.endswith(b"\n"):
             key += b"\n"

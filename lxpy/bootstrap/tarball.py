@@ -10,6 +10,7 @@ point into the container (and lxpy.safefs resolves them that way on the host).""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import posixpath
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from ..templates import Template
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# our own checks (check_member) replace tarfile's filters, which would drop owners,
+# setuid bits and device nodes that a rootfs needs
+_NO_FILTER: dict[str, Any] = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") \
+    else {}
 
 
 def available() -> tuple[bool, str]:
@@ -91,21 +96,22 @@ def check_member(m: tarfile.TarInfo, dest: Path, archive: str) -> tarfile.TarInf
         if not target or (real != root and not real.startswith(root + "/")):
             raise UnsafeArchive(f"{archive}: refusing hard link {m.name!r} -> {m.linkname!r}: "
                                 "it points outside the rootfs")
-        m = m.replace(linkname=target, deep=False)
-    elif m.issym():
-        if not m.linkname.startswith("/"):
-            depth = len(rel.split("/")) - 1
-            up = 0
-            for p in m.linkname.split("/"):
-                if p == "..":
-                    up += 1
-                    if up > depth:
-                        raise UnsafeArchive(
-                            f"{archive}: refusing symlink {m.name!r} -> {m.linkname!r}: it "
-                            "points outside the rootfs")
-                elif p not in ("", "."):
-                    depth += 1
-    return m.replace(name=rel, deep=False)
+        m = copy.copy(m)
+        m.linkname = target
+    elif m.issym() and not m.linkname.startswith("/"):
+        depth = len(rel.split("/")) - 1         # directories above the link, inside the root
+        for p in m.linkname.split("/"):
+            if p == "..":
+                depth -= 1
+                if depth < 0:
+                    raise UnsafeArchive(
+                        f"{archive}: refusing symlink {m.name!r} -> {m.linkname!r}: it "
+                        "points outside the rootfs")
+            elif p not in ("", "."):
+                depth += 1
+    m = copy.copy(m)
+    m.name = rel
+    return m
 
 
 def _open_stream(path: Path) -> tuple[IO[bytes], subprocess.Popen | None]:
@@ -145,8 +151,7 @@ def extract(path: Path, dest: Path, progress=None) -> int:
                         continue
                     if (clean.ischr() or clean.isblk()) and not as_root:
                         continue
-                    tf.extract(clean, dest, set_attrs=True, numeric_owner=True,
-                               filter="fully_trusted")
+                    tf.extract(clean, dest, set_attrs=True, numeric_owner=True, **_NO_FILTER)
                     count += 1
                     if progress and count % 500 == 0:
                         progress(f"importing {name}: {count} files")
