@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 libc = ctypes.CDLL(None, use_errno=True)
 
-_MACHINE = platform.machine()
+_MACHINE = os.uname().machine
 
 # Syscall numbers for what libc may lack (x86_64; aarch64 uses the generic table).
 if _MACHINE == "x86_64":

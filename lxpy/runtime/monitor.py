@@ -1,0 +1,691 @@
+"""The per-container monitor: parent (subreaper) of the container's init, holder of its
+console and ttys, server of its command socket, and the one that cleans up.
+
+It runs as a fresh `python3 -I -S` process (see start.py) and imports as little as it can:
+the plan it gets from lxpy-start (a marshal file in the run dir) has everything it needs,
+so neither the config layer nor jinja2/pyroute2 are loaded here. Work that needs heavy
+modules (the namespace set-up, the network) runs in forked children that exit.
+
+Command socket (<run_dir>/monitor.sock, SOCK_STREAM, messages framed by proto.frame):
+    state                       -> state state=.. pid=.. cgroup=..
+    subscribe                   -> state ..., then one "state" message per transition;
+                                   EOF when the monitor exits (the container stopped)
+    stop timeout=T kill=0|1     -> ok (the connection stays open until the monitor exits)
+    reboot                      -> ok
+    console tty=N rows= cols=   -> ok | error; then raw bytes both ways
+    freeze | thaw               -> ok | error
+    cgroup_get key=K            -> ok value=V | error
+    cgroup_set key=K value=V    -> ok | error
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+from . import proto
+from .state import write_file
+
+POLL_IN = select.POLLIN | select.POLLPRI
+POLL_ERR = select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+
+def log(msg: str) -> None:
+    try:
+        os.write(2, f"lxpy-monitor[{os.getpid()}]: {msg}\n".encode())
+    except OSError:
+        pass
+
+
+class StartFailed(Exception):
+    def __init__(self, fields: dict[str, str]):
+        super().__init__(fields.get("message", "start failed"))
+        self.fields = fields
+
+
+class Client:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.reader = proto.Reader()
+        self.tty: int | None = None          # attached to this tty (0 = console)
+        self.subscribed = False
+        self.waits_exit = False
+
+
+class Monitor:
+    def __init__(self, run_dir: str, status_fd: int, lock_fd: int, foreground: bool):
+        self.run_dir = run_dir
+        with open(os.path.join(run_dir, "plan"), "rb") as f:
+            self.plan: dict = marshal.load(f)
+        self.status_fd = status_fd
+        self.lock_fd = lock_fd
+        self.foreground = foreground
+        self.state = "STARTING"
+        self.init_pid = 0
+        self.init_start: int | None = None
+        self.pidfd = -1
+        self.ptys: list[tuple[int, int, str]] = []     # (master, slave, path)
+        self.holders: dict[int, Client] = {}           # tty -> client
+        self.clients: dict[int, Client] = {}
+        self.poll = select.poll()
+        self.stop_requested = False
+        self.stop_deadline: float | None = None
+        self.killed = False
+        self.reboot = False
+        self.exit_status = 0
+        self.log_fd = -1
+        self.log_size = 0
+        self.started = 0.0
+        self.listener: socket.socket | None = None
+        self.net_undo_pid = 0
+
+    # -- state -------------------------------------------------------------------------
+    def set_state(self, state: str) -> None:
+        self.state = state
+        from .state import alive  # noqa: F401 - already imported with write_file
+        write_file(self.run_dir, {
+            "state": state,
+            "monitor_pid": os.getpid(),
+            "monitor_start": self.my_start,
+            "pid": self.init_pid or "",
+            "pid_start": self.init_start or "",
+            "cgroup": self.plan.get("cgroup") or "",
+            "console_log": self.plan.get("console_log") or "",
+            "started": f"{self.started:.3f}" if self.started else "",
+            "name": self.plan["name"],
+            "lxpath": self.plan["lxpath"],
+        })
+        msg = proto.frame("state", **self.state_fields())
+        for c in list(self.clients.values()):
+            if c.subscribed:
+                self.send(c, msg)
+
+    def state_fields(self) -> dict:
+        return {"state": self.state, "pid": self.init_pid or "", "cgroup":
+                self.plan.get("cgroup") or "", "console_log": self.plan.get("console_log") or ""}
+
+    # -- start -------------------------------------------------------------------------
+    def setup(self) -> None:
+        from ..linux.proc import set_child_subreaper, start_time
+        from ..linux.tty import openpty
+        set_child_subreaper()
+        self.my_start = start_time(os.getpid())
+        if not self.plan.get("app"):
+            for _ in range(1 + int(self.plan.get("tty_max", 0))):
+                self.ptys.append(openpty())
+            for master, _slave, _path in self.ptys:
+                os.set_blocking(master, False)
+                self.poll.register(master, POLL_IN)
+            if self.plan.get("console_log"):
+                path = self.plan["console_log"]
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                self.log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND |
+                                      os.O_CLOEXEC, 0o600)
+                self.log_size = os.fstat(self.log_fd).st_size
+        sock_path = os.path.join(self.run_dir, "monitor.sock")
+        try:
+            os.unlink(sock_path)
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.bind(sock_path)
+        os.chmod(sock_path, 0o600)
+        s.listen(64)
+        s.setblocking(False)
+        self.listener = s
+        self.poll.register(s.fileno(), POLL_IN)
+        self.set_state("STARTING")
+
+    def spawn(self) -> None:
+        """Fork the intermediate child, follow the handshake, leave init running."""
+        plan = self.plan
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ptys = [(p[0], p[2]) for p in self.ptys]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                mine.close()
+                signal.set_wakeup_fd(-1)
+                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                    signal.signal(s, signal.SIG_DFL)
+                if self.listener is not None:
+                    self.listener.close()
+                from . import child
+                child.intermediate(plan, theirs, ptys)
+            finally:
+                os._exit(1)
+        theirs.close()
+        mine.settimeout(float(plan.get("handshake_timeout", 30)))
+        try:
+            kind, msg = self._recv(mine)
+            os.waitpid(pid, 0)
+            if kind == "error":
+                raise StartFailed(msg)
+            if kind != "forked":
+                raise StartFailed({"step": "fork init", "message":
+                                   "the namespace helper exited before forking init"})
+            self.init_pid = int(msg["pid"])
+            self.pidfd = os.pidfd_open(self.init_pid)
+            from ..linux.proc import start_time
+            self.init_start = start_time(self.init_pid)
+            if plan.get("net_setup"):
+                self.net_setup()
+            try:
+                proto.send(mine, "go")
+            except OSError:
+                pass
+            kind, msg = self._recv(mine)
+            if kind == "error":
+                raise StartFailed(msg)
+        except TimeoutError:
+            raise StartFailed({"step": "handshake", "message": "the container did not answer "
+                               "in time (handshake timeout)"}) from None
+        finally:
+            mine.close()
+        self.started = time.time()
+
+    def _recv(self, sock: socket.socket) -> tuple[str, dict[str, str]]:
+        try:
+            return proto.recv(sock)
+        except ConnectionResetError:
+            return "eof", {}
+
+    def net_setup(self) -> None:
+        """Run net.setup in a forked helper with the full sys.path (pyroute2 stays out of
+        the monitor); the helper exits once the links are in place."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(r)
+                sys.path[:] = self.plan["sys_path"]
+                from pathlib import Path
+
+                from .. import net
+                from ..config import load
+                cfg = load(Path(self.plan["config_path"]))
+                plan = net.prepare(cfg, self.plan["name"])
+                net.setup(plan, self.init_pid)
+                code = 0
+            except BaseException as e:  # noqa: BLE001
+                os.write(w, f"{e}".encode()[:4000])
+            finally:
+                os._exit(code)
+        os.close(w)
+        err = b""
+        while True:
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            err += chunk
+        os.close(r)
+        _, st = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(st) != 0:
+            raise StartFailed({"step": "network", "message": "network: " + (
+                err.decode(errors="replace") or "the network helper failed")})
+
+    def report(self, kind: str, **fields: object) -> None:
+        if self.status_fd >= 0:
+            try:
+                os.write(self.status_fd, proto.encode(kind, **fields))
+            except OSError:
+                pass
+            os.close(self.status_fd)
+            self.status_fd = -1
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)
+            self.lock_fd = -1
+
+    # -- running -----------------------------------------------------------------------
+    def run(self) -> int:
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(w)
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(s, lambda *_: None)
+        self.sigfd = r
+        try:
+            self.setup()
+            self.spawn()
+        except StartFailed as e:
+            self.state = "ABORTING"
+            self.cleanup(final=True)
+            self.report("error", **e.fields)
+            return 1
+        except BaseException as e:  # noqa: BLE001
+            import traceback
+            traceback.print_exception(e)
+            self.state = "ABORTING"
+            self.cleanup(final=True)
+            self.report("error", step="monitor", message=f"{type(e).__name__}: {e}")
+            return 1
+        self.set_state("RUNNING")
+        self.report("ok", pid=self.init_pid)
+        self.poll.register(self.pidfd, POLL_IN)
+        self.poll.register(r, POLL_IN)
+        while True:
+            timeout = None
+            if self.stop_deadline is not None:
+                timeout = max(0, int((self.stop_deadline - time.monotonic()) * 1000) + 1)
+            try:
+                events = self.poll.poll(timeout)
+            except InterruptedError:
+                continue
+            if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
+                self.stop_deadline = None
+                self.kill_all()
+            for fd, ev in events:
+                if fd == self.pidfd:
+                    if self.init_exited():
+                        return self.exit_status
+                elif fd == r:
+                    self.on_signal()
+                elif self.listener is not None and fd == self.listener.fileno():
+                    self.accept()
+                elif fd in self.clients:
+                    self.on_client(self.clients[fd], ev)
+                else:
+                    self.on_pty(fd, ev)
+
+    def on_signal(self) -> None:
+        try:
+            data = os.read(self.sigfd, 512)
+        except BlockingIOError:
+            return
+        for b in data:
+            if b in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                self.request_stop(float(self.plan.get("stop_timeout", 60)), False)
+            elif b == signal.SIGCHLD:
+                self.reap_others()
+
+    def reap_others(self) -> None:
+        """Reap children other than init (hooks, orphans handed to us as subreaper)."""
+        while True:
+            try:
+                res = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if res is None or res.si_pid == self.init_pid:
+                return
+            try:
+                os.waitpid(res.si_pid, 0)
+            except ChildProcessError:
+                return
+
+    def init_exited(self) -> bool:
+        """Init is gone: clean up and either stop or reboot. True when the monitor exits."""
+        try:
+            _, st = os.waitpid(self.init_pid, 0)
+        except ChildProcessError:
+            st = 0
+        self.poll.unregister(self.pidfd)
+        os.close(self.pidfd)
+        self.pidfd = -1
+        reboot = (os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGHUP
+                  and not self.stop_requested and not self.plan.get("app"))
+        code = os.waitstatus_to_exitcode(st)
+        self.exit_status = 128 - code if code < 0 else code
+        if self.plan.get("app"):
+            self.exit_status = self.exit_status
+        elif not reboot:
+            self.exit_status = 0
+        if reboot:
+            self.set_state("STARTING")
+            self.reap_zombies()
+            self.kill_cgroup()
+            self.stop_deadline = None
+            self.init_pid = 0
+            self.init_start = None
+            try:
+                self.spawn()
+            except (StartFailed, OSError) as e:
+                log(f"reboot failed: {e}")
+                self.set_state("ABORTING")
+                self.cleanup(final=True)
+                self.exit_status = 1
+                return True
+            self.poll.register(self.pidfd, POLL_IN)
+            self.set_state("RUNNING")
+            return False
+        self.set_state("STOPPING")
+        self.cleanup(final=True)
+        return True
+
+    def reap_zombies(self) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    def request_stop(self, timeout: float, kill: bool) -> None:
+        self.stop_requested = True
+        if self.state in ("RUNNING", "FROZEN", "FREEZING"):
+            if self.state != "RUNNING":
+                self.cgroup_call("thaw")
+            self.set_state("STOPPING")
+        if kill or timeout <= 0:
+            self.kill_all()
+            return
+        try:
+            signal.pidfd_send_signal(self.pidfd, int(self.plan["halt_signal"]))
+        except OSError:
+            pass
+        deadline = time.monotonic() + timeout
+        if self.stop_deadline is None or deadline < self.stop_deadline:
+            self.stop_deadline = deadline
+
+    def kill_all(self) -> None:
+        self.killed = True
+        self.kill_cgroup()
+        if self.pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def kill_cgroup(self) -> None:
+        if self.plan.get("cgroup"):
+            try:
+                self.cgroup().kill()
+            except Exception as e:  # noqa: BLE001
+                log(f"cgroup kill: {e}")
+
+    _cg = None
+
+    def cgroup(self):
+        if self._cg is None:
+            from .. import cgroups
+            self._cg = cgroups.driver().open(self.plan["cgroup"])
+        return self._cg
+
+    def cgroup_call(self, what: str, *args):
+        return getattr(self.cgroup(), what)(*args)
+
+    # -- cleanup -----------------------------------------------------------------------
+    def run_hooks(self, which: str) -> None:
+        hooks = self.plan.get("hooks", {}).get(which) or ()
+        if not hooks:
+            return
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "LXPY_NAME": self.plan["name"], "LXPY_PATH": self.plan["lxpath"],
+               "LXPY_ROOTFS": self.plan["rootfs"], "LXPY_CONFIG_FILE": self.plan["config_path"],
+               "LXPY_HOOK_TYPE": which.removesuffix("_monitor"),
+               "LXPY_STATE": self.state}
+        if self.init_pid:
+            env["LXPY_PID"] = str(self.init_pid)
+        for h in hooks:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.execve("/bin/sh", ["/bin/sh", "-c", h], env)
+                finally:
+                    os._exit(127)
+            _, st = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(st)
+            if code != 0:
+                log(f"{which} hook {h!r} exited with status {code}")
+
+    def cleanup(self, final: bool) -> None:
+        """Undo what the start set up; the mount and other namespaces went with init."""
+        self.stop_deadline = None
+        if self.pidfd >= 0:
+            self.kill_all()
+            try:
+                os.waitpid(self.init_pid, 0)
+            except ChildProcessError:
+                pass
+            os.close(self.pidfd)
+            self.pidfd = -1
+        self.reap_zombies()
+        if self.init_pid or self.state != "ABORTING":
+            self.run_hooks("stop")
+        if self.plan.get("cgroup"):
+            try:
+                cg = self.cgroup()
+                cg.kill()
+                cg.destroy()
+            except Exception as e:  # noqa: BLE001
+                log(f"cgroup cleanup: {e}")
+        self.run_hooks("post_stop")
+        for master, slave, _ in self.ptys:
+            for fd in (master, slave):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.ptys = []
+        if self.log_fd >= 0:
+            os.close(self.log_fd)
+            self.log_fd = -1
+        self.remove_run_dir()
+        self.state = "STOPPED"
+        msg = proto.frame("state", state="STOPPED")
+        for c in list(self.clients.values()):
+            if c.subscribed:
+                self.send(c, msg)
+
+    def remove_run_dir(self) -> None:
+        try:
+            names = os.listdir(self.run_dir)
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            if name != "rootfs":
+                try:
+                    os.unlink(os.path.join(self.run_dir, name))
+                except OSError:
+                    pass
+        for d in (os.path.join(self.run_dir, "rootfs"), self.run_dir,
+                  os.path.dirname(self.run_dir)):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+    # -- clients -----------------------------------------------------------------------
+    def accept(self) -> None:
+        assert self.listener is not None
+        try:
+            s, _ = self.listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        s.setblocking(False)
+        c = Client(s)
+        self.clients[s.fileno()] = c
+        self.poll.register(s.fileno(), POLL_IN)
+
+    def send(self, c: Client, data: bytes) -> None:
+        try:
+            c.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            pass   # a client that does not read loses output, the container never waits
+        except OSError:
+            self.drop(c)
+
+    def drop(self, c: Client) -> None:
+        fd = c.sock.fileno()
+        if fd in self.clients:
+            self.poll.unregister(fd)
+            del self.clients[fd]
+        if c.tty is not None and self.holders.get(c.tty) is c:
+            del self.holders[c.tty]
+            if c.tty > 0 and c.tty < len(self.ptys):
+                pass
+        c.sock.close()
+
+    def on_client(self, c: Client, ev: int) -> None:
+        try:
+            data = c.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(c)
+            return
+        if c.tty is not None:
+            master = self.ptys[c.tty][0]
+            try:
+                os.write(master, data)
+            except OSError:
+                pass
+            return
+        for kind, msg in c.reader.feed(data):
+            self.handle(c, kind, msg)
+            if c.tty is not None:
+                rest = c.reader.buf
+                c.reader.buf = b""
+                if rest:
+                    try:
+                        os.write(self.ptys[c.tty][0], rest)
+                    except OSError:
+                        pass
+                break
+
+    def handle(self, c: Client, kind: str, msg: dict[str, str]) -> None:
+        if kind == "state":
+            self.send(c, proto.frame("state", **self.state_fields()))
+        elif kind == "subscribe":
+            c.subscribed = True
+            self.send(c, proto.frame("state", **self.state_fields()))
+        elif kind == "stop":
+            self.send(c, proto.frame("ok"))
+            self.request_stop(float(msg.get("timeout") or self.plan.get("stop_timeout", 60)),
+                              msg.get("kill") == "1")
+        elif kind == "reboot":
+            if self.plan.get("app"):
+                self.send(c, proto.frame("error", message="an application container cannot "
+                                         "reboot"))
+                return
+            try:
+                signal.pidfd_send_signal(self.pidfd, int(self.plan["reboot_signal"]))
+            except OSError as e:
+                self.send(c, proto.frame("error", message=f"reboot: {e.strerror}"))
+                return
+            self.send(c, proto.frame("ok"))
+        elif kind == "console":
+            n = int(msg.get("tty") or 0)
+            if n < 0 or n >= len(self.ptys):
+                self.send(c, proto.frame("error", message=f"there is no tty {n} (the container "
+                                         f"has {max(0, len(self.ptys) - 1)}; 0 is the "
+                                         "console)"))
+                return
+            holder = self.holders.get(n)
+            if holder is not None:
+                what = "the console" if n == 0 else f"tty {n}"
+                self.send(c, proto.frame("error", message=f"{what} is in use by another "
+                                         "lxpy-console"))
+                return
+            if msg.get("rows") and msg.get("cols"):
+                try:
+                    from ..linux.tty import set_winsize
+                    set_winsize(self.ptys[n][0], int(msg["rows"]), int(msg["cols"]))
+                except (OSError, ValueError):
+                    pass
+            self.holders[n] = c
+            c.tty = n
+            self.send(c, proto.frame("ok"))
+        elif kind == "winsize":
+            pass
+        elif kind in ("freeze", "thaw"):
+            if not self.plan.get("cgroup"):
+                self.send(c, proto.frame("error", message="the container has no cgroup"))
+                return
+            try:
+                if kind == "freeze":
+                    self.set_state("FREEZING")
+                    self.cgroup_call("freeze")
+                    self.set_state("FROZEN")
+                else:
+                    self.cgroup_call("thaw")
+                    self.set_state("RUNNING")
+            except Exception as e:  # noqa: BLE001
+                self.set_state("RUNNING" if kind == "thaw" else self.state)
+                self.send(c, proto.frame("error", message=str(e)))
+                return
+            self.send(c, proto.frame("ok"))
+        elif kind in ("cgroup_get", "cgroup_set"):
+            try:
+                cg = self.cgroup()
+                key = msg["key"]
+                if kind == "cgroup_get":
+                    value = cg.get(key)
+                    self.send(c, proto.frame("ok", value=value))
+                else:
+                    if key.startswith("limits."):
+                        cg.set_limit(key, msg["value"])
+                    else:
+                        cg.set(key, msg["value"])
+                    self.send(c, proto.frame("ok"))
+            except Exception as e:  # noqa: BLE001
+                self.send(c, proto.frame("error", message=str(e)))
+        else:
+            self.send(c, proto.frame("error", message=f"unknown request {kind!r}"))
+
+    def on_pty(self, fd: int, ev: int) -> None:
+        n = next((i for i, p in enumerate(self.ptys) if p[0] == fd), None)
+        if n is None:
+            try:
+                self.poll.unregister(fd)
+            except KeyError:
+                pass
+            return
+        try:
+            data = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            return
+        if n == 0 and self.log_fd >= 0:
+            self.write_log(data)
+        holder = self.holders.get(n)
+        if holder is not None:
+            self.send(holder, data)
+
+    def write_log(self, data: bytes) -> None:
+        limit = int(self.plan.get("console_log_size") or 0)
+        if limit and self.log_size + len(data) > limit:
+            path = self.plan["console_log"]
+            try:
+                os.rename(path, path + ".1")
+                os.close(self.log_fd)
+                self.log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND |
+                                      os.O_CLOEXEC, 0o600)
+                self.log_size = 0
+            except OSError:
+                pass
+        try:
+            self.log_size += os.write(self.log_fd, data)
+        except OSError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    run_dir, status_fd, lock_fd, mode = argv[0], int(argv[1]), int(argv[2]), argv[3]
+    for fd in (status_fd, lock_fd):
+        if fd >= 0:
+            os.set_inheritable(fd, False)
+    try:
+        from ..linux.proc import set_name
+        set_name("lxpy-monitor")
+    except OSError:
+        pass
+    m = Monitor(run_dir, status_fd, lock_fd, mode == "foreground")
+    code = m.run()
+    sys.stdout.flush()
+    os._exit(code)
+
+
+BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from lxpy.runtime.monitor import main; main()")

@@ -1,0 +1,354 @@
+"""lxpy-start: validate, lock, prepare the host side, hand over to a monitor.
+
+The CLI process does what needs the config (cgroup creation and limits, pre-start hooks,
+network validation) and writes a plan (a marshal file: plain data) into the run dir. The
+monitor is a fresh `python3 -I -S` process that reads the plan; daemonized by a double
+fork, or in place of this process with -F. It reports "ok pid=N" or a structured error on
+a status pipe, then releases the container lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import marshal
+import os
+import shutil
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+from ..errors import ConfigError, LockBusy, RuntimeStartError, StateError
+from . import proto, state
+
+log = logging.getLogger("lxpy.runtime")
+
+NET_TYPES_WITH_LINKS = ("veth", "macvlan", "phys")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def take_lock(container, what: str) -> int:
+    """flock the container's lock file; the fd can be handed to the monitor."""
+    container.lxpath.mkdir(parents=True, exist_ok=True)
+    fd = os.open(container.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise LockBusy(f"container {container.name!r} is {what}",
+                           "another lxpy command is starting or stopping it") from None
+        raise
+    return fd
+
+
+def cleanup_stale(container, info: state.StateInfo | None = None) -> None:
+    """A run dir left by a monitor that died (SIGKILL, crash) and whose init is gone."""
+    info = info or state.query(container)
+    if info.state != "STOPPED":
+        return
+    rd = container.run_dir
+    cg = info.cgroup or (info.extra or {}).get("cgroup")
+    if cg:
+        try:
+            from .. import cgroups
+            c = cgroups.driver().open(cg)
+            c.kill()
+            c.destroy()
+        except ImportError:
+            pass
+        except Exception as e:  # noqa: BLE001 - best effort; create() cleans stale ones too
+            log.warning("stale cgroup %s: %s", cg, e)
+    if rd.exists():
+        rootfs = rd / "rootfs"
+        try:
+            rootfs.rmdir()
+        except OSError:
+            pass
+        shutil.rmtree(rd, ignore_errors=True)
+
+
+def _env(cfg, name: str, tty_max: int) -> dict[str, str]:
+    env = {"PATH": DEFAULT_PATH, "TERM": "linux", "HOME": "/", "container": "lxpy",
+           "container_uuid": ""}
+    if tty_max:
+        env["container_ttys"] = " ".join(f"tty{i}" for i in range(1, tty_max + 1))
+    env.pop("container_uuid")
+    env.update(dict(cfg.environment))
+    return env
+
+
+def build_plan(container, cfg, *, cgroup: str | None, app_cmd: list[str] | None,
+               share_pids: dict[str, int], console_log: str | None) -> dict:
+    from ..config import parse_signal
+    nets = list(cfg.net)
+    ns_create = list(cfg.namespaces.create)
+    share = dict(cfg.namespaces.share)
+    if nets and all(n.type == "none" for n in nets):
+        share.setdefault("net", "host")
+    app = app_cmd is not None
+    tty_max = 0 if app else int(cfg.tty.max)
+    policy = None
+    try:
+        from . import attach
+    except ImportError:
+        attach = None
+    if attach is not None:
+        # The resolved policy (seccomp compiled to BPF), for PID 1 and for lxpy-attach.
+        ctx = attach.save_context(container.run_dir, cfg)
+        policy = ctx.get("security")
+    backend = cfg.rootfs.backend
+    storage_fallback = False
+    if backend != "dir":
+        try:
+            from .. import storage  # noqa: F401
+        except ImportError:
+            storage_fallback = True
+    plan = {
+        "name": container.name,
+        "lxpath": str(container.lxpath),
+        "dir": str(container.dir),
+        "config_path": str(container.config_path),
+        "rootfs": str(container.rootfs),
+        "backend": backend,
+        "storage_fallback": storage_fallback,
+        "run_dir": str(container.run_dir),
+        "staging": str(container.run_dir / "rootfs"),
+        "hostname": cfg.hostname or container.name,
+        "init_cmd": list(app_cmd) if app else list(cfg.init.cmd),
+        "init_cwd": cfg.init.cwd,
+        "init_uid": int(cfg.init.uid),
+        "init_gid": int(cfg.init.gid),
+        "env": _env(cfg, container.name, tty_max),
+        "ns_create": ns_create,
+        "ns_share": share,
+        "share_pids": {k: int(v) for k, v in share_pids.items()},
+        "net_setup": any(n.type in NET_TYPES_WITH_LINKS for n in nets),
+        "mounts": [{"source": m.source, "target": m.target, "type": m.type,
+                    "options": list(m.options)} for m in cfg.mount],
+        "readonly_paths": list(cfg.security.readonly_paths),
+        "masked_paths": list(cfg.security.masked_paths),
+        "prlimits": {k: list(v) for k, v in dict(cfg.security.prlimits).items()},
+        "sysctls": dict(cfg.security.sysctl),
+        "devices": list(cfg.devices.allow),
+        "tty_max": tty_max,
+        "ptys": int(cfg.tty.ptys),
+        "console_log": console_log or "",
+        "console_log_size": int(cfg.console.log_size),
+        "hooks": {"stop": list(cfg.hooks.stop), "post_stop": list(cfg.hooks.post_stop)},
+        "hooks_start": list(cfg.hooks.start),
+        "halt_signal": parse_signal(cfg.init.halt_signal),
+        "reboot_signal": parse_signal(cfg.init.reboot_signal),
+        "stop_timeout": int(cfg.init.stop_timeout),
+        "cgroup": cgroup or "",
+        "security_policy": policy,
+        "need_config": backend != "dir" and not storage_fallback,
+        "app": app,
+        "sys_path": [p for p in sys.path if p],
+        "handshake_timeout": 30,
+    }
+    return plan
+
+
+def _hook_env(container, cfg, which: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"LXPY_NAME": container.name, "LXPY_PATH": str(container.lxpath),
+                "LXPY_ROOTFS": str(container.rootfs), "LXPY_CONFIG_FILE":
+                str(container.config_path), "LXPY_HOOK_TYPE": which})
+    return env
+
+
+def run_host_hooks(container, cfg, which: str, hooks) -> None:
+    import subprocess
+    for h in hooks:
+        r = subprocess.run(["/bin/sh", "-c", h], env=_hook_env(container, cfg, which))
+        if r.returncode != 0:
+            raise RuntimeStartError(f"container {container.name!r}: {which} hook {h!r} exited "
+                                    f"with status {r.returncode}", step=f"{which} hook")
+
+
+def _check(container, cfg) -> None:
+    if cfg.idmap.uid or cfg.idmap.gid or "user" in cfg.namespaces.create:
+        from ..errors import KernelFeatureError
+        raise KernelFeatureError(f"container {container.name!r}: unprivileged containers "
+                                 "(idmap, user namespace) cannot be started yet",
+                                 "remove [idmap] and \"user\" from namespaces.create")
+    if cfg.rootfs.backend == "dir" and not container.rootfs.is_dir():
+        raise ConfigError(f"container {container.name!r}: its rootfs {container.rootfs} is "
+                          "not a directory", "check rootfs.path in its config.toml")
+
+
+def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
+          logfile: str | None = None) -> int:
+    """Start a container. Daemonized: returns 0 once init runs. Foreground (-F) and
+    application containers (app_cmd): this process becomes the monitor (no return)."""
+    container.require()
+    cfg = container.config
+    _check(container, cfg)
+    try:
+        lock_fd = take_lock(container, "busy")
+    except LockBusy:
+        raise StateError(f"container {container.name!r} is already starting or running",
+                         "lxpy-info shows its state") from None
+    with ExitStack() as undo:
+        undo.callback(os.close, lock_fd)
+        info = state.query(container)
+        if info.state != "STOPPED":
+            raise StateError(f"container {container.name!r} is already {info.state.lower()}"
+                             + (f" (pid {info.pid})" if info.pid else ""),
+                             "lxpy-stop stops it")
+        if info.stale:
+            cleanup_stale(container, info)
+        share_pids = {}
+        for nsname, who in cfg.namespaces.share.items():
+            if who == "host":
+                continue
+            from ..container import Container
+            other = Container(who, container.lxpath)
+            oinfo = state.query(other) if other.exists() else None
+            if oinfo is None or not oinfo.pid or oinfo.state == "STOPPED":
+                raise StateError(f"container {container.name!r} shares its {nsname} namespace "
+                                 f"with {who!r}, which is not running", f"start {who} first")
+            share_pids[who] = oinfo.pid
+        run_dir = container.run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        undo.callback(cleanup_stale, container)
+        run_host_hooks(container, cfg, "pre-start", cfg.hooks.pre_start)
+
+        cgroup = None
+        try:
+            from .. import cgroups
+        except ImportError:
+            cgroups = None
+        if cgroups is not None:
+            from ..paths import system_config
+            cg = cgroups.driver().create(container.name, system_config().cgroup_parent)
+            undo.callback(cg.destroy)
+            cg.apply_limits(cfg)
+            cgroup = cg.path
+        if any(n.type in NET_TYPES_WITH_LINKS for n in cfg.net):
+            try:
+                from .. import net
+            except ImportError:
+                net = None
+            if net is None:
+                from ..errors import NetworkError
+                raise NetworkError(f"container {container.name!r}: network type "
+                                   f"{cfg.net[0].type} is not available in this build")
+            net.prepare(cfg, container.name)
+        console_log = None
+        if cfg.console.log and app_cmd is None:
+            from ..paths import system_config
+            console_log = str(system_config().log_dir / container.name / "console.log")
+        plan = build_plan(container, cfg, cgroup=cgroup, app_cmd=app_cmd,
+                          share_pids=share_pids, console_log=console_log)
+        tmp = run_dir / ".plan.tmp"
+        with open(tmp, "wb") as f:
+            marshal.dump(plan, f)
+        os.rename(tmp, run_dir / "plan")
+
+        lxpy_root = str(Path(__file__).resolve().parent.parent.parent)
+        if foreground or app_cmd is not None:
+            # This process becomes the monitor; it owns the clean-up from here on.
+            undo.pop_all()
+            os.set_inheritable(lock_fd, True)
+            mode = "app" if app_cmd is not None else "foreground"
+            sys.stdout.flush()
+            sys.stderr.flush()
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                # The reporter: prints the one line if the start fails, then exits.
+                os.close(w)
+                os.close(lock_fd)
+                data = _read_all(r)
+                if data:
+                    kind, msg = proto.decode(data)
+                    if kind == "error":
+                        err = _start_error(container, msg)
+                        os.write(2, f"lxpy-{'execute' if app_cmd else 'start'}: {err}\n".encode())
+                os._exit(0)
+            os.close(r)
+            os.set_inheritable(w, True)
+            os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
+                                      str(run_dir), str(w), str(lock_fd), mode])
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(r)
+                os.setsid()
+                if os.fork() != 0:
+                    os._exit(0)
+                _daemon_stdio(container, logfile)
+                os.set_inheritable(w, True)
+                os.set_inheritable(lock_fd, True)
+                os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
+                                          str(run_dir), str(w), str(lock_fd), "daemon"])
+            finally:
+                os._exit(1)
+        os.close(w)
+        os.waitpid(pid, 0)
+        data = _read_all(r)
+        os.close(r)
+        undo.pop_all()
+        os.close(lock_fd)
+    if not data:
+        cleanup_stale(container)
+        raise RuntimeStartError(f"container {container.name!r}: the monitor died during the "
+                                "start", "see the monitor log in the log directory")
+    kind, msg = proto.decode(data)
+    if kind == "error":
+        raise _start_error(container, msg)
+    return 0
+
+
+def _boot() -> str:
+    from .monitor import BOOT
+    return BOOT
+
+
+def _read_all(fd: int) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except InterruptedError:
+            continue
+        if not chunk:
+            return out
+        out += chunk
+
+
+def _daemon_stdio(container, logfile: str | None) -> None:
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    try:
+        from ..paths import system_config
+        d = system_config().log_dir / container.name
+        d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(logfile or str(d / "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                     0o600)
+        os.dup2(fd, 2)
+        os.close(fd)
+    except OSError:
+        os.dup2(null, 2)
+    os.close(null)
+
+
+def _start_error(container, msg: dict[str, str]) -> RuntimeStartError:
+    err = int(msg.get("errno") or 0)
+    text = msg.get("message") or "unknown failure"
+    hint = None
+    step = msg.get("step", "")
+    if step.startswith("exec init"):
+        hint = "check init.cmd in its config.toml and that the program exists in its rootfs"
+    elif step.startswith("exec "):
+        hint = "check the command and that it exists in the container's rootfs"
+    elif err == errno.EPERM:
+        hint = "lxpy-checkconfig tells which kernel features this host lacks"
+    return RuntimeStartError(f"container {container.name!r} failed to start: {text}", hint,
+                             step=step or None, syscall=msg.get("syscall") or None,
+                             errno=err or None, path=msg.get("path") or None)

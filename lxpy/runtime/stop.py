@@ -1,0 +1,138 @@
+"""lxpy-stop: ask the monitor to stop (or reboot) the container, and wait for it to go.
+
+If the monitor is gone (SIGKILLed), the container is stopped from here: init is killed
+through a pidfd (which takes its whole pid namespace with it), the cgroup is killed and
+removed, and the run dir is cleaned.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+
+from ..errors import NotRunning, StateError
+from . import proto, state
+
+
+def _sock(container) -> str:
+    return str(container.run_dir / state.SOCKET)
+
+
+def stop(container, timeout: float | None = None, kill: bool = False, wait: bool = True,
+         reboot: bool = False) -> None:
+    """Raises NotRunning when the container was not running."""
+    info = state.query(container)
+    if info.state == "STOPPED":
+        if info.stale:
+            from .start import cleanup_stale
+            cleanup_stale(container, info)
+        raise NotRunning(f"container {container.name!r} is not running")
+    if not info.monitor_alive:
+        if reboot:
+            raise StateError(f"container {container.name!r} has lost its monitor; it cannot be "
+                             "rebooted", "lxpy-stop it, then lxpy-start it")
+        _stop_orphan(container, info, timeout, kill)
+        return
+    if timeout is None:
+        try:
+            timeout = float(container.config.init.stop_timeout)
+        except Exception:  # noqa: BLE001 - a broken config must not prevent a stop
+            timeout = 60.0
+    try:
+        s, (kind, msg) = proto.request(_sock(container), "reboot" if reboot else "stop",
+                                       io_timeout=10, **({} if reboot else {
+                                           "timeout": timeout, "kill": int(kill)}))
+    except (FileNotFoundError, ConnectionRefusedError):
+        # The monitor exited between the query and now.
+        if state.query(container).state == "STOPPED":
+            raise NotRunning(f"container {container.name!r} is not running") from None
+        raise
+    try:
+        if kind == "error":
+            raise StateError(f"container {container.name!r}: {msg.get('message')}")
+        if kind != "ok":
+            if kind == "eof":
+                return
+            raise StateError(f"container {container.name!r}: unexpected answer {kind!r}")
+        if not wait or reboot:
+            return
+        # The monitor closes the connection when it exits, after its clean-up.
+        s.settimeout(None)
+        while True:
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+    finally:
+        s.close()
+
+
+def _stop_orphan(container, info: state.StateInfo, timeout: float | None, kill: bool) -> None:
+    from .start import cleanup_stale, take_lock
+    from ..errors import LockBusy
+    try:
+        lock = take_lock(container, "busy")
+    except LockBusy:
+        raise StateError(f"container {container.name!r} is busy",
+                         "another lxpy command is starting or stopping it") from None
+    try:
+        pid = info.pid
+        fd = -1
+        try:
+            fd = os.pidfd_open(pid) if pid else -1
+        except ProcessLookupError:
+            fd = -1
+        if fd >= 0:
+            if not kill and timeout != 0:
+                try:
+                    sig = int(info.extra.get("halt_signal") or 0) or _halt_signal(container)
+                    signal.pidfd_send_signal(fd, sig)
+                except OSError:
+                    pass
+                if not _wait_fd(fd, 60.0 if timeout is None else timeout):
+                    kill = True
+            else:
+                kill = True
+            if kill:
+                _kill_cgroup(info)
+                try:
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                except OSError:
+                    pass
+                _wait_fd(fd, 30.0)
+            os.close(fd)
+        # init is gone: what is left in the cgroup dies, then the debris goes.
+        cleanup_stale(container)
+    finally:
+        os.close(lock)
+
+
+def _halt_signal(container) -> int:
+    try:
+        from ..config import parse_signal
+        return parse_signal(container.config.init.halt_signal)
+    except Exception:  # noqa: BLE001
+        return signal.SIGRTMIN + 3
+
+
+def _kill_cgroup(info: state.StateInfo) -> None:
+    if not info.cgroup:
+        return
+    try:
+        from .. import cgroups
+        cgroups.driver().open(info.cgroup).kill()
+    except Exception:  # noqa: BLE001 - best effort, init's SIGKILL follows
+        pass
+
+
+def _wait_fd(fd: int, timeout: float) -> bool:
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(int(timeout * 1000)))
+
+
+_ = socket

@@ -1,0 +1,102 @@
+"""lxpy-wait: block until a container reaches one of some states, without polling.
+
+While a monitor runs, we subscribe on its socket (it pushes every transition and closes
+the connection when it exits). Without a monitor, inotify on the run dir's parent tells
+when one appears.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+from ..errors import StateError, UsageError
+from . import proto, state
+
+
+def parse_states(spec: str) -> set[str]:
+    want = {s.strip().upper() for s in spec.split("|") if s.strip()}
+    bad = want - set(state.STATES)
+    if not want or bad:
+        raise UsageError(f"-s {spec!r}: {', '.join(sorted(bad)) or 'no state'} is not a state",
+                         "use " + "|".join(state.STATES))
+    return want
+
+
+def wait(container, states: set[str], timeout: float | None) -> bool:
+    """True when the container reached one of states, False on timeout."""
+    from ..linux import proc
+    deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+    rd = container.run_dir
+    parent = rd.parent
+    ino = proc.inotify_init(proc.IN_CLOEXEC | proc.IN_NONBLOCK)
+    try:
+        while True:
+            watch = parent
+            while not watch.is_dir() and watch != watch.parent:
+                watch = watch.parent
+            proc.inotify_add_watch(ino, watch, proc.IN_CREATE | proc.IN_DELETE |
+                                   proc.IN_MOVED_TO | proc.IN_ONLYDIR)
+            if rd.is_dir():
+                try:
+                    proc.inotify_add_watch(ino, rd, proc.IN_CREATE | proc.IN_MOVED_TO |
+                                           proc.IN_DELETE | proc.IN_ONLYDIR)
+                except OSError:
+                    pass
+            info = state.query(container)
+            if info.state in states:
+                return True
+            if info.monitor_alive:
+                got = _subscribe(container, states, deadline)
+                if got is not None:
+                    return got
+                continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            p = select.poll()
+            p.register(ino, select.POLLIN)
+            if p.poll(None if left is None else int(left * 1000) + 1):
+                try:
+                    proc.inotify_read(ino)
+                except BlockingIOError:
+                    pass
+    finally:
+        os.close(ino)
+
+
+def _subscribe(container, states: set[str], deadline: float | None) -> bool | None:
+    """Follow the monitor's transitions. None: the monitor went away (look again)."""
+    try:
+        s, (kind, msg) = proto.request(str(container.run_dir / state.SOCKET), "subscribe")
+    except OSError:
+        return None
+    try:
+        if kind == "state" and msg.get("state") in states:
+            return True
+        reader = s.reader
+        for k, m in reader.pending:
+            if k == "state" and m.get("state") in states:
+                return True
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            s.settimeout(left)
+            try:
+                data = s.recv(65536)
+            except TimeoutError:
+                return False
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                return None
+            for k, m in reader.feed(data):
+                if k == "state" and m.get("state") in states:
+                    return True
+    finally:
+        s.close()
+
+
+_ = StateError
