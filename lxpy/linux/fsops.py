@@ -1,0 +1,174 @@
+"""Filesystem operations the storage backends need: statfs(2) (which filesystem is this?),
+renameat2(2) (RENAME_NOREPLACE, RENAME_EXCHANGE), FICLONE (reflink one file) and the btrfs
+subvolume ioctls (BTRFS_IOC_SUBVOL_CREATE, BTRFS_IOC_SNAP_CREATE_V2, BTRFS_IOC_SNAP_DESTROY)."""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import struct
+
+from .libc import check, cstr, libc
+
+AT_FDCWD = -100
+
+# statfs f_type values (linux/magic.h)
+BTRFS_SUPER_MAGIC = 0x9123683E
+EXT4_SUPER_MAGIC = 0xEF53
+XFS_SUPER_MAGIC = 0x58465342
+TMPFS_MAGIC = 0x01021994
+OVERLAYFS_SUPER_MAGIC = 0x794C7630
+
+FS_NAMES = {BTRFS_SUPER_MAGIC: "btrfs", EXT4_SUPER_MAGIC: "ext4", XFS_SUPER_MAGIC: "xfs",
+            TMPFS_MAGIC: "tmpfs", OVERLAYFS_SUPER_MAGIC: "overlay"}
+
+BTRFS_FIRST_FREE_OBJECTID = 256  # st_ino of a subvolume's root directory
+
+
+class statfs_t(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long),
+                ("f_blocks", ctypes.c_ulong), ("f_bfree", ctypes.c_ulong),
+                ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
+                ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2),
+                ("f_namelen", ctypes.c_long), ("f_frsize", ctypes.c_long),
+                ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4)]
+
+
+libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(statfs_t)]
+libc.statfs.restype = ctypes.c_int
+libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint]
+libc.renameat2.restype = ctypes.c_int
+
+
+def statfs_type(path: str | os.PathLike) -> int:
+    """The f_type magic of the filesystem holding path."""
+    buf = statfs_t()
+    check(libc.statfs(cstr(path), ctypes.byref(buf)), "statfs", path)
+    return buf.f_type & 0xFFFFFFFF
+
+
+def fs_name(path: str | os.PathLike) -> str:
+    t = statfs_type(path)
+    return FS_NAMES.get(t, hex(t))
+
+
+def is_btrfs(path: str | os.PathLike) -> bool:
+    return statfs_type(path) == BTRFS_SUPER_MAGIC
+
+
+def is_btrfs_subvolume(path: str | os.PathLike) -> bool:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    import stat
+    return (stat.S_ISDIR(st.st_mode) and st.st_ino == BTRFS_FIRST_FREE_OBJECTID
+            and is_btrfs(path))
+
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+
+def renameat2(old: str | os.PathLike, new: str | os.PathLike, flags: int = 0) -> None:
+    """rename(2) with flags: RENAME_NOREPLACE fails with EEXIST if new exists,
+    RENAME_EXCHANGE swaps the two atomically."""
+    check(libc.renameat2(AT_FDCWD, cstr(old), AT_FDCWD, cstr(new), flags),
+          "renameat2", new)
+
+
+def _ioc(direction: int, typ: int, nr: int, size: int) -> int:
+    return (direction << 30) | (size << 16) | (typ << 8) | nr
+
+
+_IOC_WRITE = 1
+BTRFS_IOCTL_MAGIC = 0x94
+BTRFS_PATH_NAME_MAX = 4087
+BTRFS_SUBVOL_NAME_MAX = 4039
+_VOL_ARGS_SIZE = 4096       # struct btrfs_ioctl_vol_args { __s64 fd; char name[4088]; }
+_VOL_ARGS_V2_SIZE = 4096    # fd, transid, flags, unused[4], name[4040]
+BTRFS_IOC_SNAP_CREATE = _ioc(_IOC_WRITE, BTRFS_IOCTL_MAGIC, 1, _VOL_ARGS_SIZE)
+BTRFS_IOC_SUBVOL_CREATE = _ioc(_IOC_WRITE, BTRFS_IOCTL_MAGIC, 14, _VOL_ARGS_SIZE)
+BTRFS_IOC_SNAP_DESTROY = _ioc(_IOC_WRITE, BTRFS_IOCTL_MAGIC, 15, _VOL_ARGS_SIZE)
+BTRFS_IOC_SNAP_CREATE_V2 = _ioc(_IOC_WRITE, BTRFS_IOCTL_MAGIC, 23, _VOL_ARGS_V2_SIZE)
+BTRFS_SUBVOL_RDONLY = 1 << 1
+FICLONE = _ioc(_IOC_WRITE, 0x94, 9, 4)
+
+
+def _name_arg(name: str, limit: int) -> bytes:
+    b = os.fsencode(name)
+    if b"/" in b or not b or len(b) > limit:
+        raise OSError(22, f"btrfs: bad subvolume name {name!r}")
+    return b
+
+
+def _dirfd(path: str | os.PathLike) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def btrfs_subvol_create(path: str | os.PathLike) -> None:
+    """Create a new, empty subvolume at path (its parent must exist)."""
+    parent, name = os.path.split(os.path.abspath(path))
+    args = struct.pack("q4088s", 0, _name_arg(name, BTRFS_PATH_NAME_MAX))
+    fd = _dirfd(parent)
+    try:
+        fcntl.ioctl(fd, BTRFS_IOC_SUBVOL_CREATE, args)
+    except OSError as e:
+        raise OSError(e.errno, f"ioctl(BTRFS_IOC_SUBVOL_CREATE): {os.strerror(e.errno)}",
+                      os.fspath(path)) from None
+    finally:
+        os.close(fd)
+
+
+def btrfs_snapshot(source: str | os.PathLike, dest: str | os.PathLike,
+                   readonly: bool = False) -> None:
+    """Snapshot the subvolume source as dest (same filesystem, dest must not exist)."""
+    parent, name = os.path.split(os.path.abspath(dest))
+    src = _dirfd(source)
+    try:
+        dfd = _dirfd(parent)
+        try:
+            args = struct.pack("qQQ32s4040s", src, 0, BTRFS_SUBVOL_RDONLY if readonly else 0,
+                               b"", _name_arg(name, BTRFS_SUBVOL_NAME_MAX))
+            fcntl.ioctl(dfd, BTRFS_IOC_SNAP_CREATE_V2, args)
+        except OSError as e:
+            raise OSError(e.errno, f"ioctl(BTRFS_IOC_SNAP_CREATE_V2): {os.strerror(e.errno)}",
+                          os.fspath(dest)) from None
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(src)
+
+
+def btrfs_subvol_delete(path: str | os.PathLike) -> None:
+    """Delete the subvolume at path, with its contents (not the subvolumes nested in it)."""
+    parent, name = os.path.split(os.path.abspath(path))
+    args = struct.pack("q4088s", 0, _name_arg(name, BTRFS_PATH_NAME_MAX))
+    fd = _dirfd(parent)
+    try:
+        fcntl.ioctl(fd, BTRFS_IOC_SNAP_DESTROY, args)
+    except OSError as e:
+        raise OSError(e.errno, f"ioctl(BTRFS_IOC_SNAP_DESTROY): {os.strerror(e.errno)}",
+                      os.fspath(path)) from None
+    finally:
+        os.close(fd)
+
+
+def ficlone(src_fd: int, dst_fd: int) -> None:
+    """Make dst share src's extents (reflink); EOPNOTSUPP/EXDEV where the fs cannot."""
+    fcntl.ioctl(dst_fd, FICLONE, src_fd)
+
+
+def reflink_works(directory: str | os.PathLike) -> bool:
+    """True when files in directory can be reflinked (btrfs, xfs with reflink=1...)."""
+    import tempfile
+    try:
+        with tempfile.TemporaryFile(dir=directory) as a, tempfile.TemporaryFile(dir=directory) as b:
+            a.write(b"x")
+            a.flush()
+            ficlone(a.fileno(), b.fileno())
+        return True
+    except OSError:
+        return False

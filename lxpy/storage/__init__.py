@@ -1,0 +1,89 @@
+"""Storage backends (dir, overlay, btrfs), found through a registry: each module in this
+package registers a Backend subclass (see base.py); a new backend is one new file.
+
+    storage.get("overlay").create_from(base, cdir)
+    storage.best(lxpath)            # -B best: btrfs on btrfs, else overlay, else dir
+    storage.names()
+    storage.dependants(container)   # containers whose rootfs depends on this one
+    storage.destroy_container(cdir, cfg)   # the rootfs, snapshots included
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StorageError
+
+if TYPE_CHECKING:
+    from ..container import Container
+    from .base import Backend
+
+# modules of this package that are not backends
+_HELPERS = frozenset({"base", "copy", "clone", "snapshot", "rename", "safewrite"})
+# the order -B best tries them in
+_PREFERENCE = ("btrfs", "overlay", "dir")
+
+
+def _backend_modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(__path__)
+                  if not m.name.startswith("_") and m.name not in _HELPERS)
+
+
+def _load_all() -> dict[str, Backend]:
+    from .base import _REGISTRY
+    for mod in _backend_modules():
+        if mod not in _REGISTRY:
+            importlib.import_module(f"{__name__}.{mod}")
+    return _REGISTRY
+
+
+def names() -> list[str]:
+    return sorted(_load_all())
+
+
+def get(name: str) -> Backend:
+    from .base import _REGISTRY
+    if name not in _REGISTRY and name in _backend_modules():
+        importlib.import_module(f"{__name__}.{name}")
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise StorageError(f"{name!r} is not a storage backend",
+                           f"use one of: {', '.join(names())}, or best") from None
+
+
+def best(lxpath: Path) -> Backend:
+    """The fastest backend available for containers in lxpath."""
+    reg = _load_all()
+    order = [n for n in _PREFERENCE if n in reg] + sorted(set(reg) - set(_PREFERENCE))
+    for n in order:
+        ok, _ = reg[n].available(Path(lxpath))
+        if ok:
+            return reg[n]
+    raise StorageError(f"no storage backend is available for {lxpath}")
+
+
+def for_config(cfg: Any) -> Backend:
+    return get(str(cfg.rootfs.backend or "dir"))
+
+
+def dependants(container: Container) -> list[str]:
+    """Names of the containers (in the same lxpath) that are snapshot clones of container
+    or whose rootfs lies on its tree: destroying it would break them."""
+    from .clone import dependants as _dependants
+    return _dependants(container)
+
+
+def destroy_container(cdir: Path, cfg: Any) -> None:
+    """Remove a container's storage: its rootfs (mounts, subvolumes) and its snapshots."""
+    from .clone import destroy_container as _destroy
+    _destroy(Path(cdir), cfg)
+
+
+def sweep(lxpath: Path) -> None:
+    """Clean what killed clone/snapshot/rename/create/destroy commands left in lxpath."""
+    from .clone import sweep as _sweep
+    _sweep(Path(lxpath))

@@ -1,0 +1,115 @@
+"""The storage backend interface and its registry. A backend is one module in this package
+that defines a Backend subclass decorated with @register."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import StorageError
+
+_REGISTRY: dict[str, Backend] = {}
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def rootfs_dir(cdir: Path, cfg: Any) -> Path:
+    """cfg.rootfs.path resolved against the container directory cdir (which may be a temp
+    name: relative paths follow the directory when it is renamed)."""
+    p = Path(str(cfg.rootfs.path or "rootfs"))
+    return p if p.is_absolute() else Path(cdir) / p
+
+
+def split_lowers(value: str, cdir: Path) -> list[Path]:
+    """rootfs.lower: overlay lower dirs, topmost first, ':'-separated; relative entries are
+    relative to the container directory."""
+    out = []
+    for part in str(value or "").split(":"):
+        if part:
+            p = Path(part)
+            out.append(p if p.is_absolute() else Path(cdir) / p)
+    return out
+
+
+def join_lowers(paths: list[Path]) -> str:
+    for p in paths:
+        s = os.fspath(p)
+        if ":" in s or "," in s or "\\" in s:
+            raise StorageError(f"{s}: overlay cannot use a lower directory whose path has "
+                               "':', ',' or '\\' in it", "move the lxpath or cache elsewhere")
+    return ":".join(os.fspath(p) for p in paths)
+
+
+class Backend:
+    """One way of storing a container's rootfs. Every method takes the container directory
+    cdir explicitly (it may be a temporary name) and the container's Config."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: what lxpy-snapshot keeps in snaps/snapN/ ("rootfs" or "delta")
+    snapshot_part: ClassVar[str] = "rootfs"
+
+    # -- the interface other parts use (docs/internals.md) -------------------------------
+    def available(self, lxpath: Path) -> tuple[bool, str]:
+        """(True, "") when containers in lxpath can use this backend, else (False, why)."""
+        raise NotImplementedError
+
+    def create_from(self, base: Path, cdir: Path) -> dict[str, str]:
+        """Make the container's rootfs in cdir from the read-only tree base; return the
+        rootfs.* config keys to record (rootfs.path relative to cdir)."""
+        raise NotImplementedError
+
+    @contextmanager
+    def mounted(self, cdir: Path, cfg: Any) -> Iterator[Path]:
+        """A writable host-side path of the container's tree for the duration."""
+        yield rootfs_dir(cdir, cfg)
+
+    def mount(self, cdir: Path, cfg: Any, target: Path) -> None:
+        """Make the rootfs appear at target (in the caller's mount namespace)."""
+        raise NotImplementedError
+
+    def destroy(self, cdir: Path, cfg: Any) -> None:
+        """Remove the container's rootfs data (what is special about it: mounts, subvolumes);
+        the caller removes cdir itself."""
+        raise NotImplementedError
+
+    def usage(self, cdir: Path, cfg: Any) -> int:
+        """Bytes of disk used by this container's own data."""
+        from .copy import tree_usage
+        return tree_usage(self.data_path(cdir, cfg))
+
+    # -- used by clone and snapshot (lxpy/storage/clone.py) -------------------------------
+    def data_path(self, cdir: Path, cfg: Any) -> Path:
+        """The directory that holds this container's own data (rootfs, or overlay's delta)."""
+        return rootfs_dir(cdir, cfg)
+
+    def full_copy(self, src_cdir: Path, src_cfg: Any, dst_cdir: Path) -> dict[str, str]:
+        """An independent copy of a container of this backend into dst_cdir."""
+        raise NotImplementedError
+
+    def snapshot_clone(self, src_cdir: Path, src_cfg: Any, dst_cdir: Path) -> dict[str, str]:
+        """A copy-on-write clone (cheap, may depend on the source) into dst_cdir."""
+        raise StorageError(f"the {self.name} backend cannot make snapshot clones",
+                           "drop -s for a full copy")
+
+    def save_snapshot(self, cdir: Path, cfg: Any, snapdir: Path) -> None:
+        """Keep the container's data in snapdir/<snapshot_part>."""
+        raise NotImplementedError
+
+    def from_snapshot(self, snapdir: Path, snap_cfg: Any, dst_cdir: Path) -> dict[str, str]:
+        """Make a container's data in dst_cdir from a snapshot; return rootfs.* keys."""
+        raise NotImplementedError
+
+    def import_tree(self, tree: Path, dst_cdir: Path) -> dict[str, str]:
+        """An independent container of this backend holding a copy of tree (a full copy
+        from another backend)."""
+        return self.create_from(tree, dst_cdir)
+
+    def __repr__(self) -> str:
+        return f"<storage backend {self.name}>"

@@ -1,0 +1,142 @@
+"""Fast tree operations: a full copy that keeps everything (owners, modes, times, xattrs and
+ACLs, hard links, sparse files, device nodes, fifos, sockets), reflinked where the
+filesystem can; removal that also handles mounts and btrfs subvolumes; disk usage.
+
+The copy is GNU `cp -a --reflink=auto`: measured faster than a Python walk (see the report
+in bench/), and it already does reflinks, sparse detection and hard link tracking."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..errors import StorageError
+
+log = logging.getLogger("lxpy.storage")
+
+
+def _tail(text: str) -> str:
+    lines = [x for x in text.strip().splitlines() if x.strip()]
+    return lines[-1] if lines else ""
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy the tree src as dst (dst must not exist; its parent must). The root directory's
+    own owner, mode, times and xattrs are copied too."""
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise StorageError(f"{src}: not a directory, nothing to copy")
+    if dst.exists() or dst.is_symlink():
+        raise StorageError(f"{dst}: already exists")
+    cmd = ["cp", "-a", "--reflink=auto", "--one-file-system", "--no-target-directory",
+           "--", os.fspath(src), os.fspath(dst)]
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, errors="replace")
+    if r.returncode != 0:
+        tail = _tail(r.stderr)
+        hint = "the disk may be full" if "No space" in r.stderr else None
+        raise StorageError(f"copying {src} to {dst} failed: {tail}", hint)
+
+
+def copy_contents(src: Path, dst: Path) -> None:
+    """Copy what is inside src into the existing directory dst (and src's root attributes)."""
+    cmd = ["cp", "-a", "--reflink=auto", "--one-file-system", "--no-target-directory",
+           "--", os.fspath(src), os.fspath(dst)]
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, errors="replace")
+    if r.returncode != 0:
+        raise StorageError(f"copying {src} into {dst} failed: {_tail(r.stderr)}")
+
+
+def copy_dir_attrs(src: Path, dst: Path) -> None:
+    """Give dst the owner, mode and times of the directory src (not its contents)."""
+    st = os.lstat(src)
+    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    os.chmod(dst, st.st_mode & 0o7777)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _unmount_under(path: Path) -> None:
+    from ..linux.mount import MNT_DETACH, mounts_under, umount2
+    for mp in mounts_under(path):
+        try:
+            umount2(mp, MNT_DETACH)
+        except OSError as e:
+            log.warning("could not unmount %s: %s", mp, e)
+
+
+def _subvolumes_under(path: Path) -> list[Path]:
+    """btrfs subvolume roots at or below path, deepest first."""
+    from ..linux.fsops import BTRFS_FIRST_FREE_OBJECTID, is_btrfs
+    try:
+        if not is_btrfs(path):
+            return []
+    except OSError:
+        return []
+    found: list[Path] = []
+    try:
+        top = os.lstat(path)
+    except FileNotFoundError:
+        return []
+    if top.st_ino == BTRFS_FIRST_FREE_OBJECTID:
+        found.append(Path(path))
+    for root, dirs, _files in os.walk(path):
+        for d in dirs:
+            p = os.path.join(root, d)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if st.st_ino == BTRFS_FIRST_FREE_OBJECTID:
+                found.append(Path(p))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove path and everything below it: unmounts first, deletes btrfs subvolumes with
+    the ioctl (read-only ones too), then the rest. A missing path is fine."""
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if path.is_symlink() or not path.is_dir():
+        path.unlink()
+        return
+    _unmount_under(path)
+    from ..linux.fsops import btrfs_subvol_delete
+    for sv in _subvolumes_under(path):
+        try:
+            btrfs_subvol_delete(sv)
+        except OSError as e:
+            log.debug("btrfs subvolume delete %s: %s", sv, e)
+
+    def onerror(func, p, exc_info):
+        err = exc_info[1]
+        if isinstance(err, FileNotFoundError):
+            return
+        raise err
+    if path.exists():
+        shutil.rmtree(path, onerror=onerror)
+
+
+def tree_usage(path: Path) -> int:
+    """Bytes of disk the tree uses (hard links counted once), like du -s."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    r = subprocess.run(["du", "-s", "-x", "-B1", "--", os.fspath(path)],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
+    try:
+        return int(r.stdout.split()[0])
+    except (IndexError, ValueError):
+        raise StorageError(f"cannot measure the disk use of {path}: {_tail(r.stderr)}") from None
+
+
+def is_empty_dir(path: Path) -> bool:
+    try:
+        with os.scandir(path) as it:
+            return next(it, None) is None
+    except (FileNotFoundError, NotADirectoryError):
+        return False

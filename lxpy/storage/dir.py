@@ -1,0 +1,58 @@
+"""dir: the rootfs is a plain directory tree in the container directory. Full copies use
+reflinks where the filesystem can; snapshot clones of a dir container are overlays on it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import StorageError
+from .base import Backend, register, rootfs_dir
+from .copy import copy_tree, remove_tree
+
+
+def bind_rootfs(src: Path, target: Path) -> None:
+    from ..linux.mount import MS_BIND, MS_REC, mount
+    if not src.is_dir():
+        raise StorageError(f"{src}: the container's rootfs is missing",
+                           "the container directory is damaged; restore a snapshot or recreate")
+    mount(src, target, None, MS_BIND | MS_REC)
+
+
+def _own_path(cdir: Path, p: Path) -> bool:
+    try:
+        Path(os.path.abspath(p)).relative_to(os.path.abspath(cdir))
+        return True
+    except ValueError:
+        return False
+
+
+@register
+class DirBackend(Backend):
+    name = "dir"
+    description = "a plain directory tree (full copies, reflinked where the filesystem can)"
+
+    def available(self, lxpath: Path) -> tuple[bool, str]:
+        return True, ""
+
+    def create_from(self, base: Path, cdir: Path) -> dict[str, str]:
+        copy_tree(base, Path(cdir) / "rootfs")
+        return {"rootfs.backend": "dir", "rootfs.path": "rootfs"}
+
+    def mount(self, cdir: Path, cfg: Any, target: Path) -> None:
+        bind_rootfs(rootfs_dir(cdir, cfg), target)
+
+    def destroy(self, cdir: Path, cfg: Any) -> None:
+        root = rootfs_dir(cdir, cfg)
+        if _own_path(cdir, root):      # an absolute rootfs elsewhere is the admin's, kept
+            remove_tree(root)
+
+    def full_copy(self, src_cdir: Path, src_cfg: Any, dst_cdir: Path) -> dict[str, str]:
+        return self.create_from(rootfs_dir(src_cdir, src_cfg), dst_cdir)
+
+    def save_snapshot(self, cdir: Path, cfg: Any, snapdir: Path) -> None:
+        copy_tree(rootfs_dir(cdir, cfg), Path(snapdir) / "rootfs")
+
+    def from_snapshot(self, snapdir: Path, snap_cfg: Any, dst_cdir: Path) -> dict[str, str]:
+        return self.create_from(Path(snapdir) / "rootfs", dst_cdir)

@@ -1,0 +1,183 @@
+"""overlay: the container's changes live in delta/ (overlayfs upper, work/ beside it) over
+read-only lower trees: the template cache, or a dir container's rootfs for a snapshot clone.
+
+rootfs.lower lists the lowers, topmost first, ':'-separated. Cloning an overlay container
+copies its delta (small: only what changed) and shares the lowers, so clone and source are
+independent both ways and no overlay is stacked on another (the kernel allows 2 levels)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import StorageError
+from .base import Backend, join_lowers, register, rootfs_dir, split_lowers
+from .copy import copy_dir_attrs, copy_tree, remove_tree
+
+log = logging.getLogger("lxpy.storage")
+
+_available: bool | None = None
+
+
+def _kernel_has_overlay() -> bool:
+    global _available
+    if _available is None:
+        try:
+            with open("/proc/filesystems") as f:
+                _available = any(line.split()[-1] == "overlay" for line in f if line.strip())
+        except OSError:
+            _available = False
+    return _available
+
+
+def mount_options(lowers: list[Path], upper: Path, work: Path) -> str:
+    if not lowers:
+        raise StorageError("overlay: the config has no rootfs.lower",
+                           "set rootfs.lower to the read-only tree, or use the dir backend")
+    for p in lowers:
+        if not p.is_dir():
+            raise StorageError(f"overlay lower {p} is missing",
+                               "its cache entry or origin container was removed; "
+                               "recreate the container or restore it from a snapshot")
+    return (f"lowerdir={join_lowers(lowers)},upperdir={join_lowers([upper])},"
+            f"workdir={join_lowers([work])}")
+
+
+def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
+    from ..linux.mount import mount
+    data = mount_options(lowers, upper, work)
+    if len(data) > 4000:
+        raise StorageError(f"overlay: too many lower layers for one mount ({len(lowers)})",
+                           "make a full copy (lxpy-copy without -s) to flatten it")
+    try:
+        mount("overlay", target, "overlay", 0, data)
+    except OSError as e:
+        hint = None
+        if e.errno == errno.EBUSY:
+            hint = "its delta is in use by another overlay mount (is the container running?)"
+        elif e.errno == errno.EINVAL:
+            hint = "the kernel refused the layers (overlay on overlay stacks 2 levels at most)"
+        raise StorageError(f"cannot mount the overlay at {target}: {e.strerror}", hint) from None
+
+
+@register
+class OverlayBackend(Backend):
+    name = "overlay"
+    description = "overlayfs: changes in delta/ over the read-only cache (instant create/clone)"
+    snapshot_part = "delta"
+
+    def available(self, lxpath: Path) -> tuple[bool, str]:
+        if not _kernel_has_overlay():
+            return False, "the kernel has no overlay filesystem (modprobe overlay)"
+        from ..linux.fsops import OVERLAYFS_SUPER_MAGIC, fs_name, statfs_type
+        p = Path(lxpath)
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        try:
+            t = statfs_type(p)
+        except OSError as e:
+            return False, f"cannot inspect {p}: {e.strerror}"
+        if t == OVERLAYFS_SUPER_MAGIC:
+            return False, f"{p} is itself on overlayfs ({fs_name(p)}), which cannot hold an upper"
+        return True, ""
+
+    # -- layout ------------------------------------------------------------------------
+    @staticmethod
+    def delta(cdir: Path) -> Path:
+        return Path(cdir) / "delta"
+
+    @staticmethod
+    def work(cdir: Path) -> Path:
+        return Path(cdir) / "work"
+
+    def lowers(self, cdir: Path, cfg: Any) -> list[Path]:
+        return split_lowers(cfg.rootfs.lower, cdir)
+
+    def _make_layout(self, cdir: Path, like: Path | None) -> None:
+        cdir = Path(cdir)
+        (cdir / "rootfs").mkdir(mode=0o755, exist_ok=True)
+        if not self.delta(cdir).exists():
+            self.delta(cdir).mkdir(mode=0o755)
+            if like is not None:
+                copy_dir_attrs(like, self.delta(cdir))
+        self.work(cdir).mkdir(mode=0o700, exist_ok=True)
+
+    def _keys(self, lowers: list[Path]) -> dict[str, str]:
+        return {"rootfs.backend": "overlay", "rootfs.path": "rootfs",
+                "rootfs.lower": join_lowers([Path(os.path.abspath(p)) for p in lowers])}
+
+    # -- interface -----------------------------------------------------------------------
+    def create_from(self, base: Path, cdir: Path) -> dict[str, str]:
+        base = Path(os.path.abspath(base))
+        if not base.is_dir():
+            raise StorageError(f"{base}: the base tree is missing")
+        keys = self._keys([base])
+        self._make_layout(cdir, base)
+        return keys
+
+    def mount(self, cdir: Path, cfg: Any, target: Path) -> None:
+        mount_overlay(self.lowers(cdir, cfg), self.delta(cdir), self.work(cdir), Path(target))
+
+    @contextmanager
+    def mounted(self, cdir: Path, cfg: Any) -> Iterator[Path]:
+        from ..linux.mount import MNT_DETACH, is_mountpoint, umount2
+        target = rootfs_dir(cdir, cfg)
+        target.mkdir(mode=0o755, exist_ok=True)
+        if is_mountpoint(target):          # left by a killed command: replace it
+            umount2(target, MNT_DETACH)
+        self.mount(cdir, cfg, target)
+        try:
+            yield target
+        finally:
+            try:
+                umount2(target)
+            except OSError:
+                umount2(target, MNT_DETACH)
+
+    def destroy(self, cdir: Path, cfg: Any) -> None:
+        from .copy import _unmount_under
+        _unmount_under(rootfs_dir(cdir, cfg))
+        for p in (self.delta(cdir), self.work(cdir), rootfs_dir(cdir, cfg)):
+            remove_tree(p)
+
+    def data_path(self, cdir: Path, cfg: Any) -> Path:
+        return self.delta(cdir)
+
+    # -- clone and snapshot --------------------------------------------------------------
+    def full_copy(self, src_cdir: Path, src_cfg: Any, dst_cdir: Path) -> dict[str, str]:
+        """Copy the delta, share the (read-only) lowers."""
+        if src_cfg.rootfs.backend != "overlay":
+            raise StorageError("a full copy to the overlay backend needs an overlay source",
+                               "use -s for an overlay snapshot clone, or -B dir")
+        lowers = self.lowers(src_cdir, src_cfg)
+        copy_tree(self.delta(src_cdir), self.delta(dst_cdir))
+        self._make_layout(dst_cdir, None)
+        return self._keys(lowers)
+
+    def snapshot_clone(self, src_cdir: Path, src_cfg: Any, dst_cdir: Path) -> dict[str, str]:
+        if src_cfg.rootfs.backend == "overlay":
+            return self.full_copy(src_cdir, src_cfg, dst_cdir)
+        # dir or btrfs source: its rootfs becomes our lower (the source must stay unchanged
+        # for the clone to stay as it was: the clone depends on it, see dependants()).
+        lower = Path(os.path.abspath(rootfs_dir(src_cdir, src_cfg)))
+        keys = self._keys([lower])
+        self._make_layout(dst_cdir, lower)
+        return keys
+
+    def save_snapshot(self, cdir: Path, cfg: Any, snapdir: Path) -> None:
+        copy_tree(self.delta(cdir), Path(snapdir) / "delta")
+
+    def from_snapshot(self, snapdir: Path, snap_cfg: Any, dst_cdir: Path) -> dict[str, str]:
+        lowers = split_lowers(snap_cfg.rootfs.lower, dst_cdir)
+        copy_tree(Path(snapdir) / "delta", self.delta(dst_cdir))
+        self._make_layout(dst_cdir, None)
+        return self._keys(lowers)
+
+    def import_tree(self, tree: Path, dst_cdir: Path) -> dict[str, str]:
+        raise StorageError("a full copy to the overlay backend needs an overlay source",
+                           "use -s for an overlay snapshot clone, or -B dir")
