@@ -400,7 +400,7 @@ def _context(template: Template, context: dict[str, Any]) -> dict[str, Any]:
     ctx = dict(context)
     ctx.setdefault("template", template.name)
     ctx.setdefault("defaults", template.defaults)
-    if "bridge_address" not in ctx or "domain" not in ctx:
+    if "bridge_address" not in ctx or "domain" not in ctx or "bridge" not in ctx:
         try:
             import ipaddress
 
@@ -409,9 +409,11 @@ def _context(template: Template, context: dict[str, Any]) -> dict[str, Any]:
             net = ipaddress.ip_network(sc.subnet, strict=False)
             ctx.setdefault("bridge_address", str(next(net.hosts())))
             ctx.setdefault("domain", sc.domain)
+            ctx.setdefault("bridge", sc.bridge)
         except Exception:  # noqa: BLE001 - a bad system config is reported elsewhere
             ctx.setdefault("bridge_address", "")
             ctx.setdefault("domain", "")
+            ctx.setdefault("bridge", "lxpybr0")
     return ctx
 
 
