@@ -123,7 +123,7 @@ def sweep(lxpath: Path) -> None:
             if not p.exists():
                 continue
             if op == "rename":
-                _undo_rename(lxpath, p)
+                undo_rename(lxpath, p)
                 continue
             log.info("removing %s left by an interrupted command", p)
             try:
@@ -132,10 +132,6 @@ def sweep(lxpath: Path) -> None:
                 log.warning("could not remove %s: %s", p, err)
 
 
-def _undo_rename(lxpath: Path, tmp: Path) -> None:
-    """Put an interrupted rename back as it was (the journal has the old name and files)."""
-    from .rename import undo
-    undo(lxpath, tmp)
 
 
 def new_tmp(lxpath: Path, op: str, name: str) -> Path:
@@ -145,3 +141,343 @@ def new_tmp(lxpath: Path, op: str, name: str) -> Path:
 def write_json(path: Path, data: dict) -> None:
     from ..config.edit import write_new
     write_new(path, json.dumps(data))
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+ACTIVE = ("RUNNING", "STARTING", "STOPPING", "FROZEN", "FREEZING", "ABORTING")
+
+
+def state(c: Container) -> str:
+    from ..status import state_of
+    return state_of(c).state
+
+
+def require_stopped(c: Container, what: str, allow_running: bool = False) -> None:
+    from ..errors import StateError
+    st = state(c)
+    if st in ACTIVE and not allow_running:
+        raise StateError(f"container {c.name!r} is {st.lower()}; {what} needs it stopped",
+                         "stop it with lxpy-stop" + ("" if what.startswith("restor") else
+                                                     ", or allow a running source with -a"))
+
+
+def new_hwaddr(mac: str) -> str:
+    """Keep the first three octets (the OUI), draw the other three at random."""
+    import random
+    rng = random.SystemRandom()
+    parts = str(mac or "00:16:3e:xx:xx:xx").split(":")
+    if len(parts) != 6:
+        parts = ["00", "16", "3e", "xx", "xx", "xx"]
+    return ":".join(p if i < 3 and p.lower() != "xx" else f"{rng.randrange(256):02x}"
+                    for i, p in enumerate(parts))
+
+
+def _rewrite_strings(node: Any, old: str, new: str) -> None:
+    """Replace the old container directory prefix in every string value of a tomlkit doc."""
+    items = node.items() if hasattr(node, "items") else enumerate(node)
+    for k, v in list(items):
+        if isinstance(v, str):
+            if v == old or v.startswith(old + "/") or (":" in v and old + "/" in v):
+                node[k] = v.replace(old, new)
+        elif hasattr(v, "items") or isinstance(v, list):
+            _rewrite_strings(v, old, new)
+
+
+def render_config(src_text: str, *, keys: dict[str, str], old_dir: Path, new_dir: Path,
+                  old_name: str, new_name: str, keep_hostname: bool, keep_macs: bool,
+                  origin: str | None) -> str:
+    """The clone's config.toml: the source's, comments kept, with the rootfs keys, paths,
+    hostname and MAC addresses changed."""
+    import tomlkit
+    doc = tomlkit.parse(src_text)
+    _rewrite_strings(doc, os.fspath(old_dir), os.fspath(new_dir))
+    if "rootfs" not in doc:
+        doc["rootfs"] = tomlkit.table()
+    rt = doc["rootfs"]
+    for k in ("lower", "origin"):
+        if k in rt:
+            del rt[k]
+    for k, v in keys.items():
+        rt[k.removeprefix("rootfs.")] = v
+    if origin:
+        rt["origin"] = origin
+    if not keep_hostname and "hostname" in doc and doc["hostname"] == old_name:
+        doc["hostname"] = new_name
+    if not keep_macs:
+        for entry in doc.get("net", []):
+            if entry.get("type", "veth") in ("veth", "macvlan") or "hwaddr" in entry:
+                entry["hwaddr"] = new_hwaddr(str(entry.get("hwaddr") or ""))
+    return tomlkit.dumps(doc)
+
+
+def update_hostname(root: Path, old: str, new: str) -> dict[str, bytes | None]:
+    """Set /etc/hostname to new and replace old by new in /etc/hosts, through the
+    symlink-safe writer. Returns the previous contents (None: the file was absent)."""
+    import re
+
+    from ..safefs import Root
+    before: dict[str, bytes | None] = {}
+    with Root(root) as r:
+        for rel in ("etc/hostname", "etc/hosts"):
+            try:
+                before[rel] = r.read(rel) if r.exists(rel) else None
+            except OSError:
+                before[rel] = None
+        if before["etc/hostname"] is not None or r.is_dir("etc"):
+            r.write("etc/hostname", f"{new}\n")
+        hosts = before["etc/hosts"]
+        if hosts is not None:
+            text = hosts.decode(errors="surrogateescape")
+            pat = re.compile(rf"(?<![\w.-]){re.escape(old)}(?![\w-])")
+            lines = []
+            for line in text.splitlines(keepends=True):
+                body, hash_, comment = line.partition("#")
+                lines.append(pat.sub(new, body) + hash_ + comment)
+            new_text = "".join(lines)
+            if new_text != text:
+                r.write("etc/hosts", new_text.encode(errors="surrogateescape"))
+    return before
+
+
+def restore_files(root: Path, before: dict[str, bytes | None]) -> None:
+    from ..safefs import Root
+    with Root(root) as r:
+        for rel, data in before.items():
+            if data is None:
+                r.unlink(rel)
+            else:
+                r.write(rel, data)
+
+
+def run_clone_hooks(cfg: Any, cdir: Path, rootfs: Path, name: str, src_name: str,
+                    lxpath: Path) -> None:
+    import subprocess
+
+    from ..errors import LxpyError
+    for cmd in cfg.hooks.clone:
+        env = dict(os.environ, LXPY_NAME=name, LXPY_SRC_NAME=src_name, LXPY_PATH=str(lxpath),
+                   LXPY_CONFIG_FILE=str(cdir / CONFIG_NAME), LXPY_ROOTFS=str(rootfs),
+                   LXPY_HOOK="clone", LXPY_HOOK_TYPE="clone")
+        r = subprocess.run(["/bin/sh", "-c", cmd], env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, errors="replace", cwd=str(cdir))
+        if r.returncode != 0:
+            tail = (r.stderr.strip().splitlines() or [""])[-1]
+            raise LxpyError(f"clone hook {cmd!r} failed with status {r.returncode}"
+                            + (f": {tail}" if tail else ""), "nothing was made")
+
+
+def _storage_entries(cfg: Any, cdir: Path) -> set[str]:
+    from .base import rootfs_dir
+    names = {CONFIG_NAME, "rootfs", "delta", "work", "snaps"}
+    root = rootfs_dir(cdir, cfg)
+    if root.parent == cdir:
+        names.add(root.name)
+    return names
+
+
+def copy_extras(src_dir: Path, src_cfg: Any, dst_dir: Path) -> None:
+    """Copy what else the admin keeps in the container directory (hook scripts, notes)."""
+    from .copy import copy_tree
+    skip = _storage_entries(src_cfg, src_dir)
+    for e in os.listdir(src_dir):
+        if e in skip or e.startswith("."):
+            continue
+        s = src_dir / e
+        if s.is_dir() and not s.is_symlink():
+            copy_tree(s, dst_dir / e)
+        else:
+            import shutil
+            shutil.copy2(s, dst_dir / e, follow_symlinks=False)
+
+
+def _container_lowers(cfg: Any, cdir: Path, lxpath: Path) -> bool:
+    """True when the overlay's lowers include another container's tree (in lxpath)."""
+    from .base import split_lowers
+    if cfg.rootfs.backend != "overlay":
+        return False
+    return any(_inside(p, lxpath) for p in split_lowers(cfg.rootfs.lower, cdir))
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """The one rename that makes a new container visible; refuses to replace anything."""
+    from ..errors import ContainerExists
+    from ..linux.fsops import renameat2, RENAME_NOREPLACE
+    try:
+        renameat2(tmp, final, RENAME_NOREPLACE)
+    except FileExistsError:
+        raise ContainerExists(f"container {final.name!r} already exists") from None
+
+
+# -- clone ----------------------------------------------------------------------------------
+
+def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
+                   backend: str | None = None, keep_hostname: bool = False,
+                   keep_macs: bool = False, allow_running: bool = False,
+                   new_lxpath: Path | None = None, before_publish=None) -> Container:
+    """lxpy-copy: a full (default) or snapshot (-s) clone of src named new_name."""
+    from contextlib import ExitStack
+
+    from ..config.edit import write_new
+    from ..config.load import load
+    from ..errors import ContainerExists, StorageError, UsageError
+    from . import for_config, get
+    src.require()
+    dst = Container(new_name, new_lxpath or src.lxpath)
+    if dst.dir == src.dir:
+        raise UsageError("the new name is the same as the old one")
+    dst.lxpath.mkdir(parents=True, exist_ok=True)
+    sweep(dst.lxpath)
+    with ExitStack() as stack:
+        stack.enter_context(src.lock(wait=5, what="busy"))
+        stack.enter_context(dst.lock(wait=0, what="being created"))
+        if dst.dir.exists() or dst.dir.is_symlink():
+            raise ContainerExists(f"container {new_name!r} already exists in {dst.lxpath}",
+                                  "pick another name, or lxpy-destroy it first")
+        require_stopped(src, "copying it", allow_running)
+        src_cfg = load(src.config_path)
+        sb = for_config(src_cfg)
+        if snapshot:
+            tb = get(backend) if backend else (sb if sb.name == "btrfs" else get("overlay"))
+        elif backend:
+            tb = get(backend)
+        elif _container_lowers(src_cfg, src.dir, src.lxpath):
+            tb = get("dir")          # flatten: a full copy must not depend on another container
+        else:
+            tb = sb
+        ok, why = tb.available(dst.lxpath)
+        if not ok:
+            raise StorageError(f"backend {tb.name!r} is not available here: {why}",
+                               "pick another with -B")
+        tmp = new_tmp(dst.lxpath, "copy", new_name)
+        tmp.mkdir(mode=0o700)
+        stack.callback(remove_tree, tmp)      # a no-op once it has been renamed
+        log.info("%s %s to %s (%s)", "snapshot-cloning" if snapshot else "copying",
+                 src.name, new_name, tb.name)
+        if snapshot:
+            keys = tb.snapshot_clone(src.dir, src_cfg, tmp)
+        elif tb.name == sb.name and not _container_lowers(src_cfg, src.dir, src.lxpath):
+            keys = tb.full_copy(src.dir, src_cfg, tmp)
+        else:
+            with sb.mounted(src.dir, src_cfg) as view:
+                keys = tb.import_tree(view, tmp)
+        copy_extras(src.dir, src_cfg, tmp)
+        text = render_config(src.config_path.read_text(), keys=keys, old_dir=src.dir,
+                             new_dir=dst.dir, old_name=src.name, new_name=new_name,
+                             keep_hostname=keep_hostname, keep_macs=keep_macs,
+                             origin=src.name if snapshot else None)
+        write_new(tmp / CONFIG_NAME, text)
+        os.chmod(tmp, os.stat(src.dir).st_mode & 0o7777)
+        cfg = load(tmp / CONFIG_NAME)
+        with tb.mounted(tmp, cfg) as root:
+            if not keep_hostname:
+                update_hostname(root, src_cfg.hostname or src.name, cfg.hostname or new_name)
+            run_clone_hooks(cfg, tmp, root, new_name, src.name, dst.lxpath)
+        if before_publish is not None:
+            before_publish(tmp)
+        publish(tmp, dst.dir)
+    return dst
+
+
+# -- rename ---------------------------------------------------------------------------------
+
+def rename_container(src: Container, new_name: str, keep_hostname: bool = False) -> Container:
+    """lxpy-copy -R: rename in place (O(1)). Killed at any moment, the next lxpy command
+    puts it back under its old name."""
+    from contextlib import ExitStack
+
+    from ..config.edit import write_new
+    from ..config.load import load
+    from ..errors import ContainerExists, StorageError, UsageError
+    from . import for_config
+    src.require()
+    dst = Container(new_name, src.lxpath)
+    if dst.name == src.name:
+        raise UsageError("the new name is the same as the old one")
+    sweep(src.lxpath)
+    with ExitStack() as stack:
+        stack.enter_context(src.lock(wait=5, what="busy"))
+        stack.enter_context(dst.lock(wait=0, what="being created"))
+        if dst.dir.exists() or dst.dir.is_symlink():
+            raise ContainerExists(f"container {new_name!r} already exists in {dst.lxpath}",
+                                  "pick another name, or lxpy-destroy it first")
+        require_stopped(src, "renaming it")
+        deps = dependants(src, hard_only=True)
+        if deps:
+            raise StorageError(f"container {src.name!r} cannot be renamed: the rootfs of "
+                               f"{', '.join(deps)} lies on its tree", "destroy those first")
+        cfg = load(src.config_path)
+        old_text = src.config_path.read_text()
+        b = for_config(cfg)
+        tmp = new_tmp(src.lxpath, "rename", new_name)
+        journal = src.dir / RENAME_JOURNAL
+        write_json(journal, {"old": src.name, "new": new_name, "config": old_text,
+                             "files": None})
+        os.rename(src.dir, tmp)        # gone from lxpy-ls; the sweep can put it back
+        try:
+            text = render_config(old_text, keys={}, old_dir=src.dir, new_dir=dst.dir,
+                                 old_name=src.name, new_name=new_name,
+                                 keep_hostname=keep_hostname, keep_macs=True, origin=None)
+            # render_config drops rootfs.lower/origin when keys lack them: keep them
+            import tomlkit
+            doc = tomlkit.parse(text)
+            old_rt = tomlkit.parse(old_text).get("rootfs", {})
+            for k in ("lower", "origin"):
+                if k in old_rt:
+                    doc.setdefault("rootfs", tomlkit.table())[k] = old_rt[k]
+            if not keep_hostname:
+                with b.mounted(tmp, cfg) as root:
+                    before = update_hostname(root, cfg.hostname or src.name,
+                                             new_name if not cfg.hostname or
+                                             cfg.hostname == src.name else cfg.hostname)
+                write_json(tmp / RENAME_JOURNAL, {
+                    "old": src.name, "new": new_name, "config": old_text,
+                    "files": {k: (v.hex() if v is not None else None)
+                              for k, v in before.items()}})
+            write_new(tmp / CONFIG_NAME, tomlkit.dumps(doc))
+            publish(tmp, dst.dir)
+        except BaseException:
+            undo_rename(src.lxpath, tmp)
+            raise
+    try:
+        (dst.dir / RENAME_JOURNAL).unlink()
+    except FileNotFoundError:
+        pass
+    try:
+        src.lock_path.unlink()
+    except FileNotFoundError:
+        pass
+    return dst
+
+
+def undo_rename(lxpath: Path, tmp: Path) -> None:
+    """Put an interrupted rename back under the old name, with its old config and files."""
+    from ..config.edit import write_new
+    from ..config.load import load
+    from . import for_config
+    if not tmp.exists():
+        return
+    try:
+        j = json.loads((tmp / RENAME_JOURNAL).read_text())
+    except (OSError, ValueError):
+        log.warning("%s: an interrupted rename without a journal; left as it is", tmp)
+        return
+    old = Container(j["old"], lxpath)
+    if j.get("files"):
+        try:
+            cfg = load(tmp / CONFIG_NAME)
+            with for_config(cfg).mounted(tmp, cfg) as root:
+                restore_files(root, {k: (bytes.fromhex(v) if v is not None else None)
+                                     for k, v in j["files"].items()})
+        except Exception as e:  # noqa: BLE001 - the tree is still there, say so
+            log.warning("%s: could not restore /etc/hostname and /etc/hosts: %s", tmp, e)
+    write_new(tmp / CONFIG_NAME, j["config"])
+    if old.dir.exists():
+        log.warning("%s: cannot move back to %s, which exists now", tmp, old.dir)
+        return
+    os.rename(tmp, old.dir)
+    try:
+        (old.dir / RENAME_JOURNAL).unlink()
+    except FileNotFoundError:
+        pass
+    log.info("put back %s after an interrupted rename", old.name)

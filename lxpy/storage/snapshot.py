@@ -1,0 +1,241 @@
+"""lxpy-snapshot: snapshots kept in <cdir>/snaps/snapN/{config.toml, rootfs|delta,
+meta.toml}; list, restore in place or into a new container, destroy.
+
+Each snapshot is built in snaps/.tmp-* and appears with one rename; a restore in place
+builds the restored data beside the container and swaps it in with one
+renameat2(RENAME_EXCHANGE), so a failed or killed restore leaves the container as it was
+(or restored: never half of each)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..container import CONFIG_NAME, Container
+from ..errors import StorageError, UsageError
+from .clone import TMP, require_stopped, sweep
+from .copy import remove_tree, tree_usage
+
+log = logging.getLogger("lxpy.storage")
+
+SNAP_RE = re.compile(r"^snap(\d{1,9})$")
+META = "meta.toml"
+
+
+@dataclass
+class Snapshot:
+    name: str
+    path: Path
+    time: float
+    comment: str
+    backend: str
+
+    def as_dict(self, size: bool = False) -> dict[str, Any]:
+        d = {"name": self.name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                      time.gmtime(self.time)),
+             "comment": self.comment, "backend": self.backend, "path": str(self.path)}
+        if size:
+            d["size"] = tree_usage(self.path)
+        return d
+
+
+def snaps_dir(c: Container) -> Path:
+    return c.dir / "snaps"
+
+
+def _sweep_snaps(c: Container) -> None:
+    """Temp dirs of killed snapshot commands (we hold the container's lock)."""
+    d = snaps_dir(c)
+    for p in [*(d.iterdir() if d.is_dir() else ()), *c.dir.iterdir()]:
+        if p.name.startswith(TMP) or p.name.startswith(".restore-"):
+            log.info("removing %s left by an interrupted command", p)
+            remove_tree(p)
+
+
+def _toml_str(s: str) -> str:
+    import json
+    return json.dumps(s, ensure_ascii=False)
+
+
+def list_snapshots(c: Container) -> list[Snapshot]:
+    c.require()
+    out = []
+    d = snaps_dir(c)
+    if not d.is_dir():
+        return out
+    for e in d.iterdir():
+        m = SNAP_RE.match(e.name)
+        if not m or not (e / CONFIG_NAME).is_file():
+            continue
+        try:
+            with open(e / META, "rb") as f:
+                meta = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError):
+            meta = {}
+        out.append(Snapshot(e.name, e, float(meta.get("time", e.stat().st_mtime)),
+                            str(meta.get("comment", "")), str(meta.get("backend", ""))))
+    return sorted(out, key=lambda s: int(s.name[4:]))
+
+
+def get_snapshot(c: Container, name: str) -> Snapshot:
+    for s in list_snapshots(c):
+        if s.name == name:
+            return s
+    names = ", ".join(s.name for s in list_snapshots(c)) or "none"
+    raise UsageError(f"container {c.name!r} has no snapshot {name!r} (it has: {names})",
+                     "lxpy-snapshot -L lists them")
+
+
+def create_snapshot(c: Container, comment: str = "") -> Snapshot:
+    from ..config.edit import write_new
+    from ..config.load import load
+    from ..linux.fsops import RENAME_NOREPLACE, renameat2
+    from . import for_config
+    c.require()
+    with c.lock(wait=5, what="busy"):
+        require_stopped(c, "a snapshot")
+        _sweep_snaps(c)
+        cfg = load(c.config_path)
+        b = for_config(cfg)
+        d = snaps_dir(c)
+        d.mkdir(mode=0o700, exist_ok=True)
+        used = [int(m.group(1)) for e in os.listdir(d) if (m := SNAP_RE.match(e))]
+        name = f"snap{max(used) + 1 if used else 0}"
+        tmp = d / f"{TMP}{name}-{secrets.token_hex(4)}"
+        tmp.mkdir(mode=0o700)
+        try:
+            b.save_snapshot(c.dir, cfg, tmp)
+            write_new(tmp / CONFIG_NAME, c.config_path.read_text())
+            now = time.time()
+            write_new(tmp / META, f"time = {now!r}\ncomment = {_toml_str(comment)}\n"
+                                  f"backend = {_toml_str(b.name)}\n")
+            renameat2(tmp, d / name, RENAME_NOREPLACE)
+        except BaseException:
+            remove_tree(tmp)
+            raise
+    log.info("snapshot %s of %s made", name, c.name)
+    return Snapshot(name, d / name, now, comment, b.name)
+
+
+def destroy_snapshot(c: Container, name: str) -> list[str]:
+    """Destroy one snapshot, or all with name "ALL"; returns the names destroyed."""
+    c.require()
+    with c.lock(wait=5, what="busy"):
+        snaps = list_snapshots(c) if name == "ALL" else [get_snapshot(c, name)]
+        for s in snaps:
+            gone = snaps_dir(c) / f"{TMP}del-{s.name}-{secrets.token_hex(4)}"
+            os.rename(s.path, gone)            # one rename: it is no longer listed
+            remove_tree(gone)
+        _sweep_snaps(c)
+    return [s.name for s in snaps]
+
+
+def restore_snapshot(c: Container, name: str, new_name: str | None = None) -> Container:
+    """Restore snapshot name of c: in place (c stopped), or as a new container new_name."""
+    c.require()
+    if new_name:
+        return _restore_new(c, name, new_name)
+    return _restore_in_place(c, name)
+
+
+def _restore_in_place(c: Container, name: str) -> Container:
+    from ..config.edit import write_new
+    from ..config.load import load
+    from ..linux.fsops import RENAME_EXCHANGE, renameat2
+    from . import get
+    from .clone import dependants
+    with c.lock(wait=5, what="busy"):
+        require_stopped(c, "restoring a snapshot")
+        _sweep_snaps(c)
+        deps = dependants(c, hard_only=True)
+        if deps:
+            raise StorageError(f"cannot restore {c.name!r} in place: the rootfs of "
+                               f"{', '.join(deps)} lies on its tree",
+                               "restore into a new container with -N, or destroy those first")
+        snap = get_snapshot(c, name)
+        snap_cfg = load(snap.path / CONFIG_NAME)
+        sb = get(snap_cfg.rootfs.backend)
+        cur_cfg = load(c.config_path)
+        if cur_cfg.rootfs.backend != sb.name:
+            raise StorageError(f"{name} was taken with the {sb.name} backend; "
+                               f"{c.name!r} now uses {cur_cfg.rootfs.backend}",
+                               "restore it into a new container with -N")
+        stage = c.dir / f".restore-{secrets.token_hex(4)}"
+        stage.mkdir(mode=0o700)
+        try:
+            keys = sb.from_snapshot(snap.path, snap_cfg, stage)
+            text = _config_with(snap.path / CONFIG_NAME, keys, c, c.dir)
+            write_new(stage / CONFIG_NAME, text)
+            part = sb.snapshot_part
+            cur = c.dir / part
+            if cur.exists():
+                renameat2(stage / part, cur, RENAME_EXCHANGE)     # the commit point
+            else:
+                os.rename(stage / part, cur)
+            os.replace(stage / CONFIG_NAME, c.config_path)
+            if part == "delta":             # the overlay work dir belongs to the old upper
+                remove_tree(c.dir / "work")
+                (c.dir / "work").mkdir(mode=0o700)
+        finally:
+            remove_tree(stage)
+    log.info("restored %s of %s", name, c.name)
+    return c
+
+
+def _config_with(snap_config: Path, keys: dict[str, str], c: Container, new_dir: Path) -> str:
+    """The snapshot's config text with the restored rootfs keys."""
+    import tomlkit
+    doc = tomlkit.parse(snap_config.read_text())
+    if "rootfs" not in doc:
+        doc["rootfs"] = tomlkit.table()
+    rt = doc["rootfs"]
+    if "lower" in rt and "rootfs.lower" not in keys:
+        del rt["lower"]
+    for k, v in keys.items():
+        rt[k.removeprefix("rootfs.")] = v
+    return tomlkit.dumps(doc)
+
+
+def _restore_new(c: Container, name: str, new_name: str) -> Container:
+    from contextlib import ExitStack
+
+    from ..config.edit import write_new
+    from ..config.load import load
+    from ..errors import ContainerExists
+    from . import get
+    from .clone import (new_tmp, publish, render_config, run_clone_hooks, update_hostname)
+    dst = Container(new_name, c.lxpath)
+    if dst.name == c.name:
+        raise UsageError("to restore in place, leave out -N")
+    sweep(c.lxpath)
+    with ExitStack() as stack:
+        stack.enter_context(c.lock(wait=5, what="busy"))
+        stack.enter_context(dst.lock(wait=0, what="being created"))
+        if dst.dir.exists() or dst.dir.is_symlink():
+            raise ContainerExists(f"container {new_name!r} already exists in {dst.lxpath}",
+                                  "pick another name, or lxpy-destroy it first")
+        snap = get_snapshot(c, name)
+        snap_cfg = load(snap.path / CONFIG_NAME)
+        sb = get(snap_cfg.rootfs.backend)
+        tmp = new_tmp(c.lxpath, "copy", new_name)
+        tmp.mkdir(mode=0o700)
+        stack.callback(remove_tree, tmp)
+        keys = sb.from_snapshot(snap.path, snap_cfg, tmp)
+        text = render_config((snap.path / CONFIG_NAME).read_text(), keys=keys, old_dir=c.dir,
+                             new_dir=dst.dir, old_name=c.name, new_name=new_name,
+                             keep_hostname=False, keep_macs=False, origin=None)
+        write_new(tmp / CONFIG_NAME, text)
+        os.chmod(tmp, 0o755)
+        cfg = load(tmp / CONFIG_NAME)
+        with sb.mounted(tmp, cfg) as root:
+            update_hostname(root, snap_cfg.hostname or c.name, cfg.hostname or new_name)
+            run_clone_hooks(cfg, tmp, root, new_name, c.name, c.lxpath)
+        publish(tmp, dst.dir)
+    return dst
