@@ -236,6 +236,16 @@ def prepare(cfg: Any, name: str, lxpath: Path | str | None = None) -> Plan:
         else:
             p.ipv4 = v4
         p.ipv6 = tuple(e.ipv6)
+        # the managed bridge's subnet
+        if p.managed:
+            for a in v4:
+                ip = _ip(a)
+                if ip not in managed_net:
+                    raise NetworkError(f"{key}.ipv4: {a} is outside the subnet {managed_net} of "
+                                       f"the managed bridge {sc.bridge}",
+                                       f"pick an address in {managed_net}")
+                if ip in (managed_net.network_address, managed_net.broadcast_address):
+                    raise NetworkError(f"{key}.ipv4: {a} is not a host address of {managed_net}")
         # gateways
         gw4 = e.gateway4 or ""
         link_lk = hv.get(p.link) if p.link else None
@@ -270,16 +280,6 @@ def prepare(cfg: Any, name: str, lxpath: Path | str | None = None) -> Plan:
                 for a in p.ipv6):
             raise NetworkError(f"{key}.gateway6: {p.gateway6} is not in the subnet of "
                                f"{', '.join(p.ipv6)}", "a gateway must be on the link")
-        # the managed bridge's subnet
-        if p.managed:
-            for a in v4:
-                ip = _ip(a)
-                if ip not in managed_net:
-                    raise NetworkError(f"{key}.ipv4: {a} is outside the subnet {managed_net} of "
-                                       f"the managed bridge {sc.bridge}",
-                                       f"pick an address in {managed_net}")
-                if ip in (managed_net.network_address, managed_net.broadcast_address):
-                    raise NetworkError(f"{key}.ipv4: {a} is not a host address of {managed_net}")
         # forwards
         fw = []
         for spec in tuple(e.forward or ()):

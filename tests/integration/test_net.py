@@ -1,0 +1,639 @@
+"""lxpy.net against the real kernel: veth/macvlan/phys/empty into network namespaces the
+tests make (a `unshare -n sleep` process stands for a container), bad input, and the
+managed bridge (lxpy-net: dnsmasq DHCP + DNS, NAT, forwards). Every test uses its own
+bridge name and subnet, never lxpybr0 / 10.0.3.0/24."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lxpy import net, paths
+from lxpy.config import validate
+from lxpy.errors import NetworkError
+from lxpy.net import rtnl
+
+pytestmark = pytest.mark.root
+
+BIN = Path(sys.executable).parent
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+
+
+def wait_for(pred, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def host_links() -> set[str]:
+    return set(rtnl.by_name(with_addresses=False))
+
+
+def in_ns(pid: int, *cmd: str, check=True, timeout=30, **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run(["nsenter", "-t", str(pid), "-n", *cmd], capture_output=True,
+                       text=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{cmd} in netns of {pid} exited {r.returncode}: "
+                             f"{r.stdout}{r.stderr}")
+    return r
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def rand_subnet() -> str:
+    return f"10.{random.randint(180, 250)}.{random.randint(0, 255)}"
+
+
+@pytest.fixture
+def netns():
+    """Factory: a process alone in a new netns (a container's stand-in). Killed after."""
+    procs: list[subprocess.Popen] = []
+
+    def make() -> int:
+        p = subprocess.Popen(["unshare", "-n", "--", "sleep", "3600"])
+        procs.append(p)
+        wait_for(lambda: os.path.exists(f"/proc/{p.pid}/ns/net") and os.stat(
+            f"/proc/{p.pid}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino,
+            what="the netns")
+        return p.pid
+
+    yield make
+    for p in procs:
+        # everything else started in the netns (servers, udhcpc) goes with it
+        for pid in _pids_in_netns(p.pid):
+            if pid != p.pid:
+                with _suppress():
+                    os.kill(pid, 9)
+        p.kill()
+        p.wait()
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return True
+
+
+def _pids_in_netns(pid: int) -> list[int]:
+    try:
+        ino = os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return []
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            with _suppress():
+                if os.stat(f"/proc/{d}/ns/net").st_ino == ino:
+                    out.append(int(d))
+    return out
+
+
+@pytest.fixture
+def undos():
+    """Collects what net.setup/forwards_up return; closes them even on failure."""
+    stacks = []
+    yield stacks
+    for s in reversed(stacks):
+        s.close()
+
+
+@pytest.fixture
+def bridge(unique):
+    """An unmanaged bridge with a host address: (name, prefix 'a.b.c')."""
+    name = "lxpyb" + unique[1:7]
+    sub = rand_subnet()
+    ip("link", "add", name, "type", "bridge")
+    try:
+        ip("addr", "add", f"{sub}.1/24", "dev", name)
+        ip("link", "set", name, "up")
+        yield name, sub
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+@pytest.fixture
+def sysconf(tmp_path, unique, monkeypatch):
+    """An lxpy.toml of our own; returns a function writing [net] keys into it."""
+    path = tmp_path / "lxpy.toml"
+
+    def write(**keys) -> Path:
+        lines = ["[net]"] + [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
+        path.write_text("\n".join(lines) + "\n")
+        monkeypatch.setenv("LXPY_CONFIG", str(path))
+        paths.system_config.cache_clear()
+        return path
+
+    write(bridge="lxpyn" + unique[1:7], subnet=f"{rand_subnet()}.0/24",
+          dhcp_range="10.255.255.2,10.255.255.3")
+    yield write
+    paths.system_config.cache_clear()
+
+
+def cfg_of(*entries: dict):
+    return validate({"net": list(entries)}, "test")
+
+
+# ---------------------------------------------------------------------------
+# Interfaces
+
+
+def test_veth_static_address_is_up_and_reachable(bridge, netns, undos, lxpath, sysconf):
+    br, sub = bridge
+    pid = netns()
+    cfg = cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.50/24"], "gateway4": "auto",
+                  "ipv6": ["fd42:1::50/64"], "hwaddr": "00:16:3e:xx:xx:xx", "mtu": 1400})
+    plan = net.prepare(cfg, "web1", lxpath)
+    undos.append(net.setup(plan, pid))
+    host_end = plan.ifaces[0].host_name
+    links = rtnl.by_name()
+    assert links[host_end].master == links[br].index
+    # inside: eth0 with the address, the MAC prefix and MTU, lo up, default route
+    addrs = net.addresses(pid)
+    assert f"{sub}.50/24" in addrs["eth0"]["ipv4"]
+    assert "fd42:1::50/64" in addrs["eth0"]["ipv6"]
+    assert addrs["eth0"]["mac"].startswith("00:16:3e:")
+    assert addrs["eth0"]["mtu"] == 1400 and addrs["lo"]["up"]
+    assert f"default via {sub}.1" in in_ns(pid, "ip", "route").stdout
+    # reachable both ways at once
+    in_ns(pid, BUSYBOX, "ping", "-c1", "-W5", f"{sub}.1")
+    srv = subprocess.Popen(["nsenter", "-t", str(pid), "-n", BUSYBOX, "nc", "-l", "-p", "7777",
+                            "-e", "echo", "hello-from-web1"])
+    try:
+        def talk():
+            try:
+                with socket.create_connection((f"{sub}.50", 7777), timeout=2) as s:
+                    return s.recv(100)
+            except OSError:
+                return None
+        assert b"hello-from-web1" in wait_for(talk, what="tcp to the container")
+    finally:
+        srv.kill()
+        srv.wait()
+    # rx/tx counters moved
+    assert net.addresses(pid)["eth0"]["rx_bytes"] > 0
+
+
+def test_host_end_goes_when_the_netns_dies(bridge, netns, lxpath, sysconf):
+    br, sub = bridge
+    p = subprocess.Popen(["unshare", "-n", "--", "sleep", "3600"])
+    try:
+        wait_for(lambda: os.stat(f"/proc/{p.pid}/ns/net").st_ino
+                 != os.stat("/proc/self/ns/net").st_ino)
+        plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.51/24"]}),
+                           "dies1", lxpath)
+        undo = net.setup(plan, p.pid)
+        assert plan.ifaces[0].host_name in host_links()
+    finally:
+        p.kill()    # the monitor would be SIGKILLed too: nobody runs undo
+        p.wait()
+    wait_for(lambda: plan.ifaces[0].host_name not in host_links(), what="host end to vanish")
+    undo.close()    # harmless afterwards
+    net.cleanup_stale()
+    assert not list((net.run_root() / "containers").glob("*-dies1.json"))
+
+
+def test_undo_removes_host_end_and_record(bridge, netns, lxpath, sysconf):
+    br, sub = bridge
+    pid = netns()
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.52/24"]}),
+                       "undo1", lxpath)
+    undo = net.setup(plan, pid)
+    assert plan.ifaces[0].host_name in host_links()
+    undo.close()
+    assert plan.ifaces[0].host_name not in host_links()
+    assert "eth0" not in net.addresses(pid)
+
+
+def test_empty_has_only_lo_up(netns, lxpath, sysconf):
+    pid = netns()
+    plan = net.prepare(cfg_of({"type": "empty"}), "empty1", lxpath)
+    assert not plan.has_devices
+    net.setup(plan, pid).close()
+    a = net.addresses(pid)
+    assert list(a) == ["lo"] and a["lo"]["up"] and "127.0.0.1/8" in a["lo"]["ipv4"]
+    pid2 = netns()
+    net.loopback_up(pid2)
+    assert net.addresses(pid2)["lo"]["up"]
+
+
+def test_none_shares_the_host(lxpath, sysconf):
+    plan = net.prepare(cfg_of({"type": "none"}), "host1", lxpath)
+    assert plan.share_host and plan.warnings
+    with pytest.raises(NetworkError):
+        net.prepare(cfg_of({"type": "none"}, {"type": "empty"}), "host1", lxpath)
+
+
+def test_macvlan_modes_and_traffic(bridge, netns, undos, lxpath, sysconf):
+    br, sub = bridge
+    a, b = netns(), netns()
+    for pid, n, mode in ((a, 60, "bridge"), (b, 61, "bridge")):
+        plan = net.prepare(cfg_of({"type": "macvlan", "link": br, "macvlan_mode": mode,
+                                   "ipv4": [f"{sub}.{n}/24"]}), f"mv{n}", lxpath)
+        undos.append(net.setup(plan, pid))
+    assert "macvlan mode bridge" in in_ns(a, "ip", "-d", "link", "show", "eth0").stdout
+    in_ns(a, BUSYBOX, "ping", "-c1", "-W5", f"{sub}.61")
+    pid = netns()
+    plan = net.prepare(cfg_of({"type": "macvlan", "link": br, "macvlan_mode": "private",
+                               "name": "mv0"}), "mvp", lxpath)
+    undos.append(net.setup(plan, pid))
+    assert "macvlan mode private" in in_ns(pid, "ip", "-d", "link", "show", "mv0").stdout
+
+
+def test_phys_moves_in_and_comes_back_with_its_name(netns, unique, lxpath, sysconf):
+    dev, peer = "lxpyp" + unique[1:7], "lxpyq" + unique[1:7]
+    ip("link", "add", dev, "type", "veth", "peer", "name", peer)
+    try:
+        mac = rtnl.by_name()[dev].mac
+        pid = netns()
+        plan = net.prepare(cfg_of({"type": "phys", "link": dev, "name": "eth1",
+                                   "ipv4": ["192.168.250.2/24"]}), "phys1", lxpath)
+        undo = net.setup(plan, pid)
+        assert dev not in host_links()
+        inside = net.addresses(pid)
+        assert inside["eth1"]["mac"] == mac and "192.168.250.2/24" in inside["eth1"]["ipv4"]
+        # in use: a second container cannot have it
+        with pytest.raises(NetworkError, match="does not exist|in use"):
+            net.prepare(cfg_of({"type": "phys", "link": dev}), "phys2", lxpath)
+        undo.close()
+        back = rtnl.by_name()
+        assert dev in back and back[dev].mac == mac
+        assert "eth1" not in net.addresses(pid)
+    finally:
+        subprocess.run(["ip", "link", "del", dev], capture_output=True)
+
+
+# ---------------------------------------------------------------------------
+# Bad input: one line, and nothing made
+
+
+def _fails(cfg, name, lxpath, match):
+    before = host_links()
+    with pytest.raises(NetworkError) as ei:
+        net.prepare(cfg, name, lxpath)
+    msg = str(ei.value)
+    assert "\n" not in msg and match in msg, msg
+    assert host_links() == before
+    return msg
+
+
+def test_bad_input(bridge, netns, undos, lxpath, sysconf, unique):
+    br, sub = bridge
+    _fails(cfg_of({"type": "veth", "link": "lxpynope" + unique[1:6]}), "bad", lxpath,
+           "does not exist")
+    _fails(cfg_of({"type": "phys", "link": "lxpynope" + unique[1:6]}), "bad", lxpath,
+           "does not exist")
+    _fails(cfg_of({"type": "macvlan", "link": "lxpynope" + unique[1:6]}), "bad", lxpath,
+           "does not exist")
+    # phys device in use: a bridge port, or one with host addresses
+    pdev = "lxpyu" + unique[1:7]
+    ip("link", "add", pdev, "type", "veth", "peer", "name", "lxpyv" + unique[1:7])
+    try:
+        ip("link", "set", pdev, "master", br)
+        _fails(cfg_of({"type": "phys", "link": pdev}), "bad", lxpath, "in use")
+    finally:
+        subprocess.run(["ip", "link", "del", pdev], capture_output=True)
+    _fails(cfg_of({"type": "phys", "link": "eth0"} if "eth0" in host_links() else
+                  {"type": "phys", "link": br}), "bad", lxpath, "")
+    # the same address twice in one config, the host's own address, a gateway off-link
+    _fails(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.70/24"]},
+                  {"type": "veth", "link": br, "name": "eth1", "ipv4": [f"{sub}.70/24"]}),
+           "bad", lxpath, "already given")
+    _fails(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.1/24"]}), "bad", lxpath,
+           "already used on the host")
+    _fails(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.71/24"],
+                   "gateway4": "192.168.77.1"}), "bad", lxpath, "not in the subnet")
+    # MAC of a host interface
+    host_mac = next(lk.mac for lk in rtnl.by_name().values()
+                    if lk.mac not in ("", "00:00:00:00:00:00"))
+    _fails(cfg_of({"type": "veth", "link": br, "hwaddr": host_mac}), "bad", lxpath,
+           "already used on the host")
+    # duplicates with a running container of the same lxpath
+    pid = netns()
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.72/24"],
+                               "hwaddr": "00:16:3e:11:22:33"}), "first", lxpath)
+    undos.append(net.setup(plan, pid))
+    _fails(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.72/24"]}), "second", lxpath,
+           "running container 'first'")
+    _fails(cfg_of({"type": "veth", "link": br, "hwaddr": "00:16:3e:11:22:33"}), "second",
+           lxpath, "running container 'first'")
+    # an existing host end name
+    _fails(cfg_of({"type": "veth", "link": br, "veth_host": br}), "second", lxpath,
+           "already exists")
+    # outside the managed bridge's subnet (the managed bridge here is our test bridge)
+    sysconf(bridge=br, subnet=f"{sub}.0/24", dhcp_range=f"{sub}.100,{sub}.200")
+    _fails(cfg_of({"type": "veth", "link": br, "ipv4": ["172.31.250.5/24"]}), "bad", lxpath,
+           "outside the subnet")
+    # a failure half-way through setup undoes what was made
+    pid2 = netns()
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.73/24"]},
+                              {"type": "veth", "link": br, "name": "eth1",
+                               "veth_host": "lxpyh" + unique[1:7]}), "half", lxpath)
+    ip("link", "add", "lxpyh" + unique[1:7], "type", "bridge")   # taken meanwhile
+    try:
+        before = host_links()
+        with pytest.raises(NetworkError):
+            net.setup(plan, pid2)
+        assert host_links() == before
+        assert "eth0" not in net.addresses(pid2)
+    finally:
+        subprocess.run(["ip", "link", "del", "lxpyh" + unique[1:7]], capture_output=True)
+
+
+def test_bad_input_cli_one_line(lxpy, lxpath, sysconf):
+    r = lxpy("net", "forward", "add", "nosuch", "tcp", "8080:80", check=False)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = lxpy("net", "forward", "add", "nosuch", "tcp", "80", check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = lxpy("net", "bogus", check=False)
+    assert r.returncode == 2
+
+
+# ---------------------------------------------------------------------------
+# The managed bridge
+
+
+@pytest.fixture
+def managed(sysconf, unique, lxpy):
+    """lxpy-net start with our own bridge and subnet; stop afterwards, checking that
+    nothing is left."""
+    br = "lxpyt" + unique[1:7]
+    sub = rand_subnet()
+    sysconf(bridge=br, subnet=f"{sub}.0/24", dhcp_range=f"{sub}.100,{sub}.150",
+            domain="lxpytest")
+    r = lxpy("net", "start", lxpath=False, check=False)
+    try:
+        assert r.returncode == 0, r.stderr
+        yield br, sub
+    finally:
+        lxpy("net", "stop", lxpath=False, check=False)
+        subprocess.run(["ip", "link", "del", br], capture_output=True)
+        subprocess.run(["nft", "delete", "table", "inet", f"lxpy-{br}"], capture_output=True)
+
+
+def assert_managed_gone(br: str) -> None:
+    assert br not in host_links()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"lxpy-{br}" not in tables
+    assert not (net.run_root() / br).exists()
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"/run/lxpy/net/{br}/" not in ps
+
+
+def udhcpc(pid: int, tmp_path: Path, hostname: str) -> str:
+    script = tmp_path / "udhcpc.sh"
+    script.write_text(f"""#!/bin/sh
+case "$1" in
+  bound|renew)
+    {BUSYBOX} ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && {BUSYBOX} ip route add default via "${{router%% *}}"
+    echo "$ip" > {tmp_path}/lease-$interface-{hostname}
+    ;;
+esac
+exit 0
+""")
+    script.chmod(0o755)
+    in_ns(pid, BUSYBOX, "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "10", "-T", "1",
+          "-s", str(script), "-x", f"hostname:{hostname}", timeout=60)
+    return (tmp_path / f"lease-eth0-{hostname}").read_text().strip()
+
+
+def with_resolv(pid: int, tmp_path: Path, dns: str, *cmd: str) -> subprocess.CompletedProcess:
+    """Run cmd in the netns of pid with /etc/resolv.conf pointing at dns (private mount)."""
+    rc = tmp_path / f"resolv-{pid}.conf"
+    rc.write_text(f"nameserver {dns}\n")
+    sh = f"mount --bind {rc} /etc/resolv.conf && exec {' '.join(cmd)}"
+    return in_ns(pid, "unshare", "-m", "--propagation", "private", "sh", "-c", sh,
+                 check=False)
+
+
+def test_managed_bridge_dhcp_dns_and_host_server(managed, netns, undos, lxpath, tmp_path,
+                                                 lxpy):
+    br, sub = managed
+    st = json.loads(lxpy("net", "status", "--format", "json", lxpath=False).stdout)
+    assert st["running"] and f"{sub}.1/24" in st["addresses"] and st["dnsmasq_pid"]
+    assert any("masquerade" in r for r in st["nat_rules"])
+    # idempotent
+    lxpy("net", "start", lxpath=False)
+    a, b = netns(), netns()
+    leased = {}
+    for pid, name in ((a, "dhcpa"), (b, "dhcpb")):
+        plan = net.prepare(cfg_of({"type": "veth", "link": br, "dhcp": True,
+                                   "hwaddr": "00:16:3e:xx:xx:xx"}), name, lxpath)
+        undos.append(net.setup(plan, pid))
+        leased[name] = udhcpc(pid, tmp_path, name)
+        lo, hi = 100, 150
+        assert leased[name].startswith(f"{sub}.") and lo <= int(leased[name].split(".")[3]) <= hi
+    assert f"{leased['dhcpa']}/24" in net.addresses(a)["eth0"]["ipv4"]
+    # by address, and by name through the bridge's DNS
+    in_ns(a, BUSYBOX, "ping", "-c1", "-W5", leased["dhcpb"])
+    r = with_resolv(a, tmp_path, f"{sub}.1", BUSYBOX, "ping", "-c1", "-W5", "dhcpb")
+    assert r.returncode == 0 and leased["dhcpb"] in r.stdout, r.stdout + r.stderr
+    r = with_resolv(b, tmp_path, f"{sub}.1", BUSYBOX, "ping", "-c1", "-W5", "dhcpa.lxpytest")
+    assert r.returncode == 0 and leased["dhcpa"] in r.stdout, r.stdout + r.stderr
+    leases = json.loads(lxpy("net", "status", "--format", "json", lxpath=False).stdout)["leases"]
+    assert {x["hostname"] for x in leases} >= {"dhcpa", "dhcpb"}
+    # a static container on the managed bridge is known by name too
+    c = netns()
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.20/24"]}),
+                       "static1", lxpath)
+    assert plan.ifaces[0].gateway4 == f"{sub}.1"     # the bridge, by default
+    undos.append(net.setup(plan, c))
+    r = with_resolv(a, tmp_path, f"{sub}.1", BUSYBOX, "ping", "-c1", "-W5", "static1")
+    assert r.returncode == 0 and f"{sub}.20" in r.stdout, r.stdout + r.stderr
+    # a server on the host's bridge address answers the container
+    token = f"host-server-{os.getpid()}"
+    httpd = _serve(f"{sub}.1", token)
+    try:
+        r = in_ns(a, BUSYBOX, "wget", "-q", "-O", "-",
+                  f"http://{sub}.1:{httpd.server_address[1]}/")
+        assert token in r.stdout
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _serve(addr: str, token: str, family=socket.AF_INET) -> http.server.HTTPServer:
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"{token} {self.client_address[0]}".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    class S(http.server.HTTPServer):
+        address_family = family
+
+    srv = S((addr, 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+@pytest.fixture
+def other_machine(netns, unique):
+    """A netns behind the host on its own link: (pid, its address, the host's address)."""
+    pid = netns()
+    h, o = "lxpyo" + unique[1:7], "lxpyr" + unique[1:7]
+    sub = rand_subnet()
+    ip("link", "add", h, "type", "veth", "peer", "name", o)
+    try:
+        ip("addr", "add", f"{sub}.1/24", "dev", h)
+        ip("link", "set", h, "up")
+        ip("link", "set", o, "netns", str(pid))
+        in_ns(pid, "ip", "link", "set", "lo", "up")
+        in_ns(pid, "ip", "addr", "add", f"{sub}.2/24", "dev", o)
+        in_ns(pid, "ip", "link", "set", o, "up")
+        in_ns(pid, "ip", "route", "add", "default", "via", f"{sub}.1")
+        yield pid, f"{sub}.2", f"{sub}.1"
+    finally:
+        subprocess.run(["ip", "link", "del", h], capture_output=True)
+
+
+def test_nat_masquerades_the_container(managed, netns, undos, lxpath, other_machine):
+    br, sub = managed
+    spid, saddr, host_side = other_machine
+    c = netns()
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.30/24"]}),
+                       "natc", lxpath)
+    undos.append(net.setup(plan, c))
+    # a server in the other netns that answers with the address it sees
+    srv = subprocess.Popen(["nsenter", "-t", str(spid), "-n", sys.executable, "-c", f"""
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("{saddr}", 9099)); s.listen(5)
+while True:
+    c, a = s.accept(); c.sendall(("peer=" + a[0] + "\\n").encode()); c.close()
+"""])
+    try:
+        def ask():
+            r = in_ns(c, BUSYBOX, "nc", "-w", "3", saddr, "9099", check=False,
+                      stdin=subprocess.DEVNULL)
+            return r.stdout if "peer=" in r.stdout else None
+        out = wait_for(ask, what="the server behind the host")
+        assert f"peer={host_side}" in out, out      # masqueraded, not {sub}.30
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def _write_container(lxpath: Path, name: str, entries: list[dict]) -> None:
+    d = lxpath / name
+    d.mkdir()
+    lines = []
+    for e in entries:
+        lines.append("[[net]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in e.items()]
+    (d / "config.toml").write_text("\n".join(lines) + "\n")
+
+
+def test_forward_from_host_and_other_machine(managed, netns, undos, lxpath, lxpy,
+                                             other_machine, tmp_path):
+    br, sub = managed
+    opid, _oaddr, host_side = other_machine
+    name = "fwd1"
+    _write_container(lxpath, name, [{"type": "veth", "link": br, "ipv4": [f"{sub}.40/24"]}])
+    c = netns()
+    from lxpy.container import Container
+    plan = net.prepare(Container(name, lxpath).config, name, lxpath)
+    undos.append(net.setup(plan, c))
+    www = tmp_path / "www"
+    www.mkdir()
+    token = f"container-{os.getpid()}"
+    (www / "index.html").write_text(token)
+    srv = subprocess.Popen(["nsenter", "-t", str(c), "-n", BUSYBOX, "httpd", "-f", "-p", "80",
+                            "-h", str(www)])
+    hp = random.randint(20000, 29999)
+    try:
+        lxpy("net", "forward", "add", name, "tcp", f"{hp}:80")
+        listed = json.loads(lxpy("net", "forward", "list", "--format", "json").stdout)
+        assert any(f["host_port"] == hp and f["container"] == name for f in listed)
+
+        def get(url):
+            try:
+                return urllib.request.urlopen(url, timeout=3).read().decode()
+            except OSError:
+                return None
+        # from the host: loopback and the bridge address
+        assert token in wait_for(lambda: get(f"http://127.0.0.1:{hp}/"), what="loopback fwd")
+        assert token in wait_for(lambda: get(f"http://{sub}.1:{hp}/"), what="bridge fwd")
+        # from another machine, to the host's address on its link
+        r = in_ns(opid, BUSYBOX, "wget", "-q", "-O", "-",
+                  f"http://{host_side}:{hp}/")
+        assert token in r.stdout
+        lxpy("net", "forward", "remove", name, "tcp", str(hp))
+        assert get(f"http://127.0.0.1:{hp}/") is None
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True,
+                                text=True).stdout
+        assert "lxpy-forward" not in tables or any(
+            f for f in json.loads(lxpy("net", "forward", "list", "--format", "json").stdout))
+    finally:
+        srv.kill()
+        srv.wait()
+        lxpy("net", "forward", "remove", name, "tcp", str(hp), check=False)
+
+
+def test_config_forwards_come_and_go(managed, netns, undos, lxpath, tmp_path):
+    br, sub = managed
+    hp = random.randint(30000, 39999)
+    c = netns()
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.41/24"],
+                               "forward": [f"tcp/{hp}:8000"]}), "cfwd", lxpath)
+    undos.append(net.setup(plan, c))
+    fwd = net.forwards_up(plan, c)
+    undos.append(fwd)
+    srv = subprocess.Popen(["nsenter", "-t", str(c), "-n", BUSYBOX, "nc", "-ll", "-p", "8000",
+                            "-e", "echo", "cfg-forward-ok"])
+    try:
+        def talk():
+            try:
+                with socket.create_connection(("127.0.0.1", hp), timeout=2) as s:
+                    return s.recv(100)
+            except OSError:
+                return None
+        assert b"cfg-forward-ok" in wait_for(talk, what="config forward")
+        # the same host port for another container is refused
+        with pytest.raises(NetworkError, match="already forwarded"):
+            net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.42/24"],
+                                "forward": [f"tcp/{hp}:80"]}), "other", lxpath)
+    finally:
+        srv.kill()
+        srv.wait()
+    fwd.close()
+    assert not any(f["host_port"] == hp for f in net.forward.list_all())
+
+
+def test_stop_leaves_nothing(managed, netns, lxpath, tmp_path, lxpy):
+    br, sub = managed
+    pid = netns()
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "dhcp": True}), "stopc", lxpath)
+    undo = net.setup(plan, pid)
+    udhcpc(pid, tmp_path, "stopc")
+    assert (net.run_root() / br / "dnsmasq.leases").read_text()
+    undo.close()
+    lxpy("net", "stop", lxpath=False)
+    assert_managed_gone(br)
+    # and stop again is harmless
+    assert lxpy("net", "stop", lxpath=False).returncode == 0
