@@ -111,10 +111,10 @@ def _dirfd(path: str | os.PathLike) -> int:
 def btrfs_subvol_create(path: str | os.PathLike) -> None:
     """Create a new, empty subvolume at path (its parent must exist)."""
     parent, name = os.path.split(os.path.abspath(path))
-    args = struct.pack("q4088s", 0, _name_arg(name, BTRFS_PATH_NAME_MAX))
+    args = bytearray(struct.pack("q4088s", 0, _name_arg(name, BTRFS_PATH_NAME_MAX)))
     fd = _dirfd(parent)
     try:
-        fcntl.ioctl(fd, BTRFS_IOC_SUBVOL_CREATE, args)
+        fcntl.ioctl(fd, BTRFS_IOC_SUBVOL_CREATE, args, True)
     except OSError as e:
         raise OSError(e.errno, f"ioctl(BTRFS_IOC_SUBVOL_CREATE): {os.strerror(e.errno)}",
                       os.fspath(path)) from None
@@ -130,9 +130,10 @@ def btrfs_snapshot(source: str | os.PathLike, dest: str | os.PathLike,
     try:
         dfd = _dirfd(parent)
         try:
-            args = struct.pack("qQQ32s4040s", src, 0, BTRFS_SUBVOL_RDONLY if readonly else 0,
-                               b"", _name_arg(name, BTRFS_SUBVOL_NAME_MAX))
-            fcntl.ioctl(dfd, BTRFS_IOC_SNAP_CREATE_V2, args)
+            args = bytearray(struct.pack("qQQ32s4040s", src, 0,
+                                         BTRFS_SUBVOL_RDONLY if readonly else 0,
+                                         b"", _name_arg(name, BTRFS_SUBVOL_NAME_MAX)))
+            fcntl.ioctl(dfd, BTRFS_IOC_SNAP_CREATE_V2, args, True)
         except OSError as e:
             raise OSError(e.errno, f"ioctl(BTRFS_IOC_SNAP_CREATE_V2): {os.strerror(e.errno)}",
                           os.fspath(dest)) from None
@@ -145,10 +146,10 @@ def btrfs_snapshot(source: str | os.PathLike, dest: str | os.PathLike,
 def btrfs_subvol_delete(path: str | os.PathLike) -> None:
     """Delete the subvolume at path, with its contents (not the subvolumes nested in it)."""
     parent, name = os.path.split(os.path.abspath(path))
-    args = struct.pack("q4088s", 0, _name_arg(name, BTRFS_PATH_NAME_MAX))
+    args = bytearray(struct.pack("q4088s", 0, _name_arg(name, BTRFS_PATH_NAME_MAX)))
     fd = _dirfd(parent)
     try:
-        fcntl.ioctl(fd, BTRFS_IOC_SNAP_DESTROY, args)
+        fcntl.ioctl(fd, BTRFS_IOC_SNAP_DESTROY, args, True)
     except OSError as e:
         raise OSError(e.errno, f"ioctl(BTRFS_IOC_SNAP_DESTROY): {os.strerror(e.errno)}",
                       os.fspath(path)) from None

@@ -158,8 +158,8 @@ def require_stopped(c: Container, what: str, allow_running: bool = False) -> Non
     st = state(c)
     if st in ACTIVE and not allow_running:
         raise StateError(f"container {c.name!r} is {st.lower()}; {what} needs it stopped",
-                         "stop it with lxpy-stop" + ("" if what.startswith("restor") else
-                                                     ", or allow a running source with -a"))
+                         "stop it with lxpy-stop" + (", or allow a running source with -a"
+                                                     if what.startswith("copying") else ""))
 
 
 def new_hwaddr(mac: str) -> str:
