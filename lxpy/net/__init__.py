@@ -30,7 +30,7 @@ from .iface import HostView, IfacePlan
 log = logging.getLogger("lxpy.net")
 
 __all__ = ["Plan", "IfacePlan", "prepare", "setup", "loopback_up", "addresses",
-           "cleanup_stale", "forwards_up", "forwards_down", "host_name_for"]
+           "cleanup_stale", "teardown", "forwards_up", "forwards_down", "host_name_for"]
 
 
 @dataclass
@@ -418,6 +418,9 @@ def _setup(plan: Plan, pid: int, stack: ExitStack) -> None:
                                     "container") from None
                 raise
     _register(plan, pid, stack)
+    if any(p.forwards for p in plan.ifaces):
+        from . import forward
+        stack.enter_context(forward.up(plan, pid))
 
 
 def _register(plan: Plan, pid: int, stack: ExitStack) -> None:
@@ -501,8 +504,46 @@ def cleanup_stale() -> dict[str, list[str]]:
     return done
 
 
+def teardown(name: str, lxpath: Path | str | None = None, wait: float = 3.0) -> list[str]:
+    """Undo what setup() made for container `name`, from its record alone: for a
+    monitor that lost the ExitStack (a forked helper ran setup) or was killed. Host
+    ends go, phys devices come back under their names, config forwards and DNS
+    entries go. Safe to call twice, or when nothing was set up."""
+    from ..paths import default_lxpath
+    lxpath = Path(lxpath) if lxpath else default_lxpath()
+    path = _records_dir() / f"{_lxhash(lxpath)}-{name}.json"
+    done: list[str] = []
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        rec = {}
+    from . import forward
+    done += [f"forward {x}" for x in forward.remove_container(name, lxpath)]
+    ifaces = rec.get("ifaces", [])
+    if any(i.get("type") in ("veth", "phys") for i in ifaces):
+        from . import phys, pr, rtnl
+        for i in ifaces:
+            if i.get("type") == "veth" and i.get("host"):
+                if i["host"] in rtnl.by_name(with_addresses=False):
+                    pr.delete_link(i["host"])
+                    done.append(f"veth {i['host']}")
+            elif i.get("type") == "phys" and i.get("link"):
+                alive = _pid_in_netns(int(rec.get("pid", 0)), int(rec.get("netns", 0)))
+                if phys.give_back(i["link"], pid=int(rec["pid"]) if alive else None,
+                                  wait=wait):
+                    done.append(f"phys {i['link']}")
+    if rec:
+        _unlink(path)
+        if any(i.get("managed") for i in ifaces):
+            from . import dnsmasq
+            with suppress(Exception):
+                dnsmasq.refresh_for_containers()
+    return done
+
+
 def forwards_up(plan: Plan, pid: int) -> ExitStack:
-    """Publish the net.N.forward ports of the plan; close() removes them."""
+    """Publish the net.N.forward ports of the plan; close() removes them. (setup() does
+    this already; for a runtime that wants them later, e.g. after a restart.)"""
     from . import forward
     return forward.up(plan, pid)
 

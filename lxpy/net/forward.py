@@ -9,7 +9,6 @@ link, and a masquerade of loopback sources so the container can answer)."""
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import ipaddress
 import json
 import os
@@ -33,7 +32,7 @@ def state_dir() -> Path:
 def _locked() -> Iterator[None]:
     d = state_dir()
     d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # no lock file left behind
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -231,5 +230,17 @@ def cleanup_stale() -> list[str]:
     return gone
 
 
-def spec_id(proto: str, host_port: int) -> str:
-    return hashlib.sha1(f"{proto}/{host_port}".encode()).hexdigest()[:8]
+def remove_container(container: str, lxpath: Path | str) -> list[str]:
+    """Remove the config-owned forwards of a container (at stop)."""
+    from . import _lxhash
+    lh = _lxhash(lxpath)
+    gone = []
+    with _locked():
+        for f, r in _records():
+            if r.get("owner") == "config" and r.get("container") == container \
+                    and r.get("lxhash") == lh:
+                f.unlink()
+                gone.append(f"{r.get('proto')}/{r.get('host_port')}")
+        if gone:
+            _apply()
+    return gone

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
@@ -100,24 +101,34 @@ class Phys(IfaceType):
             ipr.link("set", index=idx, net_ns_pid=pid)
 
 
-def give_back(name: str, nsfd: int | None = None) -> None:
-    """Bring the device recorded as `name` back into the host netns under its name."""
+def give_back(name: str, nsfd: int | None = None, pid: int | None = None,
+              wait: float = 0.0) -> bool:
+    """Bring the device recorded as `name` back into the host netns under its name.
+    From the container's netns (held by nsfd, or of pid) if it is alive; else wait up to
+    `wait` seconds for the kernel to return it when the netns dies."""
     f = state_dir() / f"{name}.json"
     try:
         rec = json.loads(f.read_text())
     except (OSError, ValueError):
-        return
-    if nsfd is not None:
-        with suppress(NetworkError, OSError), pr.netns(f"/proc/{os.getpid()}/fd/{nsfd}") as ns:
+        return False
+    where = (f"/proc/{os.getpid()}/fd/{nsfd}" if nsfd is not None
+             else f"/proc/{pid}/ns/net" if pid else None)
+    if where is not None:
+        with suppress(NetworkError, OSError), pr.netns(where) as ns:
             for lk in ns.get_links():
                 mac = lk.get_attr("IFLA_PERM_ADDRESS") or lk.get_attr("IFLA_ADDRESS")
                 if lk["index"] == rec.get("index") or mac == rec.get("mac"):
                     ns.link("set", index=lk["index"], state="down")
                     ns.link("set", index=lk["index"], net_ns_pid=os.getpid())
                     break
-    _restore_on_host(rec)
+    deadline = time.monotonic() + wait
+    while not _restore_on_host(rec):
+        if time.monotonic() >= deadline:
+            return False      # cleanup_stale() finishes the job later
+        time.sleep(0.05)
     with suppress(FileNotFoundError):
         f.unlink()
+    return True
 
 
 def _restore_on_host(rec: dict) -> bool:

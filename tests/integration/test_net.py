@@ -222,6 +222,9 @@ def test_undo_removes_host_end_and_record(bridge, netns, lxpath, sysconf):
     undo.close()
     assert plan.ifaces[0].host_name not in host_links()
     assert "eth0" not in net.addresses(pid)
+    net.setup(plan, pid)
+    assert net.teardown("undo1", lxpath) == [f"veth {plan.ifaces[0].host_name}"]
+    assert plan.ifaces[0].host_name not in host_links()
 
 
 def test_empty_has_only_lo_up(netns, lxpath, sysconf):
@@ -278,6 +281,13 @@ def test_phys_moves_in_and_comes_back_with_its_name(netns, unique, lxpath, sysco
         back = rtnl.by_name()
         assert dev in back and back[dev].mac == mac
         assert "eth1" not in net.addresses(pid)
+        # again, given back by teardown() from the records (no ExitStack at hand)
+        plan = net.prepare(cfg_of({"type": "phys", "link": dev, "name": "eth1"}), "phys1",
+                           lxpath)
+        net.setup(plan, pid)
+        assert dev not in host_links()
+        assert "phys " + dev in net.teardown("phys1", lxpath)
+        assert dev in host_links() and "eth1" not in net.addresses(pid)
     finally:
         subprocess.run(["ip", "link", "del", dev], capture_output=True)
 
@@ -601,9 +611,7 @@ def test_config_forwards_come_and_go(managed, netns, undos, lxpath, tmp_path):
     c = netns()
     plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.41/24"],
                                "forward": [f"tcp/{hp}:8000"]}), "cfwd", lxpath)
-    undos.append(net.setup(plan, c))
-    fwd = net.forwards_up(plan, c)
-    undos.append(fwd)
+    undos.append(net.setup(plan, c))      # setup publishes the config's forwards
     srv = subprocess.Popen(["nsenter", "-t", str(c), "-n", BUSYBOX, "nc", "-ll", "-p", "8000",
                             "-e", "echo", "cfg-forward-ok"])
     try:
@@ -621,8 +629,10 @@ def test_config_forwards_come_and_go(managed, netns, undos, lxpath, tmp_path):
     finally:
         srv.kill()
         srv.wait()
-    fwd.close()
+    # the monitor may have lost setup's undo (forked helper): teardown works from records
+    assert f"forward tcp/{hp}" in net.teardown("cfwd", lxpath)
     assert not any(f["host_port"] == hp for f in net.forward.list_all())
+    assert net.teardown("cfwd", lxpath) == []
 
 
 def test_stop_leaves_nothing(managed, netns, lxpath, tmp_path, lxpy):
