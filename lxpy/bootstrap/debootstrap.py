@@ -146,8 +146,10 @@ def build(template: Template, options: dict[str, Any], target: Path, entry: Path
         except sh.CommandNotFound:
             raise BootstrapError("debootstrap is not installed",
                                  "apt install debootstrap") from None
+        # own session: a Ctrl-C reaches us, and we stop it cleanly (its exit trap unmounts
+        # what it mounted in the target); PDEATHSIG: if we are killed, it is stopped too
         proc = cmd(*args, _out=out, _err_to_out=True, _tty_out=False, _bg=True,
-                   _bg_exc=False, _env=env, _new_session=True)
+                   _bg_exc=False, _env=env, _new_session=True, _preexec_fn=_die_with_parent)
         try:
             proc.wait()
             status = 0
@@ -177,6 +179,11 @@ def build(template: Template, options: dict[str, Any], target: Path, entry: Path
     if progress:
         progress(f"bootstrapping {label}: preparing the tree for sharing")
     prepare_shared(target, template)
+
+
+def _die_with_parent() -> None:
+    from ..linux.prctl import set_pdeathsig
+    set_pdeathsig(signal.SIGTERM)
 
 
 def _stop(proc) -> None:
