@@ -75,17 +75,18 @@ def checks() -> list[Check]:
     try:
         from . import cgroups
         lay = cgroups.layout()
-        kind = getattr(lay, "kind", None) or getattr(lay, "version", None) or str(lay)
-        out.append(Check("Cgroups", "Cgroup layout", True, str(kind), info=True))
-        ctrls = getattr(lay, "controllers", None)
-        if ctrls:
-            out.append(Check("Cgroups", "Controllers", True, " ".join(sorted(ctrls)), info=True))
+        out.append(Check("Cgroups", "Cgroup layout", True, lay.kind, info=True))
+        for h in lay.hierarchies:
+            out.append(Check("Cgroups", f"  {h.mount}", True,
+                             f"v{h.version}: {','.join(h.controllers) or '(no controllers)'}",
+                             info=True))
         try:
             sup = cgroups.driver().supported()
         except Exception:  # noqa: BLE001 - report what we can
             sup = {}
         for key, (ok, why) in sorted(sup.items()):
-            out.append(Check("Cgroups", key, ok, "" if ok else why, required=False))
+            out.append(Check("Cgroups", key, ok, why if ok else "", hint="" if ok else why,
+                             required=False))
     except (ImportError, AttributeError):
         v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
         out.append(Check("Cgroups", "Cgroup layout", True, "v2" if v2 else "v1 or hybrid",

@@ -86,10 +86,10 @@ def run_command(verb: str, commands: dict[str, str], argv: list[str]) -> int:
             pos = getattr(args, "name_pos", None)
             if args.name and pos:
                 parser.error(f"give the name once: -n {args.name} or {pos}, not both")
-            args.name = args.name or pos
-            if getattr(mod, "NAME_REQUIRED", True) and not args.name:
+            args.name = args.name if args.name is not None else pos
+            if getattr(mod, "NAME_REQUIRED", True) and args.name is None:
                 parser.error("which container? give -n NAME")
-            if args.name:
+            if args.name is not None:
                 from lxpy.container import check_name
                 check_name(args.name)
         setup_logging(args)
