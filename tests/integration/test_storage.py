@@ -1,0 +1,144 @@
+"""Storage backends on the real kernel: create_from, mounted, mount, usage, destroy, and a
+full copy that keeps owners, modes, xattrs, ACLs, hard links, sparse files and devices."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from lxpy import storage
+from lxpy.config.load import load
+from lxpy.linux.mount import is_mountpoint, mounts_under, umount2
+from tests.integration.test_storage_helpers import (  # noqa: F401 - fixture
+    btrfs_lxpath,
+    container_sum,
+    make_container,
+    make_special_tree,
+    tree_sum,
+)
+
+BACKENDS = ["dir", "overlay", "btrfs"]
+
+
+@pytest.fixture
+def lx(request, tmp_path):
+    """(lxpath, backend) for the parametrized backend; btrfs gets a loop-file lxpath."""
+    backend = request.param
+    if backend == "btrfs":
+        return request.getfixturevalue("btrfs_lxpath"), backend
+    p = tmp_path / "lxpath"
+    p.mkdir()
+    return p, backend
+
+
+@pytest.fixture
+def base(tmp_path):
+    b = tmp_path / "base"
+    make_special_tree(b)
+    os.chmod(b, 0o755)
+    return b
+
+
+def test_registry_and_best(tmp_path):
+    assert storage.names() == ["btrfs", "dir", "overlay"]
+    assert storage.get("dir").name == "dir"
+    with pytest.raises(Exception, match="not a storage backend"):
+        storage.get("zfs")
+    ok, why = storage.get("btrfs").available(tmp_path)
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True,
+                        text=True).stdout.strip()
+    if fs != "btrfs":
+        assert not ok and "not btrfs" in why
+        assert storage.best(tmp_path).name == "overlay"
+
+
+def test_best_is_btrfs_on_btrfs(btrfs_lxpath):
+    assert storage.best(btrfs_lxpath).name == "btrfs"
+
+
+@pytest.mark.parametrize("lx", BACKENDS, indirect=True)
+def test_backend_lifecycle(lx, base, tmp_path):
+    lxpath, backend = lx
+    before = tree_sum(base)
+    cdir = make_container(lxpath, "c1", backend, base)
+    cfg = load(cdir / "config.toml")
+    assert cfg.rootfs.backend == backend
+    assert cfg.rootfs.path == "rootfs"
+    b = storage.get(backend)
+    with b.mounted(cdir, cfg) as root:
+        assert tree_sum(root, with_dir_times=False) == tree_sum(base, with_dir_times=False)
+        (root / "etc" / "hostname").write_text("changed\n")
+        (root / "new-file").write_text("new\n")
+        os.unlink(root / "a")
+    assert not mounts_under(cdir), "mounted() left a mount behind"
+    assert tree_sum(base) == before, "writing in the container changed its base"
+    # mount(): what the runtime calls in the container's mount namespace
+    target = tmp_path / "target"
+    target.mkdir()
+    b.mount(cdir, cfg, target)
+    try:
+        assert (target / "new-file").read_text() == "new\n"
+        assert (target / "etc" / "hostname").read_text() == "changed\n"
+        assert not (target / "a").exists() and (target / "b").exists()
+    finally:
+        umount2(target)
+    assert b.usage(cdir, cfg) > 0
+    b.destroy(cdir, cfg)
+    assert not (cdir / "rootfs").exists() or not any((cdir / "rootfs").iterdir())
+    assert not (cdir / "delta").exists()
+    assert not mounts_under(cdir)
+    assert tree_sum(base) == before
+
+
+@pytest.mark.parametrize("lx", BACKENDS, indirect=True)
+def test_full_copy_keeps_everything(lx, base):
+    from lxpy.container import Container
+    from lxpy.storage.clone import copy_container
+    lxpath, backend = lx
+    make_container(lxpath, "src", backend, base)
+    copy_container(Container("src", lxpath), "dst", keep_hostname=True, keep_macs=True)
+    assert container_sum(lxpath, "dst") == container_sum(lxpath, "src")
+    cfg = load(lxpath / "dst" / "config.toml")
+    with storage.for_config(cfg).mounted(lxpath / "dst", cfg) as root:
+        st = os.lstat(root / "owned")
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 5678, 0o4750)
+        assert os.getxattr(root / "xattr", "user.lxpy") == b"hello"
+        assert os.getxattr(root / "xattr", "trusted.lxpy") == b"root only"
+        assert os.getxattr(root / "acl", "system.posix_acl_access")
+        assert os.lstat(root / "a").st_ino == os.lstat(root / "b").st_ino
+        assert os.lstat(root / "sparse").st_blocks * 512 < (1 << 20), "sparse file filled in"
+        assert os.lstat(root / "null").st_rdev == os.makedev(1, 3)
+        assert os.readlink(root / "abs-link") == "/etc/shadow"
+
+
+def test_btrfs_create_from_a_subvolume_is_a_snapshot(btrfs_lxpath, tmp_path):
+    from lxpy.linux.fsops import btrfs_subvol_create, is_btrfs_subvolume
+    base = btrfs_lxpath.parent / "cache-base"
+    btrfs_subvol_create(base)
+    (base / "etc").mkdir()
+    (base / "etc" / "hostname").write_text("base\n")
+    cdir = make_container(btrfs_lxpath, "s1", "btrfs", base)
+    assert is_btrfs_subvolume(cdir / "rootfs")
+    (cdir / "rootfs" / "etc" / "hostname").write_text("mine\n")
+    assert (base / "etc" / "hostname").read_text() == "base\n"
+    storage.destroy_container(cdir, load(cdir / "config.toml"))
+    assert not cdir.exists()
+    assert is_btrfs_subvolume(base)
+
+
+def test_overlay_mounted_replaces_a_stale_mount(tmp_path, base):
+    cdir = make_container(tmp_path / "lx", "o1", "overlay", base)
+    cfg = load(cdir / "config.toml")
+    b = storage.get("overlay")
+    b.mount(cdir, cfg, cdir / "rootfs")          # as a killed command would leave it
+    try:
+        with b.mounted(cdir, cfg) as root:
+            assert (root / "etc" / "hostname").exists()
+    finally:
+        for mp in mounts_under(cdir):
+            umount2(mp, 2)
+    assert not is_mountpoint(cdir / "rootfs")
+    storage.destroy_container(cdir, cfg)
+    assert not cdir.exists()
