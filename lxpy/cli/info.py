@@ -103,14 +103,19 @@ def run(args) -> int:
     if "cgroup" in info:
         lines.append(("Cgroup", info["cgroup"]))
     r = info["resources"]
-    names = {"memory_current": "Memory use", "memory_peak": "Memory peak",
-             "swap_current": "Swap use", "cpu_usage_ns": "CPU use", "pids_current": "Tasks",
-             "oom_kills": "OOM kills", "freezer": "Freezer"}
-    for k, v in r.items():
-        label = names.get(k, k)
-        if k == "cpu_usage_ns" and isinstance(v, (int, float)) and not raw:
+    shown = [("memory_current", "Memory use"), ("memory_limit", "Memory limit"),
+             ("memory_peak", "Memory peak"), ("swap_current", "Swap use"),
+             ("oom_kills", "OOM kills"), ("cpu_usage_ns", "CPU use"),
+             ("pids_current", "Tasks"), ("pids_limit", "Task limit"),
+             ("io_read_bytes", "I/O read"), ("io_write_bytes", "I/O written"),
+             ("freezer_state", "Freezer")]
+    for k, label in shown:
+        v = r.get(k)
+        if v is None:
+            continue
+        if k == "cpu_usage_ns" and not raw:
             v = f"{v / 1e9:.2f} seconds"
-        elif k.startswith(("memory", "swap")) and not raw:
+        elif k.startswith(("memory", "swap", "io_")):
             v = _human(v, raw)
         lines.append((label, v))
     for ifname, a in info["interfaces"].items():
