@@ -324,7 +324,8 @@ def pid1(plan: dict, sock: socket.socket, ptys: list[tuple[int, str]], cg_steps)
 
     # The config's [[mount]] entries, resolved inside the container.
     for mnt, fd, isdir in user_mounts:
-        target = os.path.normpath(mnt["target"])
+        # realpath after pivot_root: symlinks resolve inside the container's root
+        target = os.path.realpath(mnt["target"])
         opts = list(mnt["options"])
         with step(f"mount {target}"):
             _prepare_target(target, opts, isdir)
@@ -353,7 +354,6 @@ def pid1(plan: dict, sock: socket.socket, ptys: list[tuple[int, str]], cg_steps)
         _sysctl("/proc", k, v)
 
     # Limits, console, environment, security, exec.
-    import resource
     for name, (soft, hard) in (plan.get("prlimits") or {}).items():
         with step(f"prlimit {name}"):
             rl = getattr(resource, f"RLIMIT_{name.upper()}")
@@ -465,8 +465,6 @@ def _sysctl(proc: str, key: str, value: str) -> None:
 
 
 def _prepare_target(target: str, opts: list[str], isdir: bool) -> None:
-    if os.path.lexists(target) and not os.path.exists(target):
-        pass  # a dangling symlink: follow it to create what it names, inside the root
     if os.path.exists(target):
         return
     want = "file" if "create=file" in opts else "dir" if "create=dir" in opts else ""

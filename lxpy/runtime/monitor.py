@@ -338,6 +338,10 @@ class Monitor:
             self.set_state("STARTING")
             self.reap_zombies()
             self.kill_cgroup()
+            try:
+                self.cgroup_call("thaw")      # kill() may leave it frozen
+            except Exception:  # noqa: BLE001
+                pass
             self.stop_deadline = None
             self.init_pid = 0
             self.init_start = None

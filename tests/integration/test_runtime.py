@@ -1,0 +1,334 @@
+"""The runtime against the real kernel: start, stop, isolation, execute, wait, console log,
+monitor loss, concurrency, failed starts, and many start/stop cycles leaving nothing."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+def make_busybox(lxpath: Path, name: str, extra: str = "", init: str | None = None) -> Path:
+    """A busybox container made by hand (no template, no cache): fast and self-contained."""
+    d = lxpath / name
+    r = d / "rootfs"
+    for sub in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root"):
+        (r / sub).mkdir(parents=True, exist_ok=True)
+    os.link("/bin/busybox", r / "bin/busybox") if _same_fs("/bin/busybox", r) else \
+        _copy("/bin/busybox", r / "bin/busybox")
+    applets = subprocess.run(["/bin/busybox", "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for applet in applets:
+        if applet not in ("busybox", "init"):
+            os.symlink("busybox", r / "bin" / applet)
+    os.symlink("/bin/busybox", r / "sbin/init")
+    (r / "etc/inittab").write_text("::sysinit:/bin/echo lxpy-boot-ok\n"
+                                   "::respawn:/bin/sleep 100000\n")
+    (r / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (r / "etc/group").write_text("root:x:0:\n")
+    cmd = init or '["/sbin/init"]'
+    (d / "config.toml").write_text(
+        f'hostname = "{name}-host"\n'
+        f"{extra}\n"
+        "[init]\n"
+        f"cmd = {cmd}\n"
+        'halt_signal = "SIGUSR2"\n'
+        'reboot_signal = "SIGTERM"\n'
+        "stop_timeout = 20\n"
+        "[[net]]\n"
+        'type = "empty"\n')
+    return d
+
+
+def _same_fs(a: str, b: Path) -> bool:
+    return os.stat(a).st_dev == os.stat(b).st_dev
+
+
+def _copy(a: str, b: Path) -> None:
+    import shutil
+    shutil.copy2(a, b)
+
+
+def state_file(lxpath: Path, name: str) -> dict[str, str]:
+    from lxpy.paths import run_dir
+    p = run_dir(lxpath, name) / "state"
+    try:
+        return dict(line.split("=", 1) for line in p.read_text().splitlines() if "=" in line)
+    except FileNotFoundError:
+        return {}
+
+
+def info_state(lxpy, name: str) -> str:
+    from lxpy.container import Container
+    from lxpy.runtime.state import query
+    return query(Container(name, lxpy.lxpath)).state
+
+
+def in_ct(lxpath: Path, name: str, script: str) -> subprocess.CompletedProcess:
+    """Run a shell script inside the running container (nsenter: independent of attach)."""
+    pid = state_file(lxpath, name)["pid"]
+    return subprocess.run(["nsenter", "-t", pid, "-m", "-u", "-i", "-n", "-p", "-r", "-w",
+                           "/bin/sh", "-c", script], capture_output=True, text=True, timeout=30)
+
+
+def assert_nothing_left(lxpath: Path, name: str) -> None:
+    from lxpy.paths import run_dir, system_config
+    rd = run_dir(lxpath, name)
+    assert not rd.exists(), f"run dir left behind: {list(rd.iterdir())}"
+    parent = system_config().cgroup_parent
+    for h in Path("/sys/fs/cgroup").iterdir():
+        cg = h / parent / name
+        assert not cg.exists(), f"cgroup left behind: {cg}"
+    with open("/proc/self/mountinfo") as f:
+        mounts = f.read()
+    assert str(lxpath) not in mounts, "a mount under the lxpath is left on the host"
+    assert str(rd) not in mounts
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"{rd}" not in out, "a monitor process is left"
+
+
+def wait_for_file_text(path: Path, text: str, timeout: float = 30) -> str:
+    """Wait (inotify, no sleeps) until path contains text."""
+    from lxpy.linux import proc
+    deadline = time.monotonic() + timeout
+    fd = proc.inotify_init(proc.IN_CLOEXEC | proc.IN_NONBLOCK)
+    try:
+        proc.inotify_add_watch(fd, path.parent, proc.IN_MODIFY | proc.IN_CREATE |
+                               proc.IN_CLOSE_WRITE)
+        while True:
+            data = path.read_text(errors="replace") if path.exists() else ""
+            if text in data:
+                return data
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{path} never contained {text!r}; it has {data!r}")
+            p = select.poll()
+            p.register(fd, select.POLLIN)
+            if p.poll(int(left * 1000)):
+                try:
+                    proc.inotify_read(fd)
+                except BlockingIOError:
+                    pass
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def bb(lxpy, lxpath, unique):
+    make_busybox(lxpath, unique)
+    yield unique
+    lxpy("stop", "-n", unique, "-k", check=False)
+
+
+# -- tests --------------------------------------------------------------------------------
+
+def test_start_stop(lxpy, lxpath, bb):
+    lxpy("start", "-n", bb)
+    assert info_state(lxpy, bb) == "RUNNING"
+    r = lxpy("start", "-n", bb, check=False)
+    assert r.returncode == 1 and "already running" in r.stderr
+    lxpy("wait", "-n", bb, "-s", "RUNNING", "-t", "10")
+    lxpy("stop", "-n", bb)
+    assert info_state(lxpy, bb) == "STOPPED"
+    r = lxpy("stop", "-n", bb, check=False)
+    assert r.returncode == 2 and "not running" in r.stderr
+    assert_nothing_left(lxpath, bb)
+
+
+def test_isolation(lxpy, lxpath, bb):
+    lxpy("start", "-n", bb)
+    r = in_ct(lxpath, bb, "cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname; ls /sys/class/net;"
+              "cat /proc/mounts")
+    lines = r.stdout.splitlines()
+    assert lines[0].strip() in ("init", "/sbin/init")     # busybox rewrites its argv
+    assert lines[1] == f"{bb}-host"
+    assert lines[2] == "lo"
+    mounts = "\n".join(lines[3:])
+    assert str(lxpath) not in mounts and "/sys/fs/cgroup/memory cgroup" in mounts
+    assert " /run/lxpy" not in mounts and " /var/tmp" not in mounts
+    r = in_ct(lxpath, bb, "echo h > /proc/sysrq-trigger")
+    assert r.returncode != 0
+    r = in_ct(lxpath, bb, "touch /sys/kernel/x; echo 1 > /proc/sys/kernel/domainname")
+    assert r.returncode != 0 and "Read-only" in r.stderr
+    env = Path(f"/proc/{state_file(lxpath, bb)['pid']}/environ").read_bytes().split(b"\0")
+    assert b"container=lxpy" in env
+    # sys_module (16) and sys_rawio (17) are dropped from init's bounding set
+    bnd = int(Path(f"/proc/{state_file(lxpath, bb)['pid']}/status").read_text()
+              .split("CapBnd:")[1].split()[0], 16)
+    assert not bnd & (1 << 16) and not bnd & (1 << 17)
+    lxpy("stop", "-n", bb, "-k")
+
+
+def test_stop_kill_and_timeout(lxpy, lxpath, unique):
+    # An init that ignores its halt signal: -t gives up and kills.
+    make_busybox(lxpath, unique, init='["/bin/sh", "-c", "trap \\"\\" USR2; while :; do '
+                 'sleep 1000 & wait; done"]')
+    lxpy("start", "-n", unique)
+    t0 = time.monotonic()
+    lxpy("stop", "-n", unique, "-t", "1")
+    assert time.monotonic() - t0 < 15
+    assert info_state(lxpy, unique) == "STOPPED"
+    lxpy("start", "-n", unique)
+    lxpy("stop", "-n", unique, "-k")
+    assert info_state(lxpy, unique) == "STOPPED"
+    assert_nothing_left(lxpath, unique)
+
+
+def test_stop_nowait_then_wait(lxpy, lxpath, bb):
+    lxpy("start", "-n", bb)
+    lxpy("stop", "-n", bb, "-W")
+    lxpy("wait", "-n", bb, "-s", "STOPPED", "-t", "30")
+    assert info_state(lxpy, bb) == "STOPPED"
+
+
+def test_wait_times_out_and_sees_start(lxpy, lxpath, bb):
+    r = lxpy("wait", "-n", bb, "-s", "RUNNING", "-t", "0.2", check=False)
+    assert r.returncode == 1
+    r = lxpy("wait", "-n", bb, "-s", "BOGUS", check=False)
+    assert r.returncode == 2
+    w = subprocess.Popen([str(BIN / "lxpy-wait"), "-P", str(lxpath), "-n", bb, "-s",
+                          "RUNNING", "-t", "60"])
+    try:
+        lxpy("start", "-n", bb)
+        assert w.wait(timeout=60) == 0
+    finally:
+        if w.poll() is None:
+            w.kill()
+    lxpy("stop", "-n", bb, "-k")
+
+
+def test_execute_passes_exit_status(lxpy, lxpath, bb):
+    r = lxpy("execute", "-n", bb, "--", "/bin/sh", "-c", "echo out; echo err >&2; hostname; "
+             "exit 3", check=False)
+    assert r.returncode == 3
+    assert r.stdout.split() == ["out", f"{bb}-host"]
+    assert r.stderr.strip() == "err"
+    r = lxpy("execute", "-n", bb, "--", "/bin/sh", "-c", "cat /proc/1/comm; kill -9 $$",
+             check=False)
+    assert r.returncode == 137
+    r = lxpy("execute", "-n", bb, "--", "/no/such", check=False)
+    assert r.returncode != 0 and "/no/such" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert_nothing_left(lxpath, bb)
+
+
+def test_console_log(lxpy, lxpath, bb):
+    lxpy("start", "-n", bb)
+    log = Path(state_file(lxpath, bb)["console_log"])
+    wait_for_file_text(log, "lxpy-boot-ok")
+    lxpy("stop", "-n", bb, "-k")
+
+
+def test_reboot(lxpy, lxpath, bb):
+    lxpy("start", "-n", bb)
+    pid = state_file(lxpath, bb)["pid"]
+    lxpy("stop", "-n", bb, "-r")
+    # the same monitor brings up a new init
+    deadline = time.monotonic() + 30
+    while True:
+        st = state_file(lxpath, bb)
+        if st.get("state") == "RUNNING" and st.get("pid") not in (pid, ""):
+            break
+        assert time.monotonic() < deadline, f"no new init after reboot: {st}"
+        lxpy("wait", "-n", bb, "-s", "RUNNING", "-t", "1", check=False)
+    lxpy("stop", "-n", bb, "-k")
+    assert_nothing_left(lxpath, bb)
+
+
+def test_monitor_sigkill_recovery(lxpy, lxpath, bb):
+    lxpy("start", "-n", bb)
+    st = state_file(lxpath, bb)
+    os.kill(int(st["monitor_pid"]), signal.SIGKILL)
+    assert info_state(lxpy, bb) == "RUNNING"
+    r = lxpy("ls", "--fancy", check=False)
+    assert "RUNNING" in r.stdout
+    lxpy("stop", "-n", bb, "-t", "10")
+    assert info_state(lxpy, bb) == "STOPPED"
+    assert_nothing_left(lxpath, bb)
+    # ... and after a monitor loss with init also gone, a start just works
+    lxpy("start", "-n", bb)
+    st = state_file(lxpath, bb)
+    os.kill(int(st["monitor_pid"]), signal.SIGKILL)
+    os.kill(int(st["pid"]), signal.SIGKILL)
+    lxpy("start", "-n", bb)
+    assert info_state(lxpy, bb) == "RUNNING"
+    lxpy("stop", "-n", bb, "-k")
+    assert_nothing_left(lxpath, bb)
+
+
+def test_concurrent_starts(lxpy, lxpath, bb):
+    procs = [subprocess.Popen([str(BIN / "lxpy-start"), "-P", str(lxpath), "-n", bb],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(10)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    ok = [r for r in results if r[0] == 0]
+    assert len(ok) == 1, results
+    for code, err in results:
+        if code != 0:
+            assert code == 1 and "already" in err and len(err.splitlines()) == 1, err
+    lxpy("stop", "-n", bb, "-k")
+    assert_nothing_left(lxpath, bb)
+
+
+def test_bad_init_fails_cleanly(lxpy, lxpath, unique):
+    make_busybox(lxpath, unique, init='["/sbin/nope"]')
+    r = lxpy("start", "-n", unique, check=False)
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "/sbin/nope" in r.stderr and "No such file" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert info_state(lxpy, unique) == "STOPPED"
+    assert_nothing_left(lxpath, unique)
+
+
+def test_config_mounts(lxpy, lxpath, unique, tmp_path):
+    src = tmp_path / "data"
+    src.mkdir()
+    (src / "hello").write_text("from the host\n")
+    extra = (f'[[mount]]\nsource = "{src}"\ntarget = "/srv/data"\n'
+             'options = ["bind", "ro", "create=dir"]\n'
+             '[[mount]]\nsource = "tmpfs"\ntarget = "/escape/run"\ntype = "tmpfs"\n'
+             'options = ["create=dir", "size=1M"]\n'
+             '[[mount]]\nsource = "/nonexistent-lxpy"\ntarget = "/opt/x"\n'
+             'options = ["bind", "optional", "create=dir"]\n')
+    d = make_busybox(lxpath, unique, extra=extra)
+    # a symlink in the rootfs that points at a host path: the mount stays inside
+    os.symlink("/tmp/lxpy-escape-target", d / "rootfs/escape")
+    lxpy("start", "-n", unique)
+    try:
+        r = in_ct(lxpath, unique, "cat /srv/data/hello; touch /srv/data/x; "
+                  "grep ' /tmp/lxpy-escape-target/run ' /proc/mounts")
+        assert "from the host" in r.stdout
+        assert "Read-only" in r.stderr
+        assert "tmpfs" in r.stdout
+        assert not Path("/tmp/lxpy-escape-target").exists()
+        assert (d / "rootfs/tmp/lxpy-escape-target/run").is_dir()
+    finally:
+        lxpy("stop", "-n", unique, "-k")
+    assert_nothing_left(lxpath, unique)
+
+
+def test_many_start_stop_cycles_leave_nothing(lxpy, lxpath, bb):
+    n = int(os.environ.get("LXPY_TEST_CYCLES", "100"))
+    from lxpy.container import Container
+    from lxpy.runtime.start import start
+    from lxpy.runtime.stop import stop
+    c = Container(bb, lxpath)
+    # In-process calls of the same code the commands run (the CLI start-up is tested above).
+    for _ in range(n):
+        start(c)
+        stop(c, kill=True)
+    assert_nothing_left(lxpath, bb)
+    ptys = len(os.listdir("/dev/pts"))
+    lxpy("start", "-n", bb)
+    lxpy("stop", "-n", bb)
+    assert len(os.listdir("/dev/pts")) <= ptys
