@@ -245,7 +245,7 @@ def test_debian_render(tmp_path):
     assert not list((etc / "ssh").glob("ssh_host_*"))
     assert (etc / "ssh/sshd_config").exists()
     dropin = (etc / "systemd/system/ssh.service.d/lxpy-host-keys.conf").read_text()
-    assert "ssh-keygen -A" in dropin
+    assert "ssh-keygen -q -t" in dropin
     assert os.readlink(etc / "systemd/system/systemd-journald-audit.socket") == "/dev/null"
     assert os.readlink(etc / "systemd/system/default.target").endswith("multi-user.target")
     shadow = (etc / "shadow").read_text()
