@@ -1,0 +1,159 @@
+"""lxpy.net logic that needs no privileges: names, MACs, forwards, rulesets, the dnsmasq
+command line, leases, and the checks prepare() makes before touching the host."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from lxpy import net, paths
+from lxpy.config import validate
+from lxpy.errors import NetworkError
+from lxpy.net import bridge, dnsmasq, forward
+
+
+@pytest.fixture
+def sysconf(tmp_path, monkeypatch):
+    p = tmp_path / "lxpy.toml"
+    p.write_text('[net]\nbridge = "lxpyunit0"\nsubnet = "10.77.0.0/24"\n'
+                 'dhcp_range = "10.77.0.10,10.77.0.20"\ndomain = "unit"\n')
+    monkeypatch.setenv("LXPY_CONFIG", str(p))
+    monkeypatch.setattr(paths, "RUN_ROOT", tmp_path / "run")
+    paths.system_config.cache_clear()
+    yield p
+    paths.system_config.cache_clear()
+
+
+def cfg_of(*entries):
+    return validate({"net": list(entries)}, "test")
+
+
+def test_host_name_is_short_stable_and_distinct():
+    a = net.host_name_for("a-very-long-container-name", "/var/lib/lxpy", 0)
+    assert len(a) <= 15 and a.startswith("lx")
+    assert a == net.host_name_for("a-very-long-container-name", "/var/lib/lxpy", 0)
+    assert a != net.host_name_for("a-very-long-container-name", "/srv/other", 0)
+    assert a != net.host_name_for("a-very-long-container-name", "/var/lib/lxpy", 1)
+    assert len(net.host_name_for("x", "/l", 12)) <= 15
+
+
+def test_mac_xx_filled():
+    m = net._fill_mac("00:16:3e:xx:xx:xx")
+    assert re.fullmatch(r"00:16:3e(:[0-9a-f]{2}){3}", m)
+    m = net._fill_mac("xx:xx:xx:xx:xx:xx")
+    first = int(m[:2], 16)
+    assert first & 0x01 == 0 and first & 0x02      # unicast, locally administered
+    assert net._fill_mac("") == ""
+
+
+@pytest.mark.parametrize("spec,want", [("tcp/8080:80", ("tcp", 8080, 80)),
+                                       ("udp/53:5353", ("udp", 53, 5353))])
+def test_parse_forward(spec, want):
+    assert net.parse_forward(spec) == want
+
+
+@pytest.mark.parametrize("spec", ["tcp/0:80", "sctp/1:2", "tcp/8080", "tcp/70000:80"])
+def test_parse_forward_bad(spec):
+    with pytest.raises(NetworkError):
+        net.parse_forward(spec)
+
+
+def test_forward_ruleset_v4_v6_and_loopback():
+    rs = forward.ruleset([{"proto": "tcp", "host_port": 8080, "port": 80,
+                           "ipv4": "10.0.3.5", "ipv6": "fd00::5"}])
+    assert "tcp dport 8080 dnat ip to 10.0.3.5:80" in rs
+    assert "dnat ip6 to [fd00::5]:80" in rs
+    assert "hook output" in rs and "hook prerouting" in rs
+    assert "ip saddr 127.0.0.0/8 ct status dnat masquerade" in rs
+
+
+def test_bridge_ruleset_masquerades_only_the_subnet():
+    rs = bridge.ruleset({"bridge": "br0", "subnet": "10.9.0.0/24", "ipv6": None})
+    assert "ip saddr 10.9.0.0/24 ip daddr != 10.9.0.0/24 masquerade" in rs
+    assert "ip6" not in rs
+
+
+def test_dnsmasq_command(sysconf):
+    cmd = dnsmasq.command("lxpyunit0", "10.77.0.1", "10.77.0.0/24", "10.77.0.10,10.77.0.20",
+                          "unit")
+    assert "--bind-interfaces" in cmd and "--interface=lxpyunit0" in cmd
+    assert "--listen-address=10.77.0.1" in cmd and "--conf-file=/dev/null" in cmd
+    assert any(c.startswith("--dhcp-range=10.77.0.10,10.77.0.20") for c in cmd)
+    assert "--dhcp-lease-max=11" in cmd and "--domain=unit" in cmd
+    assert any(c.startswith("--dhcp-hostsfile=") for c in cmd)
+    for bad in ("10.77.0.10", "10.78.0.1,10.78.0.9", "10.77.0.20,10.77.0.10", "a,b"):
+        with pytest.raises(NetworkError):
+            dnsmasq.command("b", "10.77.0.1", "10.77.0.0/24", bad, "")
+
+
+def test_leases_parsed(sysconf):
+    d = dnsmasq.state_dir("lxpyunit0")
+    d.mkdir(parents=True)
+    (d / "dnsmasq.leases").write_text(
+        "1700000000 00:16:3e:aa:bb:cc 10.77.0.11 web1 01:00:16:3e:aa:bb:cc\n"
+        "1700000001 00:16:3e:aa:bb:cd 10.77.0.12 * *\n")
+    ls = dnsmasq.leases("lxpyunit0")
+    assert ls[0]["ip"] == "10.77.0.11" and ls[0]["hostname"] == "web1"
+    assert ls[1]["hostname"] == ""
+
+
+def test_prepare_without_entries_and_none(sysconf, tmp_path):
+    assert net.prepare(validate({}, "t"), "c1", tmp_path).ifaces == []
+    plan = net.prepare(cfg_of({"type": "none"}), "c1", tmp_path)
+    assert plan.share_host and "host" in plan.warnings[0]
+    with pytest.raises(NetworkError, match="cannot be combined"):
+        net.prepare(cfg_of({"type": "none"}, {"type": "veth", "name": "eth1"}), "c1",
+                    tmp_path)
+
+
+@pytest.mark.parametrize("entry,match", [
+    ({"type": "veth", "link": "lxpyunit0", "ipv4": ["10.78.0.5/24"]}, "outside the subnet"),
+    ({"type": "veth", "link": "lxpyunit0", "dhcp": True, "ipv4": ["192.168.1.5/24"]},
+     "outside the subnet"),
+    ({"type": "veth", "link": "lxpyunit0", "ipv4": ["10.77.0.255/24"]}, "not a host address"),
+    ({"type": "veth", "link": "lxpyunit0", "name": "lo"}, "loopback"),
+    ({"type": "veth", "link": "nosuchbr0"}, "does not exist"),
+    ({"type": "veth", "link": "lxpyunit0", "forward": ["tcp/8080:80"]}, "fixed address"),
+])
+def test_prepare_refuses_bad_entries(sysconf, tmp_path, entry, match):
+    with pytest.raises(NetworkError, match=match) as ei:
+        net.prepare(cfg_of(entry), "c1", tmp_path)
+    assert "\n" not in str(ei.value)
+
+
+def test_prepare_refuses_duplicates_in_the_plan(sysconf, tmp_path):
+    with pytest.raises(NetworkError, match="already given"):
+        net.prepare(cfg_of({"type": "veth", "ipv4": ["10.1.1.5/24"]},
+                           {"type": "veth", "name": "eth1", "ipv4": ["10.1.1.5/24"]}),
+                    "c1", tmp_path)
+    with pytest.raises(NetworkError, match="already used by net.0"):
+        net.prepare(cfg_of({"type": "veth", "hwaddr": "00:16:3e:01:02:03"},
+                           {"type": "veth", "name": "eth1", "hwaddr": "00:16:3e:01:02:03"}),
+                    "c1", tmp_path)
+
+
+def test_unattached_veth_plan(sysconf, tmp_path):
+    plan = net.prepare(cfg_of({"type": "veth", "ipv4": ["10.1.1.5/24"],
+                               "gateway4": "10.1.1.1", "hwaddr": "00:16:3e:xx:xx:xx"}),
+                       "c1", tmp_path)
+    p = plan.ifaces[0]
+    assert p.host_name == net.host_name_for("c1", tmp_path, 0) and not p.link
+    assert p.gateway4 == "10.1.1.1" and p.hwaddr.startswith("00:16:3e:")
+    assert plan.has_devices and "veth eth0" in plan.describe()[0]
+
+
+def test_addresses_of_own_netns():
+    import os
+    a = net.addresses(os.getpid())
+    assert "lo" in a and "127.0.0.1/8" in a["lo"]["ipv4"]
+
+
+def test_importing_lxpy_net_does_not_import_pyroute2():
+    code = ("import sys, lxpy.net, lxpy.net.rtnl, lxpy.net.iface; lxpy.net.iface._load(); "
+            "print('pyroute2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
