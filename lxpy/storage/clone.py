@@ -227,9 +227,16 @@ def update_hostname(root: Path, old: str, new: str) -> dict[str, bytes | None]:
         if before["etc/hostname"] is not None or r.is_dir("etc"):
             r.write("etc/hostname", f"{new}\n")
         hosts = before["etc/hosts"]
-        if hosts is not None:
+        olds = {old}
+        if before["etc/hostname"]:
+            first = before["etc/hostname"].decode(errors="replace").strip().split()
+            if first and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", first[0]):
+                olds.add(first[0])
+        olds.discard(new)
+        if hosts is not None and olds:
             text = hosts.decode(errors="surrogateescape")
-            pat = re.compile(rf"(?<![\w.-]){re.escape(old)}(?![\w-])")
+            alt = "|".join(re.escape(o) for o in sorted(olds, key=len, reverse=True))
+            pat = re.compile(rf"(?<![\w.-])(?:{alt})(?![\w-])")
             lines = []
             for line in text.splitlines(keepends=True):
                 body, hash_, comment = line.partition("#")
