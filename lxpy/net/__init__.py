@@ -125,6 +125,8 @@ def _live_records() -> list[dict[str, Any]]:
             continue
         if _pid_in_netns(int(rec.get("pid", 0)), int(rec.get("netns", 0))):
             out.append(rec)
+        else:
+            _unlink(f)      # its container is gone (a killed monitor, a forked helper)
     return out
 
 

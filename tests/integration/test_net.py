@@ -647,3 +647,51 @@ def test_stop_leaves_nothing(managed, netns, lxpath, tmp_path, lxpy):
     assert_managed_gone(br)
     # and stop again is harmless
     assert lxpy("net", "stop", lxpath=False).returncode == 0
+
+
+# ---------------------------------------------------------------------------
+# End to end with lxpy-start
+
+
+def _busybox_container(lxpath: Path, name: str, net_toml: str) -> None:
+    d = lxpath / name
+    r = d / "rootfs"
+    for sub in ("bin", "sbin", "etc", "proc", "sys", "dev", "tmp", "root"):
+        (r / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, r / "bin/busybox")
+    for applet in ("sh", "nc", "sleep", "echo", "ip"):
+        os.symlink("busybox", r / "bin" / applet)
+    os.symlink("/bin/busybox", r / "sbin/init")
+    (r / "etc/inittab").write_text("::respawn:/bin/nc -ll -p 7777 -e /bin/echo lxpy-e2e\n")
+    (d / "config.toml").write_text(
+        f'hostname = "{name}"\n[init]\ncmd = ["/sbin/init"]\nhalt_signal = "SIGUSR2"\n'
+        f"stop_timeout = 10\n{net_toml}")
+
+
+def test_static_container_reachable_when_start_returns(bridge, lxpy, lxpath, sysconf):
+    if not (BIN / "lxpy-start").exists():
+        pytest.skip("lxpy-start is not built yet")
+    br, sub = bridge
+    _busybox_container(lxpath, "e2e", f'[[net]]\ntype = "veth"\nlink = "{br}"\n'
+                                      f'ipv4 = ["{sub}.9/24"]\ngateway4 = "auto"\n'
+                                      'hwaddr = "00:16:3e:xx:xx:xx"\n')
+    lxpy("start", "-n", "e2e")
+    try:
+        # no retry: the address is up before init runs
+        subprocess.run([BUSYBOX, "ping", "-c1", "-W5", f"{sub}.9"], check=True,
+                       capture_output=True, timeout=30)
+
+        def talk():
+            try:
+                with socket.create_connection((f"{sub}.9", 7777), timeout=2) as s:
+                    return s.recv(100)
+            except OSError:
+                return None
+        assert b"lxpy-e2e" in wait_for(talk, what="the container's server")
+        ends = [n for n, lk in rtnl.by_name().items()
+                if lk.master == rtnl.by_name()[br].index]
+        assert len(ends) == 1
+    finally:
+        lxpy("stop", "-n", "e2e", "-k", check=False)
+    wait_for(lambda: not any(lk.master == rtnl.by_name()[br].index
+                             for lk in rtnl.by_name().values()), what="the host end to go")
