@@ -290,7 +290,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def _locate(name: str, relative_to: Path | None = None) -> Path:
     if "/" in name or name.startswith("."):
         p = Path(name)
-        if not p.is_absolute() and relative_to is not None and not (Path.cwd() / p).is_dir():
+        if not p.is_absolute() and relative_to is not None:
             p = relative_to / p
         p = p.resolve()
         if (p / "template.toml").is_file():

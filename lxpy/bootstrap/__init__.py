@@ -13,6 +13,7 @@ Each method is a module with the same small interface, found through METHODS:
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -65,6 +66,10 @@ def ensure_cached(template: Template, options: dict[str, Any], cache_root: Path,
     if not ok:
         raise BootstrapError(f"template {template.name}: cannot bootstrap: {why}")
     desc = m.describe(template, options)
+    for part in (template.cache_name(), desc["key"]):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,200}", part):
+            raise BootstrapError(f"template {template.name}: {part!r} cannot name a cache "
+                                 "entry", "check the release and arch options")
     entry = Path(cache_root) / template.cache_name() / desc["key"]
     what = f"{template.cache_name()}/{desc['key']}"
     try:

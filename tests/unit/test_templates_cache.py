@@ -136,3 +136,17 @@ def test_debian_cache_key_per_extra_packages():
     mirror = debootstrap.describe(t, t.parse_options(["-a", "amd64", "--mirror",
                                                       "http://ftp.de.debian.org/debian"]))
     assert mirror["key"] == "bookworm-amd64"
+
+
+def test_a_hostile_release_cannot_name_a_cache_dir(tmp_path):
+    from lxpy import bootstrap, templates
+    from lxpy.errors import BootstrapError
+    d = tmp_path / "t"
+    d.mkdir()
+    (d / "template.toml").write_text('method = "debootstrap"\n[options.release]\n'
+                                     'default = "bookworm"\n')
+    t = templates.find(str(d))
+    opts = t.parse_options(["--release", "../../../etc"])
+    with pytest.raises(BootstrapError, match="cannot name a cache"):
+        bootstrap.ensure_cached(t, opts, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
