@@ -1,0 +1,62 @@
+"""The cgroup integration tests, run inside a qemu guest whose kernel has pure cgroup v2
+(the machines here are hybrid with no v2 controllers). One boot runs the whole batch."""
+
+from __future__ import annotations
+
+import os
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rig  # noqa: E402
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.root]
+
+# tests that must pass (not skip) in the guest
+MUST_PASS = ["test_layout_and_driver", "test_oom_kill_inside_cgroup_only",
+             "test_fork_bomb_stops_at_pids", "test_cpu_quota", "test_cpuset",
+             "test_live_memory_change", "test_freeze_thaw", "test_kill_and_destroy",
+             "test_device_allowlist", "test_container_cgroup_view"]
+GUEST_TESTS = ["tests/integration/test_cgroups.py"]
+
+
+@pytest.fixture(scope="module")
+def guest_run():
+    if os.geteuid() != 0:
+        pytest.skip("the VM rig needs root")
+    missing = rig.missing_tools()
+    if missing:
+        pytest.skip(f"the VM rig needs: {', '.join(missing)}")
+    venv = rig.ensure_venv(rig.REPO)
+    extra = [t for t in ("tests/integration/test_cgroups_container.py",)
+             if (rig.REPO / t).exists()]
+    cmd = (f"export PYTHONDONTWRITEBYTECODE=1 LXPY_EXPECT_CGROUP=v2 LXPY_IN_VM=1\n"
+           f"{venv}/bin/python -m pytest -p no:cacheprovider -q -rs "
+           f"--junitxml=/results/junit.xml {' '.join(GUEST_TESTS + extra)}")
+    return rig.run(cmd, repo=rig.REPO, timeout=900)
+
+
+def _cases(xml: str) -> dict[str, str]:
+    out = {}
+    for tc in ET.fromstring(xml).iter("testcase"):
+        status = "passed"
+        for child in tc:
+            if child.tag in ("failure", "error", "skipped"):
+                status = child.tag
+        out[tc.get("name", "")] = status
+    return out
+
+
+def test_cgroup_suite_in_cgroup2_vm(guest_run):
+    r = guest_run
+    detail = f"guest output:\n{r.output[-6000:]}\nconsole:\n{r.console[-3000:]}"
+    assert "junit.xml" in r.files, f"the guest did not run pytest (rc={r.rc})\n{detail}"
+    cases = _cases(r.files["junit.xml"])
+    bad = {k: v for k, v in cases.items() if v in ("failure", "error")}
+    assert not bad, f"failed in the cgroup2 guest: {bad}\n{detail}"
+    not_run = [t for t in MUST_PASS if cases.get(t) != "passed"]
+    assert not not_run, f"not passed in the guest: {not_run} ({cases})\n{detail}"
+    assert r.rc == 0, detail
