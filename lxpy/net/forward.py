@@ -3,8 +3,10 @@
 Each forward is one JSON file in /run/lxpy/net/forwards/; the nft table
 `inet lxpy-forward` is regenerated from all of them in one transaction (and deleted
 when none is left). Rules sit in prerouting (traffic from other machines) and
-output (the host itself, loopback included: route_localnet on the container's
-link, and a masquerade of loopback sources so the container can answer)."""
+output (the host itself, 127.0.0.1 included: route_localnet on the container's
+link, and a masquerade of loopback sources so the container can answer). IPv6 from
+the host itself works through any of its own addresses but not ::1: the kernel never
+routes a ::1 source off the host."""
 
 from __future__ import annotations
 
@@ -78,7 +80,6 @@ def ruleset(recs: list[dict[str, Any]]) -> str:
     body += ["  }", "  chain postrouting {",
              "    type nat hook postrouting priority srcnat; policy accept;",
              "    ip saddr 127.0.0.0/8 ct status dnat masquerade",
-             "    ip6 saddr ::1 ct status dnat masquerade",
              "  }"]
     return "\n".join(body)
 

@@ -386,10 +386,19 @@ def test_bad_input_cli_one_line(lxpy, lxpath, sysconf):
 def managed(sysconf, unique, lxpy):
     """lxpy-net start with our own bridge and subnet; stop afterwards, checking that
     nothing is left."""
+    yield from _managed(sysconf, unique, lxpy)
+
+
+@pytest.fixture
+def managed6(sysconf, unique, lxpy):
+    yield from _managed(sysconf, unique, lxpy, ipv6=True)
+
+
+def _managed(sysconf, unique, lxpy, **extra):
     br = "lxpyt" + unique[1:7]
     sub = rand_subnet()
     sysconf(bridge=br, subnet=f"{sub}.0/24", dhcp_range=f"{sub}.100,{sub}.150",
-            domain="lxpytest")
+            domain="lxpytest", **extra)
     r = lxpy("net", "start", lxpath=False, check=False)
     try:
         assert r.returncode == 0, r.stderr
@@ -635,6 +644,39 @@ def test_config_forwards_come_and_go(managed, netns, undos, lxpath, tmp_path):
     assert net.teardown("cfwd", lxpath) == []
 
 
+def test_ipv6_bridge_static_address_and_forward(managed6, netns, undos, lxpath, lxpy):
+    br, sub = managed6
+    st = json.loads(lxpy("net", "status", "--format", "json", lxpath=False).stdout)
+    v6 = next(a for a in st["addresses"] if a.startswith("fd"))
+    prefix = v6.split("::")[0]
+    hp = random.randint(40000, 49999)
+    c = netns()
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.44/24"],
+                               "ipv6": [f"{prefix}::44/64"], "gateway6": "auto",
+                               "forward": [f"tcp/{hp}:80"]}), "six", lxpath)
+    assert plan.ifaces[0].gateway6 == v6.split("/")[0]
+    undos.append(net.setup(plan, c))
+    assert f"default via {v6.split('/')[0]}" in in_ns(c, "ip", "-6", "route").stdout
+    in_ns(c, BUSYBOX, "ping", "-c1", "-W5", v6.split("/")[0])
+    srv = subprocess.Popen(["nsenter", "-t", str(c), "-n", BUSYBOX, "nc", "-ll", "-p", "80",
+                            "-e", "echo", "six-ok"])
+    try:
+        def talk(host):
+            try:
+                with socket.create_connection((host, hp), timeout=2) as s:
+                    return s.recv(100)
+            except OSError:
+                return None
+        assert b"six-ok" in wait_for(lambda: talk(v6.split("/")[0]), what="v6 forward")
+        assert b"six-ok" in wait_for(lambda: talk("127.0.0.1"), what="v4 forward")
+    finally:
+        srv.kill()
+        srv.wait()
+    undos.pop().close()
+    lxpy("net", "stop", lxpath=False)
+    assert_managed_gone(br)
+
+
 def test_stop_leaves_nothing(managed, netns, lxpath, tmp_path, lxpy):
     br, sub = managed
     pid = netns()
@@ -693,5 +735,8 @@ def test_static_container_reachable_when_start_returns(bridge, lxpy, lxpath, sys
         assert len(ends) == 1
     finally:
         lxpy("stop", "-n", "e2e", "-k", check=False)
+        # the monitor runs setup in a helper that drops the undo stack: records go here
+        net.teardown("e2e", lxpath)
+        net.cleanup_stale()
     wait_for(lambda: not any(lk.master == rtnl.by_name()[br].index
                              for lk in rtnl.by_name().values()), what="the host end to go")
