@@ -280,6 +280,30 @@ def test_device_allowlist(cg, tmp_path):
     assert res[str(tmp_path / "tun")] != "1", out       # allowed (ok, or no such device)
 
 
+def test_bpf_device_program(cg, tmp_path):
+    """The cgroup2 device program (what the v2 driver attaches), on the unified hierarchy
+    (on hybrid hosts it has no controllers, but device programs work there too)."""
+    from lxpy.cgroups import devices
+    from lxpy.linux import bpf
+    unified = cgroups.layout().unified
+    if unified is None:
+        pytest.skip("no cgroup2 hierarchy mounted")
+    ok, why = bpf.device_programs_supported()
+    if not ok:
+        pytest.skip(why)
+    bpf.attach_device_program(unified.path(cg.path), devices.rules(["tun"]))
+    _mknod_char(tmp_path / "null", 1, 3)
+    _mknod_char(tmp_path / "zero", 1, 5)
+    _mknod_char(tmp_path / "fuse", 10, 229)
+    _mknod_char(tmp_path / "kvm", 10, 232)
+    code = ("import os,sys\nfor p in sys.argv[1:]:\n try:\n  os.close(os.open(p, os.O_RDWR))"
+            "\n  print(p, 'ok')\n except OSError as e: print(p, e.errno)\n")
+    names = ("null", "zero", "fuse", "kvm")
+    rc, out = Gated(cg, PY, "-S", "-c", code, *(str(tmp_path / n) for n in names)).go().wait()
+    res = {Path(k).name: v for k, v in (line.split() for line in out.splitlines())}
+    assert res == {"null": "ok", "zero": "ok", "fuse": "1", "kvm": "1"}, out
+
+
 @pytest.mark.skipif(not shutil.which("unshare"), reason="needs util-linux unshare")
 def test_container_cgroup_view(cg, tmp_path):
     """What the runtime mounts at /sys/fs/cgroup after unsharing the cgroup namespace:
