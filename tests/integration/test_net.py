@@ -471,14 +471,26 @@ def test_managed_bridge_dhcp_dns_and_host_server(managed, netns, undos, lxpath, 
     assert r.returncode == 0 and leased["dhcpa"] in r.stdout, r.stdout + r.stderr
     leases = json.loads(lxpy("net", "status", "--format", "json", lxpath=False).stdout)["leases"]
     assert {x["hostname"] for x in leases} >= {"dhcpa", "dhcpb"}
+    # a container that asks for a static lease (dhcp + ipv4) gets exactly that address
+    d = netns()
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "dhcp": True,
+                               "ipv4": [f"{sub}.33/24"], "hwaddr": "00:16:3e:xx:xx:xx"}),
+                       "reserved", lxpath)
+    undos.append(net.setup(plan, d))
+    hosts = (net.run_root() / br / "dhcp-hosts").read_text()
+    assert f"{plan.ifaces[0].hwaddr},{sub}.33,reserved" in hosts
+    assert udhcpc(d, tmp_path, "reserved") == f"{sub}.33"
     # a static container on the managed bridge is known by name too
     c = netns()
     plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.20/24"]}),
                        "static1", lxpath)
     assert plan.ifaces[0].gateway4 == f"{sub}.1"     # the bridge, by default
     undos.append(net.setup(plan, c))
-    r = with_resolv(a, tmp_path, f"{sub}.1", BUSYBOX, "ping", "-c1", "-W5", "static1")
-    assert r.returncode == 0 and f"{sub}.20" in r.stdout, r.stdout + r.stderr
+    assert f"{sub}.20 static1" in (net.run_root() / br / "hosts").read_text()
+    r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(
+        with_resolv(a, tmp_path, f"{sub}.1", BUSYBOX, "ping", "-c1", "-W5", "static1")),
+        what="static1 in the bridge's DNS (dnsmasq re-reads its hosts on SIGHUP)")
+    assert f"{sub}.20" in r.stdout
     # a server on the host's bridge address answers the container
     token = f"host-server-{os.getpid()}"
     httpd = _serve(f"{sub}.1", token)
