@@ -11,7 +11,7 @@ def add_arguments(p) -> None:
 
 
 def set_state_file(c, frm: tuple[str, ...], to: str) -> None:
-    """Tell lxpy-ls/lxpy-info: the runtime's state file says FROZEN while frozen."""
+    """Without a monitor, tell lxpy-ls/lxpy-info through the state file."""
     try:
         from lxpy.runtime import state
     except ImportError:
@@ -25,9 +25,33 @@ def set_state_file(c, frm: tuple[str, ...], to: str) -> None:
             pass
 
 
+def via_monitor(c, kind: str, timeout: float) -> bool:
+    """Ask the container's monitor to freeze/thaw (it keeps the state in step).
+    False when there is no monitor to ask."""
+    try:
+        from lxpy.runtime import proto, state
+    except ImportError:
+        return False
+    info = state.query(c)
+    if not info.monitor_alive:
+        return False
+    try:
+        conn, (reply, fields) = proto.request(str(c.run_dir / state.SOCKET), kind,
+                                              io_timeout=timeout + 5)
+    except OSError:
+        return False
+    conn.close()
+    if reply == "error":
+        from lxpy.errors import CgroupError
+        raise CgroupError(f"container {c.name!r}: {fields.get('message', kind + ' failed')}")
+    return reply == "ok"
+
+
 def run(args) -> int:
     from .cgroup import container_cgroup
     c, cg = container_cgroup(args.name, args.lxpath)
+    if via_monitor(c, "freeze", args.timeout):
+        return 0
     try:
         cg.freeze(timeout=args.timeout)
     finally:

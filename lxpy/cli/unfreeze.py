@@ -12,8 +12,10 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from .cgroup import container_cgroup
-    from .freeze import set_state_file
+    from .freeze import set_state_file, via_monitor
     c, cg = container_cgroup(args.name, args.lxpath)
+    if via_monitor(c, "thaw", args.timeout):
+        return 0
     cg.thaw(timeout=args.timeout)
     set_state_file(c, ("FROZEN", "FREEZING"), "RUNNING")
     return 0
