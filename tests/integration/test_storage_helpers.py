@@ -54,7 +54,7 @@ def btrfs_lxpath(tmp_path):
             _run("losetup", "-d", line.split(":")[0])
 
 
-def tree_sum(root: Path, with_dir_times: bool = True) -> str:
+def tree_sum(root: Path, with_dir_times: bool = True, file_times: bool = True) -> str:
     """A checksum of a whole tree: names, types, modes, owners, sizes, contents, link
     targets, device numbers, xattrs, file mtimes, hard link groups."""
     h = hashlib.sha256()
@@ -75,7 +75,8 @@ def tree_sum(root: Path, with_dir_times: bool = True) -> str:
                     inodes[key] = rel
                     with open(p, "rb") as f:
                         rec += [st.st_size, hashlib.sha256(f.read()).hexdigest()]
-                rec.append(st.st_mtime_ns)
+                if file_times:
+                    rec.append(st.st_mtime_ns)
             elif stat.S_ISLNK(st.st_mode):
                 rec.append(os.readlink(p))
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
@@ -91,14 +92,14 @@ def tree_sum(root: Path, with_dir_times: bool = True) -> str:
     return h.hexdigest()
 
 
-def container_sum(lxpath: Path, name: str) -> str:
+def container_sum(lxpath: Path, name: str, file_times: bool = True) -> str:
     """The checksum of a container's tree as the container sees it (overlays mounted)."""
     from lxpy.config.load import load
     from lxpy.storage import for_config
     cdir = lxpath / name
     cfg = load(cdir / "config.toml")
     with for_config(cfg).mounted(cdir, cfg) as root:
-        return tree_sum(root, with_dir_times=False)
+        return tree_sum(root, with_dir_times=False, file_times=file_times)
 
 
 def make_special_tree(root: Path) -> None:
