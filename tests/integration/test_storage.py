@@ -54,7 +54,7 @@ def test_registry_and_best(tmp_path):
         assert storage.best(tmp_path).name == "overlay"
 
 
-def test_best_is_btrfs_on_btrfs(btrfs_lxpath):
+def test_best_is_btrfs_on_btrfs(btrfs_lxpath):  # noqa: F811 - the fixture
     assert storage.best(btrfs_lxpath).name == "btrfs"
 
 
@@ -113,7 +113,7 @@ def test_full_copy_keeps_everything(lx, base):
         assert os.readlink(root / "abs-link") == "/etc/shadow"
 
 
-def test_btrfs_create_from_a_subvolume_is_a_snapshot(btrfs_lxpath, tmp_path):
+def test_btrfs_create_from_a_subvolume_is_a_snapshot(btrfs_lxpath, tmp_path):  # noqa: F811
     from lxpy.linux.fsops import btrfs_subvol_create, is_btrfs_subvolume
     base = btrfs_lxpath.parent / "cache-base"
     btrfs_subvol_create(base)
