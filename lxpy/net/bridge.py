@@ -38,12 +38,19 @@ def _settings() -> dict[str, Any]:
     if not 1 <= len(sc.bridge) <= 15:
         raise NetworkError(f"{sc.source}: net.bridge {sc.bridge!r}: 1 to 15 characters")
     gw = next(net.hosts())
+    dhcp_range = sc.dhcp_range
+    if dhcp_range == "10.0.3.2,10.0.3.254" and str(net) != "10.0.3.0/24":
+        # the default range follows a changed subnet
+        hosts = list(net.hosts()) if net.num_addresses <= 65536 else None
+        first = hosts[1] if hosts else net.network_address + 2
+        last = hosts[-1] if hosts else net.broadcast_address - 1
+        dhcp_range = f"{first},{last}"
     v6 = None
     if sc.ipv6:
         h = hashlib.sha256(sc.bridge.encode()).digest()
         v6 = ipaddress.IPv6Network((b"\xfd" + h[:7] + b"\0" * 8, 64))
     return {"bridge": sc.bridge, "subnet": str(net), "gateway": str(gw),
-            "address": f"{gw}/{net.prefixlen}", "dhcp_range": sc.dhcp_range,
+            "address": f"{gw}/{net.prefixlen}", "dhcp_range": dhcp_range,
             "domain": sc.domain, "ipv6": str(v6) if v6 else None,
             "address6": f"{v6.network_address + 1}/64" if v6 else None, "source": sc.source}
 
@@ -84,6 +91,9 @@ def start() -> dict[str, Any]:
     st.update({k: s[k] for k in ("bridge", "subnet", "gateway", "address", "dhcp_range",
                                  "domain", "ipv6", "address6")})
     st["table"] = f"{FAMILY} {table_name(br)}"
+    # validated before anything is made
+    cmd = dnsmasq.command(br, s["gateway"], s["subnet"], s["dhcp_range"], s["domain"],
+                          s["ipv6"].split("/")[0] if s["ipv6"] else None)
     with ExitStack() as undo:
         fresh = not d.exists()
         d.mkdir(parents=True, exist_ok=True)
@@ -115,11 +125,16 @@ def start() -> dict[str, Any]:
         # forwarding, and loopback-sourced packets allowed out of the bridge (forwards)
         if "ip_forward_before" not in st:
             st["ip_forward_before"] = sysctl.get("net/ipv4/ip_forward")
+            if st["ip_forward_before"] not in (None, "1"):
+                undo.callback(sysctl.set, "net/ipv4/ip_forward", st["ip_forward_before"])
         sysctl.set("net/ipv4/ip_forward", "1")
         sysctl.set(sysctl.conf_key("ipv4", br, "route_localnet"), "1")
         if s["ipv6"]:
             if "ip6_forward_before" not in st:
                 st["ip6_forward_before"] = sysctl.get("net/ipv6/conf/all/forwarding")
+                if st["ip6_forward_before"] not in (None, "1"):
+                    undo.callback(sysctl.set, "net/ipv6/conf/all/forwarding",
+                                  st["ip6_forward_before"])
             sysctl.set("net/ipv6/conf/all/forwarding", "1")
         nft.replace_table(FAMILY, table_name(br), ruleset(s))
         if not old:
@@ -127,8 +142,6 @@ def start() -> dict[str, Any]:
         _save(br, st)
         dnsmasq.refresh(br)
         if not dnsmasq.running_pid(br):
-            cmd = dnsmasq.command(br, s["gateway"], s["subnet"], s["dhcp_range"],
-                                  s["domain"], s["ipv6"].split("/")[0] if s["ipv6"] else None)
             st["dnsmasq_pid"] = dnsmasq.start(br, cmd)
             _save(br, st)
         undo.pop_all()

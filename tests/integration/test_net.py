@@ -752,3 +752,51 @@ def test_static_container_reachable_when_start_returns(bridge, lxpy, lxpath, sys
         net.cleanup_stale()
     wait_for(lambda: not any(lk.master == rtnl.by_name()[br].index
                              for lk in rtnl.by_name().values()), what="the host end to go")
+
+
+def test_cleanup_stale_renames_a_returned_phys_device(unique):
+    """The kernel gives a phys device back as devN when the netns dies under a killed
+    monitor; cleanup_stale() finds it by MAC and gives it its name back."""
+    from lxpy.net import phys
+    orig, tmpname, peer = "lxpyg" + unique[1:7], "dev" + unique[1:7], "lxpyk" + unique[1:7]
+    ip("link", "add", tmpname, "type", "veth", "peer", "name", peer)
+    try:
+        mac = rtnl.by_name()[tmpname].mac
+        d = phys.state_dir()
+        d.mkdir(parents=True, exist_ok=True)
+        gone = subprocess.Popen(["unshare", "-n", "--", "true"])
+        gone.wait()
+        (d / f"{orig}.json").write_text(json.dumps(
+            {"name": orig, "mac": mac, "address": mac, "netns": 1, "container": "x",
+             "index": -1}))
+        assert orig in net.cleanup_stale()["phys"]
+        links = rtnl.by_name()
+        assert orig in links and links[orig].mac == mac and tmpname not in links
+        assert not (d / f"{orig}.json").exists()
+    finally:
+        subprocess.run(["ip", "link", "del", orig], capture_output=True)
+        subprocess.run(["ip", "link", "del", tmpname], capture_output=True)
+
+
+def test_start_refuses_a_name_that_is_not_a_bridge(sysconf, unique, lxpy):
+    dev, peer = "lxpyx" + unique[1:7], "lxpyy" + unique[1:7]
+    ip("link", "add", dev, "type", "veth", "peer", "name", peer)
+    try:
+        sysconf(bridge=dev, subnet=f"{rand_subnet()}.0/24", dhcp_range="10.0.3.2,10.0.3.254")
+        r = lxpy("net", "start", lxpath=False, check=False)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert "not a bridge" in r.stderr
+        assert not (net.run_root() / dev).exists()
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True,
+                                text=True).stdout
+        assert f"lxpy-{dev}" not in tables
+        sysconf(bridge="lxpyz" + unique[1:7], subnet="10.1.2.0/24",
+                dhcp_range="10.9.9.1,10.9.9.5")
+        fwd = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+        r = lxpy("net", "start", lxpath=False, check=False)
+        assert r.returncode == 1 and "dhcp_range" in r.stderr, r.stderr
+        assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == fwd
+        assert "lxpyz" + unique[1:7] not in host_links()
+        assert not (net.run_root() / ("lxpyz" + unique[1:7])).exists()
+    finally:
+        subprocess.run(["ip", "link", "del", dev], capture_output=True)
