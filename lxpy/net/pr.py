@@ -52,8 +52,16 @@ def netns(pid: int | str) -> Iterator[Any]:
 
 
 def index(ipr: Any, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
+    """The ifindex of name, or None (one RTM_GETLINK by name, not a dump)."""
+    try:
+        msgs = ipr.link("get", ifname=name)
+    except Exception as e:  # noqa: BLE001 - NetlinkError(ENODEV): no such device
+        if getattr(e, "code", None) == 19:
+            return None
+        raise
+    for m in msgs:
+        return int(m["index"])
+    return None
 
 
 def require_index(ipr: Any, name: str) -> int:
