@@ -3,9 +3,10 @@
     <log_dir>/<name>/console.log     what the container wrote to its console (the monitor)
     <log_dir>/<name>/lxpy.log        lxpy's own messages about the container (start, stop...)
 
-Containers of another lxpath than the default get <log_dir>/<lxpath-hash>/<name>/ so that two
-containers of the same name never share a log. Both files are rotated by size: the full file
-becomes NAME.1 (NAME.2 ...), the oldest is dropped.
+(the monitor's own stderr in daemon mode is <log_dir>/<name>/monitor.log, see runtime/start.py).
+The lxpath does not change the place: one name, one log directory, as with LXC's
+/var/log/lxc/<name>.log. Both files are rotated by size: the full file becomes NAME.1
+(NAME.2 ...), the oldest is dropped.
 
 The monitor is lean: RotatingFile uses plain fds and imports nothing heavy; `handler()` is the
 logging.Handler for lxpy's own log.
@@ -30,12 +31,9 @@ def log_dir() -> Path:
 
 def container_log_dir(name: str, lxpath: Path | str | None = None, *,
                       create: bool = False) -> Path:
-    """The directory of a container's logs (made, mode 0750, when create=True)."""
-    from .paths import default_lxpath, run_dir
-    base = log_dir()
-    if lxpath is not None and os.path.realpath(lxpath) != os.path.realpath(default_lxpath()):
-        base = base / run_dir(Path(lxpath), name).parent.name     # the lxpath hash
-    d = base / name
+    """The directory of a container's logs (made, mode 0750, when create=True).
+    lxpath is accepted for symmetry with the other helpers; it does not change the place."""
+    d = log_dir() / name
     if create:
         d.mkdir(mode=0o750, parents=True, exist_ok=True)
     return d
