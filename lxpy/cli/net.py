@@ -70,10 +70,10 @@ def _target(name: str, lxpath) -> tuple[str | None, str | None, str]:
         if e.type in ("empty", "none"):
             continue
         if not v4 and e.ipv4:
-            v4 = str(ipaddress.ip_interface(e.ipv4[0]).ip)
+            v4 = str(ipaddress.ip_interface(e.ipv4[0]))
             dev = dev or e.link
         if not v6 and e.ipv6:
-            v6 = str(ipaddress.ip_interface(e.ipv6[0]).ip)
+            v6 = str(ipaddress.ip_interface(e.ipv6[0]))
             dev = dev or e.link
     if not v4 and not v6:
         from lxpy.status import addresses, state_of
@@ -81,9 +81,8 @@ def _target(name: str, lxpath) -> tuple[str | None, str | None, str]:
         for ifname, a in addresses(st.pid).items() if st.pid else []:
             if ifname == "lo":
                 continue
-            v4 = v4 or next((x.split("/")[0] for x in a.get("ipv4", [])), None)
-            v6 = v6 or next((x.split("/")[0] for x in a.get("ipv6", [])
-                             if not x.startswith("fe80")), None)
+            v4 = v4 or next((x for x in a.get("ipv4", [])), None)
+            v6 = v6 or next((x for x in a.get("ipv6", []) if not x.startswith("fe80")), None)
         dev = next((e.link for e in cfg.net if e.type == "veth"), "")
     if not v4 and not v6:
         raise NetworkError(f"container {name!r} has no address to forward to",

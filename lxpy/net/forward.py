@@ -63,7 +63,16 @@ def _file_for(proto: str, host_port: int) -> Path:
 
 def ruleset(recs: list[dict[str, Any]]) -> str:
     rules = []
+    hairpin = []
     for r in recs:
+        # a neighbour on the container's own link going through the host's address:
+        # masquerade, or the answer would bypass the host and miss the reverse NAT
+        if r.get("ipv4") and r.get("net4"):
+            hairpin.append(f"ip saddr {r['net4']} ip daddr {r['ipv4']} {r['proto']} dport "
+                           f"{r['port']} ct status dnat masquerade")
+        if r.get("ipv6") and r.get("net6"):
+            hairpin.append(f"ip6 saddr {r['net6']} ip6 daddr {r['ipv6']} {r['proto']} dport "
+                           f"{r['port']} ct status dnat masquerade")
         proto, hp, cp = r["proto"], int(r["host_port"]), int(r["port"])
         if r.get("ipv4"):
             rules.append(f"meta nfproto ipv4 fib daddr type local {proto} dport {hp} "
@@ -80,6 +89,7 @@ def ruleset(recs: list[dict[str, Any]]) -> str:
     body += ["  }", "  chain postrouting {",
              "    type nat hook postrouting priority srcnat; policy accept;",
              "    ip saddr 127.0.0.0/8 ct status dnat masquerade",
+             *[f"    {x}" for x in hairpin],
              "  }"]
     return "\n".join(body)
 
@@ -144,8 +154,10 @@ def add(container: str, lxpath: Path | str, proto: str, host_port: int, port: in
                            "give it a static net.0.ipv4, or start it and let it get a lease")
     rec = {"owner": owner, "container": container, "lxpath": str(lxpath),
            "lxhash": _lxhash(lxpath), "proto": proto, "host_port": host_port, "port": port,
-           "ipv4": str(ipaddress.ip_address(ipv4)) if ipv4 else None,
-           "ipv6": str(ipaddress.ip_address(ipv6)) if ipv6 else None, "dev": dev,
+           "ipv4": str(ipaddress.ip_interface(ipv4).ip) if ipv4 else None,
+           "ipv6": str(ipaddress.ip_interface(ipv6).ip) if ipv6 else None, "dev": dev,
+           "net4": str(ipaddress.ip_interface(ipv4).network) if ipv4 and "/" in ipv4 else None,
+           "net6": str(ipaddress.ip_interface(ipv6).network) if ipv6 and "/" in ipv6 else None,
            "pid": pid, "netns": netns}
     with _locked():
         r = _conflict(proto, host_port, container, rec["lxhash"])
@@ -199,8 +211,8 @@ def up(plan: Any, pid: int) -> ExitStack:
         for p in plan.ifaces:
             if not p.forwards:
                 continue
-            v4 = next((str(ipaddress.ip_interface(a).ip) for a in p.ipv4 + p.reserve4), None)
-            v6 = next((str(ipaddress.ip_interface(a).ip) for a in p.ipv6), None)
+            v4 = next((str(ipaddress.ip_interface(a)) for a in p.ipv4 + p.reserve4), None)
+            v6 = next((str(ipaddress.ip_interface(a)) for a in p.ipv6), None)
             dev = p.link if p.type == "veth" and p.link else p.host_name
             for proto, hp, cp in p.forwards:
                 add(plan.container, plan.lxpath, proto, hp, cp, v4, v6, dev=dev,

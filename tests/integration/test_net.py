@@ -614,6 +614,12 @@ def test_forward_from_host_and_other_machine(managed, netns, undos, lxpath, lxpy
         r = in_ns(opid, BUSYBOX, "wget", "-q", "-O", "-",
                   f"http://{host_side}:{hp}/")
         assert token in r.stdout
+        # a neighbour on the same bridge through the host's address (hairpin)
+        nb = netns()
+        undos.append(net.setup(net.prepare(cfg_of(
+            {"type": "veth", "link": br, "ipv4": [f"{sub}.45/24"]}), "nb", lxpath), nb))
+        r = in_ns(nb, BUSYBOX, "wget", "-q", "-O", "-", f"http://{sub}.1:{hp}/")
+        assert token in r.stdout
         lxpy("net", "forward", "remove", name, "tcp", str(hp))
         assert get(f"http://127.0.0.1:{hp}/") is None
         tables = subprocess.run(["nft", "list", "tables"], capture_output=True,

@@ -68,6 +68,9 @@ def test_forward_ruleset_v4_v6_and_loopback():
     assert "dnat ip6 to [fd00::5]:80" in rs
     assert "hook output" in rs and "hook prerouting" in rs
     assert "ip saddr 127.0.0.0/8 ct status dnat masquerade" in rs
+    hair = forward.ruleset([{"proto": "tcp", "host_port": 8080, "port": 80,
+                             "ipv4": "10.0.3.5", "net4": "10.0.3.0/24"}])
+    assert "ip saddr 10.0.3.0/24 ip daddr 10.0.3.5 tcp dport 80 ct status dnat masquerade" in hair
 
 
 def test_bridge_ruleset_masquerades_only_the_subnet():
