@@ -366,6 +366,13 @@ def setup(plan: Plan, pid: int) -> ExitStack:
     if plan.share_host:
         return stack
     try:
+        same = os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+    except OSError as e:
+        raise NetworkError(f"network setup: process {pid} is gone ({e.strerror})") from None
+    if same:
+        raise NetworkError(f"network setup: process {pid} shares the host's network "
+                           "namespace", "the container must unshare its netns first")
+    try:
         _setup(plan, pid, stack)
     except BaseException as e:
         stack.close()

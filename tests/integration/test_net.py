@@ -369,6 +369,16 @@ def test_bad_input(bridge, netns, undos, lxpath, sysconf, unique):
         subprocess.run(["ip", "link", "del", "lxpyh" + unique[1:7]], capture_output=True)
 
 
+def test_setup_refuses_the_host_netns(bridge, lxpath, sysconf):
+    br, sub = bridge
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.80/24"]}),
+                       "hostns", lxpath)
+    before = host_links()
+    with pytest.raises(NetworkError, match="shares the host"):
+        net.setup(plan, os.getpid())
+    assert host_links() == before
+
+
 def test_bad_input_cli_one_line(lxpy, lxpath, sysconf):
     r = lxpy("net", "forward", "add", "nosuch", "tcp", "8080:80", check=False)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
