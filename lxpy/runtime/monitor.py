@@ -104,6 +104,21 @@ class Monitor:
         for c in list(self.clients.values()):
             if c.subscribed:
                 self.send(c, msg)
+        if self.foreground:
+            self.sd_notify(state)
+
+    def sd_notify(self, state: str) -> None:
+        """lxpy@.service (Type=notify, lxpy-start -F): READY once init runs, STOPPING at stop.
+        A no-op when $NOTIFY_SOCKET is unset (see lxpy/sdnotify.py)."""
+        from .. import sdnotify
+        name = self.plan["name"]
+        if state == "RUNNING":
+            sdnotify.notify(ready=True, status=f"{name} running (init pid {self.init_pid})")
+        elif state == "STOPPING":
+            sdnotify.notify(stopping=True, status=f"stopping {name}",
+                            extend_timeout=float(self.plan.get("stop_timeout", 60)) + 30)
+        elif state == "STARTING":
+            sdnotify.notify(status=f"starting {name}")
 
     def state_fields(self) -> dict:
         return {"state": self.state, "pid": self.init_pid or "", "cgroup":
