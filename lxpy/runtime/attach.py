@@ -263,12 +263,12 @@ def cgroup_mounts() -> list[tuple[str, frozenset[str]]]:
             seen.add(key)
             mnt = pre.split()[4].decode()
             if "\\" in mnt:
-                mnt = re_unescape(mnt)
+                mnt = _unescape(mnt)
             out.append((mnt, key))
     return out
 
 
-def re_unescape(s: str) -> str:
+def _unescape(s: str) -> str:
     import re
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
 
@@ -795,8 +795,12 @@ def _relay(pid: int, master: int, old_attrs) -> int:
                 data = os.read(0, 65536)
                 if data:
                     _write_all(master, data)
-                else:
+                else:  # our input ended: say so the terminal way (VEOF, ^D)
                     stdin_open = False
+                    try:
+                        os.write(master, b"\x04")
+                    except OSError:
+                        pass
             if pfd in ready:
                 _drain(master, out_fd)
                 _, st = os.waitpid(pid, 0)

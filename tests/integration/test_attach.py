@@ -341,3 +341,37 @@ def test_pty_when_stdin_is_a_terminal(ct):
 def test_no_pty_without_a_terminal(ct):
     r = attach(ct, "--", "sh", "-c", "tty; true")
     assert "not a tty" in r.stdout
+
+
+def test_only_some_namespaces(ct):
+    _, name = ct
+    # -s uts: the container's hostname, but our own pid namespace and filesystem
+    r = attach(ct, "-s", "uts", "--", "sh", "-c",
+               "hostname; readlink /proc/self/ns/pid; readlink /proc/self/ns/uts")
+    assert r.returncode == 0, r.stderr
+    host, pidns, utsns = r.stdout.split()
+    assert host == f"{name}-host"
+    assert pidns == os.readlink("/proc/self/ns/pid")
+    assert utsns != os.readlink("/proc/self/ns/uts")
+    one_line_error(attach(ct, "-s", "mnt|bogus", "--", "true"), 2, "bogus")
+
+
+def test_terminal_output_with_piped_input(ct):
+    """stdout on a terminal, stdin a pipe: no pty (stdin decides), and EOF gets through."""
+    run, name = ct
+    master, slave = os.openpty()
+    p = subprocess.Popen([str(BIN / "lxpy-attach"), "-P", str(run.lxpath), name, "--", "sh",
+                          "-c", "cat >/dev/null; echo cat-ended"],
+                         stdin=subprocess.PIPE, stdout=slave, stderr=slave,
+                         start_new_session=True)
+    try:
+        p.stdin.close()  # stdin is not a terminal: no pty; plain EOF
+        out = _read_until(master, b"cat-ended")
+        assert p.wait(timeout=30) == 0
+        assert b"cat-ended" in out
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+        os.close(slave)
