@@ -49,7 +49,6 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NS_ORDER = ("user", "mnt", "pid", "uts", "ipc", "net", "cgroup", "time")
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2)
-SI_KERNEL = 0x80  # si_code of signals the tty driver sends (Ctrl-C ...)
 
 # tty ioctls not in lxpy.linux.tty
 TIOCGPTPEER = 0x5441
@@ -616,6 +615,11 @@ def _child(target: Target, opts: Options, pidfd: int, flags: int, tty_fds: list[
             os.dup2(slave, fd)
         if slave not in (0, 1, 2):
             os.close(slave)
+    else:
+        # No controlling terminal: a host terminal on stdout/stderr stays a plain output
+        # (no /dev/tty, no TIOCSTI into the admin's shell, no job control from inside).
+        # The terminal's signals reach us, and we forward them.
+        os.setsid()
     # 5. cwd
     cwd = opts.cwd
     if cwd is None:
@@ -706,19 +710,16 @@ def _forward(pid: int, sig: int) -> None:
 
 
 def _wait_plain(pid: int) -> int:
-    """No pty: wait, forwarding signals that were sent to us (not the ones the terminal
-    sent to the whole foreground group: the child got those already)."""
+    """No pty: wait, forwarding the signals we get (the child is in its own session, so
+    the terminal's Ctrl-C reaches it only through us)."""
     sigs = set(FORWARDED) | {signal.SIGCHLD}
     while True:
         p, st = os.waitpid(pid, os.WNOHANG)
         if p == pid:
             return _exit_status(st)
         info = signal.sigwaitinfo(sigs)
-        if info.si_signo == signal.SIGCHLD:
-            continue
-        if info.si_code == SI_KERNEL:
-            continue
-        _forward(pid, info.si_signo)
+        if info.si_signo != signal.SIGCHLD:
+            _forward(pid, info.si_signo)
 
 
 def _setup_terminal(master: int):

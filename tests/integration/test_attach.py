@@ -375,3 +375,23 @@ def test_terminal_output_with_piped_input(ct):
             p.wait()
         os.close(master)
         os.close(slave)
+
+
+def test_no_controlling_terminal_without_a_pty(ct):
+    """Our terminal on stdout is an output only: no /dev/tty, no ctty to inject into."""
+    run, name = ct
+    master, slave = os.openpty()
+    p = subprocess.Popen([str(BIN / "lxpy-attach"), "-P", str(run.lxpath), name, "--", "sh",
+                          "-c", "echo tty_nr=$(cut -d' ' -f7 /proc/self/stat); "
+                          "(: < /dev/tty) 2>/dev/null && echo has-tty || echo no-tty"],
+                         stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    try:
+        out = _read_until(master, b"-tty")
+        assert p.wait(timeout=30) == 0
+        assert b"tty_nr=0" in out and b"no-tty" in out
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+        os.close(slave)
