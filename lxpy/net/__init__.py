@@ -391,41 +391,49 @@ def _setup(plan: Plan, pid: int, stack: ExitStack) -> None:
         loopback_up(pid)
         _register(plan, pid, stack)
         return
-    from . import pr
+    from . import rtnl
     for p in devices:
         t = iface.get(p.type)
         try:
             t.create(p, pid, stack)
         except NetworkError:
             raise
+        except OSError as e:
+            raise NetworkError(f"{p.key()}: cannot set up {p.type} "
+                               f"{p.host_name or p.tmp_name}: {e.strerror or e}") from None
         except Exception as e:
             if type(e).__name__ == "NetlinkError":
                 raise _nl_error(e, f"{p.key()}: cannot create {p.type} "
                                 f"{p.host_name or p.tmp_name}") from None
             raise
-    with pr.netns(pid) as ns:
-        lo = pr.index(ns, "lo")
-        if lo is not None:
-            ns.link("set", index=lo, state="up")
+    try:
+        ns = rtnl.open_socket(pid)
+    except OSError as e:
+        raise NetworkError(f"cannot enter the network namespace of pid {pid}: "
+                           f"{e.strerror or e}") from None
+    with ns:
+        try:
+            rtnl.set_link(ns, 1, up=True, what="bring lo up")
+        except OSError as e:
+            raise NetworkError(f"cannot bring lo up in the container: {e.strerror}") from None
         for p in devices:
             try:
-                idx = pr.require_index(ns, p.tmp_name)
-                if p.tmp_name != p.name:
-                    ns.link("set", index=idx, ifname=p.name)
-                ns.link("set", index=idx, state="up")
+                idx = rtnl.link_index(ns, p.tmp_name)
+                if idx is None:
+                    raise NetworkError(f"{p.key()}: {p.tmp_name} did not arrive in the "
+                                       "container's network namespace")
+                rtnl.set_link(ns, idx, up=True, name=p.name if p.tmp_name != p.name else "",
+                              what=f"{p.key()}: rename {p.tmp_name} to {p.name} and bring "
+                              "it up")
                 for a in p.ipv4 + p.ipv6:
-                    pr.add_address(ns, idx, a)
+                    rtnl.add_address(ns, idx, a)
                 if p.gateway4:
-                    pr.add_default_route(ns, p.gateway4, idx)
+                    rtnl.add_default_route(ns, p.gateway4, idx)
                 if p.gateway6:
-                    pr.add_default_route(ns, p.gateway6, idx)
-            except NetworkError:
-                raise
-            except Exception as e:
-                if type(e).__name__ == "NetlinkError":
-                    raise _nl_error(e, f"{p.key()}: cannot configure {p.name} in the "
-                                    "container") from None
-                raise
+                    rtnl.add_default_route(ns, p.gateway6, idx)
+            except OSError as e:
+                raise NetworkError(f"{p.key()}: cannot configure {p.name} in the container: "
+                                   f"{e.strerror or e}") from None
     _register(plan, pid, stack)
     if any(p.forwards for p in plan.ifaces):
         from . import forward

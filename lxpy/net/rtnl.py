@@ -185,3 +185,158 @@ def link_up(pid: int | None, index: int = 1) -> None:
             err = struct.unpack_from("=i", data, _HDR.size)[0]
             if err:
                 raise OSError(-err, f"set link {index} up: {os.strerror(-err)}")
+
+
+# ---------------------------------------------------------------------------
+# The few writes a container's veth needs, so the common start path does not import
+# pyroute2 (100+ ms): create a veth pair, set a link (name, up, master, netns, MAC,
+# MTU), add an address, add a default route, delete a link.
+
+NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x4, 0x200, 0x400
+RTM_DELLINK, RTM_NEWROUTE = 17, 24
+IFLA_NET_NS_PID = 19
+IFLA_INFO_DATA = 2
+VETH_INFO_PEER = 1
+IFA_BROADCAST, IFA_FLAGS = 4, 8
+RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+_RTMSG = struct.Struct("=BBBBBBBBI")
+
+
+def _rta(typ: int, data: bytes) -> bytes:
+    ln = _RTA.size + len(data)
+    return _RTA.pack(ln, typ) + data + b"\0" * ((4 - ln % 4) % 4)
+
+
+def _mac_bytes(mac: str) -> bytes:
+    return bytes(int(x, 16) for x in mac.split(":"))
+
+
+def _name(name: str) -> bytes:
+    return name.encode() + b"\0"
+
+
+_seq = [100]
+
+
+def request(sock: socket.socket, msg_type: int, body: bytes, flags: int = 0,
+            what: str = "netlink request") -> None:
+    """Send one request and wait for its ack; OSError(errno, what) on failure."""
+    _seq[0] += 1
+    seq = _seq[0]
+    sock.send(_HDR.pack(_HDR.size + len(body), msg_type,
+                        NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body)
+    while True:
+        data = sock.recv(1 << 16)
+        off = 0
+        while off + _HDR.size <= len(data):
+            ln, typ, _f, rseq, _pid = _HDR.unpack_from(data, off)
+            if ln < _HDR.size:
+                break
+            if rseq == seq and typ == NLMSG_ERROR:
+                err = struct.unpack_from("=i", data, off + _HDR.size)[0]
+                if err:
+                    raise OSError(-err, f"{what}: {os.strerror(-err)}")
+                return
+            off += (ln + 3) & ~3
+
+
+def link_index(sock: socket.socket, name: str) -> int | None:
+    """Index of link `name` in the socket's netns (one RTM_GETLINK by name)."""
+    _seq[0] += 1
+    seq = _seq[0]
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _rta(IFLA_IFNAME, _name(name))
+    sock.send(_HDR.pack(_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0) + body)
+    while True:
+        data = sock.recv(1 << 16)
+        off = 0
+        while off + _HDR.size <= len(data):
+            ln, typ, _f, rseq, _pid = _HDR.unpack_from(data, off)
+            if ln < _HDR.size:
+                break
+            if rseq == seq:
+                if typ == NLMSG_ERROR:
+                    err = struct.unpack_from("=i", data, off + _HDR.size)[0]
+                    if err == -19:      # ENODEV
+                        return None
+                    raise OSError(-err, f"look up {name}: {os.strerror(-err)}")
+                if typ == RTM_NEWLINK:
+                    return _IFINFO.unpack_from(data, off + _HDR.size)[2]
+            off += (ln + 3) & ~3
+
+
+def add_veth(sock: socket.socket, name: str, peer: str, mtu: int = 0, mac: str = "",
+             peer_mac: str = "") -> None:
+    peer_attrs = _rta(IFLA_IFNAME, _name(peer))
+    if peer_mac:
+        peer_attrs += _rta(IFLA_ADDRESS, _mac_bytes(peer_mac))
+    if mtu:
+        peer_attrs += _rta(IFLA_MTU, struct.pack("=I", mtu))
+    info = _rta(IFLA_INFO_KIND, b"veth") + _rta(
+        IFLA_INFO_DATA, _rta(VETH_INFO_PEER, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+                             + peer_attrs))
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _rta(IFLA_IFNAME, _name(name))
+    if mac:
+        body += _rta(IFLA_ADDRESS, _mac_bytes(mac))
+    if mtu:
+        body += _rta(IFLA_MTU, struct.pack("=I", mtu))
+    body += _rta(IFLA_LINKINFO, info)
+    request(sock, RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL,
+            f"create veth {name} (peer {peer})")
+
+
+def set_link(sock: socket.socket, index: int, *, up: bool | None = None, name: str = "",
+             master: int | None = None, netns_pid: int | None = None, mac: str = "",
+             mtu: int = 0, what: str = "") -> None:
+    flags = change = 0
+    if up is not None:
+        change = IFF_UP
+        flags = IFF_UP if up else 0
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, flags, change)
+    if name:
+        body += _rta(IFLA_IFNAME, _name(name))
+    if master is not None:
+        body += _rta(IFLA_MASTER, struct.pack("=I", master))
+    if netns_pid is not None:
+        body += _rta(IFLA_NET_NS_PID, struct.pack("=I", netns_pid))
+    if mac:
+        body += _rta(IFLA_ADDRESS, _mac_bytes(mac))
+    if mtu:
+        body += _rta(IFLA_MTU, struct.pack("=I", mtu))
+    request(sock, RTM_NEWLINK, body, 0, what or f"set link {index}")
+
+
+def del_link(sock: socket.socket, name: str) -> bool:
+    """Delete link `name`; False if it was not there."""
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _rta(IFLA_IFNAME, _name(name))
+    try:
+        request(sock, RTM_DELLINK, body, 0, f"delete {name}")
+    except OSError as e:
+        if e.errno == 19:
+            return False
+        raise
+    return True
+
+
+def add_address(sock: socket.socket, index: int, cidr: str, nodad: bool = True) -> None:
+    iface = ipaddress.ip_interface(cidr)
+    fam = socket.AF_INET if iface.version == 4 else socket.AF_INET6
+    raw = iface.ip.packed
+    flags = 0x02 if (nodad and iface.version == 6) else 0   # IFA_F_NODAD
+    body = _IFADDR.pack(fam, iface.network.prefixlen, flags & 0xFF, 0, index)
+    body += _rta(IFA_LOCAL, raw) + _rta(IFA_ADDRESS, raw)
+    if iface.version == 4 and iface.network.prefixlen < 31:
+        body += _rta(IFA_BROADCAST, iface.network.broadcast_address.packed)
+    if flags:
+        body += _rta(IFA_FLAGS, struct.pack("=I", flags))
+    request(sock, RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL, f"add address {cidr}")
+
+
+def add_default_route(sock: socket.socket, gateway: str, index: int | None = None) -> None:
+    gw = ipaddress.ip_address(gateway)
+    fam = socket.AF_INET if gw.version == 4 else socket.AF_INET6
+    # table main, proto static, scope universe, unicast
+    body = _RTMSG.pack(fam, 0, 0, 0, 254, 4, 0, 1, 0) + _rta(RTA_GATEWAY, gw.packed)
+    if index is not None:
+        body += _rta(RTA_OIF, struct.pack("=I", index))
+    request(sock, RTM_NEWROUTE, body, NLM_F_CREATE | NLM_F_EXCL,
+            f"add default route via {gateway}")

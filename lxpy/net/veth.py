@@ -7,7 +7,6 @@ import os
 from contextlib import ExitStack
 
 from ..errors import NetworkError
-from . import pr
 from .iface import HostView, IfacePlan, IfaceType, register
 
 
@@ -33,23 +32,34 @@ class Veth(IfaceType):
                                f"{p.key()}.veth_host to another name")
 
     def create(self, p: IfacePlan, pid: int, stack: ExitStack) -> None:
-        with pr.host() as ipr:
-            ipr.link("add", ifname=p.host_name, kind="veth", peer=p.tmp_name)
-            stack.callback(pr.delete_link, p.host_name)
-            hidx = pr.require_index(ipr, p.host_name)
-            cidx = pr.require_index(ipr, p.tmp_name)
-            # A high host-side MAC never becomes the bridge's own address (as LXC does).
-            ipr.link("set", index=hidx, address="fe:" + ":".join(
-                f"{b:02x}" for b in os.urandom(5)))
-            if p.mtu:
-                ipr.link("set", index=hidx, mtu=p.mtu)
-                ipr.link("set", index=cidx, mtu=p.mtu)
-            if p.hwaddr:
-                ipr.link("set", index=cidx, address=p.hwaddr)
+        # plain rtnetlink (lxpy.net.rtnl): the common start path never imports pyroute2
+        from . import rtnl
+        with rtnl.open_socket(None) as sock:
+            bidx = None
             if p.link:
-                bidx = pr.index(ipr, p.link)
+                bidx = rtnl.link_index(sock, p.link)
                 if bidx is None:
                     raise NetworkError(f"{p.key()}.link: bridge {p.link!r} disappeared")
-                ipr.link("set", index=hidx, master=bidx)
-            ipr.link("set", index=hidx, state="up")
-            ipr.link("set", index=cidx, net_ns_pid=pid)
+            # A high host-side MAC never becomes the bridge's own address (as LXC does).
+            host_mac = "fe:" + ":".join(f"{b:02x}" for b in os.urandom(5))
+            try:
+                rtnl.add_veth(sock, p.host_name, p.tmp_name, mtu=p.mtu, mac=host_mac,
+                              peer_mac=p.hwaddr)
+            except OSError as e:
+                raise NetworkError(f"{p.key()}: cannot create veth {p.host_name}: "
+                                   f"{os.strerror(e.errno) if e.errno else e}") from None
+            stack.callback(_delete, p.host_name)
+            hidx = rtnl.link_index(sock, p.host_name)
+            cidx = rtnl.link_index(sock, p.tmp_name)
+            if hidx is None or cidx is None:
+                raise NetworkError(f"{p.key()}: veth {p.host_name} vanished after creation")
+            rtnl.set_link(sock, hidx, up=True, master=bidx,
+                          what=f"attach {p.host_name} to {p.link or 'nothing'}")
+            rtnl.set_link(sock, cidx, netns_pid=pid,
+                          what=f"move {p.tmp_name} into the container (pid {pid})")
+
+
+def _delete(name: str) -> None:
+    from . import rtnl
+    with rtnl.open_socket(None) as sock:
+        rtnl.del_link(sock, name)

@@ -193,6 +193,25 @@ def test_veth_static_address_is_up_and_reachable(bridge, netns, undos, lxpath, s
     assert net.addresses(pid)["eth0"]["rx_bytes"] > 0
 
 
+def test_veth_setup_does_not_import_pyroute2(bridge, netns, lxpath, sysconf):
+    """The common start path (veth, static addresses) speaks rtnetlink itself."""
+    br, sub = bridge
+    pid = netns()
+    code = f"""
+import sys
+from lxpy import net
+from lxpy.config import validate
+cfg = validate({{"net": [{{"type": "veth", "link": "{br}", "ipv4": ["{sub}.55/24"],
+                          "gateway4": "auto"}}]}}, "t")
+undo = net.setup(net.prepare(cfg, "lean", "{lxpath}"), {pid})
+print("pyroute2" in sys.modules, net.addresses({pid})["eth0"]["ipv4"])
+undo.close()
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split()[0] == "False" and f"{sub}.55/24" in out
+
+
 def test_host_end_goes_when_the_netns_dies(bridge, netns, lxpath, sysconf):
     br, sub = bridge
     p = subprocess.Popen(["unshare", "-n", "--", "sleep", "3600"])
