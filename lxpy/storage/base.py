@@ -74,6 +74,14 @@ class Backend:
         """Make the rootfs appear at target (in the caller's mount namespace)."""
         raise NotImplementedError
 
+    @contextmanager
+    def editable(self, cdir: Path, cfg: Any, rels: tuple[str, ...]) -> Iterator[Path]:
+        """A root under which the files rels (relative paths) can be read and replaced
+        with the same effect as in the container's tree; cheaper than mounted() where the
+        backend can (overlay: its upper dir, when it already holds all of them)."""
+        with self.mounted(cdir, cfg) as root:
+            yield root
+
     def destroy(self, cdir: Path, cfg: Any) -> None:
         """Remove the container's rootfs data (what is special about it: mounts, subvolumes);
         the caller removes cdir itself."""

@@ -211,6 +211,9 @@ def render_config(src_text: str, *, keys: dict[str, str], old_dir: Path, new_dir
     return tomlkit.dumps(doc)
 
 
+HOST_FILES = ("etc/hostname", "etc/hosts")
+
+
 def update_hostname(root: Path, old: str, new: str) -> dict[str, bytes | None]:
     """Set /etc/hostname to new and replace old by new in /etc/hosts, through the
     symlink-safe writer. Returns the previous contents (None: the file was absent)."""
@@ -376,10 +379,15 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
         write_new(tmp / CONFIG_NAME, text)
         os.chmod(tmp, os.stat(src.dir).st_mode & 0o7777)
         cfg = load(tmp / CONFIG_NAME)
-        with tb.mounted(tmp, cfg) as root:
-            if not keep_hostname:
+        if cfg.hooks.clone:
+            with tb.mounted(tmp, cfg) as root:
+                if not keep_hostname:
+                    update_hostname(root, src_cfg.hostname or src.name,
+                                    cfg.hostname or new_name)
+                run_clone_hooks(cfg, tmp, root, new_name, src.name, dst.lxpath)
+        elif not keep_hostname:
+            with tb.editable(tmp, cfg, HOST_FILES) as root:
                 update_hostname(root, src_cfg.hostname or src.name, cfg.hostname or new_name)
-            run_clone_hooks(cfg, tmp, root, new_name, src.name, dst.lxpath)
         if before_publish is not None:
             before_publish(tmp)
         publish(tmp, dst.dir)
@@ -433,7 +441,7 @@ def rename_container(src: Container, new_name: str, keep_hostname: bool = False)
                 if k in old_rt:
                     doc.setdefault("rootfs", tomlkit.table())[k] = old_rt[k]
             if not keep_hostname:
-                with b.mounted(tmp, cfg) as root:
+                with b.editable(tmp, cfg, HOST_FILES) as root:
                     before = update_hostname(root, cfg.hostname or src.name,
                                              new_name if not cfg.hostname or
                                              cfg.hostname == src.name else cfg.hostname)
@@ -473,7 +481,7 @@ def undo_rename(lxpath: Path, tmp: Path) -> None:
     if j.get("files"):
         try:
             cfg = load(tmp / CONFIG_NAME)
-            with for_config(cfg).mounted(tmp, cfg) as root:
+            with for_config(cfg).editable(tmp, cfg, tuple(j["files"])) as root:
                 restore_files(root, {k: (bytes.fromhex(v) if v is not None else None)
                                      for k, v in j["files"].items()})
         except Exception as e:  # noqa: BLE001 - the tree is still there, say so

@@ -139,6 +139,35 @@ class OverlayBackend(Backend):
             except OSError:
                 umount2(target, MNT_DETACH)
 
+    @contextmanager
+    def editable(self, cdir: Path, cfg: Any, rels: tuple[str, ...]) -> Iterator[Path]:
+        """The delta itself when it holds every file of rels as a plain file in plain
+        directories (what a template render leaves): replacing them there is what the
+        overlay would do, without a mount and its sync on unmount."""
+        import stat
+        upper = self.delta(cdir)
+        direct = True
+        for rel in rels:
+            p = upper
+            for i, part in enumerate(Path(rel).parts):
+                p = p / part
+                try:
+                    st = os.lstat(p)
+                except OSError:
+                    direct = False
+                    break
+                last = i == len(Path(rel).parts) - 1
+                if not (stat.S_ISREG(st.st_mode) if last else stat.S_ISDIR(st.st_mode)):
+                    direct = False
+                    break
+            if not direct:
+                break
+        if direct:
+            yield upper
+        else:
+            with self.mounted(cdir, cfg) as root:
+                yield root
+
     def destroy(self, cdir: Path, cfg: Any) -> None:
         from .copy import _unmount_under
         _unmount_under(rootfs_dir(cdir, cfg))

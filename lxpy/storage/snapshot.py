@@ -210,7 +210,8 @@ def _restore_new(c: Container, name: str, new_name: str) -> Container:
     from ..config.load import load
     from ..errors import ContainerExists
     from . import get
-    from .clone import (new_tmp, publish, render_config, run_clone_hooks, update_hostname)
+    from .clone import (HOST_FILES, new_tmp, publish, render_config, run_clone_hooks,
+                        update_hostname)
     dst = Container(new_name, c.lxpath)
     if dst.name == c.name:
         raise UsageError("to restore in place, leave out -N")
@@ -234,8 +235,12 @@ def _restore_new(c: Container, name: str, new_name: str) -> Container:
         write_new(tmp / CONFIG_NAME, text)
         os.chmod(tmp, 0o755)
         cfg = load(tmp / CONFIG_NAME)
-        with sb.mounted(tmp, cfg) as root:
-            update_hostname(root, snap_cfg.hostname or c.name, cfg.hostname or new_name)
-            run_clone_hooks(cfg, tmp, root, new_name, c.name, c.lxpath)
+        if cfg.hooks.clone:
+            with sb.mounted(tmp, cfg) as root:
+                update_hostname(root, snap_cfg.hostname or c.name, cfg.hostname or new_name)
+                run_clone_hooks(cfg, tmp, root, new_name, c.name, c.lxpath)
+        else:
+            with sb.editable(tmp, cfg, HOST_FILES) as root:
+                update_hostname(root, snap_cfg.hostname or c.name, cfg.hostname or new_name)
         publish(tmp, dst.dir)
     return dst
