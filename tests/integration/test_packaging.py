@@ -6,6 +6,7 @@ the machine as it was."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -135,12 +136,19 @@ def test_deb_builds_installs_works_and_removes_cleanly(tmp_path, unique, cache_d
 
     host = _snapshot_host()
     lp = Path("/var/lib/lxpy")
+    # our own managed bridge and subnet (never lxpybr0 / 10.0.3.0/24)
+    br = "lxpyd" + unique[1:7]
+    sub = f"10.{random.randint(180, 250)}.{random.randint(0, 255)}"
+    sysconf = tmp_path / "lxpy.toml"
+    sysconf.write_text(f'[net]\nbridge = "{br}"\nsubnet = "{sub}.0/24"\n'
+                       f'dhcp_range = "{sub}.100,{sub}.150"\ndomain = "lxpytest"\n')
     # the system's tools and python only: nothing from the venv or the checkout
     env = {"PATH": SYS_PATH, "HOME": str(tmp_path), "LANG": "C.UTF-8",
-           "LXPY_CONFIG": str(tmp_path / "none.toml"), "LXPY_CACHE": str(cache_dir),
+           "LXPY_CONFIG": str(sysconf), "LXPY_CACHE": str(cache_dir),
            "LXPY_LOG_DIR": str(tmp_path / "log"),
            "LXPY_CGROUP_PARENT": os.environ.get("LXPY_CGROUP_PARENT", "lxpy-test")}
     apt_env = {**env, "DEBIAN_FRONTEND": "noninteractive"}
+    net_started = False
     try:
         _sysrun("apt-get", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confold",
                 str(debs[0]), env=apt_env, timeout=600)
@@ -174,6 +182,21 @@ def test_deb_builds_installs_works_and_removes_cleanly(tmp_path, unique, cache_d
         assert f"{unique} 3" in listed
         _sysrun("lxpy-snapshot", "-n", unique, env=env)
 
+        # run it on the managed bridge: Debian's python3-pyroute2, nft, dnsmasq; the monitor
+        # under /usr/bin/python3 -I -S
+        _sysrun("lxpy-net", "start", env=env)
+        net_started = True
+        with open(lp / unique / "config.toml", "a") as f:
+            f.write(f'\n[[net]]\ntype = "veth"\nlink = "{br}"\nipv4 = ["{sub}.50/24"]\n'
+                    f'gateway4 = "{sub}.1"\n')
+        _sysrun("lxpy-start", "-n", unique, env=env)
+        addr = _sysrun("lxpy-attach", "-n", unique, "--", "ip", "-4", "addr", "show", "eth0",
+                       env=env).stdout
+        assert f"{sub}.50/24" in addr
+        _sysrun("lxpy-stop", "-n", unique, "-t", "20", env=env)
+        _sysrun("lxpy-net", "stop", env=env)
+        net_started = False
+
         comp = "/usr/share/bash-completion/completions/lxpy-ls"
         assert unique in _complete(["lxpy-start", "-n", ""], env, comp)
         assert unique in _complete(["lxpy-info", unique[:4]], env, comp)
@@ -193,13 +216,18 @@ def test_deb_builds_installs_works_and_removes_cleanly(tmp_path, unique, cache_d
         assert (lp / unique / "config.toml").is_file()
         assert (lp / unique / "snaps" / "snap0").is_dir()
     finally:
+        if net_started:
+            subprocess.run(["lxpy-net", "stop"], capture_output=True, env=env, timeout=120)
+        subprocess.run(["ip", "link", "del", br], capture_output=True)
+        subprocess.run(["nft", "delete", "table", "inet", f"lxpy-{br}"], capture_output=True)
         if _dpkg_installed("lxpy") or subprocess.run(
                 ["dpkg-query", "-W", "lxpy"], capture_output=True).returncode == 0:
             subprocess.run(["dpkg", "-P", "lxpy"], capture_output=True, env=apt_env,
                            timeout=300)
         if (lp / unique).exists():
-            subprocess.run([str(BIN / "lxpy-destroy"), "-P", str(lp), "-n", unique, "-f", "-s"],
-                           capture_output=True, timeout=120)
+            for cmd in (["lxpy-stop", "-k"], ["lxpy-destroy", "-f", "-s"]):
+                subprocess.run([str(BIN / cmd[0]), "-P", str(lp), "-n", unique, *cmd[1:]],
+                               capture_output=True, timeout=120)
         _restore_host(host)
     # the repo's venv is untouched
     r = subprocess.run([str(BIN / "lxpy-ls"), "--version"], capture_output=True, text=True)
