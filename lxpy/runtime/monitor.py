@@ -3,7 +3,8 @@ console and ttys, server of its command socket, and the one that cleans up.
 
 It runs as a fresh `python3 -I -S` process (see start.py) and imports as little as it can:
 the plan it gets from lxpy-start (a marshal file in the run dir) has everything it needs,
-so neither the config layer nor jinja2/pyroute2 are loaded here. Work that needs heavy
+so neither the config layer nor jinja2/pyroute2 are loaded here (nor enum, through the
+signal and socket wrappers: the C modules _signal and _socket do). Work that needs heavy
 modules (the namespace set-up, the network) runs in forked children that exit.
 
 Command socket (<run_dir>/monitor.sock, SOCK_STREAM, messages framed by proto.frame):
@@ -20,11 +21,11 @@ Command socket (<run_dir>/monitor.sock, SOCK_STREAM, messages framed by proto.fr
 
 from __future__ import annotations
 
+import _signal as signal   # not "signal": its enums cost the monitor memory
+import _socket as socket   # not "socket": same reason
 import marshal
 import os
 import select
-import signal
-import socket
 import sys
 import time
 
@@ -126,10 +127,11 @@ class Monitor:
 
     # -- start -------------------------------------------------------------------------
     def setup(self) -> None:
-        from ..linux.proc import set_child_subreaper, start_time
+        # lxpy-start made us a child subreaper before exec (kept across execve), so that
+        # init, forked by the intermediate child, is reparented to us: no ctypes here.
         from ..linux.tty import openpty
-        set_child_subreaper()
-        self.my_start = start_time(os.getpid())
+        from .state import _start_time
+        self.my_start = _start_time(os.getpid())
         if not self.plan.get("app"):
             for _ in range(1 + int(self.plan.get("tty_max", 0))):
                 self.ptys.append(openpty())
@@ -148,6 +150,7 @@ class Monitor:
         except FileNotFoundError:
             pass
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.listen_path = sock_path
         s.bind(sock_path)
         os.chmod(sock_path, 0o600)
         s.listen(64)
@@ -186,8 +189,8 @@ class Monitor:
                                    "the namespace helper exited before forking init"})
             self.init_pid = int(msg["pid"])
             self.pidfd = os.pidfd_open(self.init_pid)
-            from ..linux.proc import start_time
-            self.init_start = start_time(self.init_pid)
+            from .state import _start_time
+            self.init_start = _start_time(self.init_pid)
             if plan.get("net_setup"):
                 self.net_setup()
             try:
@@ -513,9 +516,10 @@ class Monitor:
     def accept(self) -> None:
         assert self.listener is not None
         try:
-            s, _ = self.listener.accept()
+            fd, _ = self.listener._accept()
         except (BlockingIOError, InterruptedError):
             return
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd)
         s.setblocking(False)
         c = Client(s)
         self.clients[s.fileno()] = c
@@ -696,8 +700,8 @@ def main(argv: list[str] | None = None) -> None:
         if fd >= 0:
             os.set_inheritable(fd, False)
     try:
-        from ..linux.proc import set_name
-        set_name("lxpy-monitor")
+        with open("/proc/self/comm", "w") as f:
+            f.write("lxpy-monitor")
     except OSError:
         pass
     m = Monitor(run_dir, status_fd, lock_fd, mode == "foreground")

@@ -8,7 +8,9 @@ imports as little as possible.
 
 from __future__ import annotations
 
-import socket
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 
 def _esc(v: str) -> str:
@@ -47,11 +49,11 @@ def decode(data: bytes) -> tuple[str, dict[str, str]]:
     return kind, out
 
 
-def send(sock: socket.socket, kind: str, **fields: object) -> None:
+def send(sock, kind: str, **fields: object) -> None:
     sock.send(encode(kind, **fields))
 
 
-def recv(sock: socket.socket) -> tuple[str, dict[str, str]]:
+def recv(sock) -> tuple[str, dict[str, str]]:
     """One packet (SEQPACKET); ("eof", {}) when the other side closed."""
     data = sock.recv(65536)
     if not data:
@@ -107,6 +109,7 @@ class Conn:
 def request(path: str, kind: str, io_timeout: float | None = 10.0, **fields: object
             ) -> tuple[Conn, tuple[str, dict[str, str]]]:
     """Connect to a monitor socket, send one request, read the first reply."""
+    import socket
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     s.settimeout(io_timeout)
     try:

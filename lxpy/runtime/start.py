@@ -271,6 +271,8 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 os._exit(0)
             os.close(r)
             os.set_inheritable(w, True)
+            from ..linux.proc import set_child_subreaper
+            set_child_subreaper()          # kept across execve: the monitor reaps init
             os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
                                       str(run_dir), str(w), str(lock_fd), mode])
         r, w = os.pipe()
@@ -284,6 +286,8 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 _daemon_stdio(container, logfile)
                 os.set_inheritable(w, True)
                 os.set_inheritable(lock_fd, True)
+                from ..linux.proc import set_child_subreaper
+                set_child_subreaper()      # kept across execve: the monitor reaps init
                 os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
                                           str(run_dir), str(w), str(lock_fd), "daemon"])
             finally:

@@ -11,25 +11,35 @@ No heavy imports here: lxpy-ls calls this for every container.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 STATES = ("STOPPED", "STARTING", "RUNNING", "STOPPING", "ABORTING", "FREEZING", "FROZEN")
 STATE_FILE = "state"
 SOCKET = "monitor.sock"
 
 
-@dataclass
 class StateInfo:
-    state: str = "STOPPED"
-    pid: int | None = None              # init, as seen from the host
-    cgroup: str | None = None           # relative cgroup path (driver().open(cgroup))
-    monitor_pid: int | None = None
-    monitor_alive: bool = False
-    console_log: str | None = None
-    started: float | None = None        # time.time() when init was started
-    stale: bool = False                 # a run dir without a live monitor or init
-    extra: dict = field(default_factory=dict)
+    """What query() found (a plain class: dataclasses is too heavy an import here)."""
+
+    def __init__(self, state: str = "STOPPED", pid: int | None = None,
+                 cgroup: str | None = None, monitor_pid: int | None = None,
+                 console_log: str | None = None, started: float | None = None,
+                 stale: bool = False, extra: dict | None = None):
+        self.state = state
+        self.pid = pid                          # init, as seen from the host
+        self.cgroup = cgroup                    # relative path: cgroups.driver().open(cgroup)
+        self.monitor_pid = monitor_pid
+        self.monitor_alive = False
+        self.console_log = console_log
+        self.started = started                  # time.time() when init was started
+        self.stale = stale                      # a run dir without a live monitor or init
+        self.extra = extra if extra is not None else {}
+
+    def __repr__(self) -> str:
+        return f"StateInfo({self.state}, pid={self.pid}, cgroup={self.cgroup})"
 
     @property
     def running(self) -> bool:
@@ -57,7 +67,7 @@ def alive(pid: int | None, start: int | str | None) -> bool:
     return st is not None and (start in (None, "") or st == int(start))
 
 
-def read_file(run_dir: Path) -> dict[str, str]:
+def read_file(run_dir: str | Path) -> dict[str, str]:
     try:
         with open(os.path.join(run_dir, STATE_FILE), encoding="utf-8") as f:
             text = f.read()
@@ -71,7 +81,7 @@ def read_file(run_dir: Path) -> dict[str, str]:
     return out
 
 
-def write_file(run_dir: Path, values: dict) -> None:
+def write_file(run_dir: str | Path, values: dict) -> None:
     tmp = os.path.join(run_dir, f".{STATE_FILE}.{os.getpid()}")
     data = "".join(f"{k}={'' if v is None else v}\n" for k, v in values.items())
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
@@ -90,10 +100,11 @@ def _int(v: str | None) -> int | None:
 
 
 def query_dir(run_dir: Path) -> StateInfo:
+    """The state of the container whose run dir this is."""
     d = read_file(run_dir)
     if not d:
         # A run dir that exists with no state file: a start that is being set up, or debris.
-        return StateInfo("STOPPED", stale=run_dir.exists())
+        return StateInfo("STOPPED", stale=os.path.isdir(run_dir))
     info = StateInfo(
         state=d.get("state", "STOPPED"),
         pid=_int(d.get("pid")),

@@ -328,7 +328,10 @@ def test_many_start_stop_cycles_leave_nothing(lxpy, lxpath, bb):
         start(c)
         stop(c, kill=True)
     assert_nothing_left(lxpath, bb)
-    ptys = len(os.listdir("/dev/pts"))
+    # the ptys (console, ttys) went with the monitor: no process of ours holds one
     lxpy("start", "-n", bb)
+    mon = state_file(lxpath, bb)["monitor_pid"]
+    held = [os.readlink(f"/proc/{mon}/fd/{fd}") for fd in os.listdir(f"/proc/{mon}/fd")]
+    assert sum(1 for h in held if h.startswith("/dev/pts/")) == 1 + 4   # console + tty.max
     lxpy("stop", "-n", bb)
-    assert len(os.listdir("/dev/pts")) <= ptys
+    assert_nothing_left(lxpath, bb)
