@@ -31,7 +31,11 @@ from __future__ import annotations
 
 import marshal
 import os
-import signal
+
+try:  # the C module itself: the signal wrapper imports enum, ~3 ms of lxpy-attach's start
+    import _signal as signal
+except ImportError:  # pragma: no cover - another Python implementation
+    import signal  # type: ignore[no-redef]
 
 from lxpy.errors import ContainerNotFound, LxpyError, StateError
 

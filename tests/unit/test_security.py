@@ -290,12 +290,14 @@ def test_attach_import_path_stays_small():
     import subprocess
     import sys
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys; sys.path.insert(0, {repo!r}); from lxpy.cli import attach as a; "
+    code = (f"import sys, importlib; sys.path.insert(0, {repo!r}); "
+            "importlib.import_module('lxpy.cli.attach'); "
             "from lxpy.runtime import attach, security; from lxpy.linux import caps, seccomp, "
             "ns; print(' '.join(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
                          text=True, check=True).stdout.split()
     heavy = [m for m in out if re.match(
         r"(argparse|logging|tomllib|tomlkit|jinja2|pyroute2|lxpy\.config|lxpy\.cgroups|"
-        r"hashlib|typing|pathlib|json|dataclasses)$", m)]
+        r"hashlib|typing|pathlib|json|dataclasses|enum|re|signal)$", m)]
     assert heavy == []
+    assert "lxpy.cli.attach" in out and "_signal" in out
