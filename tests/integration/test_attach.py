@@ -395,3 +395,19 @@ def test_no_controlling_terminal_without_a_pty(ct):
             p.wait()
         os.close(master)
         os.close(slave)
+
+
+def test_frozen_container_is_refused(ct):
+    run, name = ct
+    run("freeze", "-n", name)
+    try:
+        one_line_error(attach(ct, "--", "true", timeout=30), 1, "frozen")
+    finally:
+        run("unfreeze", "-n", name)
+    assert attach(ct, "--", "true").returncode == 0
+
+
+def test_help_goes_the_usual_way(ct):
+    r = subprocess.run([str(BIN / "lxpy-attach"), "-h"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "--keep-env" in r.stdout and "--cwd" in r.stdout
