@@ -186,11 +186,20 @@ def bb(lxpy, unique):
     return unique
 
 
+def unit_argv(key: str, name: str, lxpath: Path) -> list[str]:
+    """lxpy@NAME.service's Exec line as systemd would run it, on our lxpath and binaries."""
+    line = unit_values((UNITS / "lxpy@.service").read_text())[key].lstrip("-@:+!")
+    argv = line.replace("%i", name).split()
+    assert argv[0].startswith("/usr/bin/lxpy-")
+    return [str(BIN / Path(argv[0]).name), "-P", str(lxpath), *argv[1:]]
+
+
 def test_start_foreground_notifies_ready_after_init_and_stopping(lxpy, lxpath, bb, tmp_path):
     ns = NotifySocket(tmp_path / "notify")
     env = {**os.environ, "NOTIFY_SOCKET": str(ns.path)}
     err = open(tmp_path / "stderr", "w+")
-    proc = subprocess.Popen([str(BIN / "lxpy-start"), "-P", str(lxpath), "-F", "-n", bb],
+    # the unit's own ExecStart (lxpy-start -F -n %i)
+    proc = subprocess.Popen(unit_argv("ExecStart", bb, lxpath),
                             env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
     try:
         ready = ns.wait_for("READY", proc=proc)
@@ -210,6 +219,11 @@ def test_start_foreground_notifies_ready_after_init_and_stopping(lxpy, lxpath, b
         ns.wait_for("STOPPING", proc=None)
         assert proc.wait(timeout=60) == 0, (tmp_path / "stderr").read_text()
         assert info(lxpy, bb)["state"] == "STOPPED"
+        # systemd then runs ExecStop on the stopped container: "not running" (2), which the
+        # unit's "-" prefix accepts
+        r = subprocess.run(unit_argv("ExecStop", bb, lxpath), capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
     finally:
         if proc.poll() is None:
             lxpy("stop", "-n", bb, "-k", check=False)
@@ -255,3 +269,23 @@ def test_no_notify_socket_no_notification(lxpy, lxpath, bb):
         if proc.poll() is None:
             lxpy("stop", "-n", bb, "-k", check=False)
             proc.wait(timeout=60)
+
+
+def test_sigterm_to_the_main_process_is_a_clean_stop(lxpy, lxpath, bb, tmp_path):
+    """KillMode=mixed: after ExecStop (or at shutdown) systemd SIGTERMs the main process."""
+    ns = NotifySocket(tmp_path / "notify")
+    proc = subprocess.Popen(unit_argv("ExecStart", bb, lxpath),
+                            env={**os.environ, "NOTIFY_SOCKET": str(ns.path)},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        ns.wait_for("READY", proc=proc)
+        proc.terminate()
+        ns.wait_for("STOPPING")
+        assert proc.wait(timeout=60) == 0
+        assert info(lxpy, bb)["state"] == "STOPPED"
+    finally:
+        if proc.poll() is None:
+            lxpy("stop", "-n", bb, "-k", check=False)
+            proc.wait(timeout=60)
+        ns.close()
