@@ -77,11 +77,14 @@ def host_name_for(name: str, lxpath: Path | str, index: int) -> str:
     return f"lx{name[:15 - 2 - len(suffix)]}{suffix}"
 
 
-def _fill_mac(mac: str) -> str:
+def _fill_mac(mac: str, seed: str = "") -> str:
+    """Fill the xx digits lxpy-create left: from seed (the same MAC, so the same DHCP
+    lease, at every start), or at random without one."""
     if not mac:
         return ""
     parts = mac.split(":")
-    out = [f"{os.urandom(1)[0]:02x}" if x == "xx" else x for x in parts]
+    src = hashlib.sha256(seed.encode()).digest() if seed else os.urandom(6)
+    out = [f"{src[i]:02x}" if x == "xx" else x for i, x in enumerate(parts)]
     if parts[0] == "xx":  # locally administered, unicast
         out[0] = f"{(int(out[0], 16) & 0xFC) | 0x02:02x}"
     return ":".join(out)
@@ -207,7 +210,9 @@ def prepare(cfg: Any, name: str, lxpath: Path | str | None = None) -> Plan:
         t = iface.get(e.type)
         key = f"net.{i}"
         p = IfacePlan(index=i, type=e.type, name=e.name or "eth0", link=e.link or "",
-                      hwaddr=_fill_mac(e.hwaddr or ""), mtu=int(e.mtu or 0),
+                      hwaddr=_fill_mac(e.hwaddr or "",
+                                       f"{os.path.realpath(lxpath)}/{name}/{i}"),
+                      mtu=int(e.mtu or 0),
                       mode=e.macvlan_mode or "bridge", dhcp=bool(e.dhcp))
         p.extra["container"] = name
         if e.type == "empty":

@@ -47,6 +47,11 @@ def test_mac_xx_filled():
     first = int(m[:2], 16)
     assert first & 0x01 == 0 and first & 0x02      # unicast, locally administered
     assert net._fill_mac("") == ""
+    # the same container gets the same MAC at every start (and so the same lease)
+    assert net._fill_mac("00:16:3e:xx:xx:xx", "/l/c1/0") == net._fill_mac(
+        "00:16:3e:xx:xx:xx", "/l/c1/0")
+    assert net._fill_mac("00:16:3e:xx:xx:xx", "/l/c1/0") != net._fill_mac(
+        "00:16:3e:xx:xx:xx", "/l/c2/0")
 
 
 @pytest.mark.parametrize("spec,want", [("tcp/8080:80", ("tcp", 8080, 80)),
