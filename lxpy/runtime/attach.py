@@ -456,6 +456,7 @@ def attach(target: Target, opts: Options) -> int:
         pidfd = os.pidfd_open(target.pid)
     except ProcessLookupError:
         raise StateError(f"container {target.name!r} is not running") from None
+    our_pidns = -1
     try:
         if target.pid_start is not None and _start_time(target.pid) != target.pid_start:
             raise StateError(f"container {target.name!r} is not running")
@@ -465,8 +466,11 @@ def attach(target: Target, opts: Options) -> int:
             if n != "pid":
                 flags |= _ns.FLAGS[n]
         if "pid" in namespaces:
+            # For our children only; undone below, so that a caller that goes on (tests,
+            # library users) does not fork into the container by surprise.
+            our_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                _ns.setns(pidfd, _ns.CLONE_NEWPID)   # for our children only
+                _ns.setns(pidfd, _ns.CLONE_NEWPID)
             except OSError as e:
                 raise AttachError(f"cannot enter the pid namespace of {target.name!r}: "
                                   f"{e.strerror}") from None
@@ -476,6 +480,9 @@ def attach(target: Target, opts: Options) -> int:
         return _run(target, opts, pidfd, flags, use_pty)
     finally:
         os.close(pidfd)
+        if our_pidns >= 0:
+            _ns.setns(our_pidns, _ns.CLONE_NEWPID)
+            os.close(our_pidns)
 
 
 def _preload(target: Target, use_pty: bool) -> None:

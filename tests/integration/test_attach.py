@@ -411,3 +411,26 @@ def test_help_goes_the_usual_way(ct):
     r = subprocess.run([str(BIN / "lxpy-attach"), "-h"], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 0 and "--keep-env" in r.stdout and "--cwd" in r.stdout
+
+
+def test_library_call_leaves_the_caller_as_it_was(ct, tmp_path):
+    """attach() from Python: the exit status comes back, and the caller's own children are
+    not forked into the container's pid namespace afterwards."""
+    from lxpy.container import Container
+    from lxpy.runtime import attach as lib
+    run, name = ct
+    before = os.readlink("/proc/self/ns/pid_for_children")
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o644)
+    saved = os.dup(1)
+    try:
+        os.dup2(fd, 1)
+        rc = lib.attach(lib.find(Container(name, run.lxpath)),
+                        lib.Options(["sh", "-c", "hostname; exit 3"], pty=False))
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(fd)
+    assert rc == 3
+    assert out.read_text() == f"{name}-host\n"
+    assert os.readlink("/proc/self/ns/pid_for_children") == before
