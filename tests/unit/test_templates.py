@@ -341,3 +341,17 @@ def test_templates_dir_env(tmp_path, monkeypatch):
     assert templates.find("mine").path == d
     assert "mine" in templates.known()
     assert Path(templates.find("debian").path).name == "debian"
+
+
+def test_busybox_render_network(tmp_path):
+    t = templates.find("busybox")
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    templates.render_rootfs(t, root, _ctx(t, net=[_net(dhcp=True), _net(name="eth1")]))
+    rcs = root / "etc/init.d/rcS"
+    text = rcs.read_text()
+    assert rcs.stat().st_mode & 0o111
+    assert "udhcpc -f -i eth0" in text and "udhcpc -f -i eth1" not in text
+    assert "ip link set eth1 up" in text
+    assert (root / "usr/share/udhcpc/default.script").stat().st_mode & 0o111
+    assert templates.render_config(t, _ctx(t)).count('include = ["busybox"]') == 1
