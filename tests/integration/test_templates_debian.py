@@ -116,3 +116,65 @@ def test_debootstrap_failures_are_one_clear_line(tmp_path):
     entry = cache / "debian" / f"bookworm-{opts['arch']}"
     assert (entry / "debootstrap.log").is_file()
     assert sorted(p for p in os.listdir(entry) if p.startswith(("rootfs", ".build"))) == []
+
+
+def _procs_using(path: str) -> list[int]:
+    found = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                if path.encode() in f.read():
+                    found.append(int(p))
+        except OSError:
+            pass
+    return found
+
+
+def test_killed_debian_create_leaves_nothing_and_does_not_block(lxpath, tmp_path):
+    """SIGKILL of lxpy-create in the middle of debootstrap: debootstrap stops too, nothing
+    is mounted or listed, the cache lock is free, the next build sweeps the leftovers."""
+    import fcntl
+    import signal
+    import time
+
+    from tests.conftest import BIN
+    cache = tmp_path / "cache"
+    env = {**os.environ, "LXPY_CACHE": str(cache)}
+    p = subprocess.Popen([str(BIN / "lxpy-create"), "-P", str(lxpath), "-n", "killed",
+                          "-t", "debian", "-q"], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    log = next(iter(cache.glob("debian/*/debootstrap.log")), None)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        log = next(iter(cache.glob("debian/*/debootstrap.log")), None)
+        if log is not None and "I: Retrieving" in log.read_text(errors="replace"):
+            break
+        assert p.poll() is None, "lxpy-create ended before debootstrap got going"
+        time.sleep(0.1)
+    else:
+        p.kill()
+        pytest.fail("debootstrap did not start within 120 s")
+    entry = log.parent
+    p.send_signal(signal.SIGKILL)
+    p.wait(30)
+    deadline = time.monotonic() + 60
+    while _procs_using(str(entry)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _procs_using(str(entry)) == [], "debootstrap outlived lxpy-create"
+    with open("/proc/self/mountinfo") as f:
+        assert str(entry) not in f.read()
+    assert not (lxpath / "killed").exists()
+    r = subprocess.run([str(BIN / "lxpy-ls"), "-P", str(lxpath), "-1"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert "killed" not in r.stdout
+    fd = os.open(entry / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)       # nobody holds it
+    finally:
+        os.close(fd)
+    from lxpy.bootstrap import cache as cachemod
+    assert cachemod.current(entry) is None
+    cachemod.ensure(entry, lambda t: (t / "ok").write_text("x"), {}, what="retry")
+    assert not [n for n in os.listdir(entry) if n.startswith(".build-")]
