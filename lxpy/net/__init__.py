@@ -153,16 +153,20 @@ def _running_others(name: str, lxpath: Path) -> dict[str, dict[str, Any]]:
     others: dict[str, dict[str, Any]] = {}
     lh = _lxhash(lxpath)
     for rec in _live_records():
-        if rec.get("lxhash") == lh and rec.get("container") != name:
-            o = others.setdefault(rec["container"], {"addrs": set(), "macs": set()})
-            o["addrs"].update(rec.get("addrs", []))
-            o["macs"].update(m for m in rec.get("macs", []) if m)
+        if rec.get("lxhash") == lh and rec.get("container") == name:
+            continue
+        # containers of other lxpaths may share the bridge: they count too
+        label = f"'{rec['container']}'" if rec.get("lxhash") == lh else \
+            f"'{rec['container']}' (in {rec.get('lxpath')})"
+        o = others.setdefault(label, {"addrs": set(), "macs": set()})
+        o["addrs"].update(rec.get("addrs", []))
+        o["macs"].update(m for m in rec.get("macs", []) if m)
     # Containers the runtime says are running (also those set up before a reboot of lxpy-net).
     try:
         from ..container import Container
         from ..status import state_of
         for c in Container.all(lxpath):
-            if c.name == name or c.name in others:
+            if c.name == name or f"'{c.name}'" in others:
                 continue
             try:
                 if state_of(c).state not in ("RUNNING", "FROZEN", "FREEZING", "STARTING"):
@@ -175,7 +179,7 @@ def _running_others(name: str, lxpath: Path) -> dict[str, dict[str, Any]]:
                 o["addrs"].update(str(_ip(a)) for a in tuple(e.ipv4) + tuple(e.ipv6))
                 if e.hwaddr and "xx" not in e.hwaddr:
                     o["macs"].add(e.hwaddr.lower())
-            others[c.name] = o
+            others[f"'{c.name}'"] = o
     except ImportError:
         pass
     return others
@@ -339,11 +343,21 @@ def prepare(cfg: Any, name: str, lxpath: Path | str | None = None) -> Plan:
         for ip, key in seen_addrs.items():
             if ip in o["addrs"]:
                 raise NetworkError(f"{key}: address {ip} is already used by running container "
-                                   f"{other!r}", "pick another address")
+                                   f"{other}", "pick another address")
         for mac, key in seen_macs.items():
             if mac in o["macs"]:
                 raise NetworkError(f"{key}.hwaddr: MAC {mac} is already used by running "
-                                   f"container {other!r}", f"change {key}.hwaddr")
+                                   f"container {other}", f"change {key}.hwaddr")
+    # a static address the bridge's DHCP server has leased to someone else
+    if any(p.managed for p in plan.ifaces):
+        from . import dnsmasq
+        mine = {p.hwaddr for p in plan.ifaces}
+        for lease in dnsmasq.leases(sc.bridge):
+            key = seen_addrs.get(lease["ip"])
+            if key and lease["mac"] not in mine:
+                plan.warnings.append(f"{key}: {lease['ip']} is also leased by DHCP on "
+                                     f"{sc.bridge} to {lease['hostname'] or lease['mac']}; "
+                                     "pick an address outside the DHCP range")
     # forwards against the ones in place
     if any(p.forwards for p in plan.ifaces):
         from . import forward

@@ -365,6 +365,9 @@ def test_bad_input(bridge, netns, undos, lxpath, sysconf, unique):
            "running container 'first'")
     _fails(cfg_of({"type": "veth", "link": br, "hwaddr": "00:16:3e:11:22:33"}), "second",
            lxpath, "running container 'first'")
+    # ... and of another lxpath sharing the bridge
+    _fails(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.72/24"]}), "first",
+           lxpath.parent / "elsewhere", f"running container 'first' (in {lxpath})")
     # an existing host end name
     _fails(cfg_of({"type": "veth", "link": br, "veth_host": br}), "second", lxpath,
            "already exists")
