@@ -178,3 +178,47 @@ def test_killed_debian_create_leaves_nothing_and_does_not_block(lxpath, tmp_path
     assert cachemod.current(entry) is None
     cachemod.ensure(entry, lambda t: (t / "ok").write_text("x"), {}, what="retry")
     assert not [n for n in os.listdir(entry) if n.startswith(".build-")]
+
+
+def _attach(lxpy, name: str, *cmd: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return lxpy("attach", "-n", name, "--", *cmd, check=False, timeout=timeout)
+
+
+def _wait_booted(lxpy, name: str) -> str:
+    """systemctl is-system-running --wait, once systemd's bus is up (event, not sleep)."""
+    import time
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        r = _attach(lxpy, name, "systemctl", "is-system-running", "--wait")
+        if "Failed to connect to bus" not in r.stderr + r.stdout:
+            return r.stdout.strip()
+        time.sleep(0.2)
+    pytest.fail(f"{name}: systemd's bus did not come up in 180 s")
+
+
+def test_debian_boots_clean_with_its_own_identity(lxpy, lxpath, debian_cache, tmp_path):
+    """The template's container tweaks make systemd boot to "running" (no failed unit),
+    and each container gets its own machine-id and ssh host keys at first boot."""
+    empty = tmp_path / "empty-net.toml"
+    empty.write_text('[[net]]\ntype = "empty"\n')
+    ids = {}
+    for name in ("boot1", "boot2"):
+        lxpy("create", "-n", name, "-t", "debian", "-B", "overlay", "-f", str(empty))
+        lxpy("start", "-n", name, timeout=120)
+    for name in ("boot1", "boot2"):
+        state = _wait_booted(lxpy, name)
+        failed = _attach(lxpy, name, "systemctl", "--failed", "--plain", "--no-legend").stdout
+        assert state == "running", f"{name}: {state}; failed units:\n{failed}"
+        mid = _attach(lxpy, name, "cat", "/etc/machine-id").stdout.strip()
+        assert len(mid) == 32
+        assert _attach(lxpy, name, "systemctl", "is-active", "ssh").stdout.strip() == "active"
+        key = _attach(lxpy, name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.strip()
+        assert key.startswith("ssh-ed25519 ")
+        assert _attach(lxpy, name, "hostname").stdout.strip() == name
+        ids[name] = (mid, key)
+    assert ids["boot1"][0] != ids["boot2"][0], "machine-id shared between containers"
+    assert ids["boot1"][1] != ids["boot2"][1], "ssh host key shared between containers"
+    for name in ("boot1", "boot2"):
+        lxpy("stop", "-n", name, timeout=120)
+    assert (debian_cache / "etc/machine-id").read_text() == ""
+    assert not list((debian_cache / "etc/ssh").glob("ssh_host_*"))
