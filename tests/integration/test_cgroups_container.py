@@ -1,0 +1,123 @@
+"""A busybox container with limits, started and stopped by lxpy-start/lxpy-stop, driven by
+lxpy-cgroup, lxpy-freeze/unfreeze and read by lxpy-info: the acceptance list of the cgroup
+issue as a user sees it. Runs on this host and in the cgroup2 VM (tests/vm)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from lxpy import cgroups
+
+from .test_runtime import make_busybox
+
+pytestmark = pytest.mark.root
+
+HOG = "head -c {n} /dev/zero | tail -c {n} >/dev/null; echo rc=$?"   # holds n bytes
+LIMITS = '[limits]\nmemory = "64M"\npids = 40\ncpus = 0.5\n'
+
+
+def mib(n: int) -> int:
+    return n << 20
+
+
+def info(lxpy, name: str) -> dict:
+    return json.loads(lxpy("info", "-n", name, "--json", "--no-size").stdout)
+
+
+def attach(lxpy, name: str, script: str, timeout: float = 120):
+    return lxpy("attach", "-n", name, "--", "/bin/sh", "-c", script, check=False,
+                timeout=timeout)
+
+
+@pytest.fixture
+def ct(lxpy, lxpath, unique):
+    make_busybox(lxpath, unique, extra=LIMITS)
+    lxpy("start", "-n", unique, timeout=180)
+    yield unique
+    lxpy("stop", "-n", unique, "-k", check=False, timeout=120)
+    parent = cgroups.driver().parent_path(None)
+    left = [str(h.path(f"{parent}/{unique}")) for h in cgroups.driver().hierarchies()
+            if h.path(f"{parent}/{unique}").exists()]
+    assert not left, f"cgroups left behind: {left}"
+
+
+def test_container_limits_live_change_freeze(lxpy, ct):
+    # the limits of the config are in force, in the lxpy vocabulary and the raw file
+    assert int(lxpy("cgroup", "-n", ct, "limits.memory").stdout) == mib(64)
+    raw = "memory.max" if cgroups.driver().version == 2 else "memory.limit_in_bytes"
+    assert int(lxpy("cgroup", "-n", ct, raw).stdout) == mib(64)
+    st = info(lxpy, ct)
+    res = st["resources"]
+    assert res["memory_limit"] == mib(64) and res["pids_limit"] == 40
+    assert res["oom_kills"] == 0
+
+    # past limits.memory: OOM-killed inside the container; it and its monitor live on
+    r = attach(lxpy, ct, HOG.format(n=mib(100)))
+    assert "rc=137" in r.stdout, r.stdout + r.stderr
+    st = info(lxpy, ct)
+    assert st["state"] == "RUNNING"
+    assert st["resources"]["oom_kills"] >= 1
+
+    # raise it live: the same allocation now fits; lower it: it no longer does
+    lxpy("cgroup", "-n", ct, "limits.memory", "256M")
+    assert int(lxpy("cgroup", "-n", ct, "limits.memory").stdout) == mib(256)
+    assert "rc=0" in attach(lxpy, ct, HOG.format(n=mib(100))).stdout
+    lxpy("cgroup", "-n", ct, "limits.memory", "64M")
+    assert "rc=137" in attach(lxpy, ct, HOG.format(n=mib(100))).stdout
+
+    # freeze / thaw, visible in lxpy-info
+    lxpy("freeze", ct)
+    st = info(lxpy, ct)
+    assert st["state"] == "FROZEN" and st["resources"]["freezer_state"] == "FROZEN"
+    cpu0 = st["resources"]["cpu_usage_ns"]
+    lxpy("unfreeze", ct)
+    st = info(lxpy, ct)
+    assert st["state"] == "RUNNING" and st["resources"]["freezer_state"] == "THAWED"
+    assert st["resources"]["cpu_usage_ns"] >= cpu0
+
+    # a bad value: one line, the kernel's reason, exit 1
+    r = lxpy("cgroup", "-n", ct, "pids.max", "lots", check=False)
+    assert r.returncode == 1 and "pids.max" in r.stderr and "Traceback" not in r.stderr
+    r = lxpy("cgroup", "-n", ct, "../../etc/passwd", check=False)
+    assert r.returncode == 1 and "not a cgroup file name" in r.stderr
+
+
+def test_container_fork_bomb_and_view(lxpy, ct):
+    # a fork bomb stops at limits.pids; the container stays manageable
+    # (ash gives up on a failed fork: the bomb runs in a subshell)
+    r = attach(lxpy, ct, "(i=0; while [ $i -lt 200 ]; do sleep 1000 >/dev/null 2>&1 & "
+                         "i=$((i+1)); done) 2>/dev/null; echo spawned; "
+                         "cat /sys/fs/cgroup/pids.current /sys/fs/cgroup/pids/pids.current "
+                         "2>/dev/null; true")
+    assert "spawned" in r.stdout
+    counts = [int(x) for x in r.stdout.split()[1:] if x.isdigit()]
+    assert counts and max(counts) <= 40
+    res = info(lxpy, ct)["resources"]
+    assert res["pids_current"] <= 40
+    # inside: its own cgroup namespace, /sys/fs/cgroup shows the container's cgroup as root
+    r = attach(lxpy, ct, "cat /proc/self/cgroup; ls /sys/fs/cgroup")
+    lines = r.stdout.split()
+    assert "0::/" in lines
+    if cgroups.driver().version == 2:
+        assert "cgroup.procs" in lines and "cgroup.subtree_control" in lines
+    else:
+        assert "memory" in lines and "systemd" in lines
+    t0 = time.monotonic()
+    lxpy("stop", "-n", ct, timeout=120)
+    assert info(lxpy, ct)["state"] == "STOPPED"
+    assert time.monotonic() - t0 < 120
+
+
+def test_not_running_errors(lxpy, lxpath, unique):
+    make_busybox(lxpath, unique)
+    for cmd in (("cgroup", "-n", unique, "limits.memory"), ("freeze", unique),
+                ("unfreeze", unique)):
+        r = lxpy(*cmd, check=False)
+        assert r.returncode == 1, r
+        assert "not running" in r.stderr and "Traceback" not in r.stderr
+    r = lxpy("cgroup", "-n", unique, check=False)
+    assert r.returncode == 2
+
