@@ -489,13 +489,8 @@ def _preload(target: Target, use_pty: bool) -> None:
     """Import (and dlopen) now what the child needs after setns: from then on it sees the
     container's filesystem, where our modules are not -- and where a library with the
     right name must never be loaded into a process with host privileges."""
-    from lxpy.linux import caps, prctl  # noqa: F401
-    from . import security  # noqa: F401
-    pol = target.policy or {}
-    if pol.get("seccomp") or pol.get("bpf"):
-        from lxpy.linux import seccomp
-        if not pol.get("bpf"):
-            seccomp._load()
+    from . import security
+    security.prepare(target.policy or {})
     if use_pty:
         import fcntl  # noqa: F401
         import socket  # noqa: F401

@@ -336,6 +336,18 @@ def _build_filter(prof: dict[str, Any]):
     return f
 
 
+def prepare(policy: dict[str, Any]) -> None:
+    """Load now everything apply(policy) will need: call it before pivot_root/setns. After
+    that the process sees the container's filesystem, where lxpy's modules are not, and
+    where no library (libseccomp) may be dlopen()ed by a process that still has privileges
+    the container's own code must not get."""
+    from lxpy.linux import caps, prctl  # noqa: F401
+    if policy.get("seccomp") or policy.get("bpf"):
+        from lxpy.linux import seccomp
+        if not policy.get("bpf"):
+            seccomp._load()
+
+
 def apply(policy_or_cfg: Any, *, switch_user: Callable[[], None] | None = None) -> None:
     """Enforce the policy on this process (run in the process that execs next).
 
