@@ -53,6 +53,12 @@ def lxpy_env(session_dir, cache_dir):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield env
+    if _is_root():      # no cgroup left behind: the run's cgroup parent goes when empty
+        try:
+            from lxpy import cgroups
+            cgroups.driver().remove_parent(env["LXPY_CGROUP_PARENT"])
+        except Exception:  # noqa: BLE001 - a container test left a task: its own test fails
+            pass
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)
