@@ -5,13 +5,15 @@ exactly that (a bridge that existed before start is left, only our address goes)
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import ipaddress
 import json
 import os
 import shutil
 import time
-from contextlib import ExitStack, suppress
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
 from ..errors import NetworkError
@@ -80,8 +82,28 @@ def ruleset(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@contextmanager
+def _locked() -> Iterator[None]:
+    """One lxpy-net start/stop at a time (flock on /run/lxpy/net itself: no lock file)."""
+    from . import run_root
+    d = run_root()
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def start() -> dict[str, Any]:
     """Bring the managed bridge up (idempotent). Returns its status."""
+    with _locked():
+        _start()
+    return status()
+
+
+def _start() -> None:
     from . import pr
     s = _settings()
     br = s["bridge"]
@@ -145,7 +167,6 @@ def start() -> dict[str, Any]:
             st["dnsmasq_pid"] = dnsmasq.start(br, cmd)
             _save(br, st)
         undo.pop_all()
-    return status()
 
 
 def _save(bridge: str, st: dict[str, Any]) -> None:
@@ -157,6 +178,11 @@ def _save(bridge: str, st: dict[str, Any]) -> None:
 
 def stop() -> list[str]:
     """Remove what start made. Returns what was removed."""
+    with _locked():
+        return _stop()
+
+
+def _stop() -> list[str]:
     from . import pr
     s = _settings()
     br = s["bridge"]
