@@ -27,6 +27,8 @@ LIMIT_KEYS = ("limits.memory", "limits.memory_high", "limits.memory_swap", "limi
               "limits.cpu_weight", "limits.cpuset", "limits.cpuset_mems", "limits.pids",
               "limits.io_weight", "limits.hugepages")
 
+# weights are advice: where the kernel lacks them, warn and go on instead of failing a start
+SOFT_KEYS = ("limits.io_weight",)
 CPU_PERIOD_US = 100_000
 FREEZE_TIMEOUT = 30.0
 
@@ -305,12 +307,16 @@ class Cgroup:
     def run_plan(self, steps: Iterable[Write]) -> None:
         for w in steps:
             h = self.hierarchy_for(w.controller)
-            if h is None:
+            p = h.path(self.path) / w.file if h is not None else None
+            if w.key in SOFT_KEYS and (p is None or not p.exists()):
+                log.warning("%s is not enforced on this host: %s", w.key,
+                            self.driver.supported().get(w.key, (False, "unsupported"))[1])
+                continue
+            if h is None or p is None:
                 if w.optional:
                     continue
                 raise CgroupError(f"{w.key}: no {w.controller} controller on this host",
                                   "unset it, or see lxpy-checkconfig")
-            p = h.path(self.path) / w.file
             if not p.exists():
                 if w.optional:
                     continue

@@ -87,10 +87,7 @@ def plan_v1(values: dict[str, Any], versions: dict[str, int], live: bool = False
             out.append(Write("io", "io.weight", f"default {100 if v is None else v}",
                              "limits.io_weight"))
         else:
-            if io_file is None:
-                raise CgroupError("limits.io_weight: this host's blkio controller has no "
-                                  "weight file (no BFQ scheduler)", "unset limits.io_weight")
-            out.append(Write("blkio", io_file,
+            out.append(Write("blkio", io_file or "blkio.weight",
                              str(500 if v is None else min(1000, max(10, v * 5))),
                              "limits.io_weight"))
     if want("limits.hugepages"):

@@ -150,7 +150,8 @@ def test_cpu_quota(cg):
         t0, u0 = time.monotonic(), cpu_ns(cg)
         wait_for(lambda: time.monotonic() - t0 > 3, 10, "3 s")
         ratio = (cpu_ns(cg) - u0) / ((time.monotonic() - t0) * 1e9)
-        assert 0.1 < ratio < 0.65, f"busy loop used {ratio:.2f} CPUs with limits.cpus=0.5"
+        # (no lower bound: on a loaded machine the loop may get less than its quota)
+        assert 0 < ratio < 0.65, f"busy loop used {ratio:.2f} CPUs with limits.cpus=0.5"
     finally:
         loop.stop()
 
@@ -226,6 +227,14 @@ def test_names_never_collide(drv, unique):
         a.destroy()
     with pytest.raises(CgroupError, match="does not exist"):
         drv.open(a.path)
+
+
+def test_io_weight_is_soft(drv, cg, caplog):
+    """A weight the kernel cannot apply is a warning, not a failed start."""
+    ok, why = drv.supported()["limits.io_weight"]
+    cg.apply_limits(cfg(io_weight=200))
+    if not ok:
+        assert any("io_weight" in r.getMessage() for r in caplog.records)
 
 
 def test_raw_get_set_and_bad_names(drv, cg):

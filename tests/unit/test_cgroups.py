@@ -85,8 +85,6 @@ def test_plan_v1_and_hybrid():
                    "hugetlb.2MB.max": str(64 << 20)}        # hugetlb on the v2 side
     with pytest.raises(CgroupError, match="no swap accounting"):
         plan_v1(_values(memory="64M", memory_swap="128M"), vers, has_memsw=False)
-    with pytest.raises(CgroupError, match="no weight file"):
-        plan_v1(_values(io_weight=100), vers, io_file=None)
     live = {w.file: w.value for w in plan_v1({"limits.memory": None, "limits.pids": None},
                                              vers, live=True)}
     assert live == {"memory.limit_in_bytes": "-1", "pids.max": "max"}
