@@ -838,3 +838,35 @@ def test_start_refuses_a_name_that_is_not_a_bridge(sysconf, unique, lxpy):
         assert not (net.run_root() / ("lxpyz" + unique[1:7])).exists()
     finally:
         subprocess.run(["ip", "link", "del", dev], capture_output=True)
+
+
+def test_dhcp_container_lease_shows_in_ls(managed, lxpy, lxpath):
+    """lxpy-start of a busybox container asking DHCP on the managed bridge: the lease
+    shows in lxpy-ls -f and lxpy-net status; stop + lxpy-net stop leave nothing."""
+    if not (BIN / "lxpy-start").exists():
+        pytest.skip("lxpy-start is not built yet")
+    br, sub = managed
+    _busybox_container(lxpath, "dh", f'[[net]]\ntype = "veth"\nlink = "{br}"\ndhcp = true\n'
+                                     'hwaddr = "00:16:3e:xx:xx:xx"\n')
+    r = lxpath / "dh" / "rootfs"
+    os.symlink("busybox", r / "bin" / "udhcpc")
+    (r / "bin/dhcp.sh").write_text(
+        '#!/bin/sh\ncase "$1" in bound|renew) ip addr add "$ip/$mask" dev "$interface";;'
+        "\nesac\nexit 0\n")
+    (r / "bin/dhcp.sh").chmod(0o755)
+    (r / "etc/inittab").write_text(
+        "::respawn:/bin/udhcpc -f -i eth0 -s /bin/dhcp.sh -x hostname:dh\n")
+    lxpy("start", "-n", "dh")
+    try:
+        def leased():
+            rows = json.loads(lxpy("ls", "-f", "--format", "json").stdout)
+            return next((x for x in rows[0].get("ipv4", []) if x.startswith(f"{sub}.")), None)
+        addr = wait_for(leased, what="the lease in lxpy-ls -f")
+        st = json.loads(lxpy("net", "status", "--format", "json", lxpath=False).stdout)
+        assert any(x["ip"] == addr and x["hostname"] == "dh" for x in st["leases"])
+    finally:
+        lxpy("stop", "-n", "dh", "-k", check=False)
+        net.teardown("dh", lxpath)
+        net.cleanup_stale()
+    lxpy("net", "stop", lxpath=False)
+    assert_managed_gone(br)
