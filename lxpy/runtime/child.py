@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import stat
 
 from . import proto
@@ -65,7 +64,7 @@ class _Step:
 step = _Step
 
 
-def _fail(sock: socket.socket, e: BaseException) -> None:
+def _fail(sock, e: BaseException) -> None:
     if isinstance(e, StepFailed):
         msg = {"step": e.step, "message": e.message, "syscall": e.syscall,
                "errno": str(e.err), "path": e.path}
@@ -84,7 +83,7 @@ def _fail(sock: socket.socket, e: BaseException) -> None:
 # The intermediate process
 
 
-def intermediate(plan: dict, sock: socket.socket, ptys: list[tuple[int, str]]) -> None:
+def intermediate(plan: dict, sock, ptys: list[tuple[int, str]]) -> None:
     """Runs in the first child of the monitor; never returns."""
     try:
         _intermediate(plan, sock, ptys)
@@ -93,20 +92,20 @@ def intermediate(plan: dict, sock: socket.socket, ptys: list[tuple[int, str]]) -
     os._exit(0)
 
 
-def _intermediate(plan: dict, sock: socket.socket, ptys: list[tuple[int, str]]) -> None:
+def _intermediate(plan: dict, sock, ptys: list[tuple[int, str]]) -> None:
     from ..linux import ns
 
     os.setsid()
-    cg = None
-    if plan.get("cgroup"):
+    # Join the payload cgroup before unshare(CLONE_NEWCGROUP): it becomes the root of the
+    # container's cgroup namespace. (The paths come from Cgroup.dirs() in lxpy-start, so
+    # this process does not import the cgroup layer.)
+    for procs in plan.get("cgroup_procs") or ():
         with step("join cgroup"):
+            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
             try:
-                from .. import cgroups
-            except ImportError:
-                cgroups = None
-            if cgroups is not None:
-                cg = cgroups.driver().open(plan["cgroup"])
-                cg.attach(os.getpid())
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
     # Namespaces shared with another container: setns() on its init's pidfd.
     share = plan.get("ns_share") or {}
     for nsname, who in share.items():
@@ -122,10 +121,7 @@ def _intermediate(plan: dict, sock: socket.socket, ptys: list[tuple[int, str]]) 
     create = [n for n in plan["ns_create"] if n not in share and n != "user"]
     with step("unshare namespaces " + ",".join(create)):
         ns.unshare(ns.flags_of(create))
-    steps = None
-    if cg is not None and "mnt" in create:
-        with step("plan cgroup mounts"):
-            steps = cg.container_mounts()
+    steps = plan.get("cgroup_mounts") if "mnt" in create else None
     if plan.get("need_config"):
         with step("load config"):
             from ..config import load
@@ -163,7 +159,7 @@ def _touch(path: str) -> None:
     os.close(fd)
 
 
-def pid1(plan: dict, sock: socket.socket, ptys: list[tuple[int, str]], cg_steps) -> None:
+def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
     # Everything PID 1 will need after pivot_root must be imported now: the host's
     # Python library is out of reach afterwards.
     import fcntl  # noqa: F401
@@ -178,8 +174,6 @@ def pid1(plan: dict, sock: socket.socket, ptys: list[tuple[int, str]], cg_steps)
         from ..linux import caps, prctl  # noqa: F401
         from ..linux import seccomp  # noqa: F401
         from . import security  # noqa: F401
-    if cg_steps:
-        from ..cgroups import mount_in_container  # noqa: F401
     os.setsid()
 
     create = set(plan["ns_create"]) - set(plan.get("ns_share") or {})
@@ -319,8 +313,7 @@ def pid1(plan: dict, sock: socket.socket, ptys: list[tuple[int, str]], cg_steps)
 
     if cg_steps:
         with step("mount /sys/fs/cgroup"):
-            from ..cgroups import mount_in_container
-            mount_in_container(cg_steps, "/")
+            _cgroup_mounts(m, cg_steps)
 
     # The config's [[mount]] entries, resolved inside the container.
     for mnt, fd, isdir in user_mounts:
@@ -405,7 +398,7 @@ def _exec(cmd: list[str], env: dict) -> None:
         raise OSError(e.errno, f"execve(): {os.strerror(e.errno or 0)}", cmd[0]) from None
 
 
-def _app_init(sock: socket.socket, cmd: list[str], env: dict) -> None:
+def _app_init(sock, cmd: list[str], env: dict) -> None:
     """lxpy-execute: stay PID 1, run the command, reap everything, pass its status."""
     pid = os.fork()
     if pid == 0:
@@ -439,6 +432,23 @@ def _app_init(sock: socket.socket, cmd: list[str], env: dict) -> None:
             status = os.waitstatus_to_exitcode(st)
             status = 128 - status if status < 0 else status
     os._exit(status)
+
+
+def _cgroup_mounts(m, steps) -> None:
+    """Cgroup.container_mounts() (as plain lists), carried out after pivot_root: the same
+    steps as lxpy.cgroups.mount_in_container, without importing the cgroup layer."""
+    for source, target, fstype, flags, data in steps:
+        if fstype == "symlink":
+            try:
+                os.symlink(source, target)
+            except FileExistsError:
+                pass
+            continue
+        os.makedirs(target, exist_ok=True)
+        if fstype == "remount":
+            m.mount(None, target, None, flags, None)
+        else:
+            m.mount(source, target, fstype, flags, data or None)
 
 
 def _run_hook(cmd: str, env: dict) -> None:
@@ -481,10 +491,11 @@ def _prepare_target(target: str, opts: list[str], isdir: bool) -> None:
 
 
 def _lo_up() -> None:
+    import _socket
     import fcntl
     import struct
     SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
     try:
         req = struct.pack("16sh14x", b"lo", 0)
         flags = struct.unpack("16sh14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]

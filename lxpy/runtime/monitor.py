@@ -98,6 +98,7 @@ class Monitor:
             "cgroup": self.plan.get("cgroup") or "",
             "console_log": self.plan.get("console_log") or "",
             "started": f"{self.started:.3f}" if self.started else "",
+            "monitor_cgroup": self.plan.get("monitor_cgroup") or "",
             "name": self.plan["name"],
             "lxpath": self.plan["lxpath"],
         })
@@ -488,11 +489,33 @@ class Monitor:
             os.close(self.log_fd)
             self.log_fd = -1
         self.remove_run_dir()
+        self.leave_monitor_cgroup()
         self.state = "STOPPED"
         msg = proto.frame("state", state="STOPPED")
         for c in list(self.clients.values()):
             if c.subscribed:
                 self.send(c, msg)
+
+    def leave_monitor_cgroup(self) -> None:
+        """Move to the hierarchy roots and remove the monitor's own cgroup."""
+        if not self.plan.get("monitor_cgroup_dirs"):
+            return
+        me = str(os.getpid()).encode()
+        for root in self.plan.get("cgroup_roots") or ():
+            try:
+                fd = os.open(os.path.join(root, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, me)
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+        for d in self.plan["monitor_cgroup_dirs"]:
+            try:
+                os.rmdir(d)
+            except OSError as e:
+                if e.errno != 2:
+                    log(f"monitor cgroup {d}: {e.strerror}")
 
     def remove_run_dir(self) -> None:
         try:

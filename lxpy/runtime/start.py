@@ -60,6 +60,13 @@ def cleanup_stale(container, info: state.StateInfo | None = None) -> None:
             pass
         except Exception as e:  # noqa: BLE001 - best effort; create() cleans stale ones too
             log.warning("stale cgroup %s: %s", cg, e)
+    mcg = (info.extra or {}).get("monitor_cgroup")
+    if mcg:
+        try:
+            from .. import cgroups
+            cgroups.driver().open(mcg).destroy()
+        except Exception:  # noqa: BLE001 - gone already, or cleaned by the next create
+            pass
     if rd.exists():
         rootfs = rd / "rootfs"
         try:
@@ -79,7 +86,7 @@ def _env(cfg, name: str, tty_max: int) -> dict[str, str]:
     return env
 
 
-def build_plan(container, cfg, *, cgroup: str | None, app_cmd: list[str] | None,
+def build_plan(container, cfg, *, cgroup, app_cmd: list[str] | None,
                share_pids: dict[str, int], console_log: str | None) -> dict:
     from ..config import parse_signal
     nets = list(cfg.net)
@@ -141,7 +148,9 @@ def build_plan(container, cfg, *, cgroup: str | None, app_cmd: list[str] | None,
         "halt_signal": parse_signal(cfg.init.halt_signal),
         "reboot_signal": parse_signal(cfg.init.reboot_signal),
         "stop_timeout": int(cfg.init.stop_timeout),
-        "cgroup": cgroup or "",
+        "cgroup": cgroup.path if cgroup is not None else "",
+        "cgroup_procs": [str(d / "cgroup.procs") for d in cgroup.dirs()] if cgroup else [],
+        "cgroup_mounts": [list(x) for x in cgroup.container_mounts()] if cgroup else [],
         "security_policy": policy,
         "need_config": backend != "dir" and not storage_fallback,
         "app": app,
@@ -226,7 +235,13 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             cg = cgroups.driver().create(container.name, system_config().cgroup_parent)
             undo.callback(cg.destroy)
             cg.apply_limits(cfg)
-            cgroup = cg.path
+            apply_devices = getattr(cg, "apply_devices", None)
+            if apply_devices is not None:
+                apply_devices(cfg)
+            cgroup = cg
+            # The monitor gets a cgroup of its own, apart from the payload (as LXC does).
+            mcg = cgroups.driver().create_monitor(container.name, system_config().cgroup_parent)
+            undo.callback(mcg.destroy)
         if any(n.type in NET_TYPES_WITH_LINKS for n in cfg.net):
             try:
                 from .. import net
@@ -243,6 +258,10 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             console_log = str(system_config().log_dir / container.name / "console.log")
         plan = build_plan(container, cfg, cgroup=cgroup, app_cmd=app_cmd,
                           share_pids=share_pids, console_log=console_log)
+        if cgroup is not None:
+            plan["monitor_cgroup"] = mcg.path
+            plan["monitor_cgroup_dirs"] = [str(d) for d in mcg.dirs()]
+            plan["cgroup_roots"] = [str(h.mount) for h in mcg.hierarchies]
         tmp = run_dir / ".plan.tmp"
         with open(tmp, "wb") as f:
             marshal.dump(plan, f)
@@ -271,6 +290,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 os._exit(0)
             os.close(r)
             os.set_inheritable(w, True)
+            _join_monitor_cgroup(plan)
             from ..linux.proc import set_child_subreaper
             set_child_subreaper()          # kept across execve: the monitor reaps init
             os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
@@ -286,6 +306,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 _daemon_stdio(container, logfile)
                 os.set_inheritable(w, True)
                 os.set_inheritable(lock_fd, True)
+                _join_monitor_cgroup(plan)
                 from ..linux.proc import set_child_subreaper
                 set_child_subreaper()      # kept across execve: the monitor reaps init
                 os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
@@ -306,6 +327,18 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
     if kind == "error":
         raise _start_error(container, msg)
     return 0
+
+
+def _join_monitor_cgroup(plan: dict) -> None:
+    for d in plan.get("monitor_cgroup_dirs") or ():
+        try:
+            fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            log.warning("monitor cgroup %s: %s", d, e.strerror)
 
 
 def _boot() -> str:

@@ -87,8 +87,8 @@ def assert_nothing_left(lxpath: Path, name: str) -> None:
     assert not rd.exists(), f"run dir left behind: {list(rd.iterdir())}"
     parent = system_config().cgroup_parent
     for h in Path("/sys/fs/cgroup").iterdir():
-        cg = h / parent / name
-        assert not cg.exists(), f"cgroup left behind: {cg}"
+        for cg in (h / parent / name, h / parent / f"lxpy.monitor.{name}"):
+            assert not cg.exists(), f"cgroup left behind: {cg}"
     with open("/proc/self/mountinfo") as f:
         mounts = f.read()
     assert str(lxpath) not in mounts, "a mount under the lxpath is left on the host"
@@ -335,3 +335,57 @@ def test_many_start_stop_cycles_leave_nothing(lxpy, lxpath, bb):
     assert sum(1 for h in held if h.startswith("/dev/pts/")) == 1 + 4   # console + tty.max
     lxpy("stop", "-n", bb)
     assert_nothing_left(lxpath, bb)
+
+
+def _read_until(fd: int, text: bytes, timeout: float = 30) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    while text not in buf:
+        left = deadline - time.monotonic()
+        assert left > 0, f"never saw {text!r}; got {buf!r}"
+        if p.poll(int(left * 1000)):
+            try:
+                buf += os.read(fd, 4096)
+            except OSError:
+                break
+    return buf
+
+
+def test_console_attach_one_holder_and_detach(lxpy, lxpath, bb):
+    (lxpath / bb / "rootfs/etc/inittab").write_text("::respawn:/bin/sh\n")
+    lxpy("start", "-n", bb)
+    master, slave = os.openpty()
+    con = subprocess.Popen([str(BIN / "lxpy-console"), "-P", str(lxpath), "-n", bb],
+                           stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    try:
+        _read_until(master, b"Ctrl+a q")
+        os.write(master, b"echo con$((40+2))sole\r")
+        _read_until(master, b"con42sole")
+        # one holder at a time
+        r = lxpy("console", "-n", bb, check=False, input="")
+        assert r.returncode == 1 and "in use" in r.stderr
+        os.write(master, b"\x01q")
+        assert con.wait(timeout=30) == 0
+    finally:
+        if con.poll() is None:
+            con.kill()
+        os.close(master)
+    # the console is free again once the first one detached
+    master, slave = os.openpty()
+    con = subprocess.Popen([str(BIN / "lxpy-console"), "-P", str(lxpath), "-n", bb, "-t", "0"],
+                           stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    try:
+        _read_until(master, b"Ctrl+a q")
+        os.write(master, b"\x01q")
+        assert con.wait(timeout=30) == 0
+    finally:
+        if con.poll() is None:
+            con.kill()
+        os.close(master)
+    r = lxpy("console", "-n", bb, "-t", "9", check=False, input="")
+    assert r.returncode == 1 and "no tty 9" in r.stderr
+    lxpy("stop", "-n", bb, "-k")

@@ -1,0 +1,97 @@
+"""Runtime logic that needs no root: the wire format, the state file and what query()
+concludes from it, lxpy-wait's state list, the start plan's environment."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lxpy.errors import UsageError
+from lxpy.runtime import proto, state
+from lxpy.runtime.wait import parse_states
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=50),
+       st.dictionaries(st.from_regex(r"[a-z_]{1,8}", fullmatch=True),
+                       st.text(alphabet=st.characters(blacklist_categories=("Cs",)),
+                               max_size=40), max_size=5))
+def test_proto_roundtrip(value, fields):
+    kind, got = proto.decode(proto.encode("error", message=value, **fields))
+    assert kind == "error"
+    assert got["message"] == value
+    for k, v in fields.items():
+        if k != "message":
+            assert got[k] == v
+
+
+def test_stream_framing_splits_messages_and_keeps_the_rest():
+    r = proto.Reader()
+    data = proto.frame("state", state="RUNNING") + proto.frame("ok") + b"raw bytes"
+    assert r.feed(data[:5]) == []
+    msgs = r.feed(data[5:])
+    assert msgs == [("state", {"state": "RUNNING"}), ("ok", {})]
+    assert r.buf == b"raw bytes"
+
+
+def test_state_query_no_run_dir(tmp_path):
+    info = state.query_dir(tmp_path / "nope")
+    assert info.state == "STOPPED" and not info.stale and info.pid is None
+
+
+def test_state_query_live_monitor(tmp_path):
+    me = os.getpid()
+    state.write_file(tmp_path, {"state": "RUNNING", "monitor_pid": me,
+                                "monitor_start": state._start_time(me), "pid": me,
+                                "pid_start": state._start_time(me), "cgroup": "lxpy/x"})
+    info = state.query_dir(tmp_path)
+    assert (info.state, info.pid, info.cgroup, info.monitor_alive) == ("RUNNING", me,
+                                                                        "lxpy/x", True)
+
+
+def test_state_query_monitor_gone_init_alive(tmp_path):
+    me = os.getpid()
+    state.write_file(tmp_path, {"state": "RUNNING", "monitor_pid": me,
+                                "monitor_start": 1, "pid": me,   # start time mismatch: gone
+                                "pid_start": state._start_time(me)})
+    info = state.query_dir(tmp_path)
+    assert info.state == "RUNNING" and not info.monitor_alive and not info.stale
+
+
+def test_state_query_everything_gone_is_stale(tmp_path):
+    state.write_file(tmp_path, {"state": "RUNNING", "monitor_pid": 2 ** 22 + 7,
+                                "pid": 2 ** 22 + 9, "pid_start": 5})
+    info = state.query_dir(tmp_path)
+    assert info.state == "STOPPED" and info.stale and info.pid is None
+
+
+def test_state_file_is_replaced_atomically(tmp_path):
+    state.write_file(tmp_path, {"state": "STARTING"})
+    state.write_file(tmp_path, {"state": "RUNNING"})
+    assert sorted(os.listdir(tmp_path)) == ["state"]
+    assert state.read_file(tmp_path) == {"state": "RUNNING"}
+
+
+def test_parse_states():
+    assert parse_states("running|STOPPED") == {"RUNNING", "STOPPED"}
+    with pytest.raises(UsageError):
+        parse_states("RUNNING|SLEEPING")
+    with pytest.raises(UsageError):
+        parse_states("|")
+
+
+def test_monitor_and_state_stay_lean():
+    """The monitor (one per running container) and state.query (lxpy-ls) import no heavy
+    modules: memory per container and listing speed depend on it."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "import lxpy.runtime.state, lxpy.runtime.monitor; "
+            "print(' '.join(m for m in ('dataclasses', 'pathlib', 'enum', 'ctypes', 'json', "
+            "'socket', 'signal', 'lxpy.config', 'lxpy.cgroups') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code, root], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == ""
