@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ..container import CONFIG_NAME, Container
-from ..errors import LockBusy
-from .copy import remove_tree
+from ..errors import LockBusy, StorageError
+from .copy import is_empty_dir, remove_tree
 
 log = logging.getLogger("lxpy.storage")
 
 TMP = ".tmp-"
 RENAME_JOURNAL = ".lxpy-rename.json"
+MERGED = "merged"       # the overlay mount point of a frozen dir container (see freeze)
 
 
 # -- dependencies ---------------------------------------------------------------------------
@@ -279,7 +280,7 @@ def run_clone_hooks(cfg: Any, cdir: Path, rootfs: Path, name: str, src_name: str
 
 def _storage_entries(cfg: Any, cdir: Path) -> set[str]:
     from .base import rootfs_dir
-    names = {CONFIG_NAME, "rootfs", "delta", "work", "snaps"}
+    names = {CONFIG_NAME, "rootfs", "delta", "work", "snaps", MERGED}
     root = rootfs_dir(cdir, cfg)
     if root.parent == cdir:
         names.add(root.name)
@@ -330,7 +331,7 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
 
     from ..config.edit import write_new
     from ..config.load import load
-    from ..errors import ContainerExists, StorageError, UsageError
+    from ..errors import ContainerExists, UsageError
     from . import for_config, get
     src.require()
     dst = Container(new_name, new_lxpath or src.lxpath)
@@ -364,6 +365,13 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
         stack.callback(remove_tree, tmp)      # a no-op once it has been renamed
         log.info("%s %s to %s (%s)", "snapshot-cloning" if snapshot else "copying",
                  src.name, new_name, tb.name)
+        if snapshot and tb.name == "overlay" and sb.name != "overlay":
+            if state(src) in ACTIVE:
+                raise StorageError(f"container {src.name!r} is running: an overlay snapshot "
+                                   "clone of a dir or btrfs container needs it stopped",
+                                   "stop it, or drop -s for a full copy")
+            src_cfg = freeze(src, src_cfg)
+            sb = for_config(src_cfg)
         if snapshot:
             keys = tb.snapshot_clone(src.dir, src_cfg, tmp)
         elif tb.name == sb.name and not _container_lowers(src_cfg, src.dir, src.lxpath):
@@ -392,6 +400,38 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
             before_publish(tmp)
         publish(tmp, dst.dir)
     return dst
+
+
+def freeze(src: Container, src_cfg: Any) -> Any:
+    """Turn a dir (or btrfs) container into an overlay over its own tree, which stays where
+    it is, byte for byte, and becomes read-only: its own changes go to delta/ from now on,
+    so it and its snapshot clones (overlays on the same tree) never see each other's
+    writes. One atomic config replace switches it; the new empty dirs made before are
+    harmless if we are killed before that. Returns the new config."""
+    from ..config.edit import set_keys
+    from ..config.load import load
+    from .base import rootfs_dir
+    from .copy import copy_dir_attrs
+    tree = rootfs_dir(src.dir, src_cfg)
+    if not tree.is_dir():
+        raise StorageError(f"{tree}: the rootfs of {src.name!r} is missing")
+    rel = os.path.relpath(tree, src.dir) if _inside(tree, src.dir) else os.fspath(tree)
+    if rel == MERGED:
+        raise StorageError(f"{src.name!r}: its rootfs is named {MERGED!r}, which an overlay "
+                           "snapshot clone needs", "drop -s for a full copy")
+    (src.dir / MERGED).mkdir(mode=0o755, exist_ok=True)
+    delta = src.dir / "delta"
+    if delta.exists() and not (delta.is_dir() and is_empty_dir(delta)):
+        raise StorageError(f"{delta}: in the way of an overlay snapshot clone",
+                           "move it away, or drop -s for a full copy")
+    delta.mkdir(mode=0o755, exist_ok=True)
+    copy_dir_attrs(tree, delta)
+    (src.dir / "work").mkdir(mode=0o700, exist_ok=True)
+    set_keys(src.config_path, {"rootfs.backend": "overlay", "rootfs.path": MERGED,
+                               "rootfs.lower": rel})
+    log.info("%s is now an overlay over its own tree %s (frozen for its snapshot clones)",
+             src.name, tree)
+    return load(src.config_path)
 
 
 # -- rename ---------------------------------------------------------------------------------

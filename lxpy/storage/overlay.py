@@ -202,7 +202,8 @@ class OverlayBackend(Backend):
         copy_tree(self.delta(cdir), Path(snapdir) / "delta")
 
     def from_snapshot(self, snapdir: Path, snap_cfg: Any, dst_cdir: Path) -> dict[str, str]:
-        lowers = split_lowers(snap_cfg.rootfs.lower, dst_cdir)
+        # relative lowers are relative to the container the snapshot was taken of
+        lowers = split_lowers(snap_cfg.rootfs.lower, Path(snapdir).parent.parent)
         copy_tree(Path(snapdir) / "delta", self.delta(dst_cdir))
         self._make_layout(dst_cdir, None)
         return self._keys(lowers)

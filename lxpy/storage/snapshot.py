@@ -163,7 +163,8 @@ def _restore_in_place(c: Container, name: str) -> Container:
         snap_cfg = load(snap.path / CONFIG_NAME)
         sb = get(snap_cfg.rootfs.backend)
         cur_cfg = load(c.config_path)
-        if cur_cfg.rootfs.backend != sb.name:
+        if cur_cfg.rootfs.backend != sb.name and not (sb.name == "dir" and
+                                                      cur_cfg.rootfs.backend == "overlay"):
             raise StorageError(f"{name} was taken with the {sb.name} backend; "
                                f"{c.name!r} now uses {cur_cfg.rootfs.backend}",
                                "restore it into a new container with -N")
@@ -171,6 +172,9 @@ def _restore_in_place(c: Container, name: str) -> Container:
         stage.mkdir(mode=0o700)
         try:
             keys = sb.from_snapshot(snap.path, snap_cfg, stage)
+            lower = str(snap_cfg.rootfs.lower or "")
+            if lower and not any(x.startswith("/") for x in lower.split(":")):
+                keys["rootfs.lower"] = lower      # relative to this container: keep it so
             text = _config_with(snap.path / CONFIG_NAME, keys, c, c.dir)
             write_new(stage / CONFIG_NAME, text)
             part = sb.snapshot_part
@@ -183,6 +187,13 @@ def _restore_in_place(c: Container, name: str) -> Container:
             if part == "delta":             # the overlay work dir belongs to the old upper
                 remove_tree(c.dir / "work")
                 (c.dir / "work").mkdir(mode=0o700)
+            elif cur_cfg.rootfs.backend == "overlay":
+                # a dir snapshot restored over a frozen dir container (see clone.freeze):
+                # it is a dir container again; its overlay parts go
+                from .clone import MERGED
+                for p in ("delta", "work", MERGED):
+                    if p != part:
+                        remove_tree(c.dir / p)
         finally:
             remove_tree(stage)
     log.info("restored %s of %s", name, c.name)

@@ -71,6 +71,11 @@ def test_clones_are_isolated(lx):
     run("copy", "-n", "gold", "-N", "snap", "-s")
     run("copy", "-n", "gold", "-N", "full")
     assert names(run) == ["full", "gold", "snap"]
+    if backend == "dir":
+        # the source became an overlay over its own tree, which did not move or change
+        assert config_of(lxpath, "gold")["rootfs"] == {
+            "backend": "overlay", "path": "merged", "lower": "rootfs"}
+        assert (lxpath / "gold" / "rootfs" / "marker").read_text() == "gold\n"
     snap_cfg = config_of(lxpath, "snap")
     assert snap_cfg["rootfs"]["origin"] == "gold"
     assert snap_cfg["rootfs"]["backend"] == ("btrfs" if backend == "btrfs" else "overlay")
@@ -89,12 +94,18 @@ def test_clones_are_isolated(lx):
             os.unlink(root / "etc" / "profile")
     assert container_sum(lxpath, "gold") == before
     assert read(lxpath, "gold", "etc/hostname") == "gold\n"
-    # written in the source: the full copy never sees it; a snapshot clone of a dir
-    # container reads its origin's tree (documented), the others do not
+    # written in the source: no clone sees it
     write(lxpath, "gold", "later", "x")
-    assert read(lxpath, "full", "later") is None
-    if backend != "dir":
-        assert read(lxpath, "snap", "later") is None
+    with rootfs_of(lxpath, "gold") as root:
+        os.unlink(root / "etc" / "passwd")
+    for clone in ("snap", "full"):
+        assert read(lxpath, clone, "later") is None
+        assert read(lxpath, clone, "etc/passwd")
+    # and another snapshot clone of the source sees the source as it is now
+    run("copy", "-n", "gold", "-N", "snap2", "-s")
+    assert read(lxpath, "snap2", "later") == "x"
+    assert read(lxpath, "snap2", "etc/passwd") is None
+    assert read(lxpath, "snap2", "marker") == "gold\n"
     assert read(lxpath, "snap", "marker") == "snap\n"
     assert read(lxpath, "full", "marker") == "full\n"
 

@@ -98,3 +98,15 @@ def test_restore_in_place_refused_while_clones_use_the_tree(lxpath):
     one_line_error(run("snapshot", "-n", "o", "-r", "snap0", check=False))
     run("snapshot", "-n", "o", "-r", "snap0", "-N", "o2")
     assert names(run) == ["c", "o", "o2"]
+    # once the clone is gone, the dir snapshot restores over the (frozen) origin, which
+    # is a plain dir container again
+    write(lxpath, "o", "after", "x")
+    run("destroy", "-n", "c")
+    run("snapshot", "-n", "o", "-r", "snap0")
+    assert read(lxpath, "o", "after") is None
+    assert sorted(p.name for p in (lxpath / "o").iterdir()) == ["config.toml", "rootfs", "snaps"]
+    import tomllib
+    with open(lxpath / "o" / "config.toml", "rb") as f:
+        assert tomllib.load(f)["rootfs"] == {"backend": "dir", "path": "rootfs"}
+    run("copy", "-n", "o", "-N", "o3", "-K")
+    assert read(lxpath, "o3", "etc/hostname") == read(lxpath, "o", "etc/hostname")
