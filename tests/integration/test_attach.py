@@ -434,3 +434,23 @@ def test_library_call_leaves_the_caller_as_it_was(ct, tmp_path):
     assert rc == 3
     assert out.read_text() == f"{name}-host\n"
     assert os.readlink("/proc/self/ns/pid_for_children") == before
+
+
+def test_sigterm_is_forwarded_with_a_pty(ct):
+    run, name = ct
+    master, slave = os.openpty()
+    p = subprocess.Popen([str(BIN / "lxpy-attach"), "-P", str(run.lxpath), name, "--", "sh",
+                          "-c", 'trap "echo got-TERM; exit 9" TERM; echo ready; '
+                          "while true; do sleep 0.2; done"],
+                         stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    try:
+        _read_until(master, b"ready")
+        p.send_signal(signal.SIGTERM)
+        _read_until(master, b"got-TERM")
+        assert p.wait(timeout=30) == 9
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+        os.close(slave)
