@@ -171,9 +171,9 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
     from ..linux import ns
     from ..linux import tty  # noqa: F401
     if plan.get("security_policy"):
-        from ..linux import caps, prctl  # noqa: F401
-        from ..linux import seccomp  # noqa: F401
-        from . import security  # noqa: F401
+        with step("prepare security policy"):
+            from . import security
+            security.prepare(plan["security_policy"])
     os.setsid()
 
     create = set(plan["ns_create"]) - set(plan.get("ns_share") or {})
@@ -370,17 +370,21 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
     for hook in plan.get("hooks_start") or ():
         with step(f"start hook {hook}"):
             _run_hook(hook, env)
+    uid, gid = plan.get("init_uid") or 0, plan.get("init_gid") or 0
+
+    def switch_user() -> None:
+        if gid:
+            os.setgroups([])
+            os.setgid(gid)
+        if uid:
+            os.setuid(uid)
     if plan.get("security_policy"):
         with step("apply security policy"):
             from . import security
-            security.apply(plan["security_policy"])
-    if plan.get("init_gid"):
-        with step("setgid"):
-            os.setgroups([])
-            os.setgid(plan["init_gid"])
-    if plan.get("init_uid"):
-        with step("setuid"):
-            os.setuid(plan["init_uid"])
+            security.apply(plan["security_policy"], switch_user=switch_user)
+    elif uid or gid:
+        with step("switch user"):
+            switch_user()
     cmd = plan["init_cmd"]
     if plan.get("app"):
         _app_init(sock, cmd, env)

@@ -229,8 +229,8 @@ class Monitor:
                 from .. import net
                 from ..config import load
                 cfg = load(Path(self.plan["config_path"]))
-                plan = net.prepare(cfg, self.plan["name"])
-                net.setup(plan, self.init_pid)
+                plan = net.prepare(cfg, self.plan["name"], Path(self.plan["lxpath"]))
+                net.setup(plan, self.init_pid)   # its undo is net.teardown (by record)
                 code = 0
             except BaseException as e:  # noqa: BLE001
                 os.write(w, f"{e}".encode()[:4000])
@@ -248,6 +248,41 @@ class Monitor:
         if os.waitstatus_to_exitcode(st) != 0:
             raise StartFailed({"step": "network", "message": "network: " + (
                 err.decode(errors="replace") or "the network helper failed")})
+
+    def net_teardown(self) -> None:
+        """net.teardown(name, lxpath) in a forked helper: host ends, forwards, DNS."""
+        if not self.plan.get("net_setup"):
+            return
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                sys.path[:] = self.plan["sys_path"]
+                from .. import net
+                net.teardown(self.plan["name"], self.plan["lxpath"])
+                code = 0
+            except BaseException as e:  # noqa: BLE001
+                log(f"network teardown: {e}")
+            finally:
+                os._exit(code)
+        os.waitpid(pid, 0)
+
+    def notify(self, state: str) -> None:
+        """sd_notify for `lxpy-start -F` under a Type=notify unit (lxpy@.service)."""
+        if not self.foreground or not os.environ.get("NOTIFY_SOCKET"):
+            return
+        try:
+            from .. import sdnotify
+            name = self.plan["name"]
+            if state == "RUNNING":
+                sdnotify.notify(ready=True, status=f"{name} running (init pid {self.init_pid})")
+            elif state == "STOPPING":
+                sdnotify.notify(stopping=True, status=f"stopping {name}",
+                                extend_timeout=int(self.plan.get("stop_timeout", 60)) + 30)
+            elif state == "STARTING":
+                sdnotify.notify(status=f"starting {name}")
+        except Exception as e:  # noqa: BLE001 - systemd's bookkeeping must not stop us
+            log(f"sd_notify: {e}")
 
     def report(self, kind: str, **fields: object) -> None:
         if self.status_fd >= 0:
@@ -364,6 +399,7 @@ class Monitor:
             self.stop_deadline = None
             self.init_pid = 0
             self.init_start = None
+            self.net_teardown()
             try:
                 self.spawn()
             except (StartFailed, OSError) as e:
@@ -470,6 +506,7 @@ class Monitor:
         self.reap_zombies()
         if self.init_pid or self.state != "ABORTING":
             self.run_hooks("stop")
+        self.net_teardown()
         if self.plan.get("cgroup"):
             try:
                 cg = self.cgroup()

@@ -60,6 +60,12 @@ def cleanup_stale(container, info: state.StateInfo | None = None) -> None:
             pass
         except Exception as e:  # noqa: BLE001 - best effort; create() cleans stale ones too
             log.warning("stale cgroup %s: %s", cg, e)
+    try:
+        if any(n.type in NET_TYPES_WITH_LINKS for n in container.config.net):
+            from .. import net
+            net.teardown(container.name, container.lxpath)
+    except Exception as e:  # noqa: BLE001 - best effort
+        log.warning("stale network of %s: %s", container.name, e)
     mcg = (info.extra or {}).get("monitor_cgroup")
     if mcg:
         try:
@@ -251,7 +257,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 from ..errors import NetworkError
                 raise NetworkError(f"container {container.name!r}: network type "
                                    f"{cfg.net[0].type} is not available in this build")
-            net.prepare(cfg, container.name)
+            net.prepare(cfg, container.name, container.lxpath)
         console_log = None
         if cfg.console.log and app_cmd is None:
             from ..paths import system_config

@@ -389,3 +389,53 @@ def test_console_attach_one_holder_and_detach(lxpy, lxpath, bb):
     r = lxpy("console", "-n", bb, "-t", "9", check=False, input="")
     assert r.returncode == 1 and "no tty 9" in r.stderr
     lxpy("stop", "-n", bb, "-k")
+
+
+def test_veth_network_and_hooks(lxpy, lxpath, unique, tmp_path):
+    br = f"rt{unique[1:9]}"
+    subprocess.run(["ip", "link", "add", br, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", "10.98.7.1/24", "dev", br], check=True)
+        subprocess.run(["ip", "link", "set", br, "up"], check=True)
+        out = tmp_path / "hooks.log"
+        hooks = (f'[hooks]\npre_start = ["echo pre $LXPY_NAME >> {out}"]\n'
+                 f'stop = ["echo stop $LXPY_NAME >> {out}"]\n'
+                 f'post_stop = ["echo post $LXPY_NAME >> {out}"]\n')
+        d = make_busybox(lxpath, unique, extra=hooks)
+        cfg = (d / "config.toml").read_text().replace(
+            'type = "empty"', f'type = "veth"\nlink = "{br}"\nipv4 = ["10.98.7.2/24"]')
+        (d / "config.toml").write_text(cfg)
+        lxpy("start", "-n", unique)
+        r = in_ct(lxpath, unique, "ip -4 addr show eth0; ping -c1 -W5 10.98.7.1")
+        assert "10.98.7.2/24" in r.stdout and r.returncode == 0, r.stdout + r.stderr
+        host_ends = subprocess.run(["ip", "-o", "link", "show", "master", br],
+                                   capture_output=True, text=True).stdout
+        assert host_ends.strip()
+        lxpy("stop", "-n", unique, "-k")
+        assert not subprocess.run(["ip", "-o", "link", "show", "master", br],
+                                  capture_output=True, text=True).stdout.strip()
+        assert out.read_text().split("\n")[:3] == [f"pre {unique}", f"stop {unique}",
+                                                   f"post {unique}"]
+        assert_nothing_left(lxpath, unique)
+    finally:
+        subprocess.run(["ip", "link", "del", br], capture_output=True)
+
+
+def test_share_namespace_with_another_container(lxpy, lxpath, unique):
+    a, b = f"{unique}a", f"{unique}b"
+    make_busybox(lxpath, a)
+    make_busybox(lxpath, b, extra=f'[namespaces]\nshare = {{ net = "{a}", uts = "{a}" }}')
+    r = lxpy("start", "-n", b, check=False)
+    assert r.returncode == 1 and "not running" in r.stderr
+    lxpy("start", "-n", a)
+    try:
+        lxpy("start", "-n", b)
+        pa, pb = state_file(lxpath, a)["pid"], state_file(lxpath, b)["pid"]
+        assert os.readlink(f"/proc/{pa}/ns/net") == os.readlink(f"/proc/{pb}/ns/net")
+        assert os.readlink(f"/proc/{pa}/ns/pid") != os.readlink(f"/proc/{pb}/ns/pid")
+        assert in_ct(lxpath, b, "hostname").stdout.strip() == f"{a}-host"
+    finally:
+        lxpy("stop", "-n", b, "-k", check=False)
+        lxpy("stop", "-n", a, "-k", check=False)
+    assert_nothing_left(lxpath, a)
+    assert_nothing_left(lxpath, b)
