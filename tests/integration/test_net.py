@@ -855,7 +855,8 @@ def test_dhcp_container_lease_shows_in_ls(managed, lxpy, lxpath):
         "\nesac\nexit 0\n")
     (r / "bin/dhcp.sh").chmod(0o755)
     (r / "etc/inittab").write_text(
-        "::respawn:/bin/udhcpc -f -i eth0 -s /bin/dhcp.sh -x hostname:dh\n")
+        "::respawn:/bin/udhcpc -f -i eth0 -s /bin/dhcp.sh -x hostname:dh\n"
+        "::respawn:/bin/nc -ll -p 7777 -e /bin/echo lxpy-e2e\n")
     lxpy("start", "-n", "dh")
     try:
         def leased():
@@ -864,6 +865,18 @@ def test_dhcp_container_lease_shows_in_ls(managed, lxpy, lxpath):
         addr = wait_for(leased, what="the lease in lxpy-ls -f")
         st = json.loads(lxpy("net", "status", "--format", "json", lxpath=False).stdout)
         assert any(x["ip"] == addr and x["hostname"] == "dh" for x in st["leases"])
+        # a forward to a container known only by its lease
+        hp = random.randint(50000, 59999)
+        lxpy("net", "forward", "add", "dh", "tcp", f"{hp}:7777")
+
+        def talk():
+            try:
+                with socket.create_connection(("127.0.0.1", hp), timeout=2) as s:
+                    return s.recv(100)
+            except OSError:
+                return None
+        assert b"lxpy-e2e" in wait_for(talk, what="the forward to the leased address")
+        lxpy("net", "forward", "remove", "dh", "tcp", f"{hp}:7777")
     finally:
         lxpy("stop", "-n", "dh", "-k", check=False)
         net.teardown("dh", lxpath)
