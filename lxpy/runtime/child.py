@@ -54,7 +54,8 @@ class _Step:
             syscall = text.split("()", 1)[0] if "()" in text else ""
             why = text.split(": ", 1)[1] if "(): " in text else text
             path = e.filename if isinstance(e.filename, str) else ""
-            raise StepFailed(self.name, f"{self.name}: {why}" + (f": {path}" if path else ""),
+            where = f": {path}" if path and path not in self.name else ""
+            raise StepFailed(self.name, f"{self.name}: {why}{where}",
                              syscall, e.errno or 0, path or "") from None
         import traceback
         traceback.print_exception(e)
@@ -95,7 +96,8 @@ def intermediate(plan: dict, sock, ptys: list[tuple[int, str]]) -> None:
 def _intermediate(plan: dict, sock, ptys: list[tuple[int, str]]) -> None:
     from ..linux import ns
 
-    os.setsid()
+    if not plan.get("app"):
+        os.setsid()     # (lxpy-execute: stay in the terminal's foreground process group)
     # Join the payload cgroup before unshare(CLONE_NEWCGROUP): it becomes the root of the
     # container's cgroup namespace. (The paths come from Cgroup.dirs() in lxpy-start, so
     # this process does not import the cgroup layer.)
@@ -174,7 +176,8 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
         with step("prepare security policy"):
             from . import security
             security.prepare(plan["security_policy"])
-    os.setsid()
+    if not plan.get("app"):
+        os.setsid()
 
     create = set(plan["ns_create"]) - set(plan.get("ns_share") or {})
     own_net = "net" in create
@@ -393,13 +396,22 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
 
 
 def _exec(cmd: list[str], env: dict) -> None:
-    try:
-        if "/" in cmd[0]:
-            os.execve(cmd[0], cmd, env)
-        else:
-            os.execvpe(cmd[0], cmd, env)
-    except OSError as e:
-        raise OSError(e.errno, f"execve(): {os.strerror(e.errno or 0)}", cmd[0]) from None
+    """execve, searching PATH for a bare name (os.execvpe would import modules that are
+    out of reach after pivot_root)."""
+    if "/" in cmd[0]:
+        cands = [cmd[0]]
+    else:
+        cands = [os.path.join(d or ".", cmd[0]) for d in
+                 env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+                 .split(":")]
+    err = 2
+    for path in cands:
+        try:
+            os.execve(path, cmd, env)
+        except OSError as e:
+            if e.errno not in (2, 20) or err == 2:   # keep EACCES over ENOENT, like a shell
+                err = e.errno or err
+    raise OSError(err, f"execve(): {os.strerror(err)}", cmd[0])
 
 
 def _app_init(sock, cmd: list[str], env: dict) -> None:
@@ -421,9 +433,11 @@ def _app_init(sock, cmd: list[str], env: dict) -> None:
             os.kill(pid, sig)
         except OSError:
             pass
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-              signal.SIGUSR2):
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(s, forward)
+    # Ctrl-C and Ctrl-\ reach the command from the terminal itself (same process group)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     status = 0
     while True:
         try:
@@ -435,6 +449,11 @@ def _app_init(sock, cmd: list[str], env: dict) -> None:
         if p == pid:
             status = os.waitstatus_to_exitcode(st)
             status = 128 - status if status < 0 else status
+            # The command is done: what it left behind goes (we are PID 1 of the ns).
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
     os._exit(status)
 
 

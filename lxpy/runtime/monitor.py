@@ -170,7 +170,8 @@ class Monitor:
             try:
                 mine.close()
                 signal.set_wakeup_fd(-1)
-                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                          signal.SIGCHLD):
                     signal.signal(s, signal.SIG_DFL)
                 if self.listener is not None:
                     self.listener.close()
@@ -300,7 +301,7 @@ class Monitor:
     def run(self) -> int:
         r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(w)
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(s, lambda *_: None)
         self.sigfd = r
         try:
@@ -352,7 +353,14 @@ class Monitor:
         except BlockingIOError:
             return
         for b in data:
-            if b in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            if self.plan.get("app") and b in (signal.SIGTERM, signal.SIGHUP):
+                try:     # lxpy-execute: the command gets it (through its minimal init)
+                    signal.pidfd_send_signal(self.pidfd, b)
+                except OSError:
+                    pass
+            elif self.plan.get("app") and b == signal.SIGINT:
+                pass     # the terminal sent it to the command too
+            elif b in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 self.request_stop(float(self.plan.get("stop_timeout", 60)), False)
             elif b == signal.SIGCHLD:
                 self.reap_others()
@@ -433,8 +441,9 @@ class Monitor:
         if kill or timeout <= 0:
             self.kill_all()
             return
+        sig = signal.SIGTERM if self.plan.get("app") else int(self.plan["halt_signal"])
         try:
-            signal.pidfd_send_signal(self.pidfd, int(self.plan["halt_signal"]))
+            signal.pidfd_send_signal(self.pidfd, sig)
         except OSError:
             pass
         deadline = time.monotonic() + timeout

@@ -14,7 +14,6 @@ import fcntl
 import logging
 import marshal
 import os
-import shutil
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -79,6 +78,7 @@ def cleanup_stale(container, info: state.StateInfo | None = None) -> None:
             rootfs.rmdir()
         except OSError:
             pass
+        import shutil
         shutil.rmtree(rd, ignore_errors=True)
 
 

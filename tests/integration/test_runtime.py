@@ -216,6 +216,19 @@ def test_execute_passes_exit_status(lxpy, lxpath, bb):
     r = lxpy("execute", "-n", bb, "--", "/bin/sh", "-c", "cat /proc/1/comm; kill -9 $$",
              check=False)
     assert r.returncode == 137
+    r = lxpy("execute", "-n", bb, "--", "cat", input="from stdin\n")
+    assert r.stdout == "from stdin\n"
+    # lxpy-stop of an application container: SIGTERM to the command, leftovers killed
+    p = subprocess.Popen([str(BIN / "lxpy-execute"), "-P", str(lxpath), "-n", bb, "--", "/bin/sh",
+                          "-c", "trap 'exit 7' TERM; sleep 1000 & echo up; wait"],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "up\n"
+        lxpy("stop", "-n", bb, "-t", "30")
+        assert p.wait(timeout=60) == 7
+    finally:
+        if p.poll() is None:
+            p.kill()
     r = lxpy("execute", "-n", bb, "--", "/no/such", check=False)
     assert r.returncode != 0 and "/no/such" in r.stderr and len(r.stderr.splitlines()) == 1
     assert_nothing_left(lxpath, bb)
