@@ -30,6 +30,20 @@ EXTRA_DEVICES = {"fuse": ("fuse", 10, 229), "tun": ("net/tun", 10, 200),
                  "kvm": ("kvm", 10, 232), "loop": ("loop-control", 10, 237)}
 
 
+class _RootfsOnly:
+    """What Backend.mount() reads of a Config (rootfs.*), without loading the config."""
+
+    def __init__(self, values: dict):
+        import types
+        self.rootfs = types.SimpleNamespace(**values)
+
+    def get(self, key: str):
+        section, _, name = key.partition(".")
+        if section != "rootfs":
+            raise KeyError(key)
+        return getattr(self.rootfs, name)
+
+
 class StepFailed(Exception):
     def __init__(self, step: str, message: str, syscall: str = "", err: int = 0, path: str = ""):
         super().__init__(message)
@@ -124,11 +138,6 @@ def _intermediate(plan: dict, sock, ptys: list[tuple[int, str]]) -> None:
     with step("unshare namespaces " + ",".join(create)):
         ns.unshare(ns.flags_of(create))
     steps = plan.get("cgroup_mounts") if "mnt" in create else None
-    if plan.get("need_config"):
-        with step("load config"):
-            from ..config import load
-            from pathlib import Path
-            plan["_cfg"] = load(Path(plan["config_path"]))
     pid = os.fork()
     if pid == 0:
         try:
@@ -193,7 +202,8 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
         else:
             from .. import storage
             from pathlib import Path
-            storage.get(plan["backend"]).mount(Path(plan["dir"]), plan["_cfg"], Path(root))
+            storage.get(plan["backend"]).mount(Path(plan["dir"]), _RootfsOnly(plan["rootfs_cfg"]),
+                                               Path(root))
             if not m.is_mountpoint(root):
                 m.mount(root, root, None, m.MS_BIND | m.MS_REC)
     for d in ("proc", "sys", "dev"):
