@@ -65,6 +65,17 @@ def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> 
         raise StorageError(f"cannot mount the overlay at {target}: {e.strerror}", hint) from None
 
 
+def _copy_xattrs(src: Path, dst: Path) -> None:
+    for name in os.listxattr(src, follow_symlinks=False):
+        if name.startswith("trusted.overlay."):
+            continue
+        try:
+            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False),
+                        follow_symlinks=False)
+        except OSError as e:
+            log.debug("xattr %s of %s: %s", name, src, e)
+
+
 @register
 class OverlayBackend(Backend):
     name = "overlay"
@@ -141,32 +152,69 @@ class OverlayBackend(Backend):
 
     @contextmanager
     def editable(self, cdir: Path, cfg: Any, rels: tuple[str, ...]) -> Iterator[Path]:
-        """The delta itself when it holds every file of rels as a plain file in plain
-        directories (what a template render leaves): replacing them there is what the
-        overlay would do, without a mount and its sync on unmount."""
-        import stat
+        """The delta itself, after copying up by hand what rels need (their parent dirs
+        with owner, mode, times and xattrs, and the files themselves) from the topmost lower
+        that has them, as the overlay would on a write. Only plain files in plain dirs are
+        handled so; anything else (symlinks, whiteouts, opaque dirs) gets a real mount.
+        This avoids a mount and the sync of the upper filesystem on unmount."""
         upper = self.delta(cdir)
-        direct = True
-        for rel in rels:
-            p = upper
-            for i, part in enumerate(Path(rel).parts):
-                p = p / part
-                try:
-                    st = os.lstat(p)
-                except OSError:
-                    direct = False
-                    break
-                last = i == len(Path(rel).parts) - 1
-                if not (stat.S_ISREG(st.st_mode) if last else stat.S_ISDIR(st.st_mode)):
-                    direct = False
-                    break
-            if not direct:
-                break
+        try:
+            direct = all(self._copy_up(upper, self.lowers(cdir, cfg), rel) for rel in rels)
+        except OSError as e:
+            log.debug("copy-up by hand in %s failed (%s): mounting", upper, e)
+            direct = False
         if direct:
             yield upper
         else:
             with self.mounted(cdir, cfg) as root:
                 yield root
+
+    @staticmethod
+    def _copy_up(upper: Path, lowers: list[Path], rel: str) -> bool:
+        import shutil
+        import stat
+        parts = Path(rel).parts
+        if not parts or any(p in ("", ".", "..") for p in parts):
+            return False
+        for i in range(len(parts)):
+            sub = Path(*parts[:i + 1])
+            last = i == len(parts) - 1
+            try:
+                st = os.lstat(upper / sub)
+            except FileNotFoundError:
+                st = None
+            if st is not None:
+                if stat.S_ISDIR(st.st_mode) and not last:
+                    try:
+                        if os.getxattr(upper / sub, "trusted.overlay.opaque") == b"y":
+                            return False
+                    except OSError:
+                        pass
+                    continue
+                return last and stat.S_ISREG(st.st_mode)
+            # not in the upper: the topmost lower that has it
+            found = None
+            for low in lowers:
+                try:
+                    found = (low / sub, os.lstat(low / sub))
+                    break
+                except FileNotFoundError:
+                    continue
+            if found is None:
+                return last       # a new file in an existing dir: nothing to copy up
+            src, lst = found
+            if not last and stat.S_ISDIR(lst.st_mode):
+                (upper / sub).mkdir()
+                copy_dir_attrs(src, upper / sub)
+                _copy_xattrs(src, upper / sub)
+            elif last and stat.S_ISREG(lst.st_mode):
+                shutil.copy2(src, upper / sub, follow_symlinks=False)
+                os.chown(upper / sub, lst.st_uid, lst.st_gid, follow_symlinks=False)
+                os.chmod(upper / sub, lst.st_mode & 0o7777)
+                _copy_xattrs(src, upper / sub)
+            else:
+                return False
+        return True
 
     def destroy(self, cdir: Path, cfg: Any) -> None:
         from .copy import _unmount_under
