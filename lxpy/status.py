@@ -43,7 +43,8 @@ def ips(addrs: dict[str, dict[str, Any]], family: str) -> list[str]:
     for ifname, a in addrs.items():
         if ifname == "lo":
             continue
-        out += [x.split("/")[0] for x in a.get(family, [])]
+        out += [x.split("/")[0] for x in a.get(family, [])
+                if not x.lower().startswith("fe80:")]   # link-local says nothing
     return out
 
 

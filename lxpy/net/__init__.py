@@ -206,7 +206,16 @@ def prepare(cfg: Any, name: str, lxpath: Path | str | None = None) -> Plan:
         return plan
     sc = system_config()
     managed_net = ipaddress.ip_network(sc.subnet, strict=False)
-    hv = HostView(rtnl.by_name())
+    links = rtnl.by_name()
+    if sc.bridge not in links and any(e.type == "veth" and e.link == sc.bridge
+                                      for e in entries):
+        # The managed bridge is lxpy's own, as lxcbr0 is LXC's: bring it up on demand
+        # (lxpy-net start is idempotent; lxpy-net.service does it at boot).
+        from . import bridge
+        log.warning("starting the managed bridge %s (lxpy-net start)", sc.bridge)
+        bridge.start()
+        links = rtnl.by_name()
+    hv = HostView(links)
     names: dict[str, str] = {}
     seen_addrs: dict[str, str] = {}
     seen_macs: dict[str, str] = {}
