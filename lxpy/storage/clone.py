@@ -365,6 +365,11 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
         stack.callback(remove_tree, tmp)      # a no-op once it has been renamed
         log.info("%s %s to %s (%s)", "snapshot-cloning" if snapshot else "copying",
                  src.name, new_name, tb.name)
+        if snapshot and tb.name == "overlay" and dst.lxpath.resolve() != src.lxpath.resolve() \
+                and (sb.name != "overlay" or _container_lowers(src_cfg, src.dir, src.lxpath)):
+            raise StorageError("this snapshot clone would depend on a container in another "
+                               "lxpath, where lxpy-destroy could not see it",
+                               "make it in the same lxpath, or drop -s for a full copy")
         if snapshot and tb.name == "overlay" and sb.name != "overlay":
             if state(src) in ACTIVE:
                 raise StorageError(f"container {src.name!r} is running: an overlay snapshot "
