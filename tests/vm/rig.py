@@ -281,18 +281,26 @@ def run(command: str, *, repo: Path = REPO, timeout: float = 600, cpus: int = 2,
         return Result(rc, out, con, time.monotonic() - t0, files)
 
 
-def ensure_venv(repo: Path = REPO) -> Path:
-    """A venv in the shared checkout built with Debian's /usr/bin/python3, so that the guest
-    (same Debian python) can run it as is. The checkout's .venv is one when made that way."""
-    venv = repo / ".venv"
+def _debian_venv(venv: Path) -> bool:
     cfg = venv / "pyvenv.cfg"
-    if cfg.exists() and re.search(r"^home\s*=\s*/usr/bin\s*$", cfg.read_text(), re.M):
-        return venv
+    return (cfg.exists() and (venv / "bin/pytest").exists()
+            and bool(re.search(r"^home\s*=\s*/usr/bin\s*$", cfg.read_text(), re.M)))
+
+
+def ensure_venv(repo: Path = REPO) -> Path:
+    """A venv inside the shared checkout built with Debian's /usr/bin/python3, so that the
+    guest (the same Debian python) runs it as is: the running one or the checkout's .venv
+    when they are such, else .venv-vm made here (python3 -m venv + pip install -e)."""
+    for venv in (Path(sys.prefix), repo / ".venv", repo / ".venv-vm"):
+        try:
+            venv.resolve().relative_to(repo.resolve())
+        except ValueError:
+            continue
+        if _debian_venv(venv):
+            return venv
     venv = repo / ".venv-vm"
-    if not (venv / "bin/pytest").exists():
-        subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin/pip"), "install", "-q", "-e", f"{repo}[test]"],
-                       check=True)
+    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin/pip"), "install", "-q", "-e", f"{repo}[test]"], check=True)
     return venv
 
 

@@ -24,6 +24,7 @@ MUST_PASS = ["test_layout_and_driver", "test_oom_kill_inside_cgroup_only",
 CONTAINER_MUST_PASS = ["test_container_limits_live_change_freeze",
                        "test_container_fork_bomb_and_view"]
 GUEST_TESTS = ["tests/integration/test_cgroups.py"]
+GUEST_TIMEOUT = 900     # seconds for the whole batch in the guest (TCG on a busy host)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +38,10 @@ def guest_run():
     extra = [t for t in ("tests/integration/test_cgroups_container.py",)
              if (rig.REPO / t).exists()]
     cmd = (f"export PYTHONDONTWRITEBYTECODE=1 LXPY_EXPECT_CGROUP=v2 LXPY_IN_VM=1\n"
-           f"{venv}/bin/python -m pytest -p no:cacheprovider -q -rs "
+           f"timeout {GUEST_TIMEOUT} {venv}/bin/python -m pytest -p no:cacheprovider -v -rs "
+           f"-o faulthandler_timeout=240 "
            f"--junitxml=/results/junit.xml {' '.join(GUEST_TESTS + extra)}")
-    return rig.run(cmd, repo=rig.REPO, timeout=900)
+    return rig.run(cmd, repo=rig.REPO, timeout=GUEST_TIMEOUT + 120)
 
 
 def _cases(xml: str) -> dict[str, str]:
