@@ -225,6 +225,16 @@ class OverlayBackend(Backend):
     def data_path(self, cdir: Path, cfg: Any) -> Path:
         return self.delta(cdir)
 
+    def usage(self, cdir: Path, cfg: Any) -> int:
+        """The delta, plus its own frozen tree when it has one (see clone.freeze)."""
+        from .copy import tree_usage
+        total = tree_usage(self.delta(cdir))
+        real = os.path.realpath(cdir)
+        for low in self.lowers(cdir, cfg):
+            if os.path.realpath(low).startswith(real + "/"):
+                total += tree_usage(low)
+        return total
+
     # -- clone and snapshot --------------------------------------------------------------
     def full_copy(self, src_cdir: Path, src_cfg: Any, dst_cdir: Path) -> dict[str, str]:
         """Copy the delta, share the (read-only) lowers."""
