@@ -25,6 +25,8 @@ def add_arguments(p) -> None:
                    help="allow copying a running container (its tree may be inconsistent)")
     p.add_argument("-e", "--ephemeral", action="store_true",
                    help="start the copy at once and destroy it when it stops")
+    p.add_argument("-t", "--tmpfs", action="store_true",
+                   help="-e: keep the ephemeral copy's changes on a tmpfs (overlay)")
     p.add_argument("-q", "--quiet", action="store_true")
 
 
@@ -72,6 +74,11 @@ def run(args) -> int:
             raise UsageError("give the new name with -N NEWNAME")
         new = _ephemeral_name(src.name)
     check_name(new)
+    if args.tmpfs and not args.ephemeral:
+        raise UsageError("-t goes with -e (an ephemeral copy)")
+    if args.tmpfs and args.backend not in (None, "overlay"):
+        raise UsageError("-t keeps an overlay's changes on a tmpfs: it does not go with "
+                         f"-B {args.backend}")
     backend = args.backend
     if backend == "best":
         from lxpy import storage
@@ -86,7 +93,8 @@ def run(args) -> int:
         src, new, snapshot=args.snapshot or (args.ephemeral and not backend),
         backend=backend, keep_hostname=args.keepname, keep_macs=args.keepmac,
         allow_running=args.allowrunning,
-        new_lxpath=Path(args.newpath) if args.newpath else None)
+        new_lxpath=Path(args.newpath) if args.newpath else None,
+        before_publish=clone.changes_on_tmpfs if args.tmpfs else None)
     if not args.ephemeral:
         if not args.quiet:
             print(f"created {dst.name} as a {'snapshot clone' if args.snapshot else 'copy'} "

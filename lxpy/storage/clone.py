@@ -439,6 +439,24 @@ def freeze(src: Container, src_cfg: Any) -> Any:
     return load(src.config_path)
 
 
+def changes_on_tmpfs(cdir: Path) -> None:
+    """Move an overlay container's delta and work dirs onto a tmpfs mounted in cdir (for
+    ephemeral copies: lxpy-copy -e -t); they become symlinks to it. Destroy unmounts it."""
+    from ..config.load import load
+    from ..linux.mount import MS_NODEV, MS_NOSUID, mount
+    from .copy import copy_tree
+    cfg = load(cdir / CONFIG_NAME)
+    if cfg.rootfs.backend != "overlay":
+        raise StorageError("-t needs an overlay copy", "use -e -t without -B, or -B overlay")
+    t = cdir / ".tmpfs"
+    t.mkdir(mode=0o700)
+    mount("tmpfs", t, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
+    for part in ("delta", "work"):
+        copy_tree(cdir / part, t / part)
+        remove_tree(cdir / part)
+        os.symlink(f".tmpfs/{part}", cdir / part)
+
+
 # -- rename ---------------------------------------------------------------------------------
 
 def rename_container(src: Container, new_name: str, keep_hostname: bool = False) -> Container:

@@ -225,20 +225,25 @@ def test_origin_with_20_snapshot_clones_cannot_be_destroyed(lxpath):
     assert [p.name for p in lxpath.iterdir() if not p.name.endswith(".lock")] == []
 
 
-def test_ephemeral_copy_is_destroyed_when_it_stops(lxpath):
+@pytest.mark.parametrize("tmpfs", [False, True])
+def test_ephemeral_copy_is_destroyed_when_it_stops(lxpath, tmpfs):
     run = Runner(lxpath)
     run("create", "-n", "gold", "-t", "busybox", "-B", "overlay")
     if run("start", "-h", check=False).returncode != 0:
         pytest.skip("lxpy-start is not available")
-    r = run("copy", "-n", "gold", "-N", "eph", "-e", check=False)
+    r = run("copy", "-n", "gold", "-N", "eph", "-e", *(["-t"] if tmpfs else []), check=False)
     if r.returncode != 0 and "start" in r.stderr:
         pytest.skip(f"the container cannot start here: {r.stderr.strip()}")
     assert r.returncode == 0, r.stderr
     assert "eph" in names(run)
     run("wait", "-n", "eph", "-s", "RUNNING", "-t", "30")
+    if tmpfs:
+        mounts = open("/proc/self/mountinfo").read()
+        assert f"{lxpath}/eph/.tmpfs " in mounts
     run("stop", "-n", "eph", "-k")
     deadline = time.monotonic() + 30
     while "eph" in names(run) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert names(run) == ["gold"]
     assert [p.name for p in lxpath.iterdir() if not p.name.startswith(".")] == ["gold"]
+    assert str(lxpath) not in open("/proc/self/mountinfo").read()
