@@ -35,6 +35,19 @@ def console(container, tty: int = 0, escape: int = 1, stdin_fd: int = 0,
     if tty_attrs is not None:
         os.write(stdout_fd, f"\r\nConnected to tty {tty}\r\nType <Ctrl+a q> to exit the "
                  "console, <Ctrl+a Ctrl+a> to enter Ctrl+a itself\r\n\r\n".encode())
+    if tty_attrs is not None:
+        import signal
+
+        def winch(_sig, _frame) -> None:
+            ws = get_winsize(stdin_fd)
+            if ws:
+                try:
+                    c, _ = proto.request(str(container.run_dir / state.SOCKET), "winsize",
+                                         io_timeout=2, tty=tty, rows=ws[0], cols=ws[1])
+                    c.close()
+                except OSError:
+                    pass
+        signal.signal(signal.SIGWINCH, winch)
     p = select.poll()
     p.register(stdin_fd, select.POLLIN)
     p.register(s.fileno(), select.POLLIN)

@@ -686,7 +686,13 @@ class Monitor:
             c.tty = n
             self.send(c, proto.frame("ok"))
         elif kind == "winsize":
-            pass
+            try:
+                n = int(msg.get("tty") or 0)
+                from ..linux.tty import set_winsize
+                set_winsize(self.ptys[n][0], int(msg["rows"]), int(msg["cols"]))
+                self.send(c, proto.frame("ok"))
+            except (OSError, ValueError, KeyError, IndexError) as e:
+                self.send(c, proto.frame("error", message=str(e)))
         elif kind in ("freeze", "thaw"):
             if not self.plan.get("cgroup"):
                 self.send(c, proto.frame("error", message="the container has no cgroup"))
