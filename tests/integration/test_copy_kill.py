@@ -142,3 +142,26 @@ def test_kill_snapshot_and_restore(lxpath):
         now = container_sum(lxpath, "c")
     assert names(run) == ["c"]
     assert not [p for p in (lxpath / "c").iterdir() if p.name.startswith(".restore")]
+
+
+def test_kill_first_snapshot_clone_of_a_dir_container(lxpath):
+    """The first overlay snapshot clone of a dir container also switches the source to an
+    overlay over its own tree: killed anywhere in that, the source's tree is the same."""
+    rng = random.Random(SEED + 3)
+    lxpath.mkdir()
+    run = Runner(lxpath)
+    run("create", "-n", "probe", "-t", "busybox", "-B", "dir")
+    within = duration(run, "copy", "-n", "probe", "-N", "probe2", "-s") * 1.2
+    for trial in range(4):
+        run("create", "-n", "src", "-t", "busybox", "-B", "dir")
+        before = container_sum(lxpath, "src")
+        on_disk = (lxpath / "src" / "rootfs").stat().st_mtime_ns
+        killed(lxpath, "copy", "-n", "src", "-N", "new", "-s", within=within, rng=rng)
+        assert container_sum(lxpath, "src") == before, (trial, SEED)
+        assert (lxpath / "src" / "rootfs").stat().st_mtime_ns == on_disk
+        assert set(names(run)) <= {"probe", "probe2", "src", "new"}
+        if "new" not in names(run):
+            run("copy", "-n", "src", "-N", "new", "-s")
+        assert container_sum(lxpath, "new", file_times=False) != ""
+        drop(lxpath, "new")
+        drop(lxpath, "src")
