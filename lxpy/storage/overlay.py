@@ -124,7 +124,7 @@ class OverlayBackend(Backend):
 
     # -- interface -----------------------------------------------------------------------
     def create_from(self, base: Path, cdir: Path) -> dict[str, str]:
-        base = Path(os.path.abspath(base))
+        base = Path(os.path.realpath(base))     # never a symlink a cache flush repoints
         if not base.is_dir():
             raise StorageError(f"{base}: the base tree is missing")
         keys = self._keys([base])
