@@ -25,7 +25,7 @@ MAY_FAIL = {"networking.service", "ifupdown-wait-online.service",
 
 
 @pytest.fixture
-def debian(request, lxpy, lxpath, unique) -> str:
+def debian(request, lxpy, lxpath, unique, tmp_path) -> str:
     lower = os.environ.get("LXPY_TEST_DEBIAN_ROOTFS")
     if lower:
         if not Path(lower, "sbin/init").exists() and not Path(lower, "lib/systemd/systemd") \
@@ -41,7 +41,10 @@ def debian(request, lxpy, lxpath, unique) -> str:
             '[init]\ncmd = ["/sbin/init"]\nstop_timeout = 60\n[[net]]\ntype = "empty"\n')
     else:
         request.getfixturevalue("debian_cache")
-        lxpy("create", "-n", unique, "-t", "debian", "--", "-r", "bookworm", timeout=900)
+        empty = tmp_path / "empty-net.toml"
+        empty.write_text('[[net]]\ntype = "empty"\n')
+        lxpy("create", "-n", unique, "-t", "debian", "-B", "overlay", "-f", str(empty),
+             timeout=900)
     yield unique
     lxpy("stop", "-n", unique, "-k", check=False)
 
@@ -84,5 +87,15 @@ def test_debian_boots_systemd_and_shuts_down_cleanly(lxpy, lxpath, debian):
     assert "Reached target" in log and ("Halting system" in log or "Powering off" in log)
     assert_nothing_left(lxpath, debian)
     boot_and_check(lxpy, lxpath, debian)
-    lxpy("stop", "-n", debian, "-t", "60")
+    # reboot from inside: the same monitor boots a new init; poweroff from inside stops it
+    pid = state_file(lxpath, debian)["pid"]
+    systemctl(lxpath, debian, "reboot")
+    deadline = time.monotonic() + 60
+    while state_file(lxpath, debian).get("pid") in (pid, "", None) or \
+            state_file(lxpath, debian).get("state") != "RUNNING":
+        assert time.monotonic() < deadline, "no new init after systemctl reboot"
+        lxpy("wait", "-n", debian, "-s", "RUNNING", "-t", "1", check=False)
+    assert systemctl(lxpath, debian, "is-system-running", "--wait") in ("running", "degraded")
+    systemctl(lxpath, debian, "poweroff")
+    lxpy("wait", "-n", debian, "-s", "STOPPED", "-t", "60")
     assert_nothing_left(lxpath, debian)
