@@ -133,8 +133,6 @@ def sweep(lxpath: Path) -> None:
                 log.warning("could not remove %s: %s", p, err)
 
 
-
-
 def new_tmp(lxpath: Path, op: str, name: str) -> Path:
     return lxpath / f"{TMP}{op}-{name}-{secrets.token_hex(4)}"
 
@@ -170,8 +168,11 @@ def new_hwaddr(mac: str) -> str:
     parts = str(mac or "00:16:3e:xx:xx:xx").split(":")
     if len(parts) != 6:
         parts = ["00", "16", "3e", "xx", "xx", "xx"]
-    return ":".join(p if i < 3 and p.lower() != "xx" else f"{rng.randrange(256):02x}"
-                    for i, p in enumerate(parts))
+    out = [p if i < 3 and p.lower() != "xx" else f"{rng.randrange(256):02x}"
+           for i, p in enumerate(parts)]
+    if parts[0].lower() == "xx":      # a random first octet: unicast, locally administered
+        out[0] = f"{(int(out[0], 16) & 0xFC) | 0x02:02x}"
+    return ":".join(out)
 
 
 def _rewrite_strings(node: Any, old: str, new: str) -> None:
