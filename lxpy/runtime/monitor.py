@@ -399,11 +399,12 @@ class Monitor:
         if reboot:
             self.set_state("STARTING")
             self.reap_zombies()
-            self.kill_cgroup()
-            try:
-                self.cgroup_call("thaw")      # kill() may leave it frozen
-            except Exception:  # noqa: BLE001
-                pass
+            if not self.own_pidns():         # else the pid namespace took everything along
+                self.kill_cgroup()
+                try:
+                    self.cgroup_call("thaw")      # kill() may leave it frozen
+                except Exception:  # noqa: BLE001
+                    pass
             self.stop_deadline = None
             self.init_pid = 0
             self.init_start = None
@@ -451,13 +452,20 @@ class Monitor:
             self.stop_deadline = deadline
 
     def kill_all(self) -> None:
+        """SIGKILL init: with a pid namespace of its own, that takes every process of the
+        container with it (the kernel's doing); otherwise the cgroup is killed too."""
         self.killed = True
-        self.kill_cgroup()
+        own_pidns = self.own_pidns()
         if self.pidfd >= 0:
             try:
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
             except OSError:
                 pass
+        if not own_pidns or self.pidfd < 0:
+            self.kill_cgroup()
+
+    def own_pidns(self) -> bool:
+        return "pid" in self.plan["ns_create"] and "pid" not in (self.plan.get("ns_share") or {})
 
     def kill_cgroup(self) -> None:
         if self.plan.get("cgroup"):
@@ -465,6 +473,21 @@ class Monitor:
                 self.cgroup().kill()
             except Exception as e:  # noqa: BLE001
                 log(f"cgroup kill: {e}")
+
+    def rmdir_cgroup(self) -> bool:
+        """Remove the (now empty) payload cgroup and what systemd made inside, bottom-up,
+        without importing the cgroup layer. False if anything is still in use."""
+        ok = True
+        for procs in self.plan.get("cgroup_procs") or ():
+            top = os.path.dirname(procs)
+            for d, _subdirs, _files in os.walk(top, topdown=False):
+                try:
+                    os.rmdir(d)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    ok = False
+        return ok
 
     _cg = None
 
@@ -516,7 +539,7 @@ class Monitor:
         if self.init_pid or self.state != "ABORTING":
             self.run_hooks("stop")
         self.net_teardown()
-        if self.plan.get("cgroup"):
+        if self.plan.get("cgroup") and not self.rmdir_cgroup():
             try:
                 cg = self.cgroup()
                 cg.kill()
