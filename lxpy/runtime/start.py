@@ -191,6 +191,11 @@ def _check(container, cfg) -> None:
         raise KernelFeatureError(f"container {container.name!r}: unprivileged containers "
                                  "(idmap, user namespace) cannot be started yet",
                                  "remove [idmap] and \"user\" from namespaces.create")
+    if "mnt" not in cfg.namespaces.create or "mnt" in cfg.namespaces.share:
+        raise ConfigError(f"container {container.name!r}: it needs a mount namespace of its "
+                          "own (its rootfs, /proc, /dev are mounted there)",
+                          "add \"mnt\" to namespaces.create and remove it from "
+                          "namespaces.share")
     if cfg.rootfs.backend == "dir" and not container.rootfs.is_dir():
         raise ConfigError(f"container {container.name!r}: its rootfs {container.rootfs} is "
                           "not a directory", "check rootfs.path in its config.toml")

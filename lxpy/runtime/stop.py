@@ -35,15 +35,12 @@ def stop(container, timeout: float | None = None, kill: bool = False, wait: bool
                              "rebooted", "lxpy-stop it, then lxpy-start it")
         _stop_orphan(container, info, timeout, kill)
         return
-    if timeout is None:
-        try:
-            timeout = float(container.config.init.stop_timeout)
-        except Exception:  # noqa: BLE001 - a broken config must not prevent a stop
-            timeout = 60.0
+    # timeout None: the monitor uses init.stop_timeout from its plan (no config load here)
     try:
         s, (kind, msg) = proto.request(_sock(container), "reboot" if reboot else "stop",
                                        io_timeout=10, **({} if reboot else {
-                                           "timeout": timeout, "kill": int(kill)}))
+                                           "timeout": "" if timeout is None else timeout,
+                                           "kill": int(kill)}))
     except (FileNotFoundError, ConnectionRefusedError):
         # The monitor exited between the query and now.
         if state.query(container).state == "STOPPED":
