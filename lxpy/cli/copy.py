@@ -84,6 +84,12 @@ def run(args) -> int:
         from lxpy import storage
         backend = storage.best(Path(args.newpath) if args.newpath else src.lxpath).name
     from lxpy.storage import clone
+    import signal
+
+    def _term(signum, frame):          # clean up as for Ctrl-C (the temp copy goes)
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGHUP, _term)
     if args.rename:
         dst = clone.rename_container(src.require(), new, keep_hostname=args.keepname)
         if not args.quiet:

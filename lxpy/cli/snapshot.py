@@ -30,6 +30,12 @@ def run(args) -> int:
     from lxpy.errors import UsageError
     from lxpy.storage import snapshot as snap
     c = Container(args.name, args.lxpath).require()
+    import signal
+
+    def _term(signum, frame):          # clean up as for Ctrl-C (the temp copy goes)
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGHUP, _term)
     if args.extra:
         raise UsageError("lxpy-snapshot takes nothing after --")
     if args.newname and not args.restore:
