@@ -87,7 +87,9 @@ ROWS: list[Row] = [
     Row("stop_busybox", "busybox", "stop busybox (clean)", quick=True),
     Row("clone_snapshot_debian", "clone", "snapshot clone, Debian (lxc-copy -s -B overlayfs)",
         "≤ 2.0", 2.0),
-    Row("clone_full_debian", "clone", "full clone, Debian", "≤ 1.0", 1.0),
+    Row("clone_full_debian", "clone", "full clone, Debian (lxpy default: copies the upper)",
+        "≤ 1.0", 1.0),
+    Row("clone_full_debian_dir", "clone", "full clone, Debian, whole tree (lxpy-copy -B dir)"),
     Row("clone_snapshot_3g", "big", "snapshot clone, Debian + 3 GB file",
         "≤ 2.0, flat", 2.0),
     Row("ls_1", "busybox", "ls -f, 1 container (running)", quick=True),
@@ -251,10 +253,10 @@ class Lxpy(Tool):
     def execute(self, name: str, argv: list[str]) -> float:
         return self.run(self.c("execute", "-n", name, "--", *argv))
 
-    def copy(self, src: str, dst: str, snapshot: bool) -> float:
+    def copy(self, src: str, dst: str, snapshot: bool, backend: str | None = None) -> float:
         self._made(dst)
-        return self.run(self.c("copy", "-n", src, "-N", dst, "-q", *(["-s"] if snapshot else [])),
-                        timeout=600)
+        return self.run(self.c("copy", "-n", src, "-N", dst, "-q", *(["-s"] if snapshot else []),
+                               *(["-B", backend] if backend else [])), timeout=600)
 
     def ls(self) -> float:
         return self.run(self.c("ls", "-f"))
@@ -318,7 +320,7 @@ class Lxc(Tool):
     def execute(self, name: str, argv: list[str]) -> float:
         return self.run(self.c("execute", "-n", name, "--", *argv))
 
-    def copy(self, src: str, dst: str, snapshot: bool) -> float:
+    def copy(self, src: str, dst: str, snapshot: bool, backend: str | None = None) -> float:
         self._made(dst)
         extra = ["-s", "-B", "overlayfs"] if snapshot else []
         return self.run(self.c("copy", "-n", src, "-N", dst, *extra), timeout=600)
@@ -352,6 +354,14 @@ class Lxc(Tool):
 def stats(samples: list[float]) -> dict:
     return {"n": len(samples), "min": min(samples), "median": statistics.median(samples),
             "max": max(samples), "samples": [round(s, 6) for s in samples]}
+
+
+def hsize(n: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}"
+        n /= 1000
+    return f"{n:.2f} GB"
 
 
 def smaps_rollup(pid: int) -> tuple[float, float]:
@@ -570,19 +580,22 @@ class Bench:
         self.ensure_lxc_debian_cache()
         for t in self.tools:
             t.create_debian("lxb-src")
-        for row, snap in (("clone_snapshot_debian", True), ("clone_full_debian", False)):
+        for row, snap, backend in (("clone_snapshot_debian", True, None),
+                                   ("clone_full_debian", False, None),
+                                   ("clone_full_debian_dir", False, "dir")):
             if not self.want(row):
                 continue
             self.say(row.replace("_", " "))
             for i, t in self.alternate():
                 name = f"lxb-cl{i}"
-                self.sample(row, t, t.copy("lxb-src", name, snap))
+                self.sample(row, t, t.copy("lxb-src", name, snap,
+                                           backend if t is self.lxpy else None))
                 if i == 0:
-                    self.note(row, f"{t.label} clone dir {self.du(t.path / name) / 1e6:.0f} MB")
+                    self.note(row, f"{t.label} clone dir {hsize(self.du(t.path / name))} on disk")
                 t.destroy(name)
         for t in self.tools:
             self.note("clone_snapshot_debian",
-                      f"{t.label} source rootfs {self.du(t.path / 'lxb-src') / 1e6:.0f} MB on disk")
+                      f"{t.label} source dir {hsize(self.du(t.path / 'lxb-src'))} on disk")
             t.destroy("lxb-src")
 
     def g_big(self) -> None:
@@ -600,7 +613,7 @@ class Bench:
                      timeout=900)
             t.kill("lxb-big")
             self.note("clone_snapshot_3g",
-                      f"{t.label} source {self.du(t.path / 'lxb-big') / 1e9:.2f} GB on disk")
+                      f"{t.label} source dir {hsize(self.du(t.path / 'lxb-big'))} on disk")
         try:
             for i, t in self.alternate():
                 name = f"lxb-bigc{i}"
