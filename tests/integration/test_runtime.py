@@ -412,6 +412,7 @@ def test_veth_network_and_hooks(lxpy, lxpath, unique, tmp_path):
         subprocess.run(["ip", "link", "set", br, "up"], check=True)
         out = tmp_path / "hooks.log"
         hooks = (f'[hooks]\npre_start = ["echo pre $LXPY_NAME >> {out}"]\n'
+                 'start = ["echo in-container $container > /tmp/start-hook"]\n'
                  f'stop = ["echo stop $LXPY_NAME >> {out}"]\n'
                  f'post_stop = ["echo post $LXPY_NAME >> {out}"]\n')
         d = make_busybox(lxpath, unique, extra=hooks)
@@ -419,6 +420,7 @@ def test_veth_network_and_hooks(lxpy, lxpath, unique, tmp_path):
             'type = "empty"', f'type = "veth"\nlink = "{br}"\nipv4 = ["10.98.7.2/24"]')
         (d / "config.toml").write_text(cfg)
         lxpy("start", "-n", unique)
+        assert in_ct(lxpath, unique, "cat /tmp/start-hook").stdout == "in-container lxpy\n"
         r = in_ct(lxpath, unique, "ip -4 addr show eth0; ping -c1 -W5 10.98.7.1")
         assert "10.98.7.2/24" in r.stdout and r.returncode == 0, r.stdout + r.stderr
         host_ends = subprocess.run(["ip", "-o", "link", "show", "master", br],
