@@ -119,6 +119,12 @@ def build(template: Template, options: dict[str, Any], target: Path, entry: Path
     keyring = template.defaults.get("keyring")
     if keyring and Path(keyring).exists():
         args.append(f"--keyring={keyring}")
+    # downloaded .debs are kept beside the cache entries (checked against the mirror's
+    # checksums when reused), so --flush-cache or another --packages set downloads only
+    # what changed; one build at a time uses them (flock)
+    debs = entry.parent / ".debs" / f"{release}-{arch}"
+    debs.mkdir(parents=True, exist_ok=True)
+    args.append(f"--cache-dir={debs}")
     args += [release, str(target), mirror]
     script = template.defaults.get("script")
     if script:
@@ -129,7 +135,9 @@ def build(template: Template, options: dict[str, Any], target: Path, entry: Path
         progress(f"bootstrapping {label} from {mirror} (once; later creates use the cache)")
     log.info("debootstrap %s", " ".join(args))
     env = {**os.environ, "PATH": _path(), "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
-    with open(logpath, "w", buffering=1) as logf:
+    from .cache import locked
+    with locked(debs, f"{release}-{arch} downloads", progress), \
+            open(logpath, "w", buffering=1) as logf:
         logf.write(f"# debootstrap {' '.join(args)}\n")
 
         def out(line: str) -> None:
