@@ -454,3 +454,31 @@ def test_share_namespace_with_another_container(lxpy, lxpath, unique):
         lxpy("stop", "-n", a, "-k", check=False)
     assert_nothing_left(lxpath, a)
     assert_nothing_left(lxpath, b)
+
+
+def test_foreground_start_notifies_and_stops_on_sigterm(lxpy, lxpath, bb, tmp_path):
+    import socket
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(str(tmp_path / "notify"))
+    ns.settimeout(60)
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify"))
+    p = subprocess.Popen([str(BIN / "lxpy-start"), "-F", "-P", str(lxpath), "-n", bb], env=env,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        msgs = []
+        while not any("READY=1" in m for m in msgs):
+            msgs.append(ns.recv(4096).decode())
+        assert info_state(lxpy, bb) == "RUNNING"
+        st = state_file(lxpath, bb)
+        assert int(st["monitor_pid"]) == p.pid          # -F: the command is the monitor
+        env_init = Path(f"/proc/{st['pid']}/environ").read_bytes()
+        assert b"NOTIFY_SOCKET" not in env_init
+        p.send_signal(signal.SIGTERM)                   # systemctl stop
+        assert p.wait(timeout=60) == 0
+        assert any("STOPPING=1" in m for m in msgs + [ns.recv(4096).decode()])
+    finally:
+        if p.poll() is None:
+            p.kill()
+        ns.close()
+    assert info_state(lxpy, bb) == "STOPPED"
+    assert_nothing_left(lxpath, bb)
