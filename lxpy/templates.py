@@ -400,6 +400,8 @@ def _context(template: Template, context: dict[str, Any]) -> dict[str, Any]:
     ctx = dict(context)
     ctx.setdefault("template", template.name)
     ctx.setdefault("defaults", template.defaults)
+    if not ctx.get("arch"):
+        ctx["arch"] = host_arch()
     if "bridge_address" not in ctx or "domain" not in ctx or "bridge" not in ctx:
         try:
             import ipaddress

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lxpy import templates
 from lxpy.errors import TemplateError, UsageError
@@ -355,3 +357,21 @@ def test_busybox_render_network(tmp_path):
     assert "ip link set eth1 up" in text
     assert (root / "usr/share/udhcpc/default.script").stat().st_mode & 0o111
     assert templates.render_config(t, _ctx(t)).count('include = ["busybox"]') == 1
+
+
+_WORDS = st.sampled_from(["-r", "--release", "-a", "--arch", "--mirror", "--packages",
+                          "--root-password", "--auth-key", "--locale", "--", "-", "-x",
+                          "--release=", "-rsid", "bookworm", "amd64", "a,b", "", "=",
+                          "http://x/y", "/etc/hostname", "--packages=vim,,curl"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_WORDS, st.text(max_size=12)), max_size=6))
+def test_no_argv_gives_a_traceback(argv):
+    t = templates.find("debian")
+    try:
+        out = t.parse_options(argv)
+    except UsageError as e:
+        assert "\n" not in str(e) and e.exit_status == 2
+    else:
+        assert set(out) == {o.key for o in t.options.values()}
