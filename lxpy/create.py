@@ -134,7 +134,7 @@ def create(req: CreateRequest) -> Container:
             write_new(cfg_path, text)
             cfg = load(cfg_path)
             context["hostname"] = cfg.hostname or req.name
-            context["net"] = [{k: getattr(n, k) for k in n.__dataclass_fields__} for n in cfg.net]
+            context["net"] = [n.as_dict() for n in cfg.net]
             context["config"] = cfg.to_dict()
             with backend.mounted(tmp, cfg) as root:
                 templates.render_rootfs(tmpl, Path(root), context)

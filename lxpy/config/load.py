@@ -3,10 +3,8 @@ validated against the settings table into frozen objects."""
 
 from __future__ import annotations
 
-import difflib
 import os
-import tomllib
-from dataclasses import dataclass, make_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,40 +12,67 @@ from ..errors import ConfigError
 from .schema import BY_KEY, LIST_SECTIONS, SETTINGS, Setting, all_keys
 
 # ---------------------------------------------------------------------------
-# Frozen config objects, generated from the table so a key is declared once.
+# Frozen views over the validated values: cfg.limits.memory reads values["limits.memory"].
+# Plain classes (no generated dataclasses) keep `import lxpy.config` cheap: every command
+# pays for it, and lxpy-copy / lxpy-info are called in loops.
+
+_SECTIONS = frozenset(k.rsplit(".", i)[0] for k in BY_KEY for i in range(1, k.count(".") + 1))
 
 
-def _section_class(name: str, settings: tuple[Setting, ...], prefix: str) -> type:
-    fields = []
-    children: dict[str, list[Setting]] = {}
-    for s in settings:
-        rel = s.key[len(prefix):] if prefix else s.key
-        head, _, rest = rel.partition(".")
-        if rest:
-            children.setdefault(head, []).append(s)
-        else:
-            fields.append((rel, Any))
-    for head, subs in children.items():
-        sub = _section_class(f"{name}_{head}", tuple(subs), f"{prefix}{head}.")
-        fields.append((head, sub))
-    return make_dataclass(name.title().replace("_", "") + "Section", fields, frozen=True)
+class Section:
+    """A read-only view of one table of the config (cfg.limits, cfg.limits.raw)."""
+
+    __slots__ = ("_values", "_prefix")
+
+    def __init__(self, values: dict[str, Any], prefix: str):
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_prefix", prefix)
+
+    def __getattr__(self, name: str) -> Any:
+        key = self._prefix + name
+        try:
+            return self._values[key]
+        except KeyError:
+            if key in _SECTIONS:
+                return Section(self._values, key + ".")
+            raise AttributeError(f"config has no key {key!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("config objects are read-only")
+
+    def __repr__(self) -> str:
+        p = self._prefix
+        return f"Section({ {k[len(p):]: v for k, v in self._values.items() if k.startswith(p)} })"
 
 
-_ROOT_CLASS = _section_class("config", SETTINGS, "")
-_ITEM_CLASSES = {sec: make_dataclass(sec.title() + "Entry", [(s.key, Any) for s in table],
-                                     frozen=True)
-                 for sec, table in LIST_SECTIONS.items()}
+class Entry:
+    """One [[net]] or [[mount]] entry, read-only: entry.ipv4, entry.target."""
 
+    __slots__ = ("_d",)
 
-def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    kwargs = {}
-    for f in cls.__dataclass_fields__.values():
-        key = prefix + f.name
-        if key in values:
-            kwargs[f.name] = values[key]
-        else:
-            kwargs[f.name] = _build(f.type, values, key + ".")
-    return cls(**kwargs)
+    def __init__(self, **values: Any):
+        object.__setattr__(self, "_d", values)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._d[name]
+        except KeyError:
+            raise AttributeError(f"config entry has no key {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("config objects are read-only")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entry) and other._d == self._d
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((k, repr(v)) for k, v in self._d.items())))
+
+    def __repr__(self) -> str:
+        return f"Entry({self._d})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._d)
 
 
 @dataclass(frozen=True)
@@ -75,16 +100,7 @@ class Config:
 
     def __getattr__(self, name: str) -> Any:
         # cfg.limits.memory, cfg.init.cmd, cfg.hostname
-        root = object.__getattribute__(self, "_root")() if name != "_root" else None
-        return getattr(root, name)
-
-    def _root(self) -> Any:
-        try:
-            return object.__getattribute__(self, "_root_cache")
-        except AttributeError:
-            root = _build(_ROOT_CLASS, self.values)
-            object.__setattr__(self, "_root_cache", root)
-            return root
+        return getattr(Section(self.values, ""), name)
 
     def to_dict(self, explicit_only: bool = False) -> dict[str, Any]:
         """The effective config as nested plain data, ready for TOML or JSON."""
@@ -123,6 +139,7 @@ def _did_you_mean(key: str) -> str:
     parts = key.split(".")
     if len(parts) > 2 and parts[1].isdigit():
         generic = ".".join([parts[0], "N", *parts[2:]])
+    import difflib
     near = difflib.get_close_matches(generic, all_keys(), 1, 0.6)
     if near:
         return f" (did you mean {near[0].replace('.N.', '.' + parts[1] + '.') if '.N.' in near[0] and len(parts) > 1 else near[0]}?)"
@@ -134,6 +151,7 @@ def _did_you_mean(key: str) -> str:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    import tomllib
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -171,6 +189,7 @@ def find_profile(name: str, relative_to: Path | None = None) -> Path:
             return p
     known = sorted({p.stem for d in profile_dirs() if d.is_dir() for p in d.glob("*.toml")
                     if p.stem != "lxpy"})
+    import difflib
     near = difflib.get_close_matches(name, known, 1)
     hint = f"did you mean {near[0]}?" if near else f"known profiles: {', '.join(known) or 'none'}"
     raise ConfigError(f"include {name!r}: no such profile", hint)
@@ -259,6 +278,7 @@ def validate(data: dict[str, Any], where: str, files: tuple[str, ...] = ()) -> C
             vals = {}
             for k, v in item.items():
                 if k not in by:
+                    import difflib
                     near = difflib.get_close_matches(k, list(by), 1)
                     hint = f" (did you mean {sec}.{i}.{near[0]}?)" if near else ""
                     raise ConfigError(f"{where}: {sec}.{i}.{k!r} is not a config key{hint}",
@@ -266,7 +286,7 @@ def validate(data: dict[str, Any], where: str, files: tuple[str, ...] = ()) -> C
                 vals[k] = _parse_one(by[k], v, f"{sec}.{i}.{k}", where)
             for s in table:
                 vals.setdefault(s.key, s.default)
-            parsed.append(_ITEM_CLASSES[sec](**vals))
+            parsed.append(Entry(**vals))
         lists[sec] = tuple(parsed)
     _check_cross(values, lists, where)
     return Config(values=values, mount=lists["mount"], net=lists["net"], files=files,

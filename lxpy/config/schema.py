@@ -7,7 +7,6 @@ phrase that goes after "<key>: " in the error message.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import signal
 from collections.abc import Callable
@@ -271,6 +270,7 @@ def _rel_or_abs_path(v: Any) -> str:
 
 def _addr_list(version: int) -> Callable[[Any], tuple[str, ...]]:
     def parse(v: Any) -> tuple[str, ...]:
+        import ipaddress
         out = []
         for a in _str_list(v):
             try:
@@ -289,6 +289,7 @@ def _addr_list(version: int) -> Callable[[Any], tuple[str, ...]]:
 
 def _gateway(version: int) -> Callable[[Any], str]:
     def parse(v: Any) -> str:
+        import ipaddress
         s = _str(v)
         if s in ("", "auto"):
             return s
