@@ -134,6 +134,8 @@ def _intermediate(plan: dict, sock, ptys: list[tuple[int, str]]) -> None:
                 ns.setns(fd, ns.FLAGS[nsname])
             finally:
                 os.close(fd)
+    if plan.get("idmap_uid"):
+        plan["_rootfs_tree"] = _enter_userns(plan, sock)
     create = [n for n in plan["ns_create"] if n not in share and n != "user"]
     with step("unshare namespaces " + ",".join(create)):
         ns.unshare(ns.flags_of(create))
@@ -147,6 +149,58 @@ def _intermediate(plan: dict, sock, ptys: list[tuple[int, str]]) -> None:
         os._exit(1)
     proto.send(sock, "forked", pid=str(pid))
     os._exit(0)
+
+
+def _enter_userns(plan: dict, sock) -> int:
+    """An unprivileged container: unshare the user namespace, have the monitor write its
+    uid/gid maps, become root in it. Returns an idmapped clone of the rootfs tree (made by
+    a helper that stays in the host's user namespace, as idmapping needs)."""
+    import _socket
+    import sys
+
+    from ..linux import mount as m
+    from ..linux import ns
+    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    helper = os.fork()
+    if helper == 0:
+        try:
+            a.close()
+            kind, _ = proto.recv(b)
+            if kind != "go":
+                os._exit(1)
+            with step("idmap the rootfs"):
+                fd_ns = os.open(f"/proc/{os.getppid()}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+                tree = m.open_tree(plan["rootfs"], m.OPEN_TREE_CLONE | m.OPEN_TREE_CLOEXEC |
+                                   m.AT_RECURSIVE)
+                m.mount_setattr(tree, m.MOUNT_ATTR_IDMAP, userns_fd=fd_ns,
+                                flags=m.AT_EMPTY_PATH | m.AT_RECURSIVE)
+            b.sendmsg([b"tree"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                   tree.to_bytes(4, sys.byteorder))])
+        except BaseException as e:  # noqa: BLE001
+            _fail(b, e)
+        os._exit(0)
+    b.close()
+    with step("unshare user namespace"):
+        ns.unshare(ns.CLONE_NEWUSER)
+    proto.send(sock, "userns", pid=str(os.getpid()))
+    kind, msg = proto.recv(sock)
+    if kind != "mapped":
+        raise StepFailed("write uid/gid maps", msg.get("message") or
+                         "the monitor did not map the user namespace")
+    with step("become root in the user namespace"):
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+        os.setgroups([])
+    proto.send(a, "go")
+    data, anc, _flags, _addr = a.recvmsg(65536, 64)
+    os.waitpid(helper, 0)
+    if not anc:
+        kind, msg = proto.decode(data) if data else ("eof", {})
+        raise StepFailed(msg.get("step") or "idmap the rootfs",
+                         msg.get("message") or "the idmap helper failed",
+                         msg.get("syscall", ""), int(msg.get("errno") or 0), msg.get("path", ""))
+    a.close()
+    return int.from_bytes(anc[0][2][:4], sys.byteorder)
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,9 +249,13 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
 
     with step("make / private"):
         m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
+    userns = bool(plan.get("idmap_uid"))
     with step("mount rootfs"):
         os.makedirs(root, exist_ok=True)
-        if plan["backend"] == "dir" or plan.get("storage_fallback"):
+        if plan.get("_rootfs_tree") is not None:
+            m.move_mount(plan["_rootfs_tree"], root)
+            os.close(plan["_rootfs_tree"])
+        elif plan["backend"] == "dir" or plan.get("storage_fallback"):
             m.mount(plan["rootfs"], root, None, m.MS_BIND | m.MS_REC)
         else:
             from .. import storage
@@ -238,6 +296,12 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
             trees["/dev/console"] = m.open_tree(ptys[0][1])
             for i, (_fd, path) in enumerate(ptys[1:], 1):
                 trees[f"/dev/tty{i}"] = m.open_tree(path)
+    devices = [*DEV_NODES] + [EXTRA_DEVICES[d] for d in plan.get("devices") or ()]
+    if userns:     # no mknod in a user namespace: the host's nodes are bind-mounted
+        for name, _major, _minor in devices:
+            if os.path.exists(f"/dev/{name}"):
+                with step(f"open /dev/{name}"):
+                    trees[f"/dev/{name}"] = m.open_tree(f"/dev/{name}")
     user_mounts = []
     for mnt in plan.get("mounts") or ():
         opts = list(mnt["options"])
@@ -273,8 +337,7 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
     with step("mount /dev"):
         m.mount("none", "/dev", "tmpfs", m.MS_NOSUID | m.MS_NOEXEC,
                 "mode=755,size=65536k,nr_inodes=16384")
-    devices = [*DEV_NODES] + [EXTRA_DEVICES[d] for d in plan.get("devices") or ()]
-    for name, major, minor in devices:
+    for name, major, minor in () if userns else devices:
         with step(f"create /dev/{name}"):
             path = f"/dev/{name}"
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -298,6 +361,7 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
             os.symlink(target, f"/dev/{name}")
     for target, fd in trees.items():
         with step(f"mount {target}"):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
             _touch(target)
             m.move_mount(fd, target)
             os.close(fd)
@@ -325,8 +389,15 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
                 m.mount("/dev/null", p, None, m.MS_BIND)
 
     if cg_steps:
-        with step("mount /sys/fs/cgroup"):
-            _cgroup_mounts(m, cg_steps)
+        try:
+            with step("mount /sys/fs/cgroup"):
+                _cgroup_mounts(m, cg_steps)
+        except StepFailed as e:
+            if not userns:
+                raise
+            # cgroup v1 hierarchies cannot be mounted from a user namespace here
+            os.write(2, f"lxpy: {e.message} (unprivileged container: no cgroup "
+                     "filesystem inside)\n".encode())
 
     # The config's [[mount]] entries, resolved inside the container.
     for mnt, fd, isdir in user_mounts:

@@ -136,8 +136,11 @@ class Monitor:
         if not self.plan.get("app"):
             for _ in range(1 + int(self.plan.get("tty_max", 0))):
                 self.ptys.append(openpty())
-            for master, _slave, _path in self.ptys:
+            owner = self.plan.get("idmap_root")
+            for master, _slave, path in self.ptys:
                 os.set_blocking(master, False)
+                if owner:      # the container's root (and its tty group) own its ttys
+                    os.chown(path, owner[0], owner[1])
                 self.poll.register(master, POLL_IN)
             if self.plan.get("console_log"):
                 path = self.plan["console_log"]
@@ -183,6 +186,9 @@ class Monitor:
         mine.settimeout(float(plan.get("handshake_timeout", 30)))
         try:
             kind, msg = self._recv(mine)
+            if kind == "userns":
+                self.write_idmaps(int(msg["pid"]), mine)
+                kind, msg = self._recv(mine)
             os.waitpid(pid, 0)
             if kind == "error":
                 raise StartFailed(msg)
@@ -208,6 +214,23 @@ class Monitor:
         finally:
             mine.close()
         self.started = time.time()
+
+    def write_idmaps(self, pid: int, sock) -> None:
+        """uid_map/gid_map of the child's new user namespace (we are root on the host)."""
+        for name, key in (("uid_map", "idmap_uid"), ("gid_map", "idmap_gid")):
+            text = "".join(f"{a} {b} {c}\n" for a, b, c in self.plan[key])
+            try:
+                fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, text.encode())
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                proto.send(sock, "error", message=f"write {name}: {e.strerror}")
+                raise StartFailed({"step": "write uid/gid maps", "message":
+                                   f"write /proc/{pid}/{name}: {e.strerror}",
+                                   "errno": str(e.errno or 0)}) from None
+        proto.send(sock, "mapped")
 
     def _recv(self, sock: socket.socket) -> tuple[str, dict[str, str]]:
         try:

@@ -162,10 +162,23 @@ def build_plan(container, cfg, *, cgroup, app_cmd: list[str] | None,
                        "lower": str(cfg.rootfs.lower or ""),
                        "origin": str(cfg.rootfs.origin or "")},
         "app": app,
+        "idmap_uid": [list(x) for x in cfg.idmap.uid],
+        "idmap_gid": [list(x) for x in cfg.idmap.gid],
+        "idmap_root": _host_ids(cfg) if cfg.idmap.uid else None,
         "sys_path": [p for p in sys.path if p],
         "handshake_timeout": 30,
     }
     return plan
+
+
+def _host_ids(cfg) -> list[int]:
+    """Host uid of the container's root and host gid of its tty group (5)."""
+    def host(mapping, inside: int) -> int:
+        for a, b, n in mapping:
+            if a <= inside < a + n:
+                return b + inside - a
+        return 0
+    return [host(cfg.idmap.uid, 0), host(cfg.idmap.gid, 5)]
 
 
 def _hook_env(container, cfg, which: str) -> dict[str, str]:
@@ -186,11 +199,22 @@ def run_host_hooks(container, cfg, which: str, hooks) -> None:
 
 
 def _check(container, cfg) -> None:
-    if cfg.idmap.uid or cfg.idmap.gid or "user" in cfg.namespaces.create:
-        from ..errors import KernelFeatureError
-        raise KernelFeatureError(f"container {container.name!r}: unprivileged containers "
-                                 "(idmap, user namespace) cannot be started yet",
-                                 "remove [idmap] and \"user\" from namespaces.create")
+    if "user" in cfg.namespaces.create and not cfg.idmap.uid:
+        raise ConfigError(f"container {container.name!r}: a user namespace needs [idmap]",
+                          "set idmap.uid and idmap.gid, like [[0, 100000, 65536]]")
+    if cfg.idmap.uid:
+        if "user" in cfg.namespaces.share:
+            raise ConfigError(f"container {container.name!r}: [idmap] needs a user namespace "
+                              "of its own", "remove user from namespaces.share")
+        if not any(inside == 0 for inside, _o, _n in cfg.idmap.uid):
+            raise ConfigError(f"container {container.name!r}: idmap.uid maps no uid 0",
+                              "map the container's root, like [[0, 100000, 65536]]")
+        if cfg.rootfs.backend != "dir":
+            from ..errors import KernelFeatureError
+            raise KernelFeatureError(f"container {container.name!r}: unprivileged containers "
+                                     f"run on the dir backend only (this one is "
+                                     f"{cfg.rootfs.backend})", "lxpy-copy -B dir makes a "
+                                     "dir copy")
     if "mnt" not in cfg.namespaces.create or "mnt" in cfg.namespaces.share:
         raise ConfigError(f"container {container.name!r}: it needs a mount namespace of its "
                           "own (its rootfs, /proc, /dev are mounted there)",
@@ -235,6 +259,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             share_pids[who] = oinfo.pid
         run_dir = container.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "rootfs").mkdir(exist_ok=True)    # staging mount point of the rootfs
         undo.callback(cleanup_stale, container)
         run_host_hooks(container, cfg, "pre-start", cfg.hooks.pre_start)
 

@@ -482,3 +482,28 @@ def test_foreground_start_notifies_and_stops_on_sigterm(lxpy, lxpath, bb, tmp_pa
         ns.close()
     assert info_state(lxpy, bb) == "STOPPED"
     assert_nothing_left(lxpath, bb)
+
+
+def test_unprivileged_container(lxpy, lxpath, unique):
+    make_busybox(lxpath, unique, extra="[idmap]\nuid = [[0, 100000, 65536]]\n"
+                 "gid = [[0, 100000, 65536]]")
+    lxpy("start", "-n", unique)
+    try:
+        pid = state_file(lxpath, unique)["pid"]
+        assert os.stat(f"/proc/{pid}").st_uid == 100000          # init's host uid
+        assert Path(f"/proc/{pid}/uid_map").read_text().split() == ["0", "100000", "65536"]
+        pid_ns = ["nsenter", "-t", pid, "-U", "-m", "-u", "-i", "-n", "-p", "-r", "-w"]
+        r = subprocess.run(pid_ns + ["/bin/sh", "-c", "id -u; touch /root/made-inside; "
+                                     "echo $?; echo 1 > /proc/sys/kernel/hostname"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.stdout.split()[:2] == ["0", "0"]
+        assert r.returncode != 0                                  # /proc/sys stays read-only
+        # the rootfs is idmapped: root inside writes files owned by root on disk
+        assert os.stat(lxpath / unique / "rootfs/root/made-inside").st_uid == 0
+    finally:
+        lxpy("stop", "-n", unique, "-k")
+    assert_nothing_left(lxpath, unique)
+    r = lxpy("config", "-n", unique, "set", "rootfs.backend", "overlay", check=False)
+    if r.returncode == 0:
+        r = lxpy("start", "-n", unique, check=False)
+        assert r.returncode == 1 and "dir backend" in r.stderr
