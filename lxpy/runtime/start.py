@@ -171,14 +171,29 @@ def build_plan(container, cfg, *, cgroup, app_cmd: list[str] | None,
     return plan
 
 
+def _delegate(cg, uid: int, gid: int) -> None:
+    """Give the container's root its cgroup (as systemd's Delegate= does), so an init in a
+    user namespace can make and manage its own sub-cgroups."""
+    for d in cg.dirs():
+        for name in ("", "cgroup.procs", "tasks", "cgroup.subtree_control", "cgroup.threads",
+                     "cgroup.clone_children", "notify_on_release"):
+            p = d / name if name else d
+            try:
+                os.chown(p, uid, gid)
+            except FileNotFoundError:
+                pass
+
+
+def _host_id(mapping, inside: int) -> int:
+    for a, b, n in mapping:
+        if a <= inside < a + n:
+            return b + inside - a
+    return 0
+
+
 def _host_ids(cfg) -> list[int]:
     """Host uid of the container's root and host gid of its tty group (5)."""
-    def host(mapping, inside: int) -> int:
-        for a, b, n in mapping:
-            if a <= inside < a + n:
-                return b + inside - a
-        return 0
-    return [host(cfg.idmap.uid, 0), host(cfg.idmap.gid, 5)]
+    return [_host_id(cfg.idmap.uid, 0), _host_id(cfg.idmap.gid, 5)]
 
 
 def _hook_env(container, cfg, which: str) -> dict[str, str]:
@@ -277,6 +292,8 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             if apply_devices is not None:
                 apply_devices(cfg)
             cgroup = cg
+            if cfg.idmap.uid:
+                _delegate(cg, _host_id(cfg.idmap.uid, 0), _host_id(cfg.idmap.gid, 0))
             # The monitor gets a cgroup of its own, apart from the payload (as LXC does).
             mcg = cgroups.driver().create_monitor(container.name, system_config().cgroup_parent)
             undo.callback(mcg.destroy)
