@@ -59,7 +59,8 @@ def setup_logging(args) -> None:
     root.setLevel(min(level, logging.INFO) if args.logfile else level)
     h = logging.StreamHandler(sys.stderr)
     h.setLevel(level)
-    h.setFormatter(logging.Formatter(f"{os.path.basename(sys.argv[0])}: %(levelname)s: %(message)s"))
+    prog = os.path.basename(sys.argv[0])
+    h.setFormatter(logging.Formatter(f"{prog}: %(levelname)s: %(message)s"))
     root.addHandler(h)
     if args.logfile:
         fh = logging.FileHandler(args.logfile)

@@ -122,8 +122,8 @@ def run(args) -> int:
         if ifname == "lo":
             continue
         addrs = ", ".join(a.get("ipv4", []) + a.get("ipv6", [])) or "-"
-        lines.append((f"Link {ifname}", f"{a.get('mac', '-')} {addrs} rx {_human(a.get('rx_bytes'), raw)}"
-                                        f" tx {_human(a.get('tx_bytes'), raw)}"))
+        rx, tx = _human(a.get("rx_bytes"), raw), _human(a.get("tx_bytes"), raw)
+        lines.append((f"Link {ifname}", f"{a.get('mac', '-')} {addrs} rx {rx} tx {tx}"))
     w = max(len(k) for k, _ in lines) + 1
     for k, v in lines:
         print(f"{(k + ':').ljust(w)} {v}")

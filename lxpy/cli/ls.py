@@ -72,7 +72,7 @@ def run(args) -> int:
                  for r in rows]
         widths = [max([len(c)] + [len(t[i]) for t in table]) for i, c in enumerate(cols)]
         for line in [cols] + table:
-            print(" ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
+            print(" ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
         return 0
     names = [r["name"] for r in rows]
     if args.line or not sys.stdout.isatty():

@@ -141,9 +141,12 @@ def _did_you_mean(key: str) -> str:
         generic = ".".join([parts[0], "N", *parts[2:]])
     import difflib
     near = difflib.get_close_matches(generic, all_keys(), 1, 0.6)
-    if near:
-        return f" (did you mean {near[0].replace('.N.', '.' + parts[1] + '.') if '.N.' in near[0] and len(parts) > 1 else near[0]}?)"
-    return ""
+    if not near:
+        return ""
+    guess = near[0]
+    if ".N." in guess and len(parts) > 1:
+        guess = guess.replace(".N.", f".{parts[1]}.")
+    return f" (did you mean {guess}?)"
 
 
 # ---------------------------------------------------------------------------
@@ -327,7 +330,8 @@ def load(path: Path, overrides: dict[str, Any] | None = None) -> Config:
     return validate(merged, str(path), tuple(files))
 
 
-def load_data(data: dict[str, Any], where: str = "<config>", base_dir: Path | None = None) -> Config:
+def load_data(data: dict[str, Any], where: str = "<config>",
+              base_dir: Path | None = None) -> Config:
     """Validate config data that is not (yet) in a file, profiles included."""
     files: list[str] = []
     merged = _expand(data, (base_dir or Path.cwd()) / where, (), files)

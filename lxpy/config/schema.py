@@ -269,6 +269,8 @@ def _rel_or_abs_path(v: Any) -> str:
 
 
 def _addr_list(version: int) -> Callable[[Any], tuple[str, ...]]:
+    example = "10.0.3.50/24" if version == 4 else "fd00::50/64"
+
     def parse(v: Any) -> tuple[str, ...]:
         import ipaddress
         out = []
@@ -277,7 +279,7 @@ def _addr_list(version: int) -> Callable[[Any], tuple[str, ...]]:
                 iface = ipaddress.ip_interface(a)
             except ValueError:
                 raise ValueError(f"{a!r} is not an IPv{version} address with prefix "
-                                 f"(like {'10.0.3.50/24' if version == 4 else 'fd00::50/64'})") from None
+                                 f"(like {example})") from None
             if iface.version != version:
                 raise ValueError(f"{a!r} is not an IPv{version} address")
             if "/" not in a:
@@ -343,7 +345,8 @@ def _prlimits(v: Any) -> dict[str, tuple[int, int]]:
                 return s
             if isinstance(s, str) and s.isdigit():
                 return int(s)
-            raise ValueError(f"{k}: {x!r} is not a limit (a number, \"unlimited\" or \"soft:hard\")")
+            raise ValueError(f"{k}: {x!r} is not a limit "
+                             "(a number, \"unlimited\" or \"soft:hard\")")
         if isinstance(x, str) and ":" in x:
             soft, hard = x.split(":", 1)
             out[k] = (one(soft), one(hard))
