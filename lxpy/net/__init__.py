@@ -185,6 +185,24 @@ def _running_others(name: str, lxpath: Path) -> dict[str, dict[str, Any]]:
     return others
 
 
+def ensure_managed_bridge(cfg: Any) -> bool:
+    """Start the managed bridge if a veth of cfg sits on it and it is not up yet.
+
+    The managed bridge is lxpy's own, as lxcbr0 is LXC's: lxpy-start brings it up on
+    demand (lxpy-net start is idempotent; lxpy-net.service does it at boot)."""
+    from ..paths import system_config
+    from . import rtnl
+    sc = system_config()
+    if not any(e.type == "veth" and e.link == sc.bridge for e in cfg.net):
+        return False
+    if sc.bridge in rtnl.by_name(with_addresses=False):
+        return False
+    from . import bridge
+    log.warning("starting the managed bridge %s (lxpy-net start)", sc.bridge)
+    bridge.start()
+    return True
+
+
 def prepare(cfg: Any, name: str, lxpath: Path | str | None = None) -> Plan:
     """Validate the [[net]] entries of cfg against the host; return what setup() will do."""
     from ..paths import default_lxpath, system_config
@@ -206,16 +224,7 @@ def prepare(cfg: Any, name: str, lxpath: Path | str | None = None) -> Plan:
         return plan
     sc = system_config()
     managed_net = ipaddress.ip_network(sc.subnet, strict=False)
-    links = rtnl.by_name()
-    if sc.bridge not in links and any(e.type == "veth" and e.link == sc.bridge
-                                      for e in entries):
-        # The managed bridge is lxpy's own, as lxcbr0 is LXC's: bring it up on demand
-        # (lxpy-net start is idempotent; lxpy-net.service does it at boot).
-        from . import bridge
-        log.warning("starting the managed bridge %s (lxpy-net start)", sc.bridge)
-        bridge.start()
-        links = rtnl.by_name()
-    hv = HostView(links)
+    hv = HostView(rtnl.by_name())
     names: dict[str, str] = {}
     seen_addrs: dict[str, str] = {}
     seen_macs: dict[str, str] = {}

@@ -306,6 +306,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 from ..errors import NetworkError
                 raise NetworkError(f"container {container.name!r}: network type "
                                    f"{cfg.net[0].type} is not available in this build")
+            net.ensure_managed_bridge(cfg)
             net.prepare(cfg, container.name, container.lxpath)
         console_log = None
         if cfg.console.log and app_cmd is None:
