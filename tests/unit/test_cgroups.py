@@ -142,3 +142,15 @@ def test_file_names_and_keyed():
 def test_not_delegated_outside_units(tmp_path):
     assert not delegated("", tmp_path)
     assert not delegated("user.slice/session-1.scope", tmp_path)   # no xattr
+
+
+def test_delegated_unit_detected(tmp_path):
+    unit = tmp_path / "system.slice" / "lxpy-web1.service"
+    unit.mkdir(parents=True)
+    try:
+        import os
+        os.setxattr(unit, "trusted.delegate", b"1")
+    except OSError:
+        pytest.skip("cannot set trusted.* xattrs here (needs root)")
+    assert delegated("system.slice/lxpy-web1.service", tmp_path)
+    assert not delegated("system.slice", tmp_path)
