@@ -43,8 +43,13 @@ def cache_dir(session_dir) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def lxpy_env(session_dir, cache_dir):
     """Isolate every lxpy command of the test run from the host's own set-up."""
+    # The test run's own managed bridge and subnet, never the host's lxpybr0.
+    n = os.getpid() % 250 + 1
+    (session_dir / "lxpy.toml").write_text(
+        f'[net]\nbridge = "lxpyts{n}"\nsubnet = "10.213.{n}.0/24"\n'
+        f'dhcp_range = "10.213.{n}.10,10.213.{n}.250"\ndomain = "lxpytest"\n')
     env = {
-        "LXPY_CONFIG": str(session_dir / "lxpy.toml"),       # absent: built-in defaults
+        "LXPY_CONFIG": str(session_dir / "lxpy.toml"),
         "LXPY_CACHE": str(cache_dir),
         "LXPY_CGROUP_PARENT": f"lxpy-test-{os.getpid()}",
         "LXPY_LOG_DIR": str(session_dir / "log"),
@@ -53,6 +58,9 @@ def lxpy_env(session_dir, cache_dir):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield env
+    # A test that started a container on the default network brought this bridge up.
+    if os.path.exists(f"/sys/class/net/lxpyts{n}"):
+        subprocess.run([str(BIN / "lxpy-net"), "stop"], capture_output=True, timeout=60)
     if _is_root():      # no cgroup left behind: the run's cgroup parent goes when empty
         try:
             from lxpy import cgroups
