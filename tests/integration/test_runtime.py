@@ -507,3 +507,19 @@ def test_unprivileged_container(lxpy, lxpath, unique):
     if r.returncode == 0:
         r = lxpy("start", "-n", unique, check=False)
         assert r.returncode == 1 and "dir backend" in r.stderr
+
+
+def test_console_log_rotates(lxpy, lxpath, unique):
+    d = make_busybox(lxpath, unique, extra='[console]\nlog_size = "16K"')
+    (d / "rootfs/etc/inittab").write_text(
+        "::sysinit:/bin/sh -c 'i=0; while [ $i -lt 2000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxx"
+        "xxxxxxxxxx; i=$((i+1)); done; echo rotate-done'\n::respawn:/bin/sleep 100000\n")
+    lxpy("start", "-n", unique)
+    try:
+        log = Path(state_file(lxpath, unique)["console_log"])
+        wait_for_file_text(log, "rotate-done")
+        assert log.stat().st_size <= 16 * 1024 + 65536
+        old = Path(str(log) + ".1")
+        assert old.exists() and "line-" in old.read_text(errors="replace")
+    finally:
+        lxpy("stop", "-n", unique, "-k")
