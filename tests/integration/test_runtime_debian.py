@@ -99,3 +99,32 @@ def test_debian_boots_systemd_and_shuts_down_cleanly(lxpy, lxpath, debian):
     systemctl(lxpath, debian, "poweroff")
     lxpy("wait", "-n", debian, "-s", "STOPPED", "-t", "60")
     assert_nothing_left(lxpath, debian)
+
+
+def test_unprivileged_debian_boots(request, lxpy, lxpath, unique, tmp_path):
+    """The same Debian, unprivileged: init in a user namespace (host uid 100000), the dir
+    backend's tree idmapped, its cgroup delegated to the container's root."""
+    idmap = ('[idmap]\nuid = [[0, 100000, 65536]]\ngid = [[0, 100000, 65536]]\n'
+             '[[net]]\ntype = "empty"\n')
+    lower = os.environ.get("LXPY_TEST_DEBIAN_ROOTFS")
+    if lower:
+        d = lxpath / unique
+        d.mkdir()
+        subprocess.run(["cp", "-a", lower, str(d / "rootfs")], check=True)
+        (d / "rootfs/etc/hostname").write_text(f"{unique}\n")
+        (d / "config.toml").write_text(f'hostname = "{unique}"\n[init]\ncmd = ["/sbin/init"]\n'
+                                       + idmap)
+    else:
+        request.getfixturevalue("debian_cache")
+        extra = tmp_path / "unpriv.toml"
+        extra.write_text(idmap)
+        lxpy("create", "-n", unique, "-t", "debian", "-B", "dir", "-f", str(extra),
+             timeout=900)
+    try:
+        boot_and_check(lxpy, lxpath, unique)
+        pid = state_file(lxpath, unique)["pid"]
+        assert os.stat(f"/proc/{pid}").st_uid == 100000
+        lxpy("stop", "-n", unique, "-t", "60")
+    finally:
+        lxpy("stop", "-n", unique, "-k", check=False)
+    assert_nothing_left(lxpath, unique)
