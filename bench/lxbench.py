@@ -951,6 +951,16 @@ def cleanup(bench: Bench | None, bdir: Path, keep_dir: bool) -> list[str]:
         subprocess.run(["umount", "-l", mp], capture_output=True)
     if mounts:
         problems.append(f"unmounted leftovers: {mounts}")
+    # Empty cgroups left by the runs: lxpy's bench parent (when the bench chose it) and
+    # LXC's lxc.pivot (LXC 5 leaves it on v1 hierarchies). rmdir only removes empty ones.
+    names = ["lxc.pivot"] + (["lxpy-bench"] if "LXPY_CGROUP_PARENT" not in os.environ else [])
+    for name in names:
+        for cg in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+            for sub in sorted(cg.glob("**/"), key=lambda p: len(p.parts), reverse=True):
+                try:
+                    sub.rmdir()
+                except OSError:
+                    pass
     if not keep_dir and not leftover_mounts(bdir):
         for sub in ("lxpy", "lxc", "nspawn-bb", "lxpy-cold-cache"):
             shutil.rmtree(bdir / sub, ignore_errors=True)
