@@ -297,8 +297,10 @@ class Cgroup:
         for f in files:
             p = self.file_path(f)
             if p.exists():
-                out.append(read_file(p).strip() if len(files) == 1
-                           else f"{f}: {read_file(p).strip()}")
+                v = read_file(p).strip()
+                if v.isdigit() and int(v) >= 1 << 62:      # v1's "unlimited"
+                    v = "max"
+                out.append(v if len(files) == 1 else f"{f}: {v}")
         if not out:
             raise CgroupError(f"{key}: not available on this host",
                               self.driver.supported().get(key, (False, ""))[1] or None)
