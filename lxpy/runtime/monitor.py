@@ -115,8 +115,11 @@ class Monitor:
         from .. import sdnotify
         name = self.plan["name"]
         if state == "RUNNING":
+            log(f"{name} running (init pid {self.init_pid})")      # stderr: the journal
             sdnotify.notify(ready=True, status=f"{name} running (init pid {self.init_pid})")
-        elif state == "STOPPING":
+        elif state == "STOPPING" and not getattr(self, "_sd_stopping", False):
+            self._sd_stopping = True            # once, however the stop came about
+            log(f"stopping {name}")
             sdnotify.notify(stopping=True, status=f"stopping {name}",
                             extend_timeout=float(self.plan.get("stop_timeout", 60)) + 30)
         elif state == "STARTING":
