@@ -29,6 +29,7 @@ from tests.conftest import REPO
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
+IMAGE_VERSION = "2"
 PACKAGES = ["systemd", "systemd-sysv", "python3", "python3-jinja2", "python3-sh",
             "python3-tomlkit", "python3-pyroute2", "libseccomp2", "iproute2", "nftables",
             "dnsmasq-base", "debootstrap", "busybox-static", "procps", "kmod"]
@@ -129,7 +130,8 @@ echo ACCEPTANCE-OK
 
 
 def _image(rig) -> Path:
-    key = hashlib.sha256(f"{rig.SUITE} {PACKAGES} {rig.kver()} {GUEST_INIT} {JOB_UNIT}"
+    key = hashlib.sha256(f"{IMAGE_VERSION} {rig.SUITE} {PACKAGES} {rig.kver()} {GUEST_INIT} "
+                         f"{JOB_UNIT}"
                          .encode()).hexdigest()[:12]
     img = rig.cache_root() / f"systemd-guest-{rig.SUITE}-{key}.ext4"
     if img.exists():
@@ -145,10 +147,9 @@ def _image(rig) -> Path:
                             rig.SUITE, str(root), rig.MIRROR], check=True,
                            stdout=subprocess.DEVNULL)
             kv = rig.kver()
-            for m in rig.NINEP_MODULES:
-                dst = root / f"lib/modules/{kv}/kernel/{m}"
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f"/lib/modules/{kv}/kernel/{m}", dst)
+            # all of the guest kernel's modules (bridge, veth, nf_tables... load on demand)
+            shutil.copytree(f"/lib/modules/{kv}", root / f"lib/modules/{kv}", symlinks=True,
+                            dirs_exist_ok=True)
             init = root / "sbin/lxpy-vm-init"
             init.write_text(GUEST_INIT.replace("@MODULES@", " ".join(rig.NINEP_MODULES)))
             init.chmod(0o755)
