@@ -207,18 +207,6 @@ def _enter_userns(plan: dict, sock) -> int:
 # PID 1
 
 
-def _mkdir_in_root(path: str) -> None:
-    """mkdir -p of an absolute path, after pivot_root (so it cannot leave the rootfs)."""
-    os.makedirs(path, exist_ok=True)
-
-
-def _is_real_dir(path: str) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
-
-
 def _touch(path: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     os.close(fd)
