@@ -5,6 +5,7 @@ the machine as it was."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import re
@@ -107,6 +108,28 @@ def _restore_host(state: dict) -> None:
             os.chmod(p, mode)
 
 
+# Written while this test has the package installed: a later run that finds the package and
+# the marker knows the package is a leftover of a killed run, not the admin's.
+MARKER = Path("/var/lib/lxpy-packaging-test.installed")
+
+
+def _purge_leftover() -> None:
+    name = MARKER.read_text().strip()
+    lp = Path("/var/lib/lxpy")
+    if name and (lp / name).exists():
+        for cmd in (["lxpy-stop", "-k"], ["lxpy-destroy", "-f", "-s"]):
+            subprocess.run([str(BIN / cmd[0]), "-P", str(lp), "-n", name, *cmd[1:]],
+                           capture_output=True, timeout=120)
+    subprocess.run(["dpkg", "-P", "lxpy"], capture_output=True, timeout=300,
+                   env={"PATH": SYS_PATH, "DEBIAN_FRONTEND": "noninteractive"})
+    for p in (lp / f".{name}.lock", lp):
+        try:
+            p.unlink() if p.is_file() else p.rmdir()
+        except OSError:
+            pass
+    MARKER.unlink(missing_ok=True)
+
+
 def _sysrun(*cmd: str, env: dict[str, str], check: bool = True,
             timeout: float = 120) -> subprocess.CompletedProcess:
     r = subprocess.run(list(cmd), capture_output=True, text=True, env=env, timeout=timeout,
@@ -117,11 +140,18 @@ def _sysrun(*cmd: str, env: dict[str, str], check: bool = True,
 
 
 @pytest.mark.slow
-def test_deb_builds_installs_works_and_removes_cleanly(tmp_path, unique, cache_dir):
+def test_deb_builds_installs_works_and_removes_cleanly(tmp_path, unique, cache_dir,
+                                                       request):
     for tool in ("dpkg-buildpackage", "dh", "pybuild", "apt-get"):
         if shutil.which(tool, path=SYS_PATH) is None:
             pytest.skip(f"{tool} missing: apt-get install debhelper dh-python "
                         "pybuild-plugin-pyproject python3-all")
+    # one run at a time on a machine (two checkouts' suites would install over each other)
+    lock = open("/run/lxpy-packaging-test.lock", "w")  # noqa: SIM115 - held for the test
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    request.addfinalizer(lock.close)
+    if _dpkg_installed("lxpy") and MARKER.exists():
+        _purge_leftover()           # a run of this test that was killed before its clean-up
     if _dpkg_installed("lxpy"):
         pytest.skip("an lxpy package is installed on this machine; not replacing it")
     if any(Path("/usr/bin").glob("lxpy*")):
@@ -150,6 +180,7 @@ def test_deb_builds_installs_works_and_removes_cleanly(tmp_path, unique, cache_d
     apt_env = {**env, "DEBIAN_FRONTEND": "noninteractive"}
     net_started = False
     try:
+        MARKER.write_text(f"{unique}\n")
         _sysrun("apt-get", "install", "-y", "-q", "-o", "Dpkg::Options::=--force-confold",
                 str(debs[0]), env=apt_env, timeout=600)
         assert _dpkg_installed("lxpy")
@@ -229,6 +260,7 @@ def test_deb_builds_installs_works_and_removes_cleanly(tmp_path, unique, cache_d
                 subprocess.run([str(BIN / cmd[0]), "-P", str(lp), "-n", unique, *cmd[1:]],
                                capture_output=True, timeout=120)
         _restore_host(host)
+        MARKER.unlink(missing_ok=True)
     # the repo's venv is untouched
     r = subprocess.run([str(BIN / "lxpy-ls"), "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and "lxpy" in r.stdout
