@@ -8,8 +8,9 @@ The same selection as LXC's lxc-autostart:
   each container once (the first group that names it wins);
 - within a group: ascending autostart.order, then name. Stop and kill go in exactly the
   reverse order of start, so `-s` mirrors what a start did;
-- start only acts on stopped containers, stop/kill/reboot only on running ones, and after
-  each start (and reboot) it waits autostart.delay seconds;
+- start only acts on stopped containers, stop/kill/reboot only on running ones; after a
+  container started (or rebooted) it waits that container's autostart.delay seconds before
+  the next one (not after the last: nothing waits for it);
 - -L prints what would be done instead of doing it: "NAME DELAY" lines for start and reboot,
   "NAME" lines for stop and kill (LXC's format).
 
