@@ -7,11 +7,10 @@ import sys
 
 HELP = "Start, stop, reboot or kill the auto-started containers in order (as lxc-autostart)."
 TAKES_NAME = False
-EPILOG = """Without -s, -r or -k the selected containers are started (those not running yet), in
-ascending autostart.order (then name); after each, its autostart.delay seconds pass before
-the next one starts. -s and -k
-go in the reverse order. Only containers with autostart.enabled = true are selected (-A: all);
-without -g or -a only those in no group.
+EPILOG = """Without -s, -r or -k the selected containers are started (those not running yet),
+in ascending autostart.order (then name); after each, its autostart.delay seconds pass
+before the next one starts. -s and -k go in the reverse order. Only containers with
+autostart.enabled = true are selected (-A: all); without -g or -a only those in no group.
 
 examples:
   lxpy-autostart -L                 what would start, "NAME DELAY" per line
