@@ -50,16 +50,16 @@ def debian(request, lxpy, lxpath, unique, tmp_path) -> str:
 
 
 def systemctl(lxpath: Path, name: str, *args: str, timeout: float = 60) -> str:
-    """systemctl inside the container (via nsenter, independent of lxpy-attach); waits for
-    systemd's bus to come up."""
+    """systemctl inside the container (via nsenter, independent of lxpy-attach). lxpy-start
+    returns once init runs, so systemd's bus may not be up yet: retry while systemctl
+    prints nothing (it fails with "Failed to connect to bus", "Connection reset" ...)."""
     pid = state_file(lxpath, name)["pid"]
     deadline = time.monotonic() + timeout
     while True:
         r = subprocess.run(["nsenter", "-t", pid, "-a", "systemctl", *args],
                            capture_output=True, text=True, timeout=timeout)
-        if "Failed to connect to bus" not in r.stderr or time.monotonic() > deadline:
-            return r.stdout.strip()
-        # systemd is still starting (lxpy-start returns once init runs): retry shortly
+        if r.stdout.strip() or r.returncode == 0 or time.monotonic() > deadline:
+            return r.stdout.strip() or r.stderr.strip()
         time.sleep(0.05)
 
 
