@@ -337,6 +337,10 @@ class Monitor:
             self.state = "ABORTING"
             self.cleanup(final=True)
             self.report("error", **e.fields)
+            step = e.fields.get("step", "")
+            if self.plan.get("app") and step.startswith("exec "):
+                # lxpy-execute of a missing (127) or not executable (126) command
+                return {"2": 127, "13": 126}.get(e.fields.get("errno", ""), 1)
             return 1
         except BaseException as e:  # noqa: BLE001
             import traceback

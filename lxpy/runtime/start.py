@@ -442,6 +442,10 @@ def _start_error(container, msg: dict[str, str]) -> RuntimeStartError:
         hint = "check the command and that it exists in the container's rootfs"
     elif err == errno.EPERM:
         hint = "lxpy-checkconfig tells which kernel features this host lacks"
-    return RuntimeStartError(f"container {container.name!r} failed to start: {text}", hint,
-                             step=step or None, syscall=msg.get("syscall") or None,
-                             errno=err or None, path=msg.get("path") or None)
+    e = RuntimeStartError(f"container {container.name!r} failed to start: {text}", hint,
+                          step=step or None, syscall=msg.get("syscall") or None,
+                          errno=err or None, path=msg.get("path") or None)
+    if step.startswith("exec ") and not step.startswith("exec init"):
+        # lxpy-execute: a command that is not there (or not executable), as a shell says it
+        e.exit_status = 127 if err == errno.ENOENT else 126 if err == errno.EACCES else 1
+    return e

@@ -230,7 +230,7 @@ def test_execute_passes_exit_status(lxpy, lxpath, bb):
         if p.poll() is None:
             p.kill()
     r = lxpy("execute", "-n", bb, "--", "/no/such", check=False)
-    assert r.returncode != 0 and "/no/such" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert r.returncode == 127 and "/no/such" in r.stderr and len(r.stderr.splitlines()) == 1
     assert_nothing_left(lxpath, bb)
 
 
