@@ -26,8 +26,22 @@ def stop(container, timeout: float | None = None, kill: bool = False, wait: bool
     info = state.query(container)
     if info.state == "STOPPED":
         if info.stale:
-            from .start import cleanup_stale
-            cleanup_stale(container, info)
+            # debris of a dead monitor; under the lock, as a start may be setting up
+            from ..errors import LockBusy
+            from .start import cleanup_stale, take_lock
+            try:
+                lock = take_lock(container, "busy")
+            except LockBusy:
+                raise StateError(f"container {container.name!r} is starting",
+                                 "try again in a moment") from None
+            try:
+                info = state.query(container)
+                if info.state == "STOPPED":
+                    cleanup_stale(container, info)
+            finally:
+                os.close(lock)
+            if info.state != "STOPPED":
+                return stop(container, timeout, kill, wait, reboot)
         raise NotRunning(f"container {container.name!r} is not running")
     if not info.monitor_alive:
         if reboot:
