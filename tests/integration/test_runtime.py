@@ -93,8 +93,13 @@ def assert_nothing_left(lxpath: Path, name: str) -> None:
         mounts = f.read()
     assert str(lxpath) not in mounts, "a mount under the lxpath is left on the host"
     assert str(rd) not in mounts
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert f"{rd}" not in out, "a monitor process is left"
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmdline = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            assert str(rd) not in cmdline, f"a monitor process is left: {p.name} {cmdline}"
 
 
 def wait_for_file_text(path: Path, text: str, timeout: float = 30) -> str:
