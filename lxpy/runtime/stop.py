@@ -49,10 +49,11 @@ def stop(container, timeout: float | None = None, kill: bool = False, wait: bool
                              "rebooted", "lxpy-stop it, then lxpy-start it")
         _stop_orphan(container, info, timeout, kill)
         return
-    # timeout None: the monitor uses init.stop_timeout from its plan (no config load here)
+    # timeout None: the monitor uses init.stop_timeout from its plan (no config load here).
+    # A monitor still in the start handshake (30 s at most) answers once it is done.
     try:
         s, (kind, msg) = proto.request(_sock(container), "reboot" if reboot else "stop",
-                                       io_timeout=10, **({} if reboot else {
+                                       io_timeout=45, **({} if reboot else {
                                            "timeout": "" if timeout is None else timeout,
                                            "kill": int(kill)}))
     except (FileNotFoundError, ConnectionRefusedError):
