@@ -985,6 +985,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-lxc", action="store_true", help="lxpy rows only")
     p.add_argument("--readme", action="store_true",
                    help="write this run's table into bench/README.md")
+    p.add_argument("--readme-from", type=Path, metavar="JSON",
+                   help="write the table of a saved run (its JSON) into bench/README.md, "
+                        "run nothing")
     p.add_argument("--max-minutes", type=float, default=0,
                    help="skip the remaining groups after this long")
     p.add_argument("--list", action="store_true", help="list the rows and exit")
@@ -1012,6 +1015,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.readme_from:
+        try:
+            write_readme(json.loads(args.readme_from.read_text()))
+        except (OSError, ValueError, KeyError) as e:
+            print(f"bench/run: cannot use {args.readme_from}: {e}", file=sys.stderr)
+            return 1
+        print(f"table of {args.readme_from} written into {README}")
+        return 0
     if os.geteuid() != 0:
         print("bench/run: needs root (sudo bench/run)", file=sys.stderr)
         return 2
