@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import select
 import shutil
 import signal
 import subprocess
 import termios
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.ptyio import read_until as _read_until
 from tests.conftest import BIN, Runner
 
 # Capabilities the default policy drops (security.cap_drop's default).
@@ -274,25 +273,6 @@ def test_keep_only_and_no_new_privs(lxpy, lxpath, unique):
 
 
 # -- signals and terminals -------------------------------------------------------------
-
-def _read_until(fd: int, text: bytes, timeout: float = 30) -> bytes:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while text not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"never saw {text!r}; got {buf!r}")
-        r, _, _ = select.select([fd], [], [], left)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                raise AssertionError(f"EOF before {text!r}; got {buf!r}")
-            buf += chunk
-    return buf
-
 
 def test_sigterm_is_forwarded(ct):
     run, name = ct

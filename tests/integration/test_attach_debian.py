@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import select
 import struct
 import subprocess
 import termios
@@ -14,27 +13,9 @@ import time
 import pytest
 
 from tests.conftest import BIN
+from tests.ptyio import Reader
 
 pytestmark = [pytest.mark.slow, pytest.mark.debian]
-
-
-def _read_until(fd: int, text: bytes, timeout: float = 60) -> bytes:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    while text not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"never saw {text!r}; got {buf[-300:]!r}")
-        r, _, _ = select.select([fd], [], [], left)
-        if r:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                raise AssertionError(f"EOF before {text!r}; got {buf[-300:]!r}")
-            buf += chunk
-    return buf
 
 
 @pytest.fixture
@@ -68,16 +49,17 @@ def test_systemd_and_an_interactive_shell(lxpy, deb):
     p = subprocess.Popen([str(BIN / "lxpy-attach"), "-P", str(lxpy.lxpath), "-n", deb],
                          stdin=slave, stdout=slave, stderr=slave, env=env,
                          start_new_session=True)
+    pty = Reader(master)
     try:
-        _read_until(master, b"# ")                       # root's login shell: bash
+        pty.expect(b"# ")                       # root's login shell: bash
         os.write(master, b"echo $0 $TERM; stty size; tty\n")
-        out = _read_until(master, b"/dev/pts/")
+        out = pty.expect(b"/dev/pts/")
         assert b"bash xterm-256color" in out and b"40 100" in out
-        _read_until(master, b"# ")
+        pty.expect(b"# ")
         os.write(master, b"sleep 1000; echo after-sleep\n")
-        _read_until(master, b"sleep 1000")
+        pty.expect(b"sleep 1000")
         os.write(master, b"\x03")                        # Ctrl-C reaches the sleep only
-        _read_until(master, b"# ")
+        pty.expect(b"# ")
         os.write(master, b"exit 3\n")
         assert p.wait(timeout=60) == 3
     finally:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ptyio import read_until as _read_until
+
 BIN = Path(sys.executable).parent
 
 
@@ -353,22 +355,6 @@ def test_many_start_stop_cycles_leave_nothing(lxpy, lxpath, bb):
     assert sum(1 for h in held if h.startswith("/dev/pts/")) == 1 + 4   # console + tty.max
     lxpy("stop", "-n", bb)
     assert_nothing_left(lxpath, bb)
-
-
-def _read_until(fd: int, text: bytes, timeout: float = 30) -> bytes:
-    buf = b""
-    deadline = time.monotonic() + timeout
-    p = select.poll()
-    p.register(fd, select.POLLIN)
-    while text not in buf:
-        left = deadline - time.monotonic()
-        assert left > 0, f"never saw {text!r}; got {buf!r}"
-        if p.poll(int(left * 1000)):
-            try:
-                buf += os.read(fd, 4096)
-            except OSError:
-                break
-    return buf
 
 
 def test_console_attach_one_holder_and_detach(lxpy, lxpath, bb):
