@@ -392,6 +392,10 @@ class Cgroup:
                 pass
             if self.wait_empty(timeout / 5):
                 break
+        try:
+            self.thaw(wait=False)      # never leave an empty cgroup FROZEN (it may be reused)
+        except CgroupError:
+            pass
         if not self.wait_empty(0.1):
             raise CgroupError(f"cgroup {self.path}: tasks survived SIGKILL: {self.pids()}")
 

@@ -209,6 +209,23 @@ def test_kill_and_destroy(drv, unique):
     c.destroy()   # already gone: fine
 
 
+def test_kill_of_an_empty_cgroup_leaves_it_thawed(drv, unique):
+    """A stale cgroup reused by the next start must not stay FROZEN after a kill."""
+    c = drv.create(unique)
+    try:
+        c.kill()
+        assert c.freezer_state() == "THAWED"
+        p = Gated(c, "sleep", "600").go()
+        try:
+            wait_for(lambda: c.pids(), 30, "the task to join")
+            c.kill()
+            assert c.freezer_state() == "THAWED" and not c.pids()
+        finally:
+            p.stop()
+    finally:
+        c.destroy()
+
+
 def test_names_never_collide(drv, unique):
     a = drv.create(unique)
     p = Gated(a, "sleep", "600")
