@@ -125,7 +125,7 @@ def _start() -> None:
         with pr.host() as ipr:
             idx = pr.index(ipr, br)
             if idx is None:
-                ipr.link("add", ifname=br, kind="bridge")
+                pr.add_link(ipr, br, "bridge")
                 undo.callback(pr.delete_link, br)
                 st["created_bridge"] = True
                 idx = pr.require_index(ipr, br)

@@ -27,8 +27,8 @@ class Macvlan(IfaceType):
     def create(self, p: IfacePlan, pid: int, stack: ExitStack) -> None:
         with pr.host() as ipr:
             parent = pr.require_index(ipr, p.link)
-            ipr.link("add", ifname=p.tmp_name, kind="macvlan", link=parent,
-                     macvlan_mode=p.mode or "bridge")
+            pr.add_link(ipr, p.tmp_name, "macvlan", link=parent,
+                        macvlan_mode=p.mode or "bridge")
             stack.callback(pr.delete_link, p.tmp_name)
             idx = pr.require_index(ipr, p.tmp_name)
             if p.mtu:

@@ -64,6 +64,19 @@ def index(ipr: Any, name: str) -> int | None:
     return None
 
 
+def add_link(ipr: Any, name: str, kind: str, **kw: Any) -> None:
+    """RTM_NEWLINK of a given kind; a kernel without that link type is a clear error."""
+    try:
+        ipr.link("add", ifname=name, kind=kind, **kw)
+    except Exception as e:  # noqa: BLE001 - NetlinkError(EOPNOTSUPP): no such link type
+        if getattr(e, "code", None) == 95:
+            raise NetworkError(f"cannot create {kind} interface {name!r}: this kernel has no "
+                               f"{kind} support", f"load it (modprobe {kind}) or use a "
+                               "kernel built with it; lxpy-checkconfig shows what is missing"
+                               ) from None
+        raise
+
+
 def require_index(ipr: Any, name: str) -> int:
     i = index(ipr, name)
     if i is None:

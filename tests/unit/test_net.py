@@ -165,3 +165,24 @@ def test_importing_lxpy_net_does_not_import_pyroute2():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_kernel_without_the_link_type_is_a_clear_error():
+    """EOPNOTSUPP from RTM_NEWLINK (no bridge/macvlan module) is a NetworkError with a hint,
+    not a netlink traceback; other netlink errors pass through."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    from lxpy.net import pr
+
+    class Ipr:
+        def __init__(self, code):
+            self.code = code
+
+        def link(self, *a, **kw):
+            raise NetlinkError(self.code, "nope")
+
+    with pytest.raises(NetworkError, match="this kernel has no bridge support") as e:
+        pr.add_link(Ipr(95), "lxpybr9", "bridge")
+    assert "modprobe bridge" in e.value.hint
+    with pytest.raises(NetlinkError):
+        pr.add_link(Ipr(17), "lxpybr9", "bridge")
