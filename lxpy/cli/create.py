@@ -10,6 +10,7 @@ EPILOG = """examples:
   lxpy-create -n web1 -t debian -- -r bookworm --packages openssh-server,vim
   lxpy-create -n bb -t busybox
   lxpy-create -n imp -t local -- --file /srv/rootfs.tar.xz
+  pwgen 20 1 | lxpy-create -n ssh1 -t debian -- --root-password -
   lxpy-create -t debian -h            the options the debian template takes after --"""
 
 
@@ -51,6 +52,7 @@ def run(args) -> int:
         raise UsageError("which template? give -t debian, -t busybox, -t local or a path")
     if args.extra_config and not Path(args.extra_config).is_file():
         raise UsageError(f"-f {args.extra_config}: no such file")
+    template_args = _password_from_stdin(args.extra or [])
     progress = None
     if not args.quiet and sys.stderr.isatty():
         def progress(msg: str) -> None:
@@ -59,7 +61,7 @@ def run(args) -> int:
     from lxpy.paths import default_lxpath
     req = CreateRequest(name=args.name, lxpath=Path(args.lxpath) if args.lxpath else
                         default_lxpath(), template=args.template,
-                        template_args=args.extra or [], backend=args.backend,
+                        template_args=template_args, backend=args.backend,
                         extra_config=Path(args.extra_config) if args.extra_config else None,
                         flush_cache=args.flush_cache, progress=progress)
     import signal
@@ -76,3 +78,23 @@ def run(args) -> int:
     if not args.quiet:
         print(f"created {c.name} in {c.dir}")
     return 0
+
+
+def _password_from_stdin(targs: list[str]) -> list[str]:
+    """`--root-password -` reads the password from stdin (first line), so it never shows
+    in ps or in shell history."""
+    from lxpy.errors import UsageError
+    out = list(targs)
+    for i, a in enumerate(out):
+        if a == "--root-password=-" or (a == "--root-password" and out[i + 1:i + 2] == ["-"]):
+            line = sys.stdin.readline().rstrip("\n")
+            if not line:
+                raise UsageError("--root-password -: no password on stdin",
+                                 "pipe it in, e.g. echo \"$PW\" | lxpy-create ... "
+                                 "-- --root-password -")
+            if a == "--root-password":
+                out[i + 1] = line
+            else:
+                out[i] = f"--root-password={line}"
+            break
+    return out

@@ -87,6 +87,26 @@ def test_busybox_create_list_info_config_destroy(lxpy, lxpath):
     assert visible_entries(lxpath) == []
 
 
+def test_root_password_from_stdin_never_in_argv(lxpy, lxpath):
+    """`--root-password -` takes the password from stdin: root's hash in the container's
+    /etc/shadow matches it; with nothing on stdin it is a usage error that makes nothing."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # noqa: PLC0415 - deprecated, present in Debian 12's Python 3.11
+    lxpy("create", "-n", "pw", "-t", "busybox", "--", "--root-password", "-",
+         input="from stdin 42\n")
+    # the container's own files: its overlay upper, or its rootfs on a dir backend
+    shadow = next(f for f in (lxpath / "pw/delta/etc/shadow", lxpath / "pw/rootfs/etc/shadow")
+                  if f.exists()).read_text()
+    h = next(line.split(":")[1] for line in shadow.splitlines() if line.startswith("root:"))
+    assert h.startswith("$6$") and crypt.crypt("from stdin 42", h) == h
+    r = lxpy("create", "-n", "pw2", "-t", "busybox", "--", "--root-password", "-",
+             input="", check=False)
+    assert_one_line_error(r, 2, "no password on stdin")
+    assert names(lxpy) == ["pw"]
+
+
 def test_duplicate_name_keeps_the_original(lxpy, lxpath):
     lxpy("create", "-n", "dup", "-t", "busybox")
     marker = lxpath / "dup" / "config.toml"
