@@ -5,7 +5,6 @@ issue as a user sees it. Runs on this host and in the cgroup2 VM (tests/vm)."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -106,10 +105,8 @@ def test_container_fork_bomb_and_view(lxpy, ct):
         assert "cgroup.procs" in lines and "cgroup.subtree_control" in lines
     else:
         assert "memory" in lines and "systemd" in lines
-    t0 = time.monotonic()
     lxpy("stop", "-n", ct, timeout=120)
     assert info(lxpy, ct)["state"] == "STOPPED"
-    assert time.monotonic() - t0 < 120
 
 
 def test_not_running_errors(lxpy, lxpath, unique):
