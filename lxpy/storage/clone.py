@@ -473,8 +473,7 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
         log.info("%s: its rootfs is mounted; the clone copies its delta", src.name)
         return src_cfg
     layers = src.dir / LAYERS
-    layers.mkdir(mode=0o755, exist_ok=True)
-    used = [int(e) for e in os.listdir(layers) if e.isdigit()]
+    used = [int(e) for e in (os.listdir(layers) if layers.is_dir() else ()) if e.isdigit()]
     rel = f"{LAYERS}/{max(used) + 1 if used else 0}"
     lowers = [src.dir / rel, *split_lowers(src_cfg.rootfs.lower, src.dir)]
     for upper, work in ((delta, ob.work(src.dir)), (ob.delta(dst_dir), ob.work(dst_dir))):
@@ -482,6 +481,7 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
             raise StorageError(f"container {src.name!r} has too many overlay layers "
                                f"({len(lowers)}) for a snapshot clone",
                                "lxpy-copy without -s makes an independent copy")
+    layers.mkdir(mode=0o755, exist_ok=True)
     layer = src.dir / rel
     layer.mkdir(mode=0o755)
     copy_dir_attrs(delta, layer)
