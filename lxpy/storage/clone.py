@@ -191,6 +191,16 @@ def render_config(src_text: str, *, keys: dict[str, str], old_dir: Path, new_dir
                   origin: str | None) -> str:
     """The clone's config.toml: the source's, comments kept, with the rootfs keys, paths,
     hostname and MAC addresses changed."""
+    args = dict(keys=keys, old_dir=old_dir, new_dir=new_dir, old_name=old_name,
+                new_name=new_name, keep_hostname=keep_hostname, keep_macs=keep_macs,
+                origin=origin)
+    fast = _render_config_fast(src_text, **args)
+    return fast if fast is not None else _render_config_tomlkit(src_text, **args)
+
+
+def _render_config_tomlkit(src_text: str, *, keys: dict[str, str], old_dir: Path,
+                           new_dir: Path, old_name: str, new_name: str, keep_hostname: bool,
+                           keep_macs: bool, origin: str | None) -> str:
     import tomlkit
     doc = tomlkit.parse(src_text)
     _rewrite_strings(doc, os.fspath(old_dir), os.fspath(new_dir))
@@ -211,6 +221,75 @@ def render_config(src_text: str, *, keys: dict[str, str], old_dir: Path, new_dir
             if entry.get("type", "veth") in ("veth", "macvlan") or "hwaddr" in entry:
                 entry["hwaddr"] = new_hwaddr(str(entry.get("hwaddr") or ""))
     return tomlkit.dumps(doc)
+
+
+def _render_config_fast(src_text: str, *, keys: dict[str, str], old_dir: Path,
+                        new_dir: Path, old_name: str, new_name: str, keep_hostname: bool,
+                        keep_macs: bool, origin: str | None) -> str | None:
+    """render_config by editing lines, without tomlkit (~30 ms to import): the result must
+    parse to exactly what the tomlkit edit gives, else None."""
+    import json
+    import re
+    try:
+        want = tomllib.loads(src_text)
+        _rewrite_strings(want, os.fspath(old_dir), os.fspath(new_dir))
+        rt = want.get("rootfs")
+        if not isinstance(rt, dict):
+            return None
+        for k in ("lower", "origin"):
+            rt.pop(k, None)
+        new_keys = {k.removeprefix("rootfs."): v for k, v in keys.items()}
+        if origin:
+            new_keys["origin"] = origin
+        rt.update(new_keys)
+        if not keep_hostname and want.get("hostname") == old_name:
+            want["hostname"] = new_name
+        macs = []
+        if not keep_macs:
+            for entry in want.get("net", []):
+                if entry.get("type", "veth") in ("veth", "macvlan") or "hwaddr" in entry:
+                    if "hwaddr" not in entry:
+                        return None            # a line to add: tomlkit
+                    entry["hwaddr"] = new_hwaddr(str(entry.get("hwaddr") or ""))
+                macs.append(entry.get("hwaddr"))
+        lines = src_text.splitlines(keepends=True)
+        out: list[str] = []
+        table = None
+        old, new = os.fspath(old_dir), os.fspath(new_dir)
+        net_i = -1
+        for line in lines:
+            head = re.match(r"\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]", line)
+            if head:
+                table = head.group(2)
+                if table == "net" and head.group(1) == "[[":
+                    net_i += 1
+                out.append(line)
+                if table == "rootfs":
+                    out += [f"{k} = {json.dumps(v, ensure_ascii=False)}\n"
+                            for k, v in new_keys.items()]
+                continue
+            kv = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", line)
+            key = kv.group(1) if kv else None
+            if table == "rootfs" and key in ("lower", "origin", *new_keys):
+                continue
+            value = None
+            if table is None and key == "hostname" and want.get("hostname") == new_name \
+                    and not keep_hostname:
+                value = json.dumps(new_name, ensure_ascii=False)
+            elif table == "net" and key == "hwaddr" and not keep_macs and net_i >= 0:
+                value = json.dumps(macs[net_i])
+            if value is not None:        # the first string on the line; comments stay
+                line = re.sub(r'"(?:[^"\\\n]|\\.)*"', lambda _m: value, line, count=1)
+            elif old in line:
+                line = line.replace(f'"{old}/', f'"{new}/').replace(f'"{old}"', f'"{new}"') \
+                    .replace(f":{old}/", f":{new}/")
+            out.append(line)
+        text = "".join(out)
+        if tomllib.loads(text) != want:
+            return None
+        return text
+    except (ValueError, TypeError, IndexError, AttributeError, tomllib.TOMLDecodeError):
+        return None
 
 
 HOST_FILES = ("etc/hostname", "etc/hosts")
