@@ -399,6 +399,11 @@ def _env(template: Template, config: bool = False):
 def _context(template: Template, context: dict[str, Any]) -> dict[str, Any]:
     ctx = dict(context)
     ctx.setdefault("template", template.name)
+    # for templates that bring interfaces up without a loop: space-separated names
+    nets = [n for n in ctx.get("net") or () if isinstance(n, dict)
+            and n.get("type", "veth") in ("veth", "macvlan", "phys")]
+    ctx.setdefault("net_up", " ".join(str(n.get("name")) for n in nets))
+    ctx.setdefault("net_dhcp", " ".join(str(n.get("name")) for n in nets if n.get("dhcp")))
     ctx.setdefault("defaults", template.defaults)
     if not ctx.get("arch"):
         ctx["arch"] = host_arch()
@@ -419,8 +424,50 @@ def _context(template: Template, context: dict[str, Any]) -> dict[str, Any]:
     return ctx
 
 
-def _render_text(env, rel: str, template: Template, ctx: dict[str, Any]) -> str | None:
+_PLAIN_VAR = re.compile(r"\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}")
+
+
+def _render_plain(text: str, ctx: dict[str, Any]) -> str | None:
+    """What jinja renders for a text whose only markup is {{ name }} or {{ dict.key }} of
+    strings and numbers, without importing jinja (~60 ms); None for anything else."""
+    if "{%" in text or "{#" in text or "\r" in text:
+        return None
+    out = []
+    pos = 0
+    for m in _PLAIN_VAR.finditer(text):
+        out.append(text[pos:m.start()])
+        first, *rest = m.group(1).split(".")
+        if first not in ctx:
+            return None
+        v = ctx[first]
+        for key in rest:
+            if not isinstance(v, dict) or key not in v or hasattr(v, key):
+                return None
+            v = v[key]
+        if not isinstance(v, (str, int, float)):
+            return None
+        out.append(str(v))
+        pos = m.end()
+    out.append(text[pos:])
+    if any("{{" in piece for piece in out[::2]) or "{{" in out[-1]:
+        return None
+    return "".join(out)
+
+
+def _render_text(env, rel: str, template: Template, ctx: dict[str, Any],
+                 src: Path | None = None) -> str | None:
+    """rel rendered with ctx; env: a jinja Environment, or a function making one (called
+    only when src, the file jinja would load, needs more than _render_plain)."""
+    if src is not None:
+        try:
+            out = _render_plain(src.read_text(encoding="utf-8"), ctx)
+        except (OSError, UnicodeDecodeError):
+            out = None
+        if out is not None:
+            return out
     import jinja2
+    if not isinstance(env, jinja2.Environment):
+        env = env()
     try:
         return env.get_template(rel).render(ctx)
     except _Skip:
@@ -440,8 +487,8 @@ def render_config(template: Template, context: dict[str, Any]) -> str:
     src = template.config_template()
     if src is None:
         return ""
-    out = _render_text(_env(template, config=True), "config.toml.j2", template,
-                       _context(template, context))
+    out = _render_text(lambda: _env(template, config=True), "config.toml.j2", template,
+                       _context(template, context), src)
     return out or ""
 
 
@@ -458,7 +505,12 @@ def render_rootfs(template: Template, rootfs: Path, context: dict[str, Any]) -> 
     from . import safefs
 
     ctx = _context(template, context)
-    env = _env(template)
+    envs: list[Any] = []
+
+    def env():
+        if not envs:
+            envs.append(_env(template))
+        return envs[0]
     setup = template.setup
     modes = {safefs.normalize(k): _mode(v, f"template {template.name}: setup.modes.{k}")
              for k, v in setup.get("modes", {}).items()}
@@ -467,7 +519,7 @@ def render_rootfs(template: Template, rootfs: Path, context: dict[str, Any]) -> 
     for rel, src in template.rootfs_files().items():
         if rel.endswith(".j2"):
             target = rel[:-3]
-            text = _render_text(env, rel, template, ctx)
+            text = _render_text(env, rel, template, ctx, src)
             if text is None:
                 continue
             data = text.encode()

@@ -1,9 +1,14 @@
 """overlay: the container's changes live in delta/ (overlayfs upper, work/ beside it) over
-read-only lower trees: the template cache, or a dir container's rootfs for a snapshot clone.
+read-only lower trees: the template cache, a dir container's rootfs for a snapshot clone, and
+layers/N: what the container's delta held when a snapshot clone was made of it.
 
-rootfs.lower lists the lowers, topmost first, ':'-separated. Cloning an overlay container
-copies its delta (small: only what changed) and shares the lowers, so clone and source are
-independent both ways and no overlay is stacked on another (the kernel allows 2 levels)."""
+rootfs.lower lists the lowers, topmost first, ':'-separated; the container's own layers are
+relative (they follow a rename), others absolute. A snapshot clone is O(1): the source's
+delta becomes one more read-only layer of its own (clone.seal: one directory exchange), and
+the clone is a new empty delta over the source's lowers, layers included. Both go on
+independently, on their own deltas, and no overlay is stacked on another; the clone depends
+on the source's layers (storage.dependants() sees it, lxpy-destroy refuses). A full copy
+copies the delta and the own layers and shares the other lowers."""
 
 from __future__ import annotations
 
@@ -17,11 +22,15 @@ from typing import Any
 
 from ..errors import StorageError
 from .base import Backend, join_lowers, register, rootfs_dir, split_lowers
-from .copy import copy_dir_attrs, copy_tree, remove_tree
+from .copy import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree
 
 log = logging.getLogger("lxpy.storage")
 
 _available: bool | None = None
+
+LAYERS = "layers"       # <cdir>/layers/N: read-only layers of its own (see clone.seal)
+MAX_LOWERS = 500        # the kernel's OVL_MAX_STACK
+MAX_OPTIONS = 4000      # mount(2) data is one page, with the other options and a NUL
 
 
 def _kernel_has_overlay() -> bool:
@@ -48,10 +57,17 @@ def mount_options(lowers: list[Path], upper: Path, work: Path) -> str:
             f"workdir={join_lowers([work])}")
 
 
+def too_deep(lowers: list[Path], upper: Path, work: Path) -> bool:
+    """True when these layers cannot be one overlay mount (too many, or their paths too long
+    for the one page of mount options)."""
+    n = len(lowers) + sum(len(os.fspath(p)) + 1 for p in (*lowers, upper, work))
+    return len(lowers) > MAX_LOWERS or n + len("lowerdir=,upperdir=,workdir=") > MAX_OPTIONS
+
+
 def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
     from ..linux.mount import mount
     data = mount_options(lowers, upper, work)
-    if len(data) > 4000:
+    if len(data) > MAX_OPTIONS or len(lowers) > MAX_LOWERS:
         raise StorageError(f"overlay: too many lower layers for one mount ({len(lowers)})",
                            "make a full copy (lxpy-copy without -s) to flatten it")
     try:
@@ -119,8 +135,20 @@ class OverlayBackend(Backend):
         self.work(cdir).mkdir(mode=0o700, exist_ok=True)
 
     def _keys(self, lowers: list[Path]) -> dict[str, str]:
+        """Absolute lowers, except relative ones (the container's own layers) kept so."""
         return {"rootfs.backend": "overlay", "rootfs.path": "rootfs",
-                "rootfs.lower": join_lowers([Path(os.path.abspath(p)) for p in lowers])}
+                "rootfs.lower": join_lowers([p if not p.is_absolute()
+                                             else Path(os.path.abspath(p)) for p in lowers])}
+
+    @staticmethod
+    def own_layer(cdir: Path, lower: Path) -> str | None:
+        """'layers/N' when lower is one of the container's own layers, else None."""
+        try:
+            rel = Path(os.path.realpath(lower)).relative_to(
+                os.path.realpath(Path(cdir) / LAYERS))
+        except ValueError:
+            return None
+        return f"{LAYERS}/{rel}" if len(rel.parts) == 1 else None
 
     # -- interface -----------------------------------------------------------------------
     def create_from(self, base: Path, cdir: Path) -> dict[str, str]:
@@ -237,18 +265,35 @@ class OverlayBackend(Backend):
 
     # -- clone and snapshot --------------------------------------------------------------
     def full_copy(self, src_cdir: Path, src_cfg: Any, dst_cdir: Path) -> dict[str, str]:
-        """Copy the delta, share the (read-only) lowers."""
+        """Copy the delta and the source's own layers, share the other (read-only) lowers."""
         if src_cfg.rootfs.backend != "overlay":
             raise StorageError("a full copy to the overlay backend needs an overlay source",
                                "use -s for an overlay snapshot clone, or -B dir")
-        lowers = self.lowers(src_cdir, src_cfg)
+        lowers = []
+        for low in self.lowers(src_cdir, src_cfg):
+            own = self.own_layer(src_cdir, low)
+            if own is not None:
+                (Path(dst_cdir) / LAYERS).mkdir(mode=0o755, exist_ok=True)
+                copy_tree(low, Path(dst_cdir) / own)
+                low = Path(own)
+            lowers.append(low)
         copy_tree(self.delta(src_cdir), self.delta(dst_cdir))
         self._make_layout(dst_cdir, None)
         return self._keys(lowers)
 
     def snapshot_clone(self, src_cdir: Path, src_cfg: Any, dst_cdir: Path) -> dict[str, str]:
+        """Of an overlay source: a new empty delta over all its lowers (O(1)) when its delta
+        is empty, as clone.seal leaves it; else (a running source, -a) a copy of its delta."""
         if src_cfg.rootfs.backend == "overlay":
-            return self.full_copy(src_cdir, src_cfg, dst_cdir)
+            lowers = [Path(os.path.abspath(p)) for p in self.lowers(src_cdir, src_cfg)]
+            src_delta = self.delta(src_cdir)
+            keys = self._keys(lowers)
+            if src_delta.is_symlink() or not is_empty_dir(src_delta):
+                copy_tree(src_delta, self.delta(dst_cdir))
+                self._make_layout(dst_cdir, None)
+            else:
+                self._make_layout(dst_cdir, src_delta)
+            return keys
         # dir or btrfs source: its rootfs becomes our lower (the source must stay unchanged
         # for the clone to stay as it was: the clone depends on it, see dependants()).
         lower = Path(os.path.abspath(rootfs_dir(src_cdir, src_cfg)))

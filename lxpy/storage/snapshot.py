@@ -154,14 +154,16 @@ def _restore_in_place(c: Container, name: str) -> Container:
     with c.lock(wait=5, what="busy"):
         require_stopped(c, "restoring a snapshot")
         _sweep_snaps(c)
-        deps = dependants(c, hard_only=True)
+        snap = get_snapshot(c, name)
+        snap_cfg = load(snap.path / CONFIG_NAME)
+        sb = get(snap_cfg.rootfs.backend)
+        # an overlay restore swaps the delta only: the trees clones use as lowers (the own
+        # layers, a frozen dir tree) stay as they are
+        deps = [] if sb.snapshot_part == "delta" else dependants(c, hard_only=True)
         if deps:
             raise StorageError(f"cannot restore {c.name!r} in place: the rootfs of "
                                f"{', '.join(deps)} lies on its tree",
                                "restore into a new container with -N, or destroy those first")
-        snap = get_snapshot(c, name)
-        snap_cfg = load(snap.path / CONFIG_NAME)
-        sb = get(snap_cfg.rootfs.backend)
         cur_cfg = load(c.config_path)
         if cur_cfg.rootfs.backend != sb.name and not (sb.name == "dir" and
                                                       cur_cfg.rootfs.backend == "overlay"):
@@ -173,8 +175,8 @@ def _restore_in_place(c: Container, name: str) -> Container:
         try:
             keys = sb.from_snapshot(snap.path, snap_cfg, stage)
             lower = str(snap_cfg.rootfs.lower or "")
-            if lower and not any(x.startswith("/") for x in lower.split(":")):
-                keys["rootfs.lower"] = lower      # relative to this container: keep it so
+            if lower:
+                keys["rootfs.lower"] = lower      # its relative parts are relative to c: keep
             text = _config_with(snap.path / CONFIG_NAME, keys, c, c.dir)
             write_new(stage / CONFIG_NAME, text)
             part = sb.snapshot_part

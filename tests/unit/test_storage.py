@@ -128,3 +128,42 @@ def test_snapshot_names():
     assert SNAP_RE.match("snap0") and SNAP_RE.match("snap12")
     for bad in ("snap", "snap-1", "snapx", ".tmp-snap0-ab", "snap0/..", "Snap0"):
         assert not SNAP_RE.match(bad)
+
+
+def _macs_out(text: str) -> dict:
+    d = tomllib.loads(text)
+    for e in d.get("net", []):
+        if "hwaddr" in e:
+            e["hwaddr"] = e["hwaddr"][:8]
+    return d
+
+
+@pytest.mark.parametrize("keep_hostname,keep_macs,origin,keys", [
+    (False, False, "gold", {"rootfs.backend": "overlay", "rootfs.path": "rootfs",
+                            "rootfs.lower": "/var/lib/lxpy/gold/layers/0:/var/cache/x"}),
+    (True, True, None, {"rootfs.backend": "dir", "rootfs.path": "rootfs"}),
+    (False, True, None, {}),
+])
+def test_render_config_fast_is_the_tomlkit_edit(keep_hostname, keep_macs, origin, keys):
+    from lxpy.storage.clone import _render_config_fast, _render_config_tomlkit
+    args = dict(keys=keys, old_dir=Path("/var/lib/lxpy/gold"),
+                new_dir=Path("/var/lib/lxpy/web"), old_name="gold", new_name="web",
+                keep_hostname=keep_hostname, keep_macs=keep_macs, origin=origin)
+    fast = _render_config_fast(SRC, **args)
+    assert fast is not None
+    assert "# the golden image" in fast and "# keep me" in fast
+    assert _macs_out(fast) == _macs_out(_render_config_tomlkit(SRC, **args))
+    if not keep_macs:
+        assert tomllib.loads(fast)["net"][0]["hwaddr"] != "00:16:3e:aa:bb:cc"
+
+
+def test_render_config_fast_declines_what_it_cannot_edit():
+    from lxpy.storage.clone import _render_config_fast
+    args = dict(keys={}, old_dir=Path("/var/lib/lxpy/gold"), new_dir=Path("/var/lib/lxpy/web"),
+                old_name="gold", new_name="web", keep_hostname=False, keep_macs=False,
+                origin=None)
+    assert _render_config_fast('net = [{type = "veth"}]\n[rootfs]\npath = "r"\n', **args) is None
+    assert _render_config_fast('hostname = "gold"\n', **args) is None         # no [rootfs]
+    odd = '[rootfs]\npath = "r"\n[x]\ny = "a/var/lib/lxpy/gold/b"\n'
+    out = _render_config_fast(odd, **args)
+    assert out is None or tomllib.loads(out)["x"]["y"] == "a/var/lib/lxpy/gold/b"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -353,8 +354,16 @@ def test_busybox_render_network(tmp_path):
     rcs = root / "etc/init.d/rcS"
     text = rcs.read_text()
     assert rcs.stat().st_mode & 0o111
-    assert "udhcpc -f -i eth0" in text and "udhcpc -f -i eth1" not in text
-    assert "ip link set eth1 up" in text
+    assert "for n in eth0 eth1; do\n\tip link set \"$n\" up" in text
+    assert "for n in eth0; do\n\tudhcpc -f -i \"$n\"" in text
+    assert subprocess.run(["sh", "-n", str(rcs)]).returncode == 0
+    # no interface: empty loops, still valid
+    root2 = tmp_path / "rootfs2"
+    root2.mkdir()
+    templates.render_rootfs(t, root2, _ctx(t, net=[]))
+    text2 = (root2 / "etc/init.d/rcS").read_text()
+    assert "for n in ; do" in text2
+    assert subprocess.run(["sh", "-n", str(root2 / "etc/init.d/rcS")]).returncode == 0
     assert (root / "usr/share/udhcpc/default.script").stat().st_mode & 0o111
     assert templates.render_config(t, _ctx(t)).count('include = ["busybox"]') == 1
 
@@ -375,3 +384,23 @@ def test_no_argv_gives_a_traceback(argv):
         assert "\n" not in str(e) and e.exit_status == 2
     else:
         assert set(out) == {o.key for o in t.options.values()}
+
+
+_PLAIN_CTX = {"name": "c1", "n": 3, "t": True, "options": {"release": "bookworm", "arch": "amd64"}}
+
+
+@pytest.mark.parametrize("text", [
+    "a {{ name }} b\n", "{{ options.release }}/{{ options.arch }}", "x = {{ n }} {{t}}\n\n",
+    "{{name}}{{ name }}", "}} {{ name }} }", "no markup at all\n", ""])
+def test_plain_render_is_what_jinja_renders(text):
+    import jinja2
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    assert templates._render_plain(text, _PLAIN_CTX) == env.from_string(text).render(_PLAIN_CTX)
+
+
+@pytest.mark.parametrize("text", [
+    "{% if n %}x{% endif %}", "{{ name | upper }}", "{{ options.items }}", "{{ missing }}",
+    "{# c #}", "{{ n.x }}", "{{ options }}", "{{ 'lit' }}", "a\r\nb {{ name }}"])
+def test_plain_render_leaves_the_rest_to_jinja(text):
+    assert templates._render_plain(text, _PLAIN_CTX) is None
