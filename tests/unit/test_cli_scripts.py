@@ -1,0 +1,89 @@
+"""bin/: the installed commands (bin/README.md). One template for all, in step with
+lxpy.cli.COMMANDS and pyproject.toml, and the -I -S start that setup-host's install uses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+
+from lxpy.cli import COMMANDS
+from tests.conftest import REPO
+
+BIN = REPO / "bin"
+
+
+def _progs() -> list[str]:
+    return ["lxpy"] + [f"lxpy-{v}" for v in COMMANDS]
+
+
+def test_one_script_per_command_and_pyproject_lists_them():
+    have = {p.name for p in BIN.iterdir() if p.name.startswith("lxpy")}
+    assert have == set(_progs())
+    files = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "script-files"]
+    assert sorted(files) == sorted(f"bin/{p}" for p in _progs())
+    assert "scripts" not in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+def test_scripts_are_the_same_template():
+    ref = (BIN / "lxpy-ls").read_text()
+    for prog in _progs():
+        p = BIN / prog
+        assert os.access(p, os.X_OK), prog
+        text = p.read_text()
+        assert text.startswith("#!python\n"), prog
+        verb = prog.removeprefix("lxpy-")
+        if prog == "lxpy":
+            want = ref.replace("lxpy-ls:", "lxpy:").replace(
+                "from lxpy.cli import main\nsys.exit(main('ls'))",
+                "from lxpy.cli import umbrella\nsys.exit(umbrella())")
+        else:
+            want = ref.replace("lxpy-ls:", f"{prog}:").replace("main('ls')", f"main({verb!r})")
+        assert text == want, prog
+        assert "import re" not in text
+
+
+def _run(python: str, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    return subprocess.run([python, *args], capture_output=True, text=True, timeout=60,
+                          env=env, cwd="/")
+
+
+def test_without_flags_and_with_site_fallback():
+    # this checkout's venv (editable: only site finds lxpy) -> the -S branch falls back
+    for flags in ([], ["-IS"]):
+        r = _run(sys.executable, *flags, str(BIN / "lxpy-info"), "--version")
+        assert (r.returncode, r.stdout) == (0, f"lxpy {_version()}\n"), r.stderr
+        r = _run(sys.executable, *flags, str(BIN / "lxpy"), "nosuch")
+        assert r.returncode == 2 and "'nosuch' is not a command" in r.stderr
+
+
+def test_plain_venv_starts_without_site(tmp_path):
+    # a venv as setup-host makes it: lxpy in its own site-packages, no system site packages
+    root = tmp_path / "venv"
+    (root / "bin").mkdir(parents=True)
+    base = os.path.realpath(sys.executable)
+    os.symlink(base, root / "bin" / "python3")
+    (root / "pyvenv.cfg").write_text(f"home = {os.path.dirname(base)}\n"
+                                     "include-system-site-packages = false\n")
+    sp = root / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    sp.mkdir(parents=True)
+    os.symlink(REPO / "lxpy", sp / "lxpy")
+    py = str(root / "bin" / "python3")
+    r = _run(py, "-IS", "-X", "importtime", str(BIN / "lxpy-attach"), "--version")
+    assert (r.returncode, r.stdout) == (0, f"lxpy {_version()}\n"), r.stderr
+    imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines()}
+    assert "lxpy" in imported and "site" not in imported
+    # with system site packages the script lets site do it
+    (root / "pyvenv.cfg").write_text(f"home = {os.path.dirname(base)}\n"
+                                     "include-system-site-packages = true\n")
+    r = _run(py, "-IS", "-X", "importtime", str(BIN / "lxpy-attach"), "--version")
+    assert (r.returncode, r.stdout) == (0, f"lxpy {_version()}\n"), r.stderr
+    assert "site" in {line.split("|")[-1].strip() for line in r.stderr.splitlines()}
+
+
+def _version() -> str:
+    from lxpy import __version__
+    return __version__
