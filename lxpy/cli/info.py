@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 HELP = "Show a container's state, pid, rootfs, backend, disk and resource use, addresses."
@@ -79,6 +78,7 @@ def run(args) -> int:
         return 0
     info = gather(c, with_size=not args.no_size)
     if args.json:
+        import json
         json.dump(info, sys.stdout, indent=2, default=str)
         print()
         return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 
@@ -61,6 +60,7 @@ def run(args) -> int:
             continue
         rows.append(row)
     if args.format == "json":
+        import json
         json.dump(rows, sys.stdout, indent=2)
         print()
         return 0

@@ -4,11 +4,11 @@ validated against the settings table into frozen objects."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..record import Record
 from .schema import BY_KEY, LIST_SECTIONS, SETTINGS, Setting, all_keys
 
 # ---------------------------------------------------------------------------
@@ -75,10 +75,10 @@ class Entry:
         return dict(self._d)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Record):
     """A validated container config. `values` holds every key (defaults filled)."""
 
+    __slots__ = ("values", "mount", "net", "files", "explicit")
     values: dict[str, Any]
     mount: tuple[Any, ...]
     net: tuple[Any, ...]

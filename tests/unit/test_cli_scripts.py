@@ -87,3 +87,34 @@ def test_plain_venv_starts_without_site(tmp_path):
 def _version() -> str:
     from lxpy import __version__
     return __version__
+
+
+def test_container_name_check_is_the_schema_regex():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from lxpy.config.schema import CONTAINER_NAME_RE
+    from lxpy.container import name_ok
+
+    @given(st.text(alphabet="aZ09._-ä /\n", max_size=70))
+    def check(name):
+        assert name_ok(name) == bool(CONTAINER_NAME_RE.fullmatch(name))
+    check()
+    assert name_ok("a" * 63) and not name_ok("a" * 64) and not name_ok("web1\n")
+
+
+def test_record_is_a_read_only_value():
+    import pytest
+
+    from lxpy.config.schema import Kind, Setting
+    k = Kind("int", int)
+    assert k.example == "" and k == Kind("int", int, "") and hash(k) == hash(Kind("int", int))
+    s = Setting("a.b", k, 1, "help")
+    assert s.live is False and s.parse("3") == 3
+    assert repr(s).startswith("Setting(key='a.b', kind=Kind(name='int'")
+    with pytest.raises(AttributeError):
+        s.key = "x"
+    with pytest.raises(TypeError):
+        Setting("a.b", k, 1)
+    with pytest.raises(TypeError):
+        Setting("a.b", k, 1, "h", nope=1)
