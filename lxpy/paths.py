@@ -19,6 +19,7 @@ SYSTEM_CONFIG = Path("/etc/lxpy/lxpy.toml")
 RUN_ROOT = Path("/run/lxpy")
 
 
+@cache  # where this package lives does not change (lxpy-ls -f asks once per container)
 def shipped_dir(what: str) -> Path:
     """templates/ or config/ as shipped: inside the installed package, else in the checkout."""
     here = Path(__file__).resolve().parent
