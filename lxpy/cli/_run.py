@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
-
-log = logging.getLogger("lxpy")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +63,49 @@ def _version() -> str:
     return f"lxpy {__version__}"
 
 
+class _WhenLoggingLoads:
+    """A meta path finder that configures lxpy's logging the moment something imports the
+    logging module: importing it costs ~10 ms (traceback, string, threading...), and many
+    commands (lxpy-ls, lxpy-attach, lxpy-config get) never log anything."""
+
+    def __init__(self, args):
+        self.args = args
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "logging":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        from importlib.machinery import PathFinder
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _ConfiguringLoader(spec.loader, self.args)
+        return spec
+
+
+class _ConfiguringLoader:
+    def __init__(self, loader, args):
+        self.loader, self.args = loader, args
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        _configure(module, self.args)
+
+
 def setup_logging(args) -> None:
+    if (args.logpriority is None and not args.debug and not args.logfile
+            and "logging" not in sys.modules):
+        sys.meta_path.insert(0, _WhenLoggingLoads(args))
+        return
+    import logging
+    _configure(logging, args)
+
+
+def _configure(logging, args) -> None:
     level_name = (args.logpriority or ("DEBUG" if args.debug else "WARNING")).upper()
     level = getattr(logging, level_name, None)
     if not isinstance(level, int):
@@ -124,12 +163,14 @@ def run_command(verb: str, commands: dict[str, str], argv: list[str]) -> int:
         from lxpy.errors import LxpyError
         if isinstance(e, LxpyError):
             if debug:
-                log.exception("%s", e)
+                import logging
+                logging.getLogger("lxpy").exception("%s", e)
             print(f"{prog}: {e}", file=sys.stderr)
             return e.exit_status
         if isinstance(e, OSError):
             if debug:
-                log.exception("%s", e)
+                import logging
+                logging.getLogger("lxpy").exception("%s", e)
             where = f": {e.filename}" if e.filename else ""
             print(f"{prog}: {e.strerror or e}{where}", file=sys.stderr)
             return 1

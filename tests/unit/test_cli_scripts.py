@@ -118,3 +118,20 @@ def test_record_is_a_read_only_value():
         Setting("a.b", k, 1)
     with pytest.raises(TypeError):
         Setting("a.b", k, 1, "h", nope=1)
+
+
+def test_logging_is_configured_when_something_imports_it():
+    code = """
+import sys
+sys.argv = ["lxpy-demo"]
+from types import SimpleNamespace
+from lxpy.cli._run import setup_logging
+setup_logging(SimpleNamespace(logpriority=None, debug=False, logfile=None))
+assert "logging" not in sys.modules
+import logging.handlers  # as a module deep in a command would
+logging.getLogger("lxpy.demo").warning("careful")
+logging.getLogger("lxpy.demo").info("not shown")
+"""
+    r = _run(sys.executable, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "lxpy-demo: WARNING: careful\n"
