@@ -37,10 +37,11 @@ def test_scripts_are_the_same_template():
         verb = prog.removeprefix("lxpy-")
         if prog == "lxpy":
             want = ref.replace("lxpy-ls:", "lxpy:").replace(
-                "from lxpy.cli import main\nsys.exit(main('ls'))",
-                "from lxpy.cli import umbrella\nsys.exit(umbrella())")
+                "from lxpy.cli import command\ncommand('ls')",
+                "from lxpy.cli import umbrella\numbrella()")
         else:
-            want = ref.replace("lxpy-ls:", f"{prog}:").replace("main('ls')", f"main({verb!r})")
+            want = ref.replace("lxpy-ls:", f"{prog}:").replace("command('ls')",
+                                                                f"command({verb!r})")
         assert text == want, prog
         assert "import re" not in text
 
