@@ -136,3 +136,63 @@ logging.getLogger("lxpy.demo").info("not shown")
     r = _run(sys.executable, "-c", code)
     assert r.returncode == 0, r.stderr
     assert r.stderr == "lxpy-demo: WARNING: careful\n"
+
+
+def _slow_args(verb: str, argv: list[str]) -> dict:
+    import importlib
+
+    from lxpy.cli import COMMANDS as cmds
+    from lxpy.cli._run import _parse
+    mod = importlib.import_module(cmds[verb])
+    return vars(_parse(verb, mod, argv, None))
+
+
+def test_fast_args_are_what_argparse_gives():
+    import importlib
+
+    from lxpy.cli._run import fast_args
+    cases = {
+        "ls": [[], ["-f"], ["--fancy", "-P", "/x"], ["-1", "--running", "web"],
+               ["--stopped", "--frozen", "-g", "a,b", "--format", "json"],
+               ["--filter", "^w", "-f"], ["web", "--lxpath", "/y", "--groups", "g"],
+               ["-P", "/a", "-P", "/b"], ["--line"], ["-"]],
+        "info": [["web1"], ["-n", "web1"], ["--name", "web1", "-P", "/x", "--json"],
+                 ["web1", "-s", "-p"], ["-H", "--no-size", "web1"],
+                 ["--state", "--pid", "--no-humanize", "-n", "a.b_c-1"]],
+    }
+    for verb, argvs in cases.items():
+        mod = importlib.import_module(COMMANDS[verb])
+        for argv in argvs:
+            fast = fast_args(mod, argv, None)
+            assert fast is not None, (verb, argv)
+            assert vars(fast) == _slow_args(verb, argv), (verb, argv)
+
+
+def test_fast_args_leave_the_rest_to_argparse():
+    import importlib
+
+    from lxpy.cli._run import fast_args
+    cases = {
+        "ls": [["-h"], ["--version"], ["-f", "--debug"], ["-l", "INFO"], ["-o", "f"],
+               ["--fan"], ["-f1"], ["--format", "xml"], ["--format=json"], ["a", "b"],
+               ["-g"], ["-g", "-f"], ["-n", "x"], ["-P"], ["--filter", ""], ["-x"]],
+        "info": [[], ["-n", "a", "b"], ["-n"], ["a", "b"], ["--json=1"], ["-sp", "a"],
+                 ["a", "--bogus"], ["-n", "-s"]],
+    }
+    for verb, argvs in cases.items():
+        mod = importlib.import_module(COMMANDS[verb])
+        for argv in argvs:
+            assert fast_args(mod, argv, None) is None, (verb, argv)
+    assert fast_args(importlib.import_module(COMMANDS["ls"]), [], ["x"]) is None
+    assert fast_args(importlib.import_module(COMMANDS["start"]), ["a"], None) is None
+
+
+def test_fast_args_check_the_name():
+    import importlib
+
+    import pytest
+
+    from lxpy.cli._run import fast_args
+    from lxpy.errors import UsageError
+    with pytest.raises(UsageError):
+        fast_args(importlib.import_module(COMMANDS["info"]), ["../x"], None)
