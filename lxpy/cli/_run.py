@@ -110,7 +110,7 @@ def build_parser(verb: str, mod):
     import argparse
     prog = f"lxpy-{verb}"
     p = _parser_class()(prog=prog, description=getattr(mod, "HELP", None),
-                epilog=getattr(mod, "EPILOG", None), formatter_class=_formatter)
+                        epilog=getattr(mod, "EPILOG", None), formatter_class=_formatter)
     g = p.add_argument_group("common options")
     if getattr(mod, "TAKES_NAME", True):
         g.add_argument("-n", "--name", help="container name (or give it as the first argument)")
