@@ -32,7 +32,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-VENV_BIN = REPO / ".venv" / "bin"
+VENV_BIN = REPO / ".venv" / "bin"   # --dev: the checkout's editable venv
+BASE_PYTHON = "/usr/bin/python3"    # what scripts/setup-host makes /opt/lxpy from
 RESULTS = HERE / "results"
 README = HERE / "README.md"
 DEFAULT_DIR = Path("/var/tmp/lxpy-bench")
@@ -218,9 +219,10 @@ class Tool:
 class Lxpy(Tool):
     key = "lxpy"
     label = "lxpy"
+    bin = VENV_BIN
 
     def c(self, verb: str, *args: str) -> list[str]:
-        return [str(VENV_BIN / f"lxpy-{verb}"), "-P", str(self.path), *args]
+        return [str(self.bin / f"lxpy-{verb}"), "-P", str(self.path), *args]
 
     def create_busybox(self, name: str) -> float:
         self._made(name)
@@ -382,7 +384,7 @@ def ppid(pid: int) -> int:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, lxpy_bin: Path = VENV_BIN):
         self.args = args
         self.dir: Path = args.dir
         self.n: int = args.iterations
@@ -395,13 +397,14 @@ class Bench:
         env.setdefault("LXPY_CGROUP_PARENT", "lxpy-bench")
         env["LXPY_LOG_DIR"] = str(self.dir / "log")
         env["USE_LXC_BRIDGE"] = "false"
-        env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+        env["PATH"] = f"{lxpy_bin}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
         self.env = env
         (self.dir / "log").mkdir(parents=True, exist_ok=True)
         self.runner = Runner(self.dir / "log" / "bench.log", env)
         (self.dir / "lxc.conf").write_text(LXC_CONF)
         (self.dir / "lxpy.toml").write_text(LXPY_CONF)
         self.lxpy = Lxpy(self.runner, self.dir / "lxpy", self.dir / "lxpy.toml")
+        self.lxpy.bin = lxpy_bin
         self.lxc: Lxc | None = None
         if shutil.which("lxc-create"):
             self.lxc = Lxc(self.runner, self.dir / "lxc", self.dir / "lxc.conf")
@@ -927,6 +930,71 @@ def ensure_deps(install: bool, want_nspawn: bool) -> list[str]:
     return notes
 
 
+# --------------------------------------------------------------------------- lxpy itself
+
+def _checkout_files() -> list[str]:
+    r = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others",
+                        "--exclude-standard"], capture_output=True)
+    if r.returncode == 0:
+        return [f for f in r.stdout.decode().split("\0") if f]
+    skip = {".venv", ".git", "build", "dist", "results"}
+    return [str(p.relative_to(REPO)) for p in REPO.rglob("*")
+            if p.is_file() and not skip & set(p.relative_to(REPO).parts)]
+
+
+def install_lxpy(bdir: Path) -> tuple[Path, str]:
+    """lxpy as an admin has it: installed by pip, non-editable, into the bench's own venv
+    DIR/venv, from this checkout (as it is, uncommitted changes included), the commands'
+    first line with -IS as scripts/setup-host writes it. The venv and its dependencies stay
+    for the next run; lxpy itself is reinstalled every time (~3 s; ~12 s the first time)."""
+    t0 = time.monotonic()
+    venv = bdir / "venv"
+    pip = [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+           "--no-build-isolation"]
+    src = bdir / "src"    # a clean copy: no stale build/ of the checkout gets into the wheel
+    shutil.rmtree(src, ignore_errors=True)
+    for f in _checkout_files():
+        p = REPO / f
+        if p.is_file() and not p.is_symlink():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, src / f)
+        elif p.is_symlink():
+            (src / f).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(p), src / f)
+
+    def run(cmd: list[str]) -> None:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            err = [ln for ln in (r.stderr or r.stdout).splitlines()
+                   if ln.strip() and "WARNING: Location" not in ln]
+            raise BenchError(f"installing lxpy into {venv}: {' '.join(cmd[:3])} failed: "
+                             f"{err[-1] if err else r.returncode}")
+    try:
+        first = not (venv / "bin" / "lxpy-ls").exists()
+        if first:
+            shutil.rmtree(venv, ignore_errors=True)
+            run([BASE_PYTHON, "-m", "venv", str(venv)])
+            run(pip[:-1] + ["wheel"])       # bdist_wheel, for --no-build-isolation
+            run(pip + [str(src)])
+        else:
+            run(pip + ["--no-deps", "--force-reinstall", str(src)])
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
+    for cmd in [venv / "bin" / "lxpy", *sorted((venv / "bin").glob("lxpy-*"))]:
+        text = cmd.read_text()
+        first_line, _, rest = text.partition("\n")
+        if re.fullmatch(r"#!/\S*/python[0-9.]*", first_line):
+            cmd.write_text(f"{first_line} -IS\n{rest}")
+    r = subprocess.run([str(venv / "bin" / "python"), "-I", "-c",
+                        "import lxpy; print(lxpy.__file__)"], capture_output=True, text=True,
+                       cwd="/")
+    where = r.stdout.strip()
+    if r.returncode or not where.startswith(str(venv)):
+        raise BenchError(f"lxpy in {venv} is not the installed copy ({where or r.stderr})")
+    return venv / "bin", (f"lxpy installed non-editable into {venv} "
+                          f"({time.monotonic() - t0:.1f} s{', new venv' if first else ''})")
+
+
 # --------------------------------------------------------------------------- cleanup
 
 def leftover_mounts(under: Path) -> list[str]:
@@ -983,6 +1051,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--plot", type=Path, default=RESULTS / "last.png")
     p.add_argument("--no-install", action="store_true", help="install nothing (apt, pip)")
     p.add_argument("--no-lxc", action="store_true", help="lxpy rows only")
+    p.add_argument("--dev", action="store_true",
+                   help="measure the checkout's editable .venv instead of installing lxpy "
+                   "into DIR/venv (not what an admin runs)")
     p.add_argument("--readme", action="store_true",
                    help="write this run's table into bench/README.md")
     p.add_argument("--readme-from", type=Path, metavar="JSON",
@@ -1041,8 +1112,17 @@ def main(argv: list[str] | None = None) -> int:
     bench: Bench | None = None
     interrupted = None
     rc = 0
+    lxpy_bin, lxpy_note = VENV_BIN, "lxpy from the checkout's editable .venv (--dev)"
+    if not args.dev:
+        print("installing lxpy from this checkout into the bench's venv", flush=True)
+        try:
+            lxpy_bin, lxpy_note = install_lxpy(args.dir)
+        except (BenchError, OSError) as e:
+            print(f"bench/run: {e}", file=sys.stderr)
+            return 1
+    deps_notes.append(lxpy_note)
     try:
-        bench = Bench(args)
+        bench = Bench(args, lxpy_bin)
         if args.no_lxc:
             bench.tools = [bench.lxpy]
             bench.lxc = None

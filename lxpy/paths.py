@@ -3,20 +3,23 @@ the runtime directory, and the shipped templates and profiles."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tomllib
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .config.schema import SYSTEM_SETTINGS
 from .errors import ConfigError
+from .record import Record
+
+try:  # the C module itself: hashlib loads OpenSSL first (~4 ms of every command)
+    from _sha256 import sha256
+except ImportError:  # pragma: no cover - Python 3.12+ (_sha2) or another implementation
+    from hashlib import sha256
 
 SYSTEM_CONFIG = Path("/etc/lxpy/lxpy.toml")
 RUN_ROOT = Path("/run/lxpy")
 
 
+@cache  # where this package lives does not change (lxpy-ls -f asks once per container)
 def shipped_dir(what: str) -> Path:
     """templates/ or config/ as shipped: inside the installed package, else in the checkout."""
     here = Path(__file__).resolve().parent
@@ -26,8 +29,9 @@ def shipped_dir(what: str) -> Path:
     return here / "data" / what
 
 
-@dataclass(frozen=True)
-class SystemConfig:
+class SystemConfig(Record):
+    __slots__ = ("lxpath", "cache", "backend", "cgroup_parent", "log_dir", "bridge", "subnet",
+                 "dhcp_range", "domain", "ipv6", "source")
     lxpath: Path
     cache: Path
     backend: str
@@ -46,6 +50,7 @@ def system_config() -> SystemConfig:
     path = Path(os.environ.get("LXPY_CONFIG", SYSTEM_CONFIG))
     data: dict = {}
     if path.is_file():
+        import tomllib
         try:
             with open(path, "rb") as f:
                 data = tomllib.load(f)
@@ -60,6 +65,7 @@ def system_config() -> SystemConfig:
             else:
                 flat[f"{prefix}{k}"] = v
     walk(data, "")
+    from .config.schema import SYSTEM_SETTINGS
     known = {s.key: s.default for s in SYSTEM_SETTINGS}
     for k in flat:
         if k not in known:
@@ -89,5 +95,5 @@ def default_lxpath() -> Path:
 
 def run_dir(lxpath: Path, name: str) -> Path:
     """/run/lxpy/<hash of lxpath>/<name>: lock, monitor socket, pid, console log."""
-    h = hashlib.sha256(os.fsencode(os.path.realpath(lxpath))).hexdigest()[:12]
+    h = sha256(os.fsencode(os.path.realpath(lxpath))).hexdigest()[:12]
     return RUN_ROOT / h / name

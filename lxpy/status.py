@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from .container import Container
 
 
-@dataclass
 class Status:
-    state: str
-    pid: int | None = None
-    extra: dict[str, Any] | None = None
+    """A container's state, its init pid and what the monitor told (a plain class:
+    dataclasses is a ~10 ms import)."""
+
+    __slots__ = ("state", "pid", "extra")
+
+    def __init__(self, state: str, pid: int | None = None,
+                 extra: dict[str, Any] | None = None):
+        self.state, self.pid, self.extra = state, pid, extra
+
+    def __eq__(self, other):
+        if type(other) is not Status:
+            return NotImplemented
+        return (self.state, self.pid, self.extra) == (other.state, other.pid, other.extra)
+
+    __hash__ = None  # mutable, as the dataclass was
+
+    def __repr__(self):
+        return f"Status(state={self.state!r}, pid={self.pid!r}, extra={self.extra!r})"
 
 
 def state_of(c: Container) -> Status:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 HELP = "Show a container's state, pid, rootfs, backend, disk and resource use, addresses."
@@ -14,6 +13,20 @@ def add_arguments(p) -> None:
     p.add_argument("-p", "--pid", action="store_true", help="only the init pid")
     p.add_argument("-H", "--no-humanize", action="store_true", help="raw numbers")
     p.add_argument("--no-size", action="store_true", help="skip the disk usage (faster)")
+
+
+# lxpy.cli._run.fast_args parses plain command lines without argparse (see there); a unit
+# test keeps this in step with add_arguments().
+FAST_OPTIONS = {
+    "--json": ("json", False, None),
+    "-s": ("state", False, None), "--state": ("state", False, None),
+    "-p": ("pid", False, None), "--pid": ("pid", False, None),
+    "-H": ("no_humanize", False, None), "--no-humanize": ("no_humanize", False, None),
+    "--no-size": ("no_size", False, None),
+}
+FAST_DEFAULTS = {"json": False, "state": False, "pid": False, "no_humanize": False,
+                 "no_size": False}
+FAST_POSITIONAL = "name_pos"
 
 
 def _human(n, raw: bool) -> str:
@@ -79,6 +92,7 @@ def run(args) -> int:
         return 0
     info = gather(c, with_size=not args.no_size)
     if args.json:
+        import json
         json.dump(info, sys.stdout, indent=2, default=str)
         print()
         return 0

@@ -4,11 +4,11 @@ validated against the settings table into frozen objects."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..record import Record
 from .schema import BY_KEY, LIST_SECTIONS, SETTINGS, Setting, all_keys
 
 # ---------------------------------------------------------------------------
@@ -75,10 +75,10 @@ class Entry:
         return dict(self._d)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Record):
     """A validated container config. `values` holds every key (defaults filled)."""
 
+    __slots__ = ("values", "mount", "net", "files", "explicit")
     values: dict[str, Any]
     mount: tuple[Any, ...]
     net: tuple[Any, ...]
@@ -167,6 +167,26 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
 
 
+_PROFILES: dict[str, tuple[tuple[int, int, int, int], dict[str, Any]]] = {}
+
+
+def _read_profile(path: Path) -> dict[str, Any]:
+    """read_toml for profiles, parsed once per process while the file stays the same (lxpy-ls
+    -f loads every container's config: most include the same few profiles). Callers never
+    mutate what the config layer reads (merge() and validate() build new objects)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return read_toml(path)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    hit = _PROFILES.get(str(path))
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    data = read_toml(path)
+    _PROFILES[str(path)] = (key, data)
+    return data
+
+
 def profile_dirs() -> list[Path]:
     from ..paths import shipped_dir
     dirs = []
@@ -198,6 +218,33 @@ def find_profile(name: str, relative_to: Path | None = None) -> Path:
     raise ConfigError(f"include {name!r}: no such profile", hint)
 
 
+_FOUND: dict[tuple, tuple[tuple, Path]] = {}
+
+
+def _dir_key(d: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(d)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _find_profile_resolved(name: str, relative_to: Path | None) -> Path:
+    """find_profile(...).resolve(), remembered for a profile name while none of the profile
+    directories changes (adding, removing or replacing a profile changes its directory)."""
+    if "/" in name or name.endswith(".toml"):
+        return find_profile(name, relative_to).resolve()
+    dirs = tuple(profile_dirs())
+    key = (name, dirs)
+    state = tuple(_dir_key(d) for d in dirs)
+    hit = _FOUND.get(key)
+    if hit is not None and hit[0] == state:
+        return hit[1]
+    p = find_profile(name, relative_to).resolve()
+    _FOUND[key] = (state, p)
+    return p
+
+
 def merge(base: dict[str, Any], over: dict[str, Any], path: str = "") -> dict[str, Any]:
     """Deep-merge over onto base. Tables merge; lists replace, except [[mount]] appends."""
     out = dict(base)
@@ -223,11 +270,11 @@ def _expand(data: dict[str, Any], source: Path, seen: tuple[Path, ...],
     for name in includes:
         if not isinstance(name, str):
             raise ConfigError(f"{source}: include: {name!r} is not a profile name")
-        p = find_profile(name, source.parent).resolve()
+        p = _find_profile_resolved(name, source.parent)
         if p in seen:
             raise ConfigError(f"{source}: include {name!r} includes itself "
                               f"({' -> '.join(str(s) for s in seen + (p,))})")
-        sub = _expand(read_toml(p), p, seen + (p,), files)
+        sub = _expand(_read_profile(p), p, seen + (p,), files)
         merged = merge(merged, sub)
     files.append(str(source))
     own = {k: v for k, v in data.items() if k != "include"}

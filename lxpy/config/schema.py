@@ -10,18 +10,21 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from ..record import Record
 
 # ---------------------------------------------------------------------------
 # Kinds
 
 
-@dataclass(frozen=True)
-class Kind:
-    name: str                      # shown in help: "size", "int", ...
+class Kind(Record):
+    # name: shown in help ("size", "int", ...); parse(value) -> value or ValueError
+    __slots__ = ("name", "parse", "example")
+    _defaults = {"example": ""}
+    name: str
     parse: Callable[[Any], Any]
-    example: str = ""
+    example: str
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)?\s*$", re.IGNORECASE)
@@ -404,13 +407,14 @@ SIGNAL = Kind("signal", _signal_name, "SIGRTMIN+3")
 # The table
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(Record):
+    __slots__ = ("key", "kind", "default", "help", "live")
+    _defaults = {"live": False}
     key: str                    # dotted, relative to its section's root ("limits.memory")
     kind: Kind
     default: Any
     help: str
-    live: bool = False          # may be changed on a running container (lxpy-cgroup / --live)
+    live: bool                  # may be changed on a running container (lxpy-cgroup / --live)
 
     def parse(self, value: Any) -> Any:
         return self.kind.parse(value)
@@ -582,8 +586,8 @@ def all_keys() -> list[str]:
     return keys
 
 
-@dataclass(frozen=True)
-class SystemSetting:
+class SystemSetting(Record):
+    __slots__ = ("key", "default", "help")
     key: str
     default: Any
     help: str
@@ -602,5 +606,3 @@ SYSTEM_SETTINGS: tuple[SystemSetting, ...] = (
     SystemSetting("net.domain", "lxpy", "DNS domain of containers."),
     SystemSetting("net.ipv6", False, "IPv6 on the managed bridge."),
 )
-
-_ = field  # keep dataclasses.field importable for callers that extend the table

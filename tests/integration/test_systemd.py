@@ -111,7 +111,8 @@ def test_unknown_directive_is_reported(tmp_path):
 
 
 def test_units_run_commands_the_package_ships():
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    scripts = [s.removeprefix("bin/") for s in tomllib.loads(
+        (REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["script-files"]]
     for name in UNIT_FILES:
         for cmd in unit_commands((UNITS / name).read_text()):
             assert cmd.startswith("/usr/bin/"), (name, cmd)

@@ -221,3 +221,23 @@ def test_config_cli_help_lists_every_key():
     assert r.returncode == 0
     for s in SETTINGS:
         assert s.key in r.stdout
+
+
+def test_profiles_are_reread_when_they_change(tmp_path, monkeypatch):
+    # lxpy-ls -f parses each profile once per process; a change must still be seen
+    from lxpy.config.load import load
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    monkeypatch.setenv("LXPY_PROFILES", f"{a}:{b}")
+    (b / "p.toml").write_text('hostname = "from-b"\n')
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('include = ["p"]\n')
+    assert load(cfg).hostname == "from-b"
+    assert load(cfg).hostname == "from-b"
+    (b / "p.toml").write_text('hostname = "from-b2"\n')
+    assert load(cfg).hostname == "from-b2"
+    (a / "p.toml").write_text('hostname = "from-a"\n')     # a higher-priority one appears
+    assert load(cfg).hostname == "from-a"
+    (a / "p.toml").unlink()
+    assert load(cfg).hostname == "from-b2"
