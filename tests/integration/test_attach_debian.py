@@ -56,9 +56,19 @@ def test_systemd_and_an_interactive_shell(lxpy, deb):
         out = pty.expect(b"/dev/pts/")
         assert b"bash xterm-256color" in out and b"40 100" in out
         pty.expect(b"# ")
-        os.write(master, b"sleep 1000; echo after-sleep\n")
-        pty.expect(b"sleep 1000")
-        os.write(master, b"\x03")                        # Ctrl-C reaches the sleep only
+        os.write(master, b"sleep 1234; echo after-$((1+1))-sleep\n")
+        # Ctrl-C once the sleep runs (bash has handed it the terminal before its exec; a
+        # Ctrl-C while readline still holds the line would only discard the line)
+        deadline = time.monotonic() + 60
+        while lxpy("attach", "-n", deb, "--", "pgrep", "-x", "-f", "sleep 1234",
+                   check=False).returncode != 0:
+            assert time.monotonic() < deadline, "the sleep never started"
+        os.write(master, b"\x03")                        # reaches the sleep only
+        out = pty.expect(b"# ")
+        # the sleep died of SIGINT, so bash dropped the rest of the line, as on a terminal
+        assert b"after-2-sleep" not in out
+        os.write(master, b"echo still-$((6*7))\n")        # and the shell is still there
+        pty.expect(b"still-42")
         pty.expect(b"# ")
         os.write(master, b"exit 3\n")
         assert p.wait(timeout=60) == 3
