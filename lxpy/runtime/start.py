@@ -205,6 +205,8 @@ def _hook_env(container, cfg, which: str) -> dict[str, str]:
 
 
 def run_host_hooks(container, cfg, which: str, hooks) -> None:
+    if not hooks:
+        return
     import subprocess
     for h in hooks:
         r = subprocess.run(["/bin/sh", "-c", h], env=_hook_env(container, cfg, which))
@@ -327,7 +329,6 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
         if foreground or app_cmd is not None:
             # This process becomes the monitor; it owns the clean-up from here on.
             undo.pop_all()
-            os.set_inheritable(lock_fd, True)
             mode = "app" if app_cmd is not None else "foreground"
             sys.stdout.flush()
             sys.stderr.flush()
@@ -345,12 +346,14 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                         os.write(2, f"lxpy-{'execute' if app_cmd else 'start'}: {err}\n".encode())
                 os._exit(0)
             os.close(r)
-            os.set_inheritable(w, True)
             _join_monitor_cgroup(plan)
             from ..linux.proc import set_child_subreaper
             set_child_subreaper()          # kept across execve: the monitor reaps init
+            pre = _prefork(plan)
+            for fd in (w, lock_fd):
+                os.set_inheritable(fd, True)
             os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
-                                      str(run_dir), str(w), str(lock_fd), mode])
+                                      str(run_dir), str(w), str(lock_fd), mode, pre])
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -360,13 +363,14 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 if os.fork() != 0:
                     os._exit(0)
                 _daemon_stdio(container, logfile)
-                os.set_inheritable(w, True)
-                os.set_inheritable(lock_fd, True)
                 _join_monitor_cgroup(plan)
                 from ..linux.proc import set_child_subreaper
                 set_child_subreaper()      # kept across execve: the monitor reaps init
+                pre = _prefork(plan)
+                for fd in (w, lock_fd):
+                    os.set_inheritable(fd, True)
                 os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
-                                          str(run_dir), str(w), str(lock_fd), "daemon"])
+                                          str(run_dir), str(w), str(lock_fd), "daemon", pre])
             finally:
                 os._exit(1)
         os.close(w)
@@ -383,6 +387,54 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
     if kind == "error":
         raise _start_error(container, msg)
     return 0
+
+
+def _prefork(plan: dict) -> str:
+    """Fork the container's namespace helper (child.intermediate) from this process, just
+    before it execs the monitor: everything the helper needs is imported here already, and
+    the container is set up while the monitor's interpreter starts. The monitor adopts the
+    helper (the same pid after execve) and the handshake socket, and finishes the start as
+    if it had forked the helper itself. Returns the argument that hands them over
+    ("sock,pid,master:slave:path,..."), "" if the monitor is to fork the helper."""
+    import _socket
+
+    from ..linux.tty import openpty
+    ptys: list[tuple[int, int, str]] = []
+    try:
+        if not plan.get("app"):
+            for _ in range(1 + int(plan.get("tty_max", 0))):
+                ptys.append(openpty())
+        mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    except OSError as e:
+        log.debug("prefork: %s; the monitor forks the helper", e)
+        for master, slave, _ in ptys:
+            os.close(master)
+            os.close(slave)
+        return ""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import signal
+            mine.close()
+            signal.set_wakeup_fd(-1)
+            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                      signal.SIGCHLD):
+                signal.signal(s, signal.SIG_DFL)
+            from . import child
+            child.intermediate(plan, theirs, [(p[0], p[2]) for p in ptys])
+        finally:
+            os._exit(1)
+    theirs.close()
+    fds = [mine.detach()]
+    os.set_inheritable(fds[0], True)
+    out = [str(fds[0]), str(pid)]
+    for master, slave, path in ptys:
+        os.set_inheritable(master, True)
+        os.set_inheritable(slave, True)
+        out.append(f"{master}:{slave}:{path}")
+    return ",".join(out)
 
 
 def _join_monitor_cgroup(plan: dict) -> None:
