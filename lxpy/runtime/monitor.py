@@ -386,6 +386,9 @@ class Monitor:
             return 1
         self.set_state("RUNNING")
         self.report("ok", pid=self.init_pid)
+        # Only now: moving a process between cgroups costs an RCU grace period (~10 ms),
+        # which lxpy-start need not wait for.
+        self.join_monitor_cgroup()
         self.poll.register(self.pidfd, POLL_IN)
         self.poll.register(r, POLL_IN)
         while True:
@@ -629,6 +632,20 @@ class Monitor:
         for c in list(self.clients.values()):
             if c.subscribed:
                 self.send(c, msg)
+
+    def join_monitor_cgroup(self) -> None:
+        """Move to the monitor's own cgroup (made by lxpy-start), apart from the payload and
+        from the caller's cgroup, as LXC does."""
+        me = str(os.getpid()).encode()
+        for d in self.plan.get("monitor_cgroup_dirs") or ():
+            try:
+                fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, me)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                log(f"monitor cgroup {d}: {e.strerror}")
 
     def leave_monitor_cgroup(self) -> None:
         """Move to the hierarchy roots and remove the monitor's own cgroup."""

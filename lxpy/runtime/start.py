@@ -346,7 +346,6 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                         os.write(2, f"lxpy-{'execute' if app_cmd else 'start'}: {err}\n".encode())
                 os._exit(0)
             os.close(r)
-            _join_monitor_cgroup(plan)
             from ..linux.proc import set_child_subreaper
             set_child_subreaper()          # kept across execve: the monitor reaps init
             pre = _prefork(plan)
@@ -363,7 +362,6 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 if os.fork() != 0:
                     os._exit(0)
                 _daemon_stdio(container, logfile)
-                _join_monitor_cgroup(plan)
                 from ..linux.proc import set_child_subreaper
                 set_child_subreaper()      # kept across execve: the monitor reaps init
                 pre = _prefork(plan)
@@ -435,18 +433,6 @@ def _prefork(plan: dict) -> str:
         os.set_inheritable(slave, True)
         out.append(f"{master}:{slave}:{path}")
     return ",".join(out)
-
-
-def _join_monitor_cgroup(plan: dict) -> None:
-    for d in plan.get("monitor_cgroup_dirs") or ():
-        try:
-            fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, str(os.getpid()).encode())
-            finally:
-                os.close(fd)
-        except OSError as e:
-            log.warning("monitor cgroup %s: %s", d, e.strerror)
 
 
 def _boot() -> str:
