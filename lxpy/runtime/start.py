@@ -296,7 +296,11 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             cgroup = cg
             if cfg.idmap.uid:
                 _delegate(cg, _host_id(cfg.idmap.uid, 0), _host_id(cfg.idmap.gid, 0))
+        mcg = None
+        if cgroups is not None and app_cmd is None:
             # The monitor gets a cgroup of its own, apart from the payload (as LXC does).
+            # Not lxpy-execute's: it stays where its caller runs it, as any command does
+            # (and saves two cgroup moves, each an RCU grace period, on its way).
             mcg = cgroups.driver().create_monitor(container.name, system_config().cgroup_parent)
             undo.callback(mcg.destroy)
         if any(n.type in NET_TYPES_WITH_LINKS for n in cfg.net):
@@ -316,7 +320,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             console_log = str(system_config().log_dir / container.name / "console.log")
         plan = build_plan(container, cfg, cgroup=cgroup, app_cmd=app_cmd,
                           share_pids=share_pids, console_log=console_log)
-        if cgroup is not None:
+        if mcg is not None:
             plan["monitor_cgroup"] = mcg.path
             plan["monitor_cgroup_dirs"] = [str(d) for d in mcg.dirs()]
             plan["cgroup_roots"] = [str(h.mount) for h in mcg.hierarchies]
