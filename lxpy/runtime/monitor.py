@@ -65,10 +65,12 @@ class Monitor:
         # The namespace helper lxpy-start forked before exec'ing us (see start._prefork):
         # (handshake socket fd, its pid) and the ptys it was given; None: we fork it.
         self.pre: tuple[int, int] | None = None
+        self.pre_go = False             # it was sent "go" already (no network, no userns)
         self.pre_ptys: list[tuple[int, int, str]] = []
         if pre:
-            sock, pid, *ptys = pre.split(",")
+            sock, pid, go, *ptys = pre.split(",")
             self.pre = (int(sock), int(pid))
+            self.pre_go = go == "1"
             for p in ptys:
                 master, slave, path = p.split(":", 2)
                 self.pre_ptys.append((int(master), int(slave), path))
@@ -224,10 +226,13 @@ class Monitor:
             self.init_start = _start_time(self.init_pid)
             if plan.get("net_setup"):
                 self.net_setup()
-            try:
-                proto.send(mine, "go")
-            except OSError:
-                pass
+            if self.pre_go:
+                self.pre_go = False
+            else:
+                try:
+                    proto.send(mine, "go")
+                except OSError:
+                    pass
             kind, msg = self._recv(mine)
             if kind == "error":
                 raise StartFailed(msg)
@@ -878,7 +883,7 @@ def main(argv: list[str] | None = None) -> None:
     run_dir, status_fd, lock_fd, mode = argv[0], int(argv[1]), int(argv[2]), argv[3]
     pre = argv[4] if len(argv) > 4 else ""
     fds = [status_fd, lock_fd]
-    for item in pre.split(",")[:1] + pre.split(",")[2:] if pre else ():
+    for item in pre.split(",")[:1] + pre.split(",")[3:] if pre else ():
         fds += [int(x) for x in item.split(":")[:2]]
     for fd in fds:
         if fd >= 0:

@@ -397,7 +397,10 @@ def _prefork(plan: dict) -> str:
     the container is set up while the monitor's interpreter starts. The monitor adopts the
     helper (the same pid after execve) and the handshake socket, and finishes the start as
     if it had forked the helper itself. Returns the argument that hands them over
-    ("sock,pid,master:slave:path,..."), "" if the monitor is to fork the helper."""
+    ("sock,pid,go,master:slave:path,..."), "" if the monitor is to fork the helper.
+    Without a network to set up or a user namespace to map (the monitor's part of the
+    handshake), "go" is sent from here too: init execs without waiting for the monitor
+    (go=1 tells the monitor)."""
     import _socket
 
     from ..linux.tty import openpty
@@ -429,9 +432,12 @@ def _prefork(plan: dict) -> str:
         finally:
             os._exit(1)
     theirs.close()
-    fds = [mine.detach()]
-    os.set_inheritable(fds[0], True)
-    out = [str(fds[0]), str(pid)]
+    go = not plan.get("net_setup") and not plan.get("idmap_uid")
+    if go:
+        proto.send(mine, "go")
+    fd = mine.detach()
+    os.set_inheritable(fd, True)
+    out = [str(fd), str(pid), "1" if go else "0"]
     for master, slave, path in ptys:
         os.set_inheritable(master, True)
         os.set_inheritable(slave, True)
