@@ -418,20 +418,42 @@ def _prefork(plan: dict) -> str:
         return ""
     sys.stdout.flush()
     sys.stderr.flush()
+    jr, jw = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             import signal
+            os.close(jw)
             mine.close()
             signal.set_wakeup_fd(-1)
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                       signal.SIGCHLD):
                 signal.signal(s, signal.SIG_DFL)
             from . import child
-            child.intermediate(plan, theirs, [(p[0], p[2]) for p in ptys])
+            child.intermediate(plan, theirs, [(p[0], p[2]) for p in ptys], jr)
         finally:
             os._exit(1)
     theirs.close()
+    os.close(jr)
+    # Move the helper into the payload cgroup from here, while it imports what it needs:
+    # the first move costs an RCU grace period (~10-15 ms), better spent in parallel.
+    # If any write fails, the helper joins by itself and reports the error.
+    ok = True
+    for procs in plan.get("cgroup_procs") or ():
+        try:
+            cfd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(cfd, str(pid).encode())
+            finally:
+                os.close(cfd)
+        except OSError:
+            ok = False
+            break
+    try:
+        os.write(jw, b"1" if ok else b"0")
+    except OSError:
+        pass
+    os.close(jw)
     go = not plan.get("net_setup") and not plan.get("idmap_uid")
     if go:
         proto.send(mine, "go")
