@@ -5,6 +5,12 @@ network validation) and writes a plan (a marshal file: plain data) into the run 
 monitor is a fresh `python3 -I -S` process that reads the plan; daemonized by a double
 fork, or in place of this process with -F. It reports "ok pid=N" or a structured error on
 a status pipe, then releases the container lock.
+
+Just before the exec of the monitor, this process (already a child subreaper, with every
+module the container side needs loaded) forks the namespace helper (child.intermediate)
+and hands it over to the monitor, which has the same pid after execve (_prefork): the
+container is set up, and without a network or user namespace init even runs, while the
+monitor's interpreter starts. The monitor joins its own cgroup only after reporting.
 """
 
 from __future__ import annotations
