@@ -98,16 +98,18 @@ def _fail(sock, e: BaseException) -> None:
 # The intermediate process
 
 
-def intermediate(plan: dict, sock, ptys: list[tuple[int, str]]) -> None:
-    """Runs in the first child of the monitor; never returns."""
+def intermediate(plan: dict, sock, ptys: list[tuple[int, str]], joined_fd: int = -1) -> None:
+    """Runs in the first child of the monitor (or of lxpy-start, see start._prefork);
+    never returns. joined_fd: a pipe on which the parent says whether it moved this
+    process into the payload cgroup ("1") while this one was importing; else it joins."""
     try:
-        _intermediate(plan, sock, ptys)
+        _intermediate(plan, sock, ptys, joined_fd)
     except BaseException as e:  # noqa: BLE001 - everything goes back as data
         _fail(sock, e)
     os._exit(0)
 
 
-def _intermediate(plan: dict, sock, ptys: list[tuple[int, str]]) -> None:
+def _intermediate(plan: dict, sock, ptys: list[tuple[int, str]], joined_fd: int = -1) -> None:
     from ..linux import ns
 
     if not plan.get("app"):
@@ -115,7 +117,12 @@ def _intermediate(plan: dict, sock, ptys: list[tuple[int, str]]) -> None:
     # Join the payload cgroup before unshare(CLONE_NEWCGROUP): it becomes the root of the
     # container's cgroup namespace. (The paths come from Cgroup.dirs() in lxpy-start, so
     # this process does not import the cgroup layer.)
-    for procs in plan.get("cgroup_procs") or ():
+    joined = False
+    if joined_fd >= 0:
+        with step("join cgroup"):
+            joined = os.read(joined_fd, 1) == b"1"
+            os.close(joined_fd)
+    for procs in () if joined else plan.get("cgroup_procs") or ():
         with step("join cgroup"):
             fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
             try:

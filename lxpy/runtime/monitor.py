@@ -59,8 +59,21 @@ class Client:
 
 
 class Monitor:
-    def __init__(self, run_dir: str, status_fd: int, lock_fd: int, foreground: bool):
+    def __init__(self, run_dir: str, status_fd: int, lock_fd: int, foreground: bool,
+                 pre: str = ""):
         self.run_dir = run_dir
+        # The namespace helper lxpy-start forked before exec'ing us (see start._prefork):
+        # (handshake socket fd, its pid) and the ptys it was given; None: we fork it.
+        self.pre: tuple[int, int] | None = None
+        self.pre_go = False             # it was sent "go" already (no network, no userns)
+        self.pre_ptys: list[tuple[int, int, str]] = []
+        if pre:
+            sock, pid, go, *ptys = pre.split(",")
+            self.pre = (int(sock), int(pid))
+            self.pre_go = go == "1"
+            for p in ptys:
+                master, slave, path = p.split(":", 2)
+                self.pre_ptys.append((int(master), int(slave), path))
         with open(os.path.join(run_dir, "plan"), "rb") as f:
             self.plan: dict = marshal.load(f)
         self.status_fd = status_fd
@@ -136,9 +149,12 @@ class Monitor:
         from ..linux.tty import openpty
         from .state import _start_time
         self.my_start = _start_time(os.getpid())
-        if not self.plan.get("app"):
+        if self.pre is not None:
+            self.ptys = self.pre_ptys
+        elif not self.plan.get("app"):
             for _ in range(1 + int(self.plan.get("tty_max", 0))):
                 self.ptys.append(openpty())
+        if not self.plan.get("app"):
             owner = self.plan.get("idmap_root")
             for master, _slave, path in self.ptys:
                 os.set_blocking(master, False)
@@ -169,9 +185,14 @@ class Monitor:
     def spawn(self) -> None:
         """Fork the intermediate child, follow the handshake, leave init running."""
         plan = self.plan
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        ptys = [(p[0], p[2]) for p in self.ptys]
-        pid = os.fork()
+        if self.pre is not None:       # forked by lxpy-start already, working meanwhile
+            fd, pid = self.pre
+            self.pre = None
+            mine = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fd)
+            theirs = None
+        else:
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            pid = os.fork()
         if pid == 0:
             try:
                 mine.close()
@@ -182,10 +203,11 @@ class Monitor:
                 if self.listener is not None:
                     self.listener.close()
                 from . import child
-                child.intermediate(plan, theirs, ptys)
+                child.intermediate(plan, theirs, [(p[0], p[2]) for p in self.ptys])
             finally:
                 os._exit(1)
-        theirs.close()
+        if theirs is not None:
+            theirs.close()
         mine.settimeout(float(plan.get("handshake_timeout", 30)))
         try:
             kind, msg = self._recv(mine)
@@ -204,10 +226,13 @@ class Monitor:
             self.init_start = _start_time(self.init_pid)
             if plan.get("net_setup"):
                 self.net_setup()
-            try:
-                proto.send(mine, "go")
-            except OSError:
-                pass
+            if self.pre_go:
+                self.pre_go = False
+            else:
+                try:
+                    proto.send(mine, "go")
+                except OSError:
+                    pass
             kind, msg = self._recv(mine)
             if kind == "error":
                 raise StartFailed(msg)
@@ -217,6 +242,19 @@ class Monitor:
         finally:
             mine.close()
         self.started = time.time()
+
+    def drop_pre(self) -> None:
+        """The start failed before the handshake with the helper lxpy-start forked: closing
+        the socket makes it (and its PID 1, waiting for "go") give up."""
+        if self.pre is None:
+            return
+        fd, pid = self.pre
+        self.pre = None
+        os.close(fd)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
     def write_idmaps(self, pid: int, sock) -> None:
         """uid_map/gid_map of the child's new user namespace (we are root on the host)."""
@@ -335,6 +373,7 @@ class Monitor:
             self.spawn()
         except StartFailed as e:
             self.state = "ABORTING"
+            self.drop_pre()
             self.cleanup(final=True)
             self.report("error", **e.fields)
             step = e.fields.get("step", "")
@@ -346,11 +385,15 @@ class Monitor:
             import traceback
             traceback.print_exception(e)
             self.state = "ABORTING"
+            self.drop_pre()
             self.cleanup(final=True)
             self.report("error", step="monitor", message=f"{type(e).__name__}: {e}")
             return 1
         self.set_state("RUNNING")
         self.report("ok", pid=self.init_pid)
+        # Only now: moving a process between cgroups costs an RCU grace period (~10 ms),
+        # which lxpy-start need not wait for.
+        self.join_monitor_cgroup()
         self.poll.register(self.pidfd, POLL_IN)
         self.poll.register(r, POLL_IN)
         while True:
@@ -595,6 +638,20 @@ class Monitor:
             if c.subscribed:
                 self.send(c, msg)
 
+    def join_monitor_cgroup(self) -> None:
+        """Move to the monitor's own cgroup (made by lxpy-start), apart from the payload and
+        from the caller's cgroup, as LXC does."""
+        me = str(os.getpid()).encode()
+        for d in self.plan.get("monitor_cgroup_dirs") or ():
+            try:
+                fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fd, me)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                log(f"monitor cgroup {d}: {e.strerror}")
+
     def leave_monitor_cgroup(self) -> None:
         """Move to the hierarchy roots and remove the monitor's own cgroup."""
         if not self.plan.get("monitor_cgroup_dirs"):
@@ -824,7 +881,11 @@ class Monitor:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     run_dir, status_fd, lock_fd, mode = argv[0], int(argv[1]), int(argv[2]), argv[3]
-    for fd in (status_fd, lock_fd):
+    pre = argv[4] if len(argv) > 4 else ""
+    fds = [status_fd, lock_fd]
+    for item in pre.split(",")[:1] + pre.split(",")[3:] if pre else ():
+        fds += [int(x) for x in item.split(":")[:2]]
+    for fd in fds:
         if fd >= 0:
             os.set_inheritable(fd, False)
     try:
@@ -832,7 +893,7 @@ def main(argv: list[str] | None = None) -> None:
             f.write("lxpy-monitor")
     except OSError:
         pass
-    m = Monitor(run_dir, status_fd, lock_fd, mode == "foreground")
+    m = Monitor(run_dir, status_fd, lock_fd, mode == "foreground", pre)
     code = m.run()
     sys.stdout.flush()
     os._exit(code)

@@ -5,6 +5,12 @@ network validation) and writes a plan (a marshal file: plain data) into the run 
 monitor is a fresh `python3 -I -S` process that reads the plan; daemonized by a double
 fork, or in place of this process with -F. It reports "ok pid=N" or a structured error on
 a status pipe, then releases the container lock.
+
+Just before the exec of the monitor, this process (already a child subreaper, with every
+module the container side needs loaded) forks the namespace helper (child.intermediate)
+and hands it over to the monitor, which has the same pid after execve (_prefork): the
+container is set up, and without a network or user namespace init even runs, while the
+monitor's interpreter starts. The monitor joins its own cgroup only after reporting.
 """
 
 from __future__ import annotations
@@ -205,6 +211,8 @@ def _hook_env(container, cfg, which: str) -> dict[str, str]:
 
 
 def run_host_hooks(container, cfg, which: str, hooks) -> None:
+    if not hooks:
+        return
     import subprocess
     for h in hooks:
         r = subprocess.run(["/bin/sh", "-c", h], env=_hook_env(container, cfg, which))
@@ -294,7 +302,11 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             cgroup = cg
             if cfg.idmap.uid:
                 _delegate(cg, _host_id(cfg.idmap.uid, 0), _host_id(cfg.idmap.gid, 0))
+        mcg = None
+        if cgroups is not None and app_cmd is None:
             # The monitor gets a cgroup of its own, apart from the payload (as LXC does).
+            # Not lxpy-execute's: it stays where its caller runs it, as any command does
+            # (and saves two cgroup moves, each an RCU grace period, on its way).
             mcg = cgroups.driver().create_monitor(container.name, system_config().cgroup_parent)
             undo.callback(mcg.destroy)
         if any(n.type in NET_TYPES_WITH_LINKS for n in cfg.net):
@@ -314,7 +326,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             console_log = str(system_config().log_dir / container.name / "console.log")
         plan = build_plan(container, cfg, cgroup=cgroup, app_cmd=app_cmd,
                           share_pids=share_pids, console_log=console_log)
-        if cgroup is not None:
+        if mcg is not None:
             plan["monitor_cgroup"] = mcg.path
             plan["monitor_cgroup_dirs"] = [str(d) for d in mcg.dirs()]
             plan["cgroup_roots"] = [str(h.mount) for h in mcg.hierarchies]
@@ -327,7 +339,6 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
         if foreground or app_cmd is not None:
             # This process becomes the monitor; it owns the clean-up from here on.
             undo.pop_all()
-            os.set_inheritable(lock_fd, True)
             mode = "app" if app_cmd is not None else "foreground"
             sys.stdout.flush()
             sys.stderr.flush()
@@ -345,12 +356,13 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                         os.write(2, f"lxpy-{'execute' if app_cmd else 'start'}: {err}\n".encode())
                 os._exit(0)
             os.close(r)
-            os.set_inheritable(w, True)
-            _join_monitor_cgroup(plan)
             from ..linux.proc import set_child_subreaper
             set_child_subreaper()          # kept across execve: the monitor reaps init
+            pre = _prefork(plan)
+            for fd in (w, lock_fd):
+                os.set_inheritable(fd, True)
             os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
-                                      str(run_dir), str(w), str(lock_fd), mode])
+                                      str(run_dir), str(w), str(lock_fd), mode, pre])
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -360,13 +372,13 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 if os.fork() != 0:
                     os._exit(0)
                 _daemon_stdio(container, logfile)
-                os.set_inheritable(w, True)
-                os.set_inheritable(lock_fd, True)
-                _join_monitor_cgroup(plan)
                 from ..linux.proc import set_child_subreaper
                 set_child_subreaper()      # kept across execve: the monitor reaps init
+                pre = _prefork(plan)
+                for fd in (w, lock_fd):
+                    os.set_inheritable(fd, True)
                 os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
-                                          str(run_dir), str(w), str(lock_fd), "daemon"])
+                                          str(run_dir), str(w), str(lock_fd), "daemon", pre])
             finally:
                 os._exit(1)
         os.close(w)
@@ -385,16 +397,80 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
     return 0
 
 
-def _join_monitor_cgroup(plan: dict) -> None:
-    for d in plan.get("monitor_cgroup_dirs") or ():
+def _prefork(plan: dict) -> str:
+    """Fork the container's namespace helper (child.intermediate) from this process, just
+    before it execs the monitor: everything the helper needs is imported here already, and
+    the container is set up while the monitor's interpreter starts. The monitor adopts the
+    helper (the same pid after execve) and the handshake socket, and finishes the start as
+    if it had forked the helper itself. Returns the argument that hands them over
+    ("sock,pid,go,master:slave:path,..."), "" if the monitor is to fork the helper.
+    Without a network to set up or a user namespace to map (the monitor's part of the
+    handshake), "go" is sent from here too: init execs without waiting for the monitor
+    (go=1 tells the monitor)."""
+    import _socket
+
+    from ..linux.tty import openpty
+    ptys: list[tuple[int, int, str]] = []
+    try:
+        if not plan.get("app"):
+            for _ in range(1 + int(plan.get("tty_max", 0))):
+                ptys.append(openpty())
+        mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    except OSError as e:
+        log.debug("prefork: %s; the monitor forks the helper", e)
+        for master, slave, _ in ptys:
+            os.close(master)
+            os.close(slave)
+        return ""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    jr, jw = os.pipe()
+    pid = os.fork()
+    if pid == 0:
         try:
-            fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            import signal
+            os.close(jw)
+            mine.close()
+            signal.set_wakeup_fd(-1)
+            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                      signal.SIGCHLD):
+                signal.signal(s, signal.SIG_DFL)
+            from . import child
+            child.intermediate(plan, theirs, [(p[0], p[2]) for p in ptys], jr)
+        finally:
+            os._exit(1)
+    theirs.close()
+    os.close(jr)
+    # Move the helper into the payload cgroup from here, while it imports what it needs:
+    # the first move costs an RCU grace period (~10-15 ms), better spent in parallel.
+    # If any write fails, the helper joins by itself and reports the error.
+    ok = True
+    for procs in plan.get("cgroup_procs") or ():
+        try:
+            cfd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
             try:
-                os.write(fd, str(os.getpid()).encode())
+                os.write(cfd, str(pid).encode())
             finally:
-                os.close(fd)
-        except OSError as e:
-            log.warning("monitor cgroup %s: %s", d, e.strerror)
+                os.close(cfd)
+        except OSError:
+            ok = False
+            break
+    try:
+        os.write(jw, b"1" if ok else b"0")
+    except OSError:
+        pass
+    os.close(jw)
+    go = not plan.get("net_setup") and not plan.get("idmap_uid")
+    if go:
+        proto.send(mine, "go")
+    fd = mine.detach()
+    os.set_inheritable(fd, True)
+    out = [str(fd), str(pid), "1" if go else "0"]
+    for master, slave, path in ptys:
+        os.set_inheritable(master, True)
+        os.set_inheritable(slave, True)
+        out.append(f"{master}:{slave}:{path}")
+    return ",".join(out)
 
 
 def _boot() -> str:

@@ -95,3 +95,19 @@ def test_monitor_and_state_stay_lean():
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, root], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_monitor_adopts_the_helper_lxpy_start_forked(tmp_path):
+    """start._prefork hands over "sock,pid,go,master:slave:path,..." as the monitor's 5th
+    argument; without it the monitor forks the helper itself (reboots)."""
+    import marshal
+
+    from lxpy.runtime.monitor import Monitor
+    (tmp_path / "plan").write_bytes(marshal.dumps({"name": "x", "app": False}))
+    m = Monitor(str(tmp_path), -1, -1, False, "5,123,1,7:8:/dev/pts/3,9:10:/dev/pts/4")
+    assert m.pre == (5, 123) and m.pre_go
+    assert m.pre_ptys == [(7, 8, "/dev/pts/3"), (9, 10, "/dev/pts/4")]
+    m = Monitor(str(tmp_path), -1, -1, False, "5,123,0")
+    assert m.pre == (5, 123) and not m.pre_go and m.pre_ptys == []
+    m = Monitor(str(tmp_path), -1, -1, False)
+    assert m.pre is None and not m.pre_go
