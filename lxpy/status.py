@@ -38,8 +38,23 @@ def state_of(c: Container) -> Status:
                   getattr(info, "__dict__", None))
 
 
-def addresses(pid: int | None) -> dict[str, dict[str, Any]]:
+def _only_loopback(pid: int) -> bool:
+    """True when the netns of pid has no interface but lo (/proc/<pid>/net/dev, one read):
+    then there is no address worth a netlink dump (a thread and a setns) to report."""
+    try:
+        with open(f"/proc/{pid}/net/dev", "rb") as f:
+            lines = f.read().splitlines()[2:]
+    except OSError:
+        return False  # let the dump decide (and report its own failure)
+    return bool(lines) and all(ln.split(b":", 1)[0].strip() == b"lo" for ln in lines)
+
+
+def addresses(pid: int | None, skip_loopback: bool = False) -> dict[str, dict[str, Any]]:
+    """The interfaces of pid's netns (lxpy.net.addresses). skip_loopback: the caller
+    ignores lo, so a netns with nothing else gives {} without a netlink dump."""
     if not pid:
+        return {}
+    if skip_loopback and _only_loopback(pid):
         return {}
     try:
         from .net import addresses as net_addresses
@@ -70,7 +85,8 @@ def listing_row(c: Container, fancy: bool) -> dict[str, Any]:
     row: dict[str, Any] = {"name": c.name, "state": st.state}
     if fancy:
         cfg = c.config
-        addrs = addresses(st.pid) if st.state in ("RUNNING", "FROZEN", "FREEZING") else {}
+        running = st.state in ("RUNNING", "FROZEN", "FREEZING")
+        addrs = addresses(st.pid, skip_loopback=True) if running else {}
         row.update({
             "autostart": cfg.autostart.enabled,
             "groups": list(cfg.autostart.groups),

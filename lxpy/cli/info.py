@@ -41,7 +41,7 @@ def _human(n, raw: bool) -> str:
     return str(n)
 
 
-def gather(c, with_size: bool = True) -> dict:
+def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
     from lxpy.status import addresses, cgroup_stats, state_of, unprivileged
     cfg = c.config
     st = state_of(c)
@@ -75,7 +75,8 @@ def gather(c, with_size: bool = True) -> dict:
         except Exception:  # noqa: BLE001 - size is informational
             info["disk_usage"] = None
     info["resources"] = cgroup_stats(c, st)
-    info["interfaces"] = addresses(st.pid) if st.pid else {}
+    # skip_loopback: the text output leaves lo out, so a netns with only lo needs no dump
+    info["interfaces"] = addresses(st.pid, skip_loopback) if st.pid else {}
     return info
 
 
@@ -90,7 +91,7 @@ def run(args) -> int:
         if args.pid:
             print(f"PID: {st.pid or '-'}")
         return 0
-    info = gather(c, with_size=not args.no_size)
+    info = gather(c, with_size=not args.no_size, skip_loopback=not args.json)
     if args.json:
         import json
         json.dump(info, sys.stdout, indent=2, default=str)

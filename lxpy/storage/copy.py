@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -121,11 +122,51 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, onerror=onerror)
 
 
+# tree_usage walks trees up to this many entries itself, larger ones go to du (faster
+# there; a Python walk of a full rootfs is not cheaper than spawning du).
+_WALK_LIMIT = 2000
+
+
+def _walk_usage(path: str, limit: int) -> int | None:
+    """du -s -x -B1 of a small tree in-process: st_blocks of every entry (the top too) on
+    the top's filesystem, an inode counted once. None: more than limit entries, a symlink
+    top or any error (a racing change): the caller asks du."""
+    try:
+        top = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(top.st_mode):
+        return None
+    dev, seen, total, left = top.st_dev, {top.st_ino}, top.st_blocks * 512, limit
+    stack = [path]
+    try:
+        while stack:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    left -= 1
+                    if left < 0:
+                        return None
+                    st = e.stat(follow_symlinks=False)
+                    if st.st_dev != dev or st.st_ino in seen:
+                        continue
+                    if st.st_nlink > 1 or stat.S_ISDIR(st.st_mode):
+                        seen.add(st.st_ino)
+                    total += st.st_blocks * 512
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(e.path)
+    except OSError:
+        return None
+    return total
+
+
 def tree_usage(path: Path) -> int:
     """Bytes of disk the tree uses (hard links counted once), like du -s."""
     path = Path(path)
     if not path.exists():
         return 0
+    n = _walk_usage(os.fspath(path), _WALK_LIMIT)
+    if n is not None:
+        return n
     r = subprocess.run(["du", "-s", "-x", "-B1", "--", os.fspath(path)],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
     try:
