@@ -84,10 +84,16 @@ class Monitor:
         self.started = 0.0
         self.listener: socket.socket | None = None
         self.net_undo_pid = 0
+        self.notifier = None        # notify.Listener: the guest's READY=1 (systemd)
 
     # -- state -------------------------------------------------------------------------
-    def set_state(self, state: str) -> None:
+    def set_state(self, state: str, host_notify: bool = True) -> None:
         self.state = state
+        if self.notifier is not None:
+            if state == "RUNNING":
+                self.notifier.started(self.init_pid)     # a new init: was it given the socket?
+            elif state in ("STARTING", "STOPPING", "ABORTING"):
+                self.notifier.stopped()
         from .state import alive  # noqa: F401 - already imported with write_file
         write_file(self.run_dir, {
             "state": state,
@@ -101,12 +107,13 @@ class Monitor:
             "monitor_cgroup": self.plan.get("monitor_cgroup") or "",
             "name": self.plan["name"],
             "lxpath": self.plan["lxpath"],
+            **(self.notifier.fields() if self.notifier is not None else {}),
         })
         msg = proto.frame("state", **self.state_fields())
         for c in list(self.clients.values()):
             if c.subscribed:
                 self.send(c, msg)
-        if self.foreground:
+        if self.foreground and host_notify:
             self.sd_notify(state)
 
     def sd_notify(self, state: str) -> None:
@@ -127,7 +134,8 @@ class Monitor:
 
     def state_fields(self) -> dict:
         return {"state": self.state, "pid": self.init_pid or "", "cgroup":
-                self.plan.get("cgroup") or "", "console_log": self.plan.get("console_log") or ""}
+                self.plan.get("cgroup") or "", "console_log": self.plan.get("console_log") or "",
+                **(self.notifier.fields() if self.notifier is not None else {})}
 
     # -- start -------------------------------------------------------------------------
     def setup(self) -> None:
@@ -164,7 +172,24 @@ class Monitor:
         s.setblocking(False)
         self.listener = s
         self.poll.register(s.fileno(), POLL_IN)
+        if not self.plan.get("app"):
+            self.notify_setup()
         self.set_state("STARTING")
+
+    def notify_setup(self) -> None:
+        """The socket the guest's systemd sends READY=1 to (see notify.py)."""
+        from . import notify
+        try:
+            self.notifier = notify.Listener(self.run_dir, self.plan.get("idmap_root"))
+        except OSError as e:
+            log(f"notify socket: {e}")       # the container starts without readiness
+            return
+        self.plan["notify_socket"] = self.notifier.path
+        self.poll.register(self.notifier.fd, POLL_IN)
+
+    def on_notify(self) -> None:
+        if self.notifier.receive() and self.state in ("RUNNING", "FROZEN", "FREEZING"):
+            self.set_state(self.state, host_notify=False)
 
     def spawn(self) -> None:
         """Fork the intermediate child, follow the handshake, leave init running."""
@@ -374,6 +399,8 @@ class Monitor:
                     self.accept()
                 elif fd in self.clients:
                     self.on_client(self.clients[fd], ev)
+                elif self.notifier is not None and fd == self.notifier.fd:
+                    self.on_notify()
                 else:
                     self.on_pty(fd, ev)
 
