@@ -95,3 +95,56 @@ def test_monitor_and_state_stay_lean():
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code, root], capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_parse_states_ready():
+    assert parse_states("ready") == {"READY"}
+    assert parse_states("READY|STOPPED") == {"READY", "STOPPED"}
+
+
+def test_notify_message_parsing():
+    from lxpy.runtime import notify
+    assert notify.parse(b"READY=1\nSTATUS=Startup finished in 400ms.\n") == {
+        "READY": "1", "STATUS": "Startup finished in 400ms."}
+    assert notify.parse(b"junk\n=x\nSTATUS=a\tb\nSTATUS=last") == {"STATUS": "last"}
+    assert notify.parse(b"\xff\xfeSTATUS=\xff") == {"\ufffd\ufffdSTATUS": "\ufffd"}
+
+
+def test_notify_listener_takes_only_init(tmp_path):
+    """READY=1 counts only from the init that was given the socket (its pid, from the
+    kernel's credentials); STOPPING=1 clears it; a new init starts over."""
+    import socket
+    from lxpy.runtime import notify
+    listener = notify.Listener(str(tmp_path))
+    try:
+        assert listener.fields() == {"notify": "0", "ready": "0", "status": ""}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"READY=1\nSTATUS=Ready.", listener.path)
+            assert not listener.receive()          # no init was given the socket: ignored
+            listener.pid = os.getpid()             # as started() finds it for the real init
+            s.sendto(b"READY=1\nSTATUS=Ready.", listener.path)
+            assert listener.receive()
+            assert listener.fields() == {"notify": "1", "ready": "1", "status": "Ready."}
+            assert not listener.receive()          # nothing queued
+            s.sendto(b"STOPPING=1", listener.path)
+            assert listener.receive() and not listener.ready
+        listener.started(os.getpid() + 1 if os.getpid() < 2**22 else 2)  # another, gone
+        assert listener.fields() == {"notify": "0", "ready": "0", "status": ""}
+    finally:
+        listener.close()
+
+
+def test_notify_only_for_systemd(tmp_path, monkeypatch):
+    from lxpy.runtime import notify
+    (tmp_path / "lib/systemd").mkdir(parents=True)
+    (tmp_path / "lib/systemd/systemd").write_text("")
+    (tmp_path / "sbin").mkdir()
+    (tmp_path / "sbin/init").symlink_to("../lib/systemd/systemd")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/busybox").write_text("")
+    (tmp_path / "bin/init").symlink_to("busybox")
+    assert notify.wants_notify([str(tmp_path / "sbin/init")], {})
+    assert notify.wants_notify(["init"], {"PATH": str(tmp_path / "sbin")})
+    assert not notify.wants_notify([str(tmp_path / "bin/init")], {})
+    # the admin's [environment] decides
+    assert not notify.wants_notify([str(tmp_path / "sbin/init")], {"NOTIFY_SOCKET": ""})
