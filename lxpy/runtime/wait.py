@@ -34,11 +34,16 @@ def _reached(fields: dict, states: set[str]) -> bool:
     return fields.get("state") in states or (READY in states and fields.get("ready") == "1")
 
 
+class NoReadiness(StateError):
+    """The container's init does not report readiness (it is not systemd)."""
+
+
 def _no_readiness(container, fields: dict, states: set[str]) -> None:
-    """Waiting only for READY on a running guest whose init was not given the socket (not
-    systemd) would never end: say so."""
-    if states == {READY} and fields.get("state") == "RUNNING" and fields.get("notify") == "0":
-        raise StateError(f"container {container.name!r}: its init does not report readiness "
+    """Waiting for READY (and not for RUNNING) on a running guest whose init was not given
+    the socket (not systemd) would never end: say so."""
+    if READY in states and "RUNNING" not in states and fields.get("state") == "RUNNING" \
+            and fields.get("notify") == "0":
+        raise NoReadiness(f"container {container.name!r}: its init does not report readiness "
                          "(only systemd is given a notify socket)",
                          "wait for RUNNING instead")
 

@@ -25,6 +25,10 @@ def test_busybox_init_gets_no_notify_socket(lxpy, lxpath, unique):
         r = lxpy("wait", "-n", unique, "-s", "READY", "-t", "60", check=False, timeout=30)
         assert r.returncode == 1 and "does not report readiness" in r.stderr, r.stderr
         assert "Ready:" not in lxpy("info", "-n", unique, "--no-size").stdout
+        # lxpy-start -w on such an init returns once it runs
+        lxpy("stop", "-n", unique, "-k")
+        lxpy("start", "-n", unique, "-w", "60", timeout=30)
+        assert state_file(lxpath, unique)["state"] == "RUNNING"
         # READY|STOPPED is a wait that can end: it does, when the container stops
         lxpy("stop", "-n", unique, "-k")
         lxpy("wait", "-n", unique, "-s", "READY|STOPPED", "-t", "30")

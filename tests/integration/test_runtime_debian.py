@@ -59,16 +59,20 @@ def systemctl(lxpath: Path, name: str, *args: str, timeout: float = 60) -> str:
     return r.stdout.strip() or r.stderr.strip()
 
 
-def wait_ready(lxpy, name: str) -> None:
+def wait_ready(lxpy, name: str, waited: bool = False) -> None:
     """The guest's systemd sent READY=1 on its notify socket (an event, no retries)."""
-    lxpy("wait", "-n", name, "-s", "READY", "-t", "120", timeout=150)
+    if not waited:
+        lxpy("wait", "-n", name, "-s", "READY", "-t", "120", timeout=150)
     info = lxpy("info", "-n", name, "--no-size").stdout
     assert re.search(r"^Ready:\s+yes", info, re.M), info
 
 
-def boot_and_check(lxpy, lxpath: Path, name: str) -> None:
-    lxpy("start", "-n", name)
-    wait_ready(lxpy, name)
+def boot_and_check(lxpy, lxpath: Path, name: str, start_waits: bool = False) -> None:
+    if start_waits:         # lxpy-start -w: returns once the guest reported READY=1
+        lxpy("start", "-n", name, "-w", "120", timeout=150)
+    else:
+        lxpy("start", "-n", name)
+    wait_ready(lxpy, name, waited=start_waits)
     state = systemctl(lxpath, name, "is-system-running")
     if state == "degraded":
         failed = set(systemctl(lxpath, name, "list-units", "--failed", "--plain",
@@ -90,7 +94,7 @@ def test_debian_boots_systemd_and_shuts_down_cleanly(lxpy, lxpath, debian):
     log = Path(os.environ["LXPY_LOG_DIR"], debian, "console.log").read_text(errors="replace")
     assert "Reached target" in log and ("Halting system" in log or "Powering off" in log)
     assert_nothing_left(lxpath, debian)
-    boot_and_check(lxpy, lxpath, debian)
+    boot_and_check(lxpy, lxpath, debian, start_waits=True)
     # reboot from inside: the same monitor boots a new init; poweroff from inside stops it
     pid = state_file(lxpath, debian)["pid"]
     systemctl(lxpath, debian, "reboot")
