@@ -504,6 +504,7 @@ class Monitor:
             signal.pidfd_send_signal(self.pidfd, sig)
         except OSError:
             pass
+        self.move_to_cgroup_roots()      # the monitor exits after this stop, whatever happens
         deadline = time.monotonic() + timeout
         if self.stop_deadline is None or deadline < self.stop_deadline:
             self.stop_deadline = deadline
@@ -626,6 +627,22 @@ class Monitor:
         """Move to the hierarchy roots and remove the monitor's own cgroup."""
         if not self.plan.get("monitor_cgroup_dirs"):
             return
+        self.move_to_cgroup_roots()
+        for d in self.plan["monitor_cgroup_dirs"]:
+            try:
+                os.rmdir(d)
+            except OSError as e:
+                if e.errno != 2:
+                    log(f"monitor cgroup {d}: {e.strerror}")
+
+    _left_cgroup = False
+
+    def move_to_cgroup_roots(self) -> None:
+        """Once; request_stop does it while the guest shuts down, as on cgroup v1 each move
+        waits for the kernel (an RCU grace period a hierarchy: 6-16 ms in all, measured)."""
+        if self._left_cgroup or not self.plan.get("monitor_cgroup_dirs"):
+            return
+        self._left_cgroup = True
         me = str(os.getpid()).encode()
         for root in self.plan.get("cgroup_roots") or ():
             try:
@@ -636,12 +653,6 @@ class Monitor:
                     os.close(fd)
             except OSError:
                 pass
-        for d in self.plan["monitor_cgroup_dirs"]:
-            try:
-                os.rmdir(d)
-            except OSError as e:
-                if e.errno != 2:
-                    log(f"monitor cgroup {d}: {e.strerror}")
 
     def remove_run_dir(self) -> None:
         try:
