@@ -31,7 +31,9 @@ def parse_states(spec: str) -> set[str]:
 
 
 def _reached(fields: dict, states: set[str]) -> bool:
-    return fields.get("state") in states or (READY in states and fields.get("ready") == "1")
+    st = fields.get("state")
+    return st in states or (READY in states and fields.get("ready") == "1" and
+                            st not in (None, "STOPPED"))     # not a dead monitor's word
 
 
 class NoReadiness(StateError):
@@ -73,7 +75,6 @@ def wait(container, states: set[str], timeout: float | None) -> bool:
                 return True
             if info.monitor_alive:
                 _no_readiness(container, {**info.extra, "state": info.state}, states)
-            if info.monitor_alive:
                 got = _subscribe(container, states, deadline)
                 if got is not None:
                     return got

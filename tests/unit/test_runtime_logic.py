@@ -148,3 +148,11 @@ def test_notify_only_for_systemd(tmp_path, monkeypatch):
     assert not notify.wants_notify([str(tmp_path / "bin/init")], {})
     # the admin's [environment] decides
     assert not notify.wants_notify([str(tmp_path / "sbin/init")], {"NOTIFY_SOCKET": ""})
+
+
+def test_ready_counts_only_while_the_container_runs():
+    from lxpy.runtime.wait import _reached
+    assert _reached({"state": "RUNNING", "ready": "1"}, {"READY"})
+    assert not _reached({"state": "RUNNING", "ready": "0"}, {"READY"})
+    assert not _reached({"state": "STOPPED", "ready": "1"}, {"READY"})   # stale state file
+    assert _reached({"state": "STOPPED", "ready": "1"}, {"READY", "STOPPED"})
