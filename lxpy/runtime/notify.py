@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import _socket as socket
 import os
+import sys
 
 SOCKET_NAME = "notify"              # in the run dir
 GUEST_DIR = "/run/host"
@@ -93,7 +94,7 @@ class Listener:
             for level, kind, cdata in anc:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and \
                         len(cdata) >= _UCRED:
-                    pid = int.from_bytes(cdata[:4], "little", signed=True)
+                    pid = int.from_bytes(cdata[:4], sys.byteorder, signed=True)
             if not self.pid or pid != self.pid:
                 continue            # not from the container's init: ignored (as nspawn does)
             for key, value in parse(data).items():
