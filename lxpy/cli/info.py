@@ -68,6 +68,11 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
         for k in ("cgroup", "started", "console_log"):
             if st.extra.get(k) is not None:
                 info[k] = st.extra[k]
+        f = st.extra.get("extra") or {}          # the state file's fields
+        if st.state != "STOPPED" and f.get("notify") == "1":
+            # the guest's systemd sent READY=1 on the notify socket (lxpy-wait -s READY)
+            info["ready"] = f.get("ready") == "1"
+            info["guest_status"] = f.get("status") or None
     if with_size:
         try:
             from lxpy import storage
@@ -115,6 +120,9 @@ def run(args) -> int:
     lines.append(("Unprivileged", "yes" if info["unprivileged"] else "no"))
     for k, v in info["limits"].items():
         lines.append((f"Limit {k}", _human(v, raw) if k.startswith("memory") else v))
+    if "ready" in info:
+        status = f" ({info['guest_status']})" if info["guest_status"] else ""
+        lines.append(("Ready", ("yes" if info["ready"] else "no, booting") + status))
     if "cgroup" in info:
         lines.append(("Cgroup", info["cgroup"]))
     r = info["resources"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 HELP = "Start a container: its init runs in its own namespaces and cgroup, under a monitor."
 EPILOG = """examples:
   lxpy-start -n web1          returns once init runs (or says why it could not)
-  lxpy-start -F -n web1       stay in the foreground (systemd units, debugging)"""
+  lxpy-start -F -n web1       stay in the foreground (systemd units, debugging)
+  lxpy-start -w -n web1       return once the guest's systemd has finished booting
+                              (READY=1; an init that does not report: once it runs)"""
 
 
 def add_arguments(p) -> None:
@@ -13,6 +15,10 @@ def add_arguments(p) -> None:
                    help="stay in the foreground; exit when the container stops")
     p.add_argument("-d", "--daemon", action="store_true",
                    help="daemonize (the default; for LXC compatibility)")
+    p.add_argument("-w", "--wait-ready", nargs="?", type=float, const=-1, default=None,
+                   metavar="SECONDS",
+                   help="return once the guest's systemd reports it finished booting "
+                   "(READY=1), waiting at most SECONDS (default: no limit)")
 
 
 def run(args) -> int:
@@ -23,9 +29,34 @@ def run(args) -> int:
         raise UsageError("lxpy-start takes no command after --",
                          "init.cmd in the config sets init; lxpy-execute runs a command")
     c = Container(args.name, args.lxpath)
-    status = start(c, foreground=args.foreground and not args.daemon, logfile=args.logfile)
-    _leave(status)
-    return status
+    foreground = args.foreground and not args.daemon
+    if args.wait_ready is not None and foreground:
+        from lxpy.errors import UsageError
+        raise UsageError("-w waits for a daemonized start; it does not go with -F")
+    code = start(c, foreground=foreground, logfile=args.logfile)
+    if not code and args.wait_ready is not None:
+        code = _wait_ready(c, args.wait_ready)
+    _leave(code)
+    return code
+
+
+def _wait_ready(c, seconds: float) -> int:
+    import sys
+
+    from lxpy.runtime.wait import NoReadiness, wait
+    try:
+        if wait(c, {"READY", "STOPPED"}, None if seconds < 0 else seconds):
+            from lxpy.runtime.state import query
+            if query(c).state != "STOPPED":
+                return 0
+            print(f"lxpy-start: container {c.name!r} stopped before its guest reported ready",
+                  file=sys.stderr)
+            return 1
+    except NoReadiness:
+        return 0            # its init does not report readiness: running is all there is
+    print(f"lxpy-start: container {c.name!r} started, but its guest did not report ready "
+          f"within {seconds:g} s", file=sys.stderr)
+    return 1
 
 
 def _leave(status: int) -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 HELP = "Wait until a container reaches one of some states (like 'RUNNING|STOPPED')."
-EPILOG = """exit status: 0 reached, 1 timed out (or error)"""
+EPILOG = """READY: the guest's systemd has finished booting (it sent READY=1 on the notify
+socket lxpy gives it, as systemd-nspawn does; what `systemctl is-system-running` reports as
+running or degraded). Only a systemd init reports it.
+exit status: 0 reached, 1 timed out (or error)
+examples:
+  lxpy-start -n web1 && lxpy-wait -n web1 -s READY -t 60"""
 
 
 def add_arguments(p) -> None:
     p.add_argument("-s", "--state", required=True,
                    help="states separated by |: STOPPED STARTING RUNNING STOPPING ABORTING "
-                   "FREEZING FROZEN")
+                   "FREEZING FROZEN, or READY (the guest's systemd finished booting)")
     p.add_argument("-t", "--timeout", type=float, default=-1, metavar="SECONDS",
                    help="give up after this long (default: wait forever)")
 

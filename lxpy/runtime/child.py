@@ -322,6 +322,9 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
         else:
             user_mounts.append((mnt, -1, True))
 
+    from . import notify
+    notify_fd = notify.open_for_guest(plan)     # the monitor's socket, for systemd's READY=1
+
     with step("pivot_root"):
         os.chdir(root)
         m.pivot_root(".", ".")
@@ -409,6 +412,9 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
                                                and o != "optional"])
                 m.mount(mnt["source"] or "tmpfs", target, mnt["type"], flags, data or None)
 
+    with step("mount /run/host/notify"):
+        notify_env = notify.mount_in_guest(notify_fd, plan["init_cmd"], plan["env"])
+
     if "uts" in create and plan.get("hostname"):
         with step("sethostname"):
             ns.sethostname(plan["hostname"])
@@ -468,7 +474,7 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
     if plan.get("app"):
         _app_init(sock, cmd, env)
     with step(f"exec init {cmd[0]}"):
-        _exec(cmd, env)
+        _exec(cmd, {**env, **notify_env})       # NOTIFY_SOCKET: for init only
 
 
 def _exec(cmd: list[str], env: dict) -> None:

@@ -67,10 +67,12 @@ class Monitor:
         self.pre: tuple[int, int] | None = None
         self.pre_go = False             # it was sent "go" already (no network, no userns)
         self.pre_ptys: list[tuple[int, int, str]] = []
+        self.pre_notify = -1            # the readiness socket it bound (notify.Listener)
         if pre:
-            sock, pid, go, *ptys = pre.split(",")
+            sock, pid, go, notify_fd, *ptys = pre.split(",")
             self.pre = (int(sock), int(pid))
             self.pre_go = go == "1"
+            self.pre_notify = int(notify_fd)
             for p in ptys:
                 master, slave, path = p.split(":", 2)
                 self.pre_ptys.append((int(master), int(slave), path))
@@ -97,10 +99,16 @@ class Monitor:
         self.started = 0.0
         self.listener: socket.socket | None = None
         self.net_undo_pid = 0
+        self.notifier = None        # notify.Listener: the guest's READY=1 (systemd)
 
     # -- state -------------------------------------------------------------------------
-    def set_state(self, state: str) -> None:
+    def set_state(self, state: str, host_notify: bool = True) -> None:
         self.state = state
+        if self.notifier is not None:
+            if state == "RUNNING":
+                self.notifier.started(self.init_pid)     # a new init: was it given the socket?
+            elif state in ("STARTING", "STOPPING", "ABORTING"):
+                self.notifier.stopped()
         from .state import alive  # noqa: F401 - already imported with write_file
         write_file(self.run_dir, {
             "state": state,
@@ -114,12 +122,13 @@ class Monitor:
             "monitor_cgroup": self.plan.get("monitor_cgroup") or "",
             "name": self.plan["name"],
             "lxpath": self.plan["lxpath"],
+            **(self.notifier.fields() if self.notifier is not None else {}),
         })
         msg = proto.frame("state", **self.state_fields())
         for c in list(self.clients.values()):
             if c.subscribed:
                 self.send(c, msg)
-        if self.foreground:
+        if self.foreground and host_notify:
             self.sd_notify(state)
 
     def sd_notify(self, state: str) -> None:
@@ -140,7 +149,8 @@ class Monitor:
 
     def state_fields(self) -> dict:
         return {"state": self.state, "pid": self.init_pid or "", "cgroup":
-                self.plan.get("cgroup") or "", "console_log": self.plan.get("console_log") or ""}
+                self.plan.get("cgroup") or "", "console_log": self.plan.get("console_log") or "",
+                **(self.notifier.fields() if self.notifier is not None else {})}
 
     # -- start -------------------------------------------------------------------------
     def setup(self) -> None:
@@ -180,7 +190,28 @@ class Monitor:
         s.setblocking(False)
         self.listener = s
         self.poll.register(s.fileno(), POLL_IN)
+        if not self.plan.get("app"):
+            self.notify_setup()
         self.set_state("STARTING")
+
+    def notify_setup(self) -> None:
+        """The socket the guest's systemd sends READY=1 to (see notify.py)."""
+        from . import notify
+        try:
+            if self.pre_notify >= 0:    # bound by lxpy-start, mounted by its helper already
+                self.notifier = notify.Listener(self.run_dir, fd=self.pre_notify)
+                self.pre_notify = -1
+            else:
+                self.notifier = notify.Listener(self.run_dir, self.plan.get("idmap_root"))
+        except OSError as e:
+            log(f"notify socket: {e}")       # the container starts without readiness
+            return
+        self.plan["notify_socket"] = self.notifier.path
+        self.poll.register(self.notifier.fd, POLL_IN)
+
+    def on_notify(self) -> None:
+        if self.notifier.receive() and self.state in ("RUNNING", "FROZEN", "FREEZING"):
+            self.set_state(self.state, host_notify=False)
 
     def spawn(self) -> None:
         """Fork the intermediate child, follow the handshake, leave init running."""
@@ -417,6 +448,8 @@ class Monitor:
                     self.accept()
                 elif fd in self.clients:
                     self.on_client(self.clients[fd], ev)
+                elif self.notifier is not None and fd == self.notifier.fd:
+                    self.on_notify()
                 else:
                     self.on_pty(fd, ev)
 
@@ -520,6 +553,7 @@ class Monitor:
             signal.pidfd_send_signal(self.pidfd, sig)
         except OSError:
             pass
+        self.move_to_cgroup_roots()      # the monitor exits after this stop, whatever happens
         deadline = time.monotonic() + timeout
         if self.stop_deadline is None or deadline < self.stop_deadline:
             self.stop_deadline = deadline
@@ -656,6 +690,22 @@ class Monitor:
         """Move to the hierarchy roots and remove the monitor's own cgroup."""
         if not self.plan.get("monitor_cgroup_dirs"):
             return
+        self.move_to_cgroup_roots()
+        for d in self.plan["monitor_cgroup_dirs"]:
+            try:
+                os.rmdir(d)
+            except OSError as e:
+                if e.errno != 2:
+                    log(f"monitor cgroup {d}: {e.strerror}")
+
+    _left_cgroup = False
+
+    def move_to_cgroup_roots(self) -> None:
+        """Once; request_stop does it while the guest shuts down, as on cgroup v1 each move
+        waits for the kernel (an RCU grace period a hierarchy: 6-16 ms in all, measured)."""
+        if self._left_cgroup or not self.plan.get("monitor_cgroup_dirs"):
+            return
+        self._left_cgroup = True
         me = str(os.getpid()).encode()
         for root in self.plan.get("cgroup_roots") or ():
             try:
@@ -666,12 +716,6 @@ class Monitor:
                     os.close(fd)
             except OSError:
                 pass
-        for d in self.plan["monitor_cgroup_dirs"]:
-            try:
-                os.rmdir(d)
-            except OSError as e:
-                if e.errno != 2:
-                    log(f"monitor cgroup {d}: {e.strerror}")
 
     def remove_run_dir(self) -> None:
         try:

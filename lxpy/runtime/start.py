@@ -358,7 +358,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             os.close(r)
             from ..linux.proc import set_child_subreaper
             set_child_subreaper()          # kept across execve: the monitor reaps init
-            pre = _prefork(plan)
+            pre = _prefork(plan, str(run_dir))
             for fd in (w, lock_fd):
                 os.set_inheritable(fd, True)
             os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
@@ -374,7 +374,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 _daemon_stdio(container, logfile)
                 from ..linux.proc import set_child_subreaper
                 set_child_subreaper()      # kept across execve: the monitor reaps init
-                pre = _prefork(plan)
+                pre = _prefork(plan, str(run_dir))
                 for fd in (w, lock_fd):
                     os.set_inheritable(fd, True)
                 os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
@@ -397,13 +397,15 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
     return 0
 
 
-def _prefork(plan: dict) -> str:
+def _prefork(plan: dict, run_dir: str) -> str:
     """Fork the container's namespace helper (child.intermediate) from this process, just
     before it execs the monitor: everything the helper needs is imported here already, and
     the container is set up while the monitor's interpreter starts. The monitor adopts the
     helper (the same pid after execve) and the handshake socket, and finishes the start as
     if it had forked the helper itself. Returns the argument that hands them over
-    ("sock,pid,go,master:slave:path,..."), "" if the monitor is to fork the helper.
+    ("sock,pid,go,notify,master:slave:path,..."), "" if the monitor is to fork the helper.
+    notify is the guest's readiness socket (notify.Listener, bound here so that the helper
+    mounts it for a systemd init), -1 for none.
     Without a network to set up or a user namespace to map (the monitor's part of the
     handshake), "go" is sent from here too: init execs without waiting for the monitor
     (go=1 tells the monitor)."""
@@ -411,6 +413,14 @@ def _prefork(plan: dict) -> str:
 
     from ..linux.tty import openpty
     ptys: list[tuple[int, int, str]] = []
+    notifier = None
+    if not plan.get("app"):
+        from . import notify
+        try:
+            notifier = notify.Listener(run_dir, plan.get("idmap_root"))
+            plan["notify_socket"] = notifier.path
+        except OSError as e:
+            log.debug("notify socket: %s; the container starts without readiness", e)
     try:
         if not plan.get("app"):
             for _ in range(1 + int(plan.get("tty_max", 0))):
@@ -421,6 +431,9 @@ def _prefork(plan: dict) -> str:
         for master, slave, _ in ptys:
             os.close(master)
             os.close(slave)
+        if notifier is not None:
+            notifier.close()
+            plan.pop("notify_socket", None)
         return ""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -465,7 +478,11 @@ def _prefork(plan: dict) -> str:
         proto.send(mine, "go")
     fd = mine.detach()
     os.set_inheritable(fd, True)
-    out = [str(fd), str(pid), "1" if go else "0"]
+    out = [str(fd), str(pid), "1" if go else "0", "-1"]
+    if notifier is not None:
+        nfd = notifier.sock.detach()
+        os.set_inheritable(nfd, True)
+        out[3] = str(nfd)
     for master, slave, path in ptys:
         os.set_inheritable(master, True)
         os.set_inheritable(slave, True)

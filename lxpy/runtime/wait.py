@@ -3,6 +3,9 @@
 While a monitor runs, we subscribe on its socket (it pushes every transition and closes
 the connection when it exits). Without a monitor, inotify on the run dir's parent tells
 when one appears.
+
+READY is not a state of the monitor's but of the guest's: its systemd reported READY=1 on
+the notify socket (runtime/notify.py); the monitor pushes that as ready=1 in a state message.
 """
 
 from __future__ import annotations
@@ -15,13 +18,36 @@ from ..errors import StateError, UsageError
 from . import proto, state
 
 
+READY = "READY"
+
+
 def parse_states(spec: str) -> set[str]:
     want = {s.strip().upper() for s in spec.split("|") if s.strip()}
-    bad = want - set(state.STATES)
+    bad = want - set(state.STATES) - {READY}
     if not want or bad:
         raise UsageError(f"-s {spec!r}: {', '.join(sorted(bad)) or 'no state'} is not a state",
-                         "use " + "|".join(state.STATES))
+                         "use " + "|".join(state.STATES + (READY,)))
     return want
+
+
+def _reached(fields: dict, states: set[str]) -> bool:
+    st = fields.get("state")
+    return st in states or (READY in states and fields.get("ready") == "1" and
+                            st not in (None, "STOPPED"))     # not a dead monitor's word
+
+
+class NoReadiness(StateError):
+    """The container's init does not report readiness (it is not systemd)."""
+
+
+def _no_readiness(container, fields: dict, states: set[str]) -> None:
+    """Waiting for READY (and not for RUNNING) on a running guest whose init was not given
+    the socket (not systemd) would never end: say so."""
+    if READY in states and "RUNNING" not in states and fields.get("state") == "RUNNING" \
+            and fields.get("notify") == "0":
+        raise NoReadiness(f"container {container.name!r}: its init does not report readiness "
+                         "(only systemd is given a notify socket)",
+                         "wait for RUNNING instead")
 
 
 def wait(container, states: set[str], timeout: float | None) -> bool:
@@ -45,9 +71,10 @@ def wait(container, states: set[str], timeout: float | None) -> bool:
                 except OSError:
                     pass
             info = state.query(container)
-            if info.state in states:
+            if _reached({**info.extra, "state": info.state}, states):
                 return True
             if info.monitor_alive:
+                _no_readiness(container, {**info.extra, "state": info.state}, states)
                 got = _subscribe(container, states, deadline)
                 if got is not None:
                     return got
@@ -73,11 +100,13 @@ def _subscribe(container, states: set[str], deadline: float | None) -> bool | No
     except OSError:
         return None
     try:
-        if kind == "state" and msg.get("state") in states:
+        if kind == "state" and _reached(msg, states):
             return True
+        if kind == "state":
+            _no_readiness(container, msg, states)
         reader = s.reader
         for k, m in reader.pending:
-            if k == "state" and m.get("state") in states:
+            if k == "state" and _reached(m, states):
                 return True
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -93,10 +122,10 @@ def _subscribe(container, states: set[str], deadline: float | None) -> bool | No
             if not data:
                 return None
             for k, m in reader.feed(data):
-                if k == "state" and m.get("state") in states:
+                if k == "state" and _reached(m, states):
                     return True
+                if k == "state":
+                    _no_readiness(container, m, states)
     finally:
         s.close()
 
-
-_ = StateError

@@ -31,13 +31,8 @@ def deb(lxpy, lxpath, debian_cache, tmp_path, unique):
 
 
 def test_systemd_and_an_interactive_shell(lxpy, deb):
-    deadline = time.monotonic() + 180
-    while True:  # until systemd's bus is up (retried on that event, bounded)
-        r = lxpy("attach", "-n", deb, "--", "systemctl", "is-system-running", "--wait",
-                 check=False, timeout=180)
-        if "Failed to connect to bus" not in r.stderr or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    lxpy("wait", "-n", deb, "-s", "READY", "-t", "180", timeout=200)   # systemd: READY=1
+    r = lxpy("attach", "-n", deb, "--", "systemctl", "is-system-running", check=False)
     assert r.stdout.strip() in ("running", "degraded"), (r.stdout, r.stderr)
     # the attached shell is a process systemd in the container can see
     assert lxpy("attach", "-n", deb, "--", "systemctl", "is-active", "systemd-journald"

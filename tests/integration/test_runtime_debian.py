@@ -8,6 +8,7 @@ lower of an overlay container instead (it is never written to)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -50,22 +51,29 @@ def debian(request, lxpy, lxpath, unique, tmp_path) -> str:
 
 
 def systemctl(lxpath: Path, name: str, *args: str, timeout: float = 60) -> str:
-    """systemctl inside the container (via nsenter, independent of lxpy-attach). lxpy-start
-    returns once init runs, so systemd's bus may not be up yet: retry while systemctl
-    prints nothing (it fails with "Failed to connect to bus", "Connection reset" ...)."""
+    """systemctl inside the container (via nsenter, independent of lxpy-attach). Call it
+    once the guest is READY (lxpy-wait -s READY): before, systemd's bus may not be up."""
     pid = state_file(lxpath, name)["pid"]
-    deadline = time.monotonic() + timeout
-    while True:
-        r = subprocess.run(["nsenter", "-t", pid, "-a", "systemctl", *args],
-                           capture_output=True, text=True, timeout=timeout)
-        if r.stdout.strip() or r.returncode == 0 or time.monotonic() > deadline:
-            return r.stdout.strip() or r.stderr.strip()
-        time.sleep(0.05)
+    r = subprocess.run(["nsenter", "-t", pid, "-a", "systemctl", *args],
+                       capture_output=True, text=True, timeout=timeout)
+    return r.stdout.strip() or r.stderr.strip()
 
 
-def boot_and_check(lxpy, lxpath: Path, name: str) -> None:
-    lxpy("start", "-n", name)
-    state = systemctl(lxpath, name, "is-system-running", "--wait")
+def wait_ready(lxpy, name: str, waited: bool = False) -> None:
+    """The guest's systemd sent READY=1 on its notify socket (an event, no retries)."""
+    if not waited:
+        lxpy("wait", "-n", name, "-s", "READY", "-t", "120", timeout=150)
+    info = lxpy("info", "-n", name, "--no-size").stdout
+    assert re.search(r"^Ready:\s+yes", info, re.M), info
+
+
+def boot_and_check(lxpy, lxpath: Path, name: str, start_waits: bool = False) -> None:
+    if start_waits:         # lxpy-start -w: returns once the guest reported READY=1
+        lxpy("start", "-n", name, "-w", "120", timeout=150)
+    else:
+        lxpy("start", "-n", name)
+    wait_ready(lxpy, name, waited=start_waits)
+    state = systemctl(lxpath, name, "is-system-running")
     if state == "degraded":
         failed = set(systemctl(lxpath, name, "list-units", "--failed", "--plain",
                                "--no-legend", "--no-pager").split()[::5])
@@ -86,7 +94,7 @@ def test_debian_boots_systemd_and_shuts_down_cleanly(lxpy, lxpath, debian):
     log = Path(os.environ["LXPY_LOG_DIR"], debian, "console.log").read_text(errors="replace")
     assert "Reached target" in log and ("Halting system" in log or "Powering off" in log)
     assert_nothing_left(lxpath, debian)
-    boot_and_check(lxpy, lxpath, debian)
+    boot_and_check(lxpy, lxpath, debian, start_waits=True)
     # reboot from inside: the same monitor boots a new init; poweroff from inside stops it
     pid = state_file(lxpath, debian)["pid"]
     systemctl(lxpath, debian, "reboot")
@@ -95,7 +103,8 @@ def test_debian_boots_systemd_and_shuts_down_cleanly(lxpy, lxpath, debian):
             state_file(lxpath, debian).get("state") != "RUNNING":
         assert time.monotonic() < deadline, "no new init after systemctl reboot"
         lxpy("wait", "-n", debian, "-s", "RUNNING", "-t", "1", check=False)
-    assert systemctl(lxpath, debian, "is-system-running", "--wait") in ("running", "degraded")
+    wait_ready(lxpy, debian)          # the new init's READY=1 (the old one's was cleared)
+    assert systemctl(lxpath, debian, "is-system-running") in ("running", "degraded")
     systemctl(lxpath, debian, "poweroff")
     lxpy("wait", "-n", debian, "-s", "STOPPED", "-t", "60")
     assert_nothing_left(lxpath, debian)

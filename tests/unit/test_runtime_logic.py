@@ -98,16 +98,77 @@ def test_monitor_and_state_stay_lean():
 
 
 def test_monitor_adopts_the_helper_lxpy_start_forked(tmp_path):
-    """start._prefork hands over "sock,pid,go,master:slave:path,..." as the monitor's 5th
+    """start._prefork hands over "sock,pid,go,notify,master:slave:path,..." as the monitor's 5th
     argument; without it the monitor forks the helper itself (reboots)."""
     import marshal
 
     from lxpy.runtime.monitor import Monitor
     (tmp_path / "plan").write_bytes(marshal.dumps({"name": "x", "app": False}))
-    m = Monitor(str(tmp_path), -1, -1, False, "5,123,1,7:8:/dev/pts/3,9:10:/dev/pts/4")
-    assert m.pre == (5, 123) and m.pre_go
+    m = Monitor(str(tmp_path), -1, -1, False, "5,123,1,11,7:8:/dev/pts/3,9:10:/dev/pts/4")
+    assert m.pre == (5, 123) and m.pre_go and m.pre_notify == 11
     assert m.pre_ptys == [(7, 8, "/dev/pts/3"), (9, 10, "/dev/pts/4")]
-    m = Monitor(str(tmp_path), -1, -1, False, "5,123,0")
-    assert m.pre == (5, 123) and not m.pre_go and m.pre_ptys == []
+    m = Monitor(str(tmp_path), -1, -1, False, "5,123,0,-1")
+    assert m.pre == (5, 123) and not m.pre_go and m.pre_ptys == [] and m.pre_notify == -1
     m = Monitor(str(tmp_path), -1, -1, False)
     assert m.pre is None and not m.pre_go
+
+
+def test_parse_states_ready():
+    assert parse_states("ready") == {"READY"}
+    assert parse_states("READY|STOPPED") == {"READY", "STOPPED"}
+
+
+def test_notify_message_parsing():
+    from lxpy.runtime import notify
+    assert notify.parse(b"READY=1\nSTATUS=Startup finished in 400ms.\n") == {
+        "READY": "1", "STATUS": "Startup finished in 400ms."}
+    assert notify.parse(b"junk\n=x\nSTATUS=a\tb\nSTATUS=last") == {"STATUS": "last"}
+    assert notify.parse(b"\xff\xfeSTATUS=\xff") == {"\ufffd\ufffdSTATUS": "\ufffd"}
+
+
+def test_notify_listener_takes_only_init(tmp_path):
+    """READY=1 counts only from the init that was given the socket (its pid, from the
+    kernel's credentials); STOPPING=1 clears it; a new init starts over."""
+    import socket
+    from lxpy.runtime import notify
+    listener = notify.Listener(str(tmp_path))
+    try:
+        assert listener.fields() == {"notify": "0", "ready": "0", "status": ""}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"READY=1\nSTATUS=Ready.", listener.path)
+            assert not listener.receive()          # no init was given the socket: ignored
+            listener.pid = os.getpid()             # as started() finds it for the real init
+            s.sendto(b"READY=1\nSTATUS=Ready.", listener.path)
+            assert listener.receive()
+            assert listener.fields() == {"notify": "1", "ready": "1", "status": "Ready."}
+            assert not listener.receive()          # nothing queued
+            s.sendto(b"STOPPING=1", listener.path)
+            assert listener.receive() and not listener.ready
+        listener.started(os.getpid() + 1 if os.getpid() < 2**22 else 2)  # another, gone
+        assert listener.fields() == {"notify": "0", "ready": "0", "status": ""}
+    finally:
+        listener.close()
+
+
+def test_notify_only_for_systemd(tmp_path, monkeypatch):
+    from lxpy.runtime import notify
+    (tmp_path / "lib/systemd").mkdir(parents=True)
+    (tmp_path / "lib/systemd/systemd").write_text("")
+    (tmp_path / "sbin").mkdir()
+    (tmp_path / "sbin/init").symlink_to("../lib/systemd/systemd")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/busybox").write_text("")
+    (tmp_path / "bin/init").symlink_to("busybox")
+    assert notify.wants_notify([str(tmp_path / "sbin/init")], {})
+    assert notify.wants_notify(["init"], {"PATH": str(tmp_path / "sbin")})
+    assert not notify.wants_notify([str(tmp_path / "bin/init")], {})
+    # the admin's [environment] decides
+    assert not notify.wants_notify([str(tmp_path / "sbin/init")], {"NOTIFY_SOCKET": ""})
+
+
+def test_ready_counts_only_while_the_container_runs():
+    from lxpy.runtime.wait import _reached
+    assert _reached({"state": "RUNNING", "ready": "1"}, {"READY"})
+    assert not _reached({"state": "RUNNING", "ready": "0"}, {"READY"})
+    assert not _reached({"state": "STOPPED", "ready": "1"}, {"READY"})   # stale state file
+    assert _reached({"state": "STOPPED", "ready": "1"}, {"READY", "STOPPED"})
