@@ -113,7 +113,10 @@ def wait_for_file_text(path: Path, text: str, timeout: float = 30) -> str:
         proc.inotify_add_watch(fd, path.parent, proc.IN_MODIFY | proc.IN_CREATE |
                                proc.IN_CLOSE_WRITE)
         while True:
-            data = path.read_text(errors="replace") if path.exists() else ""
+            try:
+                data = path.read_text(errors="replace")
+            except FileNotFoundError:       # not yet, or between a rotation's rename and open
+                data = ""
             if text in data:
                 return data
             left = deadline - time.monotonic()
