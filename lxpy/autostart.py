@@ -19,7 +19,6 @@ Library code: raises lxpy.errors; cli/autostart.py prints.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
@@ -29,9 +28,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import log as _log
 from .errors import LxpyError, UsageError
 
-log = logging.getLogger("lxpy.autostart")
+log = _log.get("lxpy.autostart")
 
 ACTIONS = ("start", "stop", "kill", "reboot")
 RUNNING_STATES = ("RUNNING", "FROZEN", "FREEZING", "STARTING", "STOPPING")

@@ -4,7 +4,6 @@ blocks a retry."""
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import secrets
@@ -14,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import log as _log
 from .container import CONFIG_NAME, Container
 from .errors import ContainerExists, StorageError
 
-log = logging.getLogger("lxpy.create")
+log = _log.get("lxpy.create")
 
 TMP_PREFIX = ".tmp-create-"
 

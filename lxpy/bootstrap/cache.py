@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import logging
 import os
 import secrets
 import shutil
@@ -32,9 +31,10 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator
 
+from .. import log as _log
 from ..errors import BootstrapError
 
-log = logging.getLogger("lxpy.bootstrap")
+log = _log.get("lxpy.bootstrap")
 
 CURRENT = "rootfs"
 VERSION_PREFIX = "rootfs."

@@ -13,7 +13,6 @@ downloaded .debs are removed, and en_US.UTF-8 is generated."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import re
 import shutil
@@ -23,12 +22,13 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import log as _log
 from ..errors import BootstrapError, Interrupted
 
 if TYPE_CHECKING:
     from ..templates import Template
 
-log = logging.getLogger("lxpy.bootstrap")
+log = _log.get("lxpy.bootstrap")
 
 LOG_NAME = "debootstrap.log"
 _PROGRESS = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring|"

@@ -9,7 +9,6 @@ on every hierarchy the driver uses. Limits are planned as data (`Write` steps) f
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import signal
 import time
@@ -17,10 +16,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from collections.abc import Iterable
 
+from .. import log as _log
 from ..errors import CgroupError
 from ..record import Record
 
-log = logging.getLogger("lxpy.cgroups")
+log = _log.get("lxpy.cgroups")
 
 # The limits vocabulary (lxpy/config/schema.py holds types and help).
 LIMIT_KEYS = ("limits.memory", "limits.memory_high", "limits.memory_swap", "limits.cpus",

@@ -3,17 +3,17 @@ unified hierarchy, where some controllers such as hugetlb may live)."""
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from .. import log as _log
 from ..errors import CgroupError
 from . import devices
 from .base import (CPU_PERIOD_US, FREEZE_TIMEOUT, Cgroup, CgroupDriver, CgroupMount,
                    Hierarchy, Write, keyed, read_int, read_opt, write_file)
 
-log = logging.getLogger("lxpy.cgroups")
+log = _log.get("lxpy.cgroups")
 
 # v2 file names -> the v1 name to use instead (for hints on a wrong raw name)
 V2_TO_V1 = {

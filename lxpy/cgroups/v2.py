@@ -3,18 +3,18 @@ no processes in inner nodes, cgroup.freeze / cgroup.kill, BPF device programs.""
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from .. import log as _log
 from ..errors import CgroupError, KernelFeatureError
 from . import devices
 from .base import (CPU_PERIOD_US, FREEZE_TIMEOUT, Cgroup, CgroupDriver, CgroupMount,
                    Hierarchy, Write, keyed, read_int, read_opt, write_file)
 from .v1 import enable_subtree
 
-log = logging.getLogger("lxpy.cgroups")
+log = _log.get("lxpy.cgroups")
 
 V1_TO_V2 = {
     "memory.limit_in_bytes": "memory.max", "memory.soft_limit_in_bytes": "memory.high",

@@ -25,11 +25,13 @@ def fast_args(mod, own: list[str], extra: list[str] | None):
     options and -n/-P, each as its own word, values not starting with '-', at most one
     positional. None for anything else (-h, --version, -l, -o, --debug, -- ..., --opt=value,
     abbreviations, mistakes): argparse handles it, with its usual help and errors.
-    FAST_OPTIONS maps an option to (dest, takes a value, choices or None); FAST_DEFAULTS gives
+    What follows -- is the command's (args.extra) only for a command that sets FAST_EXTRA.
+    FAST_OPTIONS maps an option to (dest, takes a value, choices or a converter such as
+    float, or None); FAST_DEFAULTS gives
     every dest's default; FAST_POSITIONAL names the positional's dest ("name_pos" for a
     command that takes the container name)."""
     spec = getattr(mod, "FAST_OPTIONS", None)
-    if spec is None or extra is not None:
+    if spec is None or (extra is not None and not getattr(mod, "FAST_EXTRA", False)):
         return None
     takes_name = getattr(mod, "TAKES_NAME", True)
     values: dict = {"lxpath": None, "logpriority": None, "logfile": None, "debug": False,
@@ -55,9 +57,15 @@ def fast_args(mod, own: list[str], extra: list[str] | None):
                 continue
             if i >= len(own) or own[i].startswith("-") or not own[i]:
                 return None
-            if choices is not None and own[i] not in choices:
+            value = own[i]
+            if callable(choices):       # a converter, as argparse's type=
+                try:
+                    value = choices(value)
+                except ValueError:
+                    return None
+            elif choices is not None and value not in choices:
                 return None
-            values[dest] = own[i]
+            values[dest] = value
             i += 1
         elif pos is None and positional is not None:
             pos = a
@@ -76,7 +84,7 @@ def fast_args(mod, own: list[str], extra: list[str] | None):
             from lxpy.container import check_name
             check_name(values["name"])
     from types import SimpleNamespace
-    return SimpleNamespace(extra=None, **values)
+    return SimpleNamespace(extra=extra, **values)
 
 
 def _split_extra(argv: list[str]) -> tuple[list[str], list[str] | None]:

@@ -9,6 +9,15 @@ EPILOG = """examples:
   lxpy-start -w -n web1       return once the guest's systemd has finished booting
                               (READY=1; an init that does not report: once it runs)"""
 
+# lxpy.cli._run.fast_args: the plain forms without argparse (-w, whose value is optional,
+# goes through argparse)
+FAST_OPTIONS = {
+    "-F": ("foreground", False, None), "--foreground": ("foreground", False, None),
+    "-d": ("daemon", False, None), "--daemon": ("daemon", False, None),
+}
+FAST_DEFAULTS = {"foreground": False, "daemon": False, "wait_ready": None}
+FAST_POSITIONAL = "name_pos"
+
 
 def add_arguments(p) -> None:
     p.add_argument("-F", "--foreground", action="store_true",

@@ -10,6 +10,16 @@ examples:
   lxpy-stop -n web1 -k        kill at once
   lxpy-stop -n web1 -r        reboot"""
 
+# lxpy.cli._run.fast_args: the plain forms without argparse (scripts stop in loops)
+FAST_OPTIONS = {
+    "-t": ("timeout", True, float), "--timeout": ("timeout", True, float),
+    "-k": ("kill", False, None), "--kill": ("kill", False, None),
+    "-r": ("reboot", False, None), "--reboot": ("reboot", False, None),
+    "-W": ("nowait", False, None), "--nowait": ("nowait", False, None),
+}
+FAST_DEFAULTS = {"timeout": None, "kill": False, "reboot": False, "nowait": False}
+FAST_POSITIONAL = "name_pos"
+
 
 def add_arguments(p) -> None:
     p.add_argument("-t", "--timeout", type=float, default=None, metavar="SECONDS",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import logging
 import os
 import re
 from contextlib import ExitStack, suppress
@@ -24,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import log as _log
 from ..errors import NetworkError
 from .iface import HostView, IfacePlan
 
-log = logging.getLogger("lxpy.net")
+log = _log.get("lxpy.net")
 
 __all__ = ["Plan", "IfacePlan", "prepare", "setup", "loopback_up", "addresses",
            "cleanup_stale", "teardown", "forwards_up", "forwards_down", "host_name_for"]

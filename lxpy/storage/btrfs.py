@@ -4,17 +4,17 @@ and snapshots are subvolume snapshots: O(1) and independent both ways."""
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from .. import log as _log
 from ..errors import StorageError
 from .base import Backend, register, rootfs_dir
 from .copy import copy_contents, copy_dir_attrs, remove_tree
 from .dir import bind_rootfs
 
-log = logging.getLogger("lxpy.storage")
+log = _log.get("lxpy.storage")
 
 # errors that mean "a snapshot cannot be made here, copy instead"
 _NO_SNAPSHOT = (errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOTDIR)

@@ -8,18 +8,18 @@ sweeps stale temporary directories whose container lock is free."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import secrets
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from .. import log as _log
 from ..container import CONFIG_NAME, Container
 from ..errors import LockBusy, StorageError
 from .copy import is_empty_dir, remove_tree
 
-log = logging.getLogger("lxpy.storage")
+log = _log.get("lxpy.storage")
 
 TMP = ".tmp-"
 RENAME_JOURNAL = ".lxpy-rename.json"

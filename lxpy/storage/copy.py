@@ -1,22 +1,22 @@
 """Fast tree operations: a full copy that keeps everything (owners, modes, times, xattrs and
 ACLs, hard links, sparse files, device nodes, fifos, sockets), reflinked where the
 filesystem can; removal that also handles mounts and btrfs subvolumes; disk usage.
+shutil and subprocess are imported where used: the overlay backend imports this module on
+every container start (~10 ms).
 
 The copy is GNU `cp -a --reflink=auto`: measured faster than a Python walk (see the report
 in bench/), and it already does reflinks, sparse detection and hard link tracking."""
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
 import stat
-import subprocess
 from pathlib import Path
 
+from .. import log as _log
 from ..errors import StorageError
 
-log = logging.getLogger("lxpy.storage")
+log = _log.get("lxpy.storage")
 
 
 def _tail(text: str) -> str:
@@ -34,6 +34,7 @@ def copy_tree(src: Path, dst: Path) -> None:
         raise StorageError(f"{dst}: already exists")
     cmd = ["cp", "-a", "--reflink=auto", "--one-file-system", "--no-target-directory",
            "--", os.fspath(src), os.fspath(dst)]
+    import subprocess
     r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True, errors="replace")
     if r.returncode != 0:
@@ -46,6 +47,7 @@ def copy_contents(src: Path, dst: Path) -> None:
     """Copy what is inside src into the existing directory dst (and src's root attributes)."""
     cmd = ["cp", "-a", "--reflink=auto", "--one-file-system", "--no-target-directory",
            "--", os.fspath(src), os.fspath(dst)]
+    import subprocess
     r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True, errors="replace")
     if r.returncode != 0:
@@ -119,6 +121,7 @@ def remove_tree(path: Path) -> None:
             return
         raise err
     if path.exists():
+        import shutil
         shutil.rmtree(path, onerror=onerror)
 
 
@@ -167,6 +170,7 @@ def tree_usage(path: Path) -> int:
     n = _walk_usage(os.fspath(path), _WALK_LIMIT)
     if n is not None:
         return n
+    import subprocess
     r = subprocess.run(["du", "-s", "-x", "-B1", "--", os.fspath(path)],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace")
     try:

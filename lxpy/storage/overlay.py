@@ -13,18 +13,18 @@ copies the delta and the own layers and shares the other lowers."""
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .. import log as _log
 from ..errors import StorageError
 from .base import Backend, join_lowers, register, rootfs_dir, split_lowers
 from .copy import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree
 
-log = logging.getLogger("lxpy.storage")
+log = _log.get("lxpy.storage")
 
 _available: bool | None = None
 

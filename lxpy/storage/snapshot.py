@@ -8,7 +8,6 @@ renameat2(RENAME_EXCHANGE), so a failed or killed restore leaves the container a
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import secrets
@@ -18,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import log as _log
 from ..container import CONFIG_NAME, Container
 from ..errors import StorageError, UsageError
 from .clone import TMP, require_stopped, sweep
 from .copy import remove_tree, tree_usage
 
-log = logging.getLogger("lxpy.storage")
+log = _log.get("lxpy.storage")
 
 SNAP_RE = re.compile(r"^snap(\d{1,9})$")
 META = "meta.toml"

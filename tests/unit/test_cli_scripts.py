@@ -138,13 +138,13 @@ logging.getLogger("lxpy.demo").info("not shown")
     assert r.stderr == "lxpy-demo: WARNING: careful\n"
 
 
-def _slow_args(verb: str, argv: list[str]) -> dict:
+def _slow_args(verb: str, argv: list[str], extra: list[str] | None = None) -> dict:
     import importlib
 
     from lxpy.cli import COMMANDS as cmds
     from lxpy.cli._run import _parse
     mod = importlib.import_module(cmds[verb])
-    return vars(_parse(verb, mod, argv, None))
+    return vars(_parse(verb, mod, argv, extra))
 
 
 def test_fast_args_are_what_argparse_gives():
@@ -159,6 +159,11 @@ def test_fast_args_are_what_argparse_gives():
         "info": [["web1"], ["-n", "web1"], ["--name", "web1", "-P", "/x", "--json"],
                  ["web1", "-s", "-p"], ["-H", "--no-size", "web1"],
                  ["--state", "--pid", "--no-humanize", "-n", "a.b_c-1"]],
+        "start": [["web1"], ["-n", "web1", "-F"], ["-d", "--name", "w", "-P", "/x"],
+                  ["--foreground", "--daemon", "w"]],
+        "stop": [["web1"], ["-n", "web1", "-t", "10"], ["-t", "1.5", "-k", "w"],
+                 ["-r", "-W", "--timeout", "0", "--kill", "--reboot", "--nowait", "w"]],
+        "execute": [["bb"], ["-n", "bb"], ["-P", "/x", "bb"]],
     }
     for verb, argvs in cases.items():
         mod = importlib.import_module(COMMANDS[verb])
@@ -166,6 +171,12 @@ def test_fast_args_are_what_argparse_gives():
             fast = fast_args(mod, argv, None)
             assert fast is not None, (verb, argv)
             assert vars(fast) == _slow_args(verb, argv), (verb, argv)
+    # what follows -- goes through for lxpy-execute, whose command it is
+    mod = importlib.import_module(COMMANDS["execute"])
+    for argv, extra in ((["bb"], ["/bin/sh", "-c", "exit 3"]), (["-n", "bb"], ["-h"])):
+        fast = fast_args(mod, argv, extra)
+        assert fast is not None and fast.extra == extra
+        assert vars(fast) == _slow_args("execute", argv, extra)
 
 
 def test_fast_args_leave_the_rest_to_argparse():
@@ -178,13 +189,17 @@ def test_fast_args_leave_the_rest_to_argparse():
                ["-g"], ["-g", "-f"], ["-n", "x"], ["-P"], ["--filter", ""], ["-x"]],
         "info": [[], ["-n", "a", "b"], ["-n"], ["a", "b"], ["--json=1"], ["-sp", "a"],
                  ["a", "--bogus"], ["-n", "-s"]],
+        "start": [["-w", "web1"], ["-w", "10", "web1"], ["web1", "-h"], ["-Fd", "w"]],
+        "stop": [["-t", "x", "w"], ["-t", "-1", "w"], ["-t", "w"], ["w", "-kr"]],
+        "execute": [["-h"], ["bb", "-x"]],
     }
     for verb, argvs in cases.items():
         mod = importlib.import_module(COMMANDS[verb])
         for argv in argvs:
             assert fast_args(mod, argv, None) is None, (verb, argv)
     assert fast_args(importlib.import_module(COMMANDS["ls"]), [], ["x"]) is None
-    assert fast_args(importlib.import_module(COMMANDS["start"]), ["a"], None) is None
+    assert fast_args(importlib.import_module(COMMANDS["start"]), ["a"], ["x"]) is None
+    assert fast_args(importlib.import_module(COMMANDS["destroy"]), ["a"], None) is None
 
 
 def test_fast_args_check_the_name():
