@@ -6,16 +6,18 @@ HELP = "Start a container: its init runs in its own namespaces and cgroup, under
 EPILOG = """examples:
   lxpy-start -n web1          returns once init runs (or says why it could not)
   lxpy-start -F -n web1       stay in the foreground (systemd units, debugging)
-  lxpy-start -w -n web1       return once the guest's systemd has finished booting
-                              (READY=1; an init that does not report: once it runs)"""
+  lxpy-start -w web1          return once the guest's systemd has finished booting
+                              (READY=1; an init that does not report: once it runs)
+  lxpy-start -w -t 60 web1    the same, giving up (exit 1) after 60 s"""
 
-# lxpy.cli._run.fast_args: the plain forms without argparse (-w, whose value is optional,
-# goes through argparse)
+# lxpy.cli._run.fast_args: the plain forms without argparse
 FAST_OPTIONS = {
     "-F": ("foreground", False, None), "--foreground": ("foreground", False, None),
     "-d": ("daemon", False, None), "--daemon": ("daemon", False, None),
+    "-w": ("wait_ready", False, None), "--wait-ready": ("wait_ready", False, None),
+    "-t": ("timeout", True, float), "--timeout": ("timeout", True, float),
 }
-FAST_DEFAULTS = {"foreground": False, "daemon": False, "wait_ready": None}
+FAST_DEFAULTS = {"foreground": False, "daemon": False, "wait_ready": False, "timeout": None}
 FAST_POSITIONAL = "name_pos"
 
 
@@ -24,10 +26,11 @@ def add_arguments(p) -> None:
                    help="stay in the foreground; exit when the container stops")
     p.add_argument("-d", "--daemon", action="store_true",
                    help="daemonize (the default; for LXC compatibility)")
-    p.add_argument("-w", "--wait-ready", nargs="?", type=float, const=-1, default=None,
-                   metavar="SECONDS",
+    p.add_argument("-w", "--wait-ready", action="store_true",
                    help="return once the guest's systemd reports it finished booting "
-                   "(READY=1), waiting at most SECONDS (default: no limit)")
+                   "(READY=1); an init that does not report: once it runs")
+    p.add_argument("-t", "--timeout", type=float, default=None, metavar="SECONDS",
+                   help="with -w: wait at most this long (default: no limit), then exit 1")
 
 
 def run(args) -> int:
@@ -39,22 +42,26 @@ def run(args) -> int:
                          "init.cmd in the config sets init; lxpy-execute runs a command")
     c = Container(args.name, args.lxpath)
     foreground = args.foreground and not args.daemon
-    if args.wait_ready is not None and foreground:
+    if args.wait_ready and foreground:
         from lxpy.errors import UsageError
         raise UsageError("-w waits for a daemonized start; it does not go with -F")
+    if args.timeout is not None and (not args.wait_ready or args.timeout < 0):
+        from lxpy.errors import UsageError
+        raise UsageError(f"-t {args.timeout:g}: " + ("the timeout cannot be negative"
+                         if args.wait_ready else "-t goes with -w (how long to wait)"))
     code = start(c, foreground=foreground, logfile=args.logfile)
-    if not code and args.wait_ready is not None:
-        code = _wait_ready(c, args.wait_ready)
+    if not code and args.wait_ready:
+        code = _wait_ready(c, args.timeout)
     _leave(code)
     return code
 
 
-def _wait_ready(c, seconds: float) -> int:
+def _wait_ready(c, seconds: float | None) -> int:
     import sys
 
     from lxpy.runtime.wait import NoReadiness, wait
     try:
-        if wait(c, {"READY", "STOPPED"}, None if seconds < 0 else seconds):
+        if wait(c, {"READY", "STOPPED"}, seconds):
             from lxpy.runtime.state import query
             if query(c).state != "STOPPED":
                 return 0
@@ -72,11 +79,11 @@ def _leave(status: int) -> None:
     """Exit now that init runs, without the interpreter's teardown (~20-30 ms of freeing
     the modules and objects that the process exit frees anyway): what needs flushing is
     stdio and the log handlers, and nothing else registers exit handlers here."""
-    import logging
     import os
     import sys
     try:
-        logging.shutdown()
+        if "logging" in sys.modules:      # only if something logged (lxpy/log.py)
+            sys.modules["logging"].shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
     except (OSError, ValueError):

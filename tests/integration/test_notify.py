@@ -27,7 +27,10 @@ def test_busybox_init_gets_no_notify_socket(lxpy, lxpath, unique):
         assert "Ready:" not in lxpy("info", "-n", unique, "--no-size").stdout
         # lxpy-start -w on such an init returns once it runs
         lxpy("stop", "-n", unique, "-k")
-        lxpy("start", "-n", unique, "-w", "60", timeout=30)
+        r = lxpy("start", "-t", "60", unique, check=False, timeout=30)
+        assert r.returncode == 2 and "-t goes with -w" in r.stderr, r.stderr
+        assert state_file(lxpath, unique).get("state", "STOPPED") == "STOPPED"   # not started
+        lxpy("start", "-w", "-t", "60", unique, timeout=30)      # the README's form: -w NAME
         assert state_file(lxpath, unique)["state"] == "RUNNING"
         # READY|STOPPED is a wait that can end: it does, when the container stops
         lxpy("stop", "-n", unique, "-k")

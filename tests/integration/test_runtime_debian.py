@@ -69,7 +69,7 @@ def wait_ready(lxpy, name: str, waited: bool = False) -> None:
 
 def boot_and_check(lxpy, lxpath: Path, name: str, start_waits: bool = False) -> None:
     if start_waits:         # lxpy-start -w: returns once the guest reported READY=1
-        lxpy("start", "-n", name, "-w", "120", timeout=150)
+        lxpy("start", "-w", "-t", "120", name, timeout=150)
     else:
         lxpy("start", "-n", name)
     wait_ready(lxpy, name, waited=start_waits)

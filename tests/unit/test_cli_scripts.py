@@ -160,7 +160,8 @@ def test_fast_args_are_what_argparse_gives():
                  ["web1", "-s", "-p"], ["-H", "--no-size", "web1"],
                  ["--state", "--pid", "--no-humanize", "-n", "a.b_c-1"]],
         "start": [["web1"], ["-n", "web1", "-F"], ["-d", "--name", "w", "-P", "/x"],
-                  ["--foreground", "--daemon", "w"]],
+                  ["--foreground", "--daemon", "w"], ["-w", "web1"],
+                  ["-w", "-t", "10", "web1"], ["--wait-ready", "--timeout", "2.5", "-n", "w"]],
         "stop": [["web1"], ["-n", "web1", "-t", "10"], ["-t", "1.5", "-k", "w"],
                  ["-r", "-W", "--timeout", "0", "--kill", "--reboot", "--nowait", "w"]],
         "execute": [["bb"], ["-n", "bb"], ["-P", "/x", "bb"]],
@@ -189,7 +190,7 @@ def test_fast_args_leave_the_rest_to_argparse():
                ["-g"], ["-g", "-f"], ["-n", "x"], ["-P"], ["--filter", ""], ["-x"]],
         "info": [[], ["-n", "a", "b"], ["-n"], ["a", "b"], ["--json=1"], ["-sp", "a"],
                  ["a", "--bogus"], ["-n", "-s"]],
-        "start": [["-w", "web1"], ["-w", "10", "web1"], ["web1", "-h"], ["-Fd", "w"]],
+        "start": [["-w", "10", "web1"], ["web1", "-h"], ["-Fd", "w"], ["-t", "-1", "w"]],
         "stop": [["-t", "x", "w"], ["-t", "-1", "w"], ["-t", "w"], ["w", "-kr"]],
         "execute": [["-h"], ["bb", "-x"]],
     }
