@@ -1,7 +1,8 @@
 """Per-container log files under the system log dir (/var/log/lxpy, or $LXPY_LOG_DIR).
 
     <log_dir>/<name>/console.log     what the container wrote to its console (the monitor)
-    <log_dir>/<name>/lxpy.log        lxpy's own messages about the container (start, stop...)
+    <log_dir>/<name>/lxpy.log        the container's history, one line per event (its monitor:
+                                     runtime/monitor.py, Monitor.event)
 
 (the monitor's own stderr in daemon mode is <log_dir>/<name>/monitor.log, see runtime/start.py).
 The lxpath does not change the place: one name, one log directory, as with LXC's

@@ -43,6 +43,18 @@ def log(msg: str) -> None:
         pass
 
 
+EVENT_LOG_MAX = 1 << 20     # lxpy.log becomes lxpy.log.1 past this size (one backup)
+
+
+_SIGNAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL",
+             11: "SIGSEGV", 15: "SIGTERM"}
+
+
+def _signame(n: int) -> str:
+    """_signal has no Signals enum (the monitor does without the signal module)."""
+    return _SIGNAMES.get(n) or f"signal {n} ({signal.strsignal(n) or 'unknown'})"
+
+
 class StartFailed(Exception):
     def __init__(self, fields: dict[str, str]):
         super().__init__(fields.get("message", "start failed"))
@@ -102,6 +114,28 @@ class Monitor:
         self.notifier = None        # notify.Listener: the guest's READY=1 (systemd)
 
     # -- state -------------------------------------------------------------------------
+    def event(self, msg: str) -> None:
+        """A line in the container's lxpy.log (<log_dir>/<name>/lxpy.log), as LXC keeps
+        /var/log/lxc/<name>.log: what happened to the container and when. Opened for each
+        line (a handful per start/stop), so logrotate or a removed file need no signal."""
+        path = self.plan.get("event_log")
+        if not path:
+            return
+        line = (time.strftime("%Y-%m-%dT%H:%M:%S%z") + f" {self.plan['name']}: {msg}\n")
+        try:
+            try:
+                if os.stat(path).st_size > EVENT_LOG_MAX:
+                    os.replace(path, path + ".1")
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+            try:
+                os.write(fd, line.encode(errors="replace"))
+            finally:
+                os.close(fd)
+        except OSError as e:
+            log(f"{path}: {e.strerror}")
+
     def set_state(self, state: str, host_notify: bool = True) -> None:
         self.state = state
         if self.notifier is not None:
@@ -406,6 +440,7 @@ class Monitor:
             self.state = "ABORTING"
             self.drop_pre()
             self.cleanup(final=True)
+            self.event(f"start failed: {e.fields.get('message', 'unknown error')}")
             self.report("error", **e.fields)
             step = e.fields.get("step", "")
             if self.plan.get("app") and step.startswith("exec "):
@@ -419,9 +454,12 @@ class Monitor:
             self.drop_pre()
             self.cleanup(final=True)
             self.report("error", step="monitor", message=f"{type(e).__name__}: {e}")
+            self.event(f"start failed: {type(e).__name__}: {e}")
             return 1
         self.set_state("RUNNING")
         self.report("ok", pid=self.init_pid)
+        self.event(f"started: init pid {self.init_pid}"
+                   + (" (application container)" if self.plan.get("app") else ""))
         # Only now: moving a process between cgroups costs an RCU grace period (~10 ms),
         # which lxpy-start need not wait for.
         self.join_monitor_cgroup()
@@ -437,6 +475,7 @@ class Monitor:
                 continue
             if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
                 self.stop_deadline = None
+                self.event("still running at the stop timeout: killing it")
                 self.kill_all()
             for fd, ev in events:
                 if fd == self.pidfd:
@@ -497,6 +536,15 @@ class Monitor:
         reboot = (os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGHUP
                   and not self.stop_requested and not self.plan.get("app"))
         code = os.waitstatus_to_exitcode(st)
+        if code == -signal.SIGINT and self.own_pidns():
+            how = "powered off (reboot(2) in its pid namespace)"
+        elif code == -signal.SIGHUP and self.own_pidns():
+            how = "asked for a reboot (reboot(2) in its pid namespace)"
+        elif code < 0:
+            how = f"was killed by {_signame(-code)}"
+        else:
+            how = f"exited with status {code}"
+        self.event(f"init (pid {self.init_pid}) {how}")
         self.exit_status = 128 - code if code < 0 else code
         if self.plan.get("app"):
             self.exit_status = self.exit_status
@@ -519,12 +567,14 @@ class Monitor:
                 self.spawn()
             except (StartFailed, OSError) as e:
                 log(f"reboot failed: {e}")
+                self.event(f"reboot failed: {e}")
                 self.set_state("ABORTING")
                 self.cleanup(final=True)
                 self.exit_status = 1
                 return True
             self.poll.register(self.pidfd, POLL_IN)
             self.set_state("RUNNING")
+            self.event(f"rebooted: init pid {self.init_pid}")
             return False
         self.set_state("STOPPING")
         self.cleanup(final=True)
@@ -540,6 +590,9 @@ class Monitor:
                 return
 
     def request_stop(self, timeout: float, kill: bool) -> None:
+        if not self.stop_requested or kill:
+            self.event("stop requested: " + ("kill" if kill or timeout <= 0 else
+                       f"{timeout:g} s to shut down, then kill"))
         self.stop_requested = True
         if self.state in ("RUNNING", "FROZEN", "FREEZING"):
             if self.state != "RUNNING":
@@ -666,6 +719,8 @@ class Monitor:
             self.log_fd = -1
         self.remove_run_dir()
         self.leave_monitor_cgroup()
+        if self.state != "ABORTING":
+            self.event("stopped")
         self.state = "STOPPED"
         msg = proto.frame("state", state="STOPPED")
         for c in list(self.clients.values()):

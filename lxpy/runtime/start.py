@@ -326,6 +326,9 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             console_log = str(system_config().log_dir / container.name / "console.log")
         plan = build_plan(container, cfg, cgroup=cgroup, app_cmd=app_cmd,
                           share_pids=share_pids, console_log=console_log)
+        from ..paths import system_config
+        # the container's history (started, stop requested, init's exit, reboots, stopped)
+        plan["event_log"] = str(system_config().log_dir / container.name / "lxpy.log")
         if mcg is not None:
             plan["monitor_cgroup"] = mcg.path
             plan["monitor_cgroup_dirs"] = [str(d) for d in mcg.dirs()]

@@ -192,6 +192,29 @@ def test_stop_kill_and_timeout(lxpy, lxpath, unique):
     assert_nothing_left(lxpath, unique)
 
 
+def test_lxpy_log_tells_the_container_history(lxpy, lxpath, unique):
+    """<log_dir>/<name>/lxpy.log: one timestamped line per event, as LXC's <name>.log."""
+    make_busybox(lxpath, unique, init='["/bin/sh", "-c", "trap \\"\\" USR2; while :; do '
+                 'sleep 1000 & wait; done"]')
+    log = Path(os.environ["LXPY_LOG_DIR"]) / unique / "lxpy.log"
+    lxpy("start", "-n", unique)
+    pid = state_file(lxpath, unique)["pid"]
+    lxpy("stop", "-n", unique, "-t", "1")
+    assert lxpy("execute", "-n", unique, "--", "/bin/sh", "-c", "exit 3",
+                check=False).returncode == 3
+    assert lxpy("execute", "-n", unique, "--", "/no/such", check=False).returncode == 127
+    events = [line.split(" ", 2)[2] for line in log.read_text().splitlines()]
+    assert all(line.split(" ", 2)[1] == f"{unique}:" for line in log.read_text().splitlines())
+    assert events[:5] == [f"started: init pid {pid}",
+                          "stop requested: 1 s to shut down, then kill",
+                          "still running at the stop timeout: killing it",
+                          f"init (pid {pid}) was killed by SIGKILL", "stopped"], events
+    assert events[5].startswith("started: ") and events[5].endswith("(application container)")
+    assert events[6].endswith("exited with status 3") and events[7] == "stopped"
+    assert events[8] == "start failed: exec /no/such: No such file or directory", events
+    assert len(events) == 9, events
+
+
 def test_stop_nowait_then_wait(lxpy, lxpath, bb):
     lxpy("start", "-n", bb)
     lxpy("stop", "-n", bb, "-W")
@@ -263,6 +286,9 @@ def test_reboot(lxpy, lxpath, bb):
         lxpy("wait", "-n", bb, "-s", "RUNNING", "-t", "1", check=False)
     lxpy("stop", "-n", bb, "-k")
     assert_nothing_left(lxpath, bb)
+    log = (Path(os.environ["LXPY_LOG_DIR"]) / bb / "lxpy.log").read_text()
+    assert f"init (pid {pid}) asked for a reboot" in log and f"rebooted: init pid {st['pid']}" \
+        in log, log
 
 
 def test_monitor_sigkill_recovery(lxpy, lxpath, bb):
