@@ -26,6 +26,18 @@ def rootfs_dir(cdir: Path, cfg: Any) -> Path:
     return p if p.is_absolute() else Path(cdir) / p
 
 
+def own_path(cdir: Path, p: Path) -> bool:
+    """Is p inside the container directory cdir (after "..", and symlinks on the way)? Only
+    such paths are the container's to remove: a rootfs.path elsewhere (absolute, or with
+    "..") names the admin's tree, which destroy keeps."""
+    cdir_abs, p_abs = os.path.abspath(cdir), os.path.abspath(p)
+    if p_abs == cdir_abs or not p_abs.startswith(cdir_abs.rstrip("/") + "/"):
+        return False
+    parent = os.path.realpath(os.path.dirname(p_abs))     # p itself may be a symlink: kept
+    real_cdir = os.path.realpath(cdir_abs)
+    return parent == real_cdir or parent.startswith(real_cdir.rstrip("/") + "/")
+
+
 def split_lowers(value: str, cdir: Path) -> list[Path]:
     """rootfs.lower: overlay lower dirs, topmost first, ':'-separated; relative entries are
     relative to the container directory."""

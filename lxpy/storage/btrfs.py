@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import log as _log
 from ..errors import StorageError
-from .base import Backend, register, rootfs_dir
+from .base import Backend, own_path, register, rootfs_dir
 from .copy import copy_contents, copy_dir_attrs, remove_tree
 from .dir import bind_rootfs
 
@@ -96,7 +96,9 @@ class BtrfsBackend(Backend):
         bind_rootfs(rootfs_dir(cdir, cfg), target)
 
     def destroy(self, cdir: Path, cfg: Any) -> None:
-        remove_tree(rootfs_dir(cdir, cfg))
+        root = rootfs_dir(cdir, cfg)
+        if own_path(cdir, root):      # a subvolume elsewhere is the admin's: kept
+            remove_tree(root)
 
     # -- clone and snapshot --------------------------------------------------------------
     def full_copy(self, src_cdir: Path, src_cfg: Any, dst_cdir: Path) -> dict[str, str]:

@@ -3,12 +3,11 @@ reflinks where the filesystem can; snapshot clones of a dir container are overla
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from .base import Backend, register, rootfs_dir
+from .base import Backend, own_path, register, rootfs_dir
 from .copy import copy_tree, remove_tree
 
 
@@ -18,14 +17,6 @@ def bind_rootfs(src: Path, target: Path) -> None:
         raise StorageError(f"{src}: the container's rootfs is missing",
                            "the container directory is damaged; restore a snapshot or recreate")
     mount(src, target, None, MS_BIND | MS_REC)
-
-
-def _own_path(cdir: Path, p: Path) -> bool:
-    try:
-        Path(os.path.abspath(p)).relative_to(os.path.abspath(cdir))
-        return True
-    except ValueError:
-        return False
 
 
 @register
@@ -45,7 +36,7 @@ class DirBackend(Backend):
 
     def destroy(self, cdir: Path, cfg: Any) -> None:
         root = rootfs_dir(cdir, cfg)
-        if _own_path(cdir, root):      # an absolute rootfs elsewhere is the admin's, kept
+        if own_path(cdir, root):      # an absolute rootfs elsewhere is the admin's, kept
             remove_tree(root)
 
     def full_copy(self, src_cdir: Path, src_cfg: Any, dst_cdir: Path) -> dict[str, str]:

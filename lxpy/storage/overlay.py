@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import log as _log
 from ..errors import StorageError
-from .base import Backend, join_lowers, register, rootfs_dir, split_lowers
+from .base import Backend, join_lowers, own_path, register, rootfs_dir, split_lowers
 from .copy import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree
 
 log = _log.get("lxpy.storage")
@@ -246,8 +246,11 @@ class OverlayBackend(Backend):
 
     def destroy(self, cdir: Path, cfg: Any) -> None:
         from .copy import _unmount_under
-        _unmount_under(rootfs_dir(cdir, cfg))
-        for p in (self.delta(cdir), self.work(cdir), rootfs_dir(cdir, cfg)):
+        root = rootfs_dir(cdir, cfg)
+        if own_path(cdir, root):      # a mount point elsewhere is the admin's: kept
+            _unmount_under(root)
+            remove_tree(root)
+        for p in (self.delta(cdir), self.work(cdir)):
             remove_tree(p)
 
     def data_path(self, cdir: Path, cfg: Any) -> Path:

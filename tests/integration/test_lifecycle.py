@@ -183,3 +183,22 @@ def test_checkconfig_reports_this_kernel():
     data = json.loads(subprocess.run([str(BIN / "lxpy-checkconfig"), "--format", "json"],
                                      capture_output=True, text=True).stdout)
     assert any(c["name"] == "Network namespace" and c["ok"] for c in data)
+
+
+@pytest.mark.parametrize("backend", ["overlay", "dir"])
+def test_destroy_keeps_a_rootfs_path_outside_the_container(lxpy, lxpath, tmp_path, backend):
+    """rootfs.path pointing elsewhere (absolute, or with "..") names the admin's tree:
+    lxpy-destroy removes the container, never that tree."""
+    victims = []
+    for i, where in enumerate((str(tmp_path / "victim-abs"), "../../victim-rel")):
+        name = f"v{i}"
+        lxpy("create", "-n", name, "-t", "busybox", "-B", backend)
+        target = tmp_path / "victim-abs" if i == 0 else (lxpath / name / where).resolve()
+        (target / "sub").mkdir(parents=True)
+        (target / "sub" / "data").write_text("precious\n")
+        victims.append(target)
+        lxpy("config", "-n", name, "set", "rootfs.path", where)
+        lxpy("destroy", "-n", name)
+        assert not (lxpath / name).exists()
+        assert (target / "sub" / "data").read_text() == "precious\n", where
+    assert names(lxpy) == []
