@@ -38,13 +38,46 @@ def parse_size(v: Any) -> int:
     if isinstance(v, int):
         if v < 0:
             raise ValueError(f"{v!r} is negative; a size is 0 or more")
-        return v
+        return _size_max(v, v)
     if isinstance(v, str):
         m = _SIZE_RE.match(v)
         if m:
             n = float(m.group(1)) * _UNITS[m.group(2).upper()]
-            return int(n)
+            return _size_max(int(n), v)
     raise ValueError(f"{v!r} is not a size (use a number with K, M, G or T, like 512M)")
+
+
+def _size_max(n: int, given: Any) -> int:
+    if n > SIZE_MAX:
+        raise ValueError(f"{given!r} is more than any size the kernel takes (at most "
+                         f"{SIZE_MAX} bytes)")
+    return n
+
+
+SIZE_MAX = (1 << 63) - 1
+
+
+def _memory_limit(v: Any) -> int:
+    n = parse_size(v)
+    if n < 1 << 20:
+        raise ValueError(f"{v!r} leaves no room for the container's init; a memory limit is "
+                         "at least 1M")
+    return n
+
+
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _hostname(v: Any) -> str:
+    """What sethostname(2) takes (at most 64 bytes) in the characters hostnames use: letters,
+    digits, '-', '_' and '.' (every container name is one)."""
+    s = _nonempty_str(v)
+    if not set(s) <= _HOST_CHARS:
+        raise ValueError(f"{s!r} is not a hostname (letters, digits, '-', '_' and '.', like "
+                         "web1 or web1.example.org)")
+    if len(s) > 64:
+        raise ValueError(f"{s!r} is longer than 64 characters (the kernel's limit)")
+    return s
 
 
 def format_size(n: int) -> str:
@@ -429,7 +462,8 @@ def S(key, kind, default, help, parse=None, name=None, example="", live=False) -
 SETTINGS: tuple[Setting, ...] = (
     S("include", "list of profiles", (), "Profiles merged in order before this file "
       "(shipped in config/, or /etc/lxpy/profiles/NAME.toml).", parse=_str_list),
-    S("hostname", NONEMPTY, None, "The container's hostname (default: its name)."),
+    S("hostname", "hostname", None, "The container's hostname (default: its name).",
+      parse=_hostname, example="web1"),
     S("arch", STR, "", "Architecture of the rootfs (informational, set at create)."),
     S("template", STR, "", "Template the container was created from (set at create)."),
 
@@ -461,8 +495,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("namespaces.share", "table", {}, "Namespaces shared with \"host\" or another running "
       "container by name, like { net = \"db1\" }.", parse=_ns_share),
 
-    S("limits.memory", SIZE, None, "Hard memory limit (v2 memory.max, v1 "
-      "memory.limit_in_bytes).", live=True),
+    S("limits.memory", "size", None, "Hard memory limit, at least 1M (v2 memory.max, v1 "
+      "memory.limit_in_bytes).", parse=_memory_limit, example="512M", live=True),
     S("limits.memory_high", SIZE, None, "Memory level above which the container is throttled "
       "and reclaimed (v2 memory.high, v1 memory.soft_limit_in_bytes).", live=True),
     S("limits.memory_swap", SIZE, None, "Memory plus swap limit (v2 memory.swap.max = this - "

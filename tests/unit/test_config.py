@@ -99,6 +99,11 @@ def test_signals():
     ({"limits": {"memory": "1G", "memory_swap": "512M"}}, "memory_swap must be at least"),
     ({"mount": [{"source": "/x"}]}, "has no target"),
     ({"init": {"halt_signal": "SIGFOO"}}, "init.halt_signal: 'SIGFOO' is not a signal"),
+    ({"hostname": "bad/host"}, "hostname: 'bad/host' is not a hostname"),
+    ({"hostname": "web 1"}, "is not a hostname"),
+    ({"hostname": "a." + "b" * 64}, "longer than 64 characters"),
+    ({"limits": {"memory": 0}}, "a memory limit is at least 1M"),
+    ({"limits": {"memory": "99999999999999999999T"}}, "more than any size the kernel takes"),
 ])
 def test_validation_messages_name_key_value_and_allowed(data, expect):
     with pytest.raises(ConfigError) as e:
@@ -241,3 +246,9 @@ def test_profiles_are_reread_when_they_change(tmp_path, monkeypatch):
     assert load(cfg).hostname == "from-a"
     (a / "p.toml").unlink()
     assert load(cfg).hostname == "from-b2"
+
+
+@pytest.mark.parametrize("name", ["web1", "web1.example.org", "my_box", "a" * 64, "x-1.y-2",
+                                  "a..b", "web-"])
+def test_hostnames_the_kernel_takes_are_accepted(name):
+    assert load_data({"hostname": name}, "c/config.toml").hostname == name
