@@ -6,11 +6,13 @@ assignments: READY=1, STATUS=..., STOPPING=1, RELOADING=1, MAINPID=N, EXTEND_TIM
 When $NOTIFY_SOCKET is unset nothing is sent and every call returns False, so callers do not
 need to know whether they run under systemd.
 
-Who calls what (lxpy@.service runs `lxpy-start -F -n NAME`, NotifyAccess=all):
+Who calls what (lxpy@.service runs `lxpy-start -F -n NAME`, NotifyAccess=main: the monitor
+is the main process):
     notify(status="starting web1")                      while the start sequence runs
     notify(ready=True, status="web1 running (init pid 1234)")   once the container's init runs
     notify(stopping=True, status="stopping web1", extend_timeout=stop_timeout + 30)
-The container's init must NOT inherit $NOTIFY_SOCKET: use `clean_environ()`.
+The container's init never inherits $NOTIFY_SOCKET: its environment is built from the config
+(runtime/start.py `_env`); `clean_environ()` is there for callers that pass one on.
 """
 
 from __future__ import annotations

@@ -397,23 +397,6 @@ class Monitor:
                 os._exit(code)
         os.waitpid(pid, 0)
 
-    def notify(self, state: str) -> None:
-        """sd_notify for `lxpy-start -F` under a Type=notify unit (lxpy@.service)."""
-        if not self.foreground or not os.environ.get("NOTIFY_SOCKET"):
-            return
-        try:
-            from .. import sdnotify
-            name = self.plan["name"]
-            if state == "RUNNING":
-                sdnotify.notify(ready=True, status=f"{name} running (init pid {self.init_pid})")
-            elif state == "STOPPING":
-                sdnotify.notify(stopping=True, status=f"stopping {name}",
-                                extend_timeout=int(self.plan.get("stop_timeout", 60)) + 30)
-            elif state == "STARTING":
-                sdnotify.notify(status=f"starting {name}")
-        except Exception as e:  # noqa: BLE001 - systemd's bookkeeping must not stop us
-            log(f"sd_notify: {e}")
-
     def report(self, kind: str, **fields: object) -> None:
         if self.status_fd >= 0:
             try:

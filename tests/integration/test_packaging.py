@@ -165,6 +165,14 @@ def test_deb_builds_installs_works_and_removes_cleanly(tmp_path, unique, cache_d
     assert r.returncode == 0, r.stderr
     debs = list(out.glob("lxpy_*_all.deb"))
     assert len(debs) == 1, r.stdout
+    # maintainer scripts: an upgrade stops nothing (containers and the bridge stay up, as
+    # with LXC's package); a removal stops the units that run on the package's code
+    ctl = tmp_path / "ctl"
+    subprocess.run(["dpkg-deb", "-e", str(debs[0]), str(ctl)], check=True)
+    preinst = (ctl / "preinst").read_text() if (ctl / "preinst").exists() else ""
+    assert "stop" not in preinst, preinst
+    prerm = (ctl / "prerm").read_text()
+    assert 'if [ "$1" = remove ]' in prerm and "stop lxpy.service lxpy-net.service" in prerm
 
     host = _snapshot_host()
     lp = Path("/var/lib/lxpy")
