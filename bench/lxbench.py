@@ -454,7 +454,7 @@ class Bench:
                 self.sample("create_busybox", t, t.create_busybox(name))
                 t.destroy(name)
         if not self.want("start_busybox", "stop_busybox", "attach_true", "attach_true_x100",
-                         "execute_true"):
+                         "execute_true", "ls_1", "info_1"):
             return
         for t in self.tools:
             t.create_busybox("lxb-bb")

@@ -34,7 +34,8 @@ def check(ret: int, name: str, path: str | os.PathLike | None = None) -> int:
     """Raise OSError naming the syscall (and path) when ret is -1."""
     if ret == -1:
         err = ctypes.get_errno()
-        raise OSError(err, f"{name}(): {os.strerror(err)}", None if path is None else os.fspath(path))
+        raise OSError(err, f"{name}(): {os.strerror(err)}",
+                      None if path is None else os.fspath(path))
     return ret
 
 
