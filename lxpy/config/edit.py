@@ -110,7 +110,40 @@ def _store(doc, path_parts: list[str | int], value: Any, key: str) -> None:
                 raise ConfigError(f"{key}: this file has no [[{p}]] entries")
             node[p] = tomlkit.table()
         node = node[p]
-    node[path_parts[-1]] = value
+    _put(node, path_parts[-1], value)
+
+
+def _put(node, name, value: Any) -> None:
+    """node[name] = value; a new key goes right after the table's last key, not after the
+    comments and blank lines that end its body: those introduce what follows (the next
+    table), and tomlkit would put the key between such a comment and its table."""
+    if isinstance(name, int) or name in node:
+        node[name] = value
+        return
+    container = node if hasattr(node, "body") else getattr(node, "value", None)  # Table
+    body = getattr(container, "body", None)
+    last, trailing, first_table = None, False, None
+    for i, (key, item) in enumerate(body or ()):
+        if key is None:                             # a comment or whitespace
+            trailing = trailing or last is not None
+            continue
+        if item.__class__.__name__ in ("Table", "AoT"):
+            first_table = i
+            break
+        last, trailing = key, False
+    try:                                            # tomlkit 0.11 (Debian 12) to 0.15
+        if last is not None and trailing:
+            container._insert_after(last, name, value)
+            return
+        if last is None and first_table is not None:
+            at = first_table                        # no key yet: above the comments that
+            while at > 0 and body[at - 1][1].__class__.__name__ == "Comment":
+                at -= 1                             # sit right on top of the first table
+            container._insert_at(at, name, value)
+            return
+    except Exception:  # noqa: BLE001 - a tomlkit without them: the plain append, still valid
+        pass
+    node[name] = value
 
 
 def _remove(doc, path_parts: list[str | int]) -> bool:

@@ -166,6 +166,27 @@ def test_set_keeps_comments_and_order(tmp_path):
     assert "memory" not in tomllib.loads(f.read_text())["limits"]
 
 
+def test_new_keys_stay_above_the_comment_of_the_next_table(tmp_path):
+    """A comment right above a table introduces that table: a new key goes after the last
+    key before it (tomlkit alone would put it between the comment and its table)."""
+    f = tmp_path / "config.toml"
+    f.write_text('# top\nhostname = "a"\n\n# limits below\n[limits]\nmemory = "1G"\n\n'
+                 '# the network\n[[net]]\ntype = "empty"\n')
+    set_keys(f, {"arch": "x86_64", "limits.cpus": "2"})
+    lines = f.read_text().splitlines()
+    assert lines.index('arch = "x86_64"') < lines.index("# limits below")
+    assert lines.index("# limits below") + 1 == lines.index("[limits]")
+    assert lines.index("cpus = 2") < lines.index("# the network")
+    assert lines.index("# the network") + 1 == lines.index("[[net]]")
+    f.write_text('# only comments\n\n# limits below\n[limits]\nmemory = "1G"\n')
+    set_keys(f, {"arch": "x86_64"})
+    lines = f.read_text().splitlines()
+    assert lines[0] == "# only comments"
+    assert lines.index('arch = "x86_64"') < lines.index("# limits below")
+    assert lines.index("# limits below") + 1 == lines.index("[limits]")
+    assert tomllib.loads(f.read_text())["limits"]["memory"] == "1G"
+
+
 def test_bad_set_leaves_the_file_alone(tmp_path):
     f = tmp_path / "config.toml"
     f.write_text('hostname = "web1"\n[limits]\nmemory = "256M"\n')
