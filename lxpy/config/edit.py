@@ -24,6 +24,10 @@ def _setting_for(key: str) -> tuple[Setting, list[str | int]]:
             raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}")
         return table[parts[2]], [parts[0], int(parts[1]), parts[2]]
     if key not in BY_KEY:
+        from .schema import MAP_ENTRY, map_entry
+        entry = map_entry(key)
+        if entry is not None:           # environment.FOO: one entry of a table
+            return MAP_ENTRY, [*entry[0].split("."), entry[1]]
         from .load import _did_you_mean
         raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}",
                           "lxpy-config help lists the keys")
@@ -108,7 +112,8 @@ def _store(doc, path_parts: list[str | int], value: Any, key: str) -> None:
         if p not in node:
             if isinstance(nxt, int):
                 raise ConfigError(f"{key}: this file has no [[{p}]] entries")
-            node[p] = tomlkit.table()
+            # a table that only holds tables ([limits.raw.v2]) prints no header of its own
+            node[p] = tomlkit.table(is_super_table=i + 2 < len(path_parts))
         node = node[p]
     _put(node, path_parts[-1], value)
 

@@ -95,7 +95,15 @@ class Config(Record):
                                   f"(the config has {len(items)})")
             return getattr(items[idx], ".".join(parts[2:]))
         if key not in self.values:
-            raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}")
+            from .schema import map_entry
+            entry = map_entry(key)
+            if entry is None:
+                raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}")
+            table, name = entry
+            if name not in (self.values.get(table) or {}):
+                raise ConfigError(f"{key}: {table} has no entry {name!r}",
+                                  f"lxpy-config get {table} shows them all")
+            return self.values[table][name]
         return self.values[key]
 
     def __getattr__(self, name: str) -> Any:

@@ -611,6 +611,18 @@ BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 
 # Keys whose value is a table of arbitrary names (not sections to descend into).
 TABLE_VALUED = {s.key for s in SETTINGS if s.kind.name == "table"}
+# an entry of a table-valued setting, as a dotted key: environment.FOO, limits.raw.v2.memory.high
+MAP_ENTRY = Setting("entry", STR, None, "An entry of a table-valued setting.")
+
+
+def map_entry(key: str) -> tuple[str, str] | None:
+    """'environment.FOO' -> ('environment', 'FOO'); 'limits.raw.v2.memory.high' ->
+    ('limits.raw.v2', 'memory.high'): the longest table-valued setting the key starts with,
+    and the rest as one name (cgroup file names hold dots). None when it is no such key."""
+    for table in sorted(TABLE_VALUED, key=len, reverse=True):
+        if key.startswith(table + ".") and len(key) > len(table) + 1:
+            return table, key[len(table) + 1:]
+    return None
 
 
 def all_keys() -> list[str]:

@@ -187,6 +187,30 @@ def test_new_keys_stay_above_the_comment_of_the_next_table(tmp_path):
     assert tomllib.loads(f.read_text())["limits"]["memory"] == "1G"
 
 
+def test_table_entries_as_dotted_keys(tmp_path):
+    """environment.FOO, limits.raw.v2.memory.high (a name with dots), namespaces.share.net:
+    one entry of a table-valued setting, set, read and unset on its own."""
+    f = tmp_path / "config.toml"
+    f.write_text('hostname = "a"\n[environment]\nKEEP = "1"\n')
+    set_keys(f, {"environment.FOO": "bar baz", "limits.raw.v2.memory.high": "400M",
+                 "namespaces.share.net": "host"})
+    data = tomllib.loads(f.read_text())
+    assert data["environment"] == {"KEEP": "1", "FOO": "bar baz"}
+    assert data["limits"]["raw"]["v2"] == {"memory.high": "400M"}
+    assert "[limits]" not in f.read_text()          # only [limits.raw.v2]: no empty header
+    cfg = load_data(data, str(f))
+    assert cfg.get("environment.FOO") == "bar baz"
+    assert cfg.get("limits.raw.v2.memory.high") == "400M"
+    with pytest.raises(ConfigError, match="environment has no entry 'NOPE'"):
+        cfg.get("environment.NOPE")
+    set_keys(f, {}, unset=["environment.FOO"])
+    assert tomllib.loads(f.read_text())["environment"] == {"KEEP": "1"}
+    before = f.read_bytes()
+    with pytest.raises(ConfigError, match="not a valid environment variable name"):
+        set_keys(f, {"environment.1BAD": "x"})      # the whole table is validated
+    assert f.read_bytes() == before
+
+
 def test_bad_set_leaves_the_file_alone(tmp_path):
     f = tmp_path / "config.toml"
     f.write_text('hostname = "web1"\n[limits]\nmemory = "256M"\n')
