@@ -58,7 +58,7 @@ def coerce(setting: Setting, key: str, text: Any) -> Any:
             except tomllib.TOMLDecodeError:
                 example = setting.kind.example or '["a"]'
                 raise ConfigError(f"{key}: {text!r} is not a TOML value (like {example})") from None
-        elif "list" in kind or kind == "command":
+        elif ("list" in kind and kind not in ("cpu list", "node list")) or kind == "command":
             value = [x.strip() for x in s.split(",") if x.strip()] if s else []
     try:
         setting.parse(value)

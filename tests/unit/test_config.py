@@ -297,3 +297,10 @@ def test_profiles_are_reread_when_they_change(tmp_path, monkeypatch):
                                   "a..b", "web-"])
 def test_hostnames_the_kernel_takes_are_accepted(name):
     assert load_data({"hostname": name}, "c/config.toml").hostname == name
+
+
+def test_set_cpuset_takes_the_kernel_list_syntax(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text('hostname = "a"\n')
+    set_keys(f, {"limits.cpuset": "0-1", "limits.cpuset_mems": "0"})
+    assert tomllib.loads(f.read_text())["limits"] == {"cpuset": "0-1", "cpuset_mems": "0"}
