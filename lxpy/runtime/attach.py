@@ -11,8 +11,10 @@ How (one fork, no helper process):
               setns(pidfd, CLONE_NEWPID) if its pid namespace is not ours: that only
               changes where our *children* go;
               fork --> child
-  child       joins the container's cgroup on every hierarchy (writes "0" to
-              cgroup.procs, before entering the cgroup namespace);
+              (born in the container's cgroup2 cgroup where the host has one: clone3
+              CLONE_INTO_CGROUP)
+  child       joins the container's cgroup on every other hierarchy (writes "0" to
+              `tasks` on v1, before entering the cgroup namespace);
               setns(pidfd, user|mnt|uts|ipc|net|cgroup|time): those the container has
               of its own, all at once;
               with a tty: opens a pty from the container's /dev/ptmx (its own devpts),
@@ -286,37 +288,89 @@ def _init_cgroups(pid: int) -> dict[frozenset[str], str]:
     return out
 
 
-def join_cgroups(cgroup: str | None, init_pid: int) -> None:
-    """Move the calling process into the container's cgroup on every hierarchy.
+def _candidates(cgroup: str | None, init_pid: int, key: frozenset[str],
+                init_cg: dict) -> list[str]:
+    """Where to join on one hierarchy, in order: the container's cgroup, then init's own
+    (init_cg caches /proc/INIT/cgroup)."""
+    out = [cgroup.strip("/")] if cgroup else []
+    if not init_cg:
+        init_cg.update(_init_cgroups(init_pid))
+    rel = init_cg.get(key)
+    if rel is not None:
+        out.append(rel.strip("/"))
+    return out
+
+
+def fork_in_cgroup(cgroup: str | None, init_pid: int,
+                   mounts: list[tuple[str, frozenset[str]]]) -> tuple[int, str | None]:
+    """fork(); where the host has cgroup2, the child is born in the container's cgroup
+    there (clone3 CLONE_INTO_CGROUP: no cgroup.procs write, which costs the kernel an RCU
+    grace period, ~10 ms). Returns (pid, that cgroup2 mount or None)."""
+    import errno
+    init_cg: dict = {}
+    for mnt, key in mounts:
+        if key:
+            continue
+        from lxpy.linux.proc import fork_into_cgroup
+        for rel in _candidates(cgroup, init_pid, key, init_cg):
+            try:
+                fd = os.open(f"{mnt}/{rel}" if rel else mnt,
+                             os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                return fork_into_cgroup(fd), mnt
+            except OSError as e:
+                if e.errno in (errno.EBUSY, errno.EOPNOTSUPP, errno.ENOENT):
+                    continue    # not a leaf (systemd's subtree): init's cgroup, as below
+                if e.errno in (errno.EAGAIN, errno.ENOMEM):
+                    raise
+                break           # ENOSYS (Linux < 5.7), EINVAL, EPERM: fork and write
+            finally:
+                os.close(fd)
+        break
+    return os.fork(), None
+
+
+def join_cgroups(cgroup: str | None, init_pid: int,
+                 mounts: list[tuple[str, frozenset[str]]] | None = None,
+                 born_in: str | None = None) -> None:
+    """Move the calling process into the container's cgroup on every hierarchy (but
+    born_in, the cgroup2 mount fork_in_cgroup placed it in already).
 
     cgroup is the container's cgroup (relative, the same on every hierarchy). Where it does
     not exist, or cannot take processes (cgroup2 with controllers enabled below it: EBUSY),
-    or is not known, the process joins init's own cgroup on that hierarchy instead."""
+    or is not known, the process joins init's own cgroup on that hierarchy instead.
+    Call it in a freshly forked child (one thread): on cgroup v1 it writes "0" to `tasks`,
+    which moves the calling thread without the global lock cgroup.procs takes (that one
+    costs an RCU grace period: 8-15 ms measured here on a first move)."""
     import errno
-    init_cg = None
-    for mnt, key in cgroup_mounts():
-        cands: list[str | None] = [cgroup.strip("/")] if cgroup else []
-        cands.append(None)
+    init_cg: dict = {}
+    for mnt, key in cgroup_mounts() if mounts is None else mounts:
+        if mnt == born_in:
+            continue
+        cands = _candidates(cgroup, init_pid, key, init_cg)
         for i, rel in enumerate(cands):
             last = i == len(cands) - 1
-            if rel is None:
-                if init_cg is None:
-                    init_cg = _init_cgroups(init_pid)
-                rel = init_cg.get(key)
-                if rel is None:
-                    break
-                rel = rel.strip("/")
-            path = f"{mnt}/{rel}/cgroup.procs" if rel else f"{mnt}/cgroup.procs"
+            d = f"{mnt}/{rel}" if rel else mnt
+            path = f"{d}/tasks" if key else f"{d}/cgroup.procs"
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
             except FileNotFoundError:
-                continue
+                if not key:
+                    continue
+                path = f"{d}/cgroup.procs"      # (a v1 hierarchy without tasks?)
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
             try:
                 os.write(fd, b"0")
                 break
             except OSError as e:
                 if last or e.errno not in (errno.EBUSY, errno.EOPNOTSUPP, errno.ENOENT):
-                    raise OSError(e.errno, f"cgroup.procs: {os.strerror(e.errno or 0)}",
+                    name = path.rpartition("/")[2]
+                    raise OSError(e.errno, f"{name}: {os.strerror(e.errno or 0)}",
                                   path) from None
             finally:
                 os.close(fd)
@@ -510,8 +564,9 @@ def _run(target: Target, opts: Options, pidfd: int, flags: int, use_pty: bool) -
         tty_fds = [0, 1, 2]
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(FORWARDED) | {signal.SIGCHLD,
                                                                           signal.SIGWINCH})
+    mounts = cgroup_mounts()
     try:
-        pid = os.fork()
+        pid, born_in = fork_in_cgroup(target.cgroup, target.pid, mounts)
     except OSError as e:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(err_r)
@@ -524,7 +579,8 @@ def _run(target: Target, opts: Options, pidfd: int, flags: int, use_pty: bool) -
             os.close(err_r)
             if sock_parent is not None:
                 sock_parent.close()
-            code = _child(target, opts, pidfd, flags, tty_fds, sock_child, err_w, old_mask)
+            code = _child(target, opts, pidfd, flags, tty_fds, sock_child, err_w, old_mask,
+                          mounts, born_in)
         except BaseException as e:  # noqa: BLE001 - must never unwind into the caller
             if isinstance(e, LxpyError):
                 msg = str(e)
@@ -587,7 +643,7 @@ def _recv_master(sock) -> int | None:
 
 
 def _child(target: Target, opts: Options, pidfd: int, flags: int, tty_fds: list[int],
-           sock, err_w: int, old_mask) -> int:
+           sock, err_w: int, old_mask, mounts=None, born_in: str | None = None) -> int:
     """In the forked child: enter, set up, exec. Returns an exit code only on failure."""
     for s in (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED, signal.SIGCHLD, signal.SIGWINCH):
         signal.signal(s, signal.SIG_DFL)
@@ -595,7 +651,7 @@ def _child(target: Target, opts: Options, pidfd: int, flags: int, tty_fds: list[
 
     # 1. cgroup (before the cgroup namespace: the path must be visible)
     try:
-        join_cgroups(target.cgroup, target.pid)
+        join_cgroups(target.cgroup, target.pid, mounts, born_in)
     except OSError as e:
         raise AttachError(f"cannot join the container's cgroup: {e.strerror}: "
                           f"{e.filename}") from None

@@ -20,7 +20,7 @@ import os
 import signal
 import stat
 
-from . import proto
+from . import cgjoin, proto
 
 DEV_NODES = (  # name, major, minor
     ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9),
@@ -113,18 +113,18 @@ def _fail(sock, e: BaseException) -> None:
 # The intermediate process
 
 
-def intermediate(plan: dict, sock, ptys: list[tuple[int, str]], joined_fd: int = -1) -> None:
+def intermediate(plan: dict, sock, ptys: list[tuple[int, str]], born_in: str = "") -> None:
     """Runs in the first child of the monitor (or of lxpy-start, see start._prefork);
-    never returns. joined_fd: a pipe on which the parent says whether it moved this
-    process into the payload cgroup ("1") while this one was importing; else it joins."""
+    never returns. born_in: the payload cgroup2 directory this process was born in
+    (fork_payload), "" if none."""
     try:
-        _intermediate(plan, sock, ptys, joined_fd)
+        _intermediate(plan, sock, ptys, born_in)
     except BaseException as e:  # noqa: BLE001 - everything goes back as data
         _fail(sock, e)
     os._exit(0)
 
 
-def _intermediate(plan: dict, sock, ptys: list[tuple[int, str]], joined_fd: int = -1) -> None:
+def _intermediate(plan: dict, sock, ptys: list[tuple[int, str]], born_in: str = "") -> None:
     from ..linux import ns
 
     if not plan.get("app"):
@@ -132,18 +132,12 @@ def _intermediate(plan: dict, sock, ptys: list[tuple[int, str]], joined_fd: int 
     # Join the payload cgroup before unshare(CLONE_NEWCGROUP): it becomes the root of the
     # container's cgroup namespace. (The paths come from Cgroup.dirs() in lxpy-start, so
     # this process does not import the cgroup layer.)
-    joined = False
-    if joined_fd >= 0:
+    for procs in plan.get("cgroup_procs") or ():
+        d = os.path.dirname(procs)
+        if d == born_in:
+            continue
         with step("join cgroup"):
-            joined = os.read(joined_fd, 1) == b"1"
-            os.close(joined_fd)
-    for procs in () if joined else plan.get("cgroup_procs") or ():
-        with step("join cgroup"):
-            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, str(os.getpid()).encode())
-            finally:
-                os.close(fd)
+            cgjoin.join_self(d)
     # Namespaces shared with another container: setns() on its init's pidfd.
     share = plan.get("ns_share") or {}
     for nsname, who in share.items():

@@ -713,14 +713,10 @@ class Monitor:
     def join_monitor_cgroup(self) -> None:
         """Move to the monitor's own cgroup (made by lxpy-start), apart from the payload and
         from the caller's cgroup, as LXC does."""
-        me = str(os.getpid()).encode()
+        from .cgjoin import join_self
         for d in self.plan.get("monitor_cgroup_dirs") or ():
             try:
-                fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-                try:
-                    os.write(fd, me)
-                finally:
-                    os.close(fd)
+                join_self(d)
             except OSError as e:
                 log(f"monitor cgroup {d}: {e.strerror}")
 
@@ -739,19 +735,15 @@ class Monitor:
     _left_cgroup = False
 
     def move_to_cgroup_roots(self) -> None:
-        """Once; request_stop does it while the guest shuts down, as on cgroup v1 each move
-        waits for the kernel (an RCU grace period a hierarchy: 6-16 ms in all, measured)."""
+        """Once; request_stop does it while the guest shuts down, as a cgroup.procs move
+        (cgroup2; see cgjoin) waits for the kernel (an RCU grace period, ~10 ms)."""
         if self._left_cgroup or not self.plan.get("monitor_cgroup_dirs"):
             return
         self._left_cgroup = True
-        me = str(os.getpid()).encode()
+        from .cgjoin import join_self
         for root in self.plan.get("cgroup_roots") or ():
             try:
-                fd = os.open(os.path.join(root, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-                try:
-                    os.write(fd, me)
-                finally:
-                    os.close(fd)
+                join_self(root)
             except OSError:
                 pass
 

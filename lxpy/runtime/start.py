@@ -162,6 +162,8 @@ def build_plan(container, cfg, *, cgroup, app_cmd: list[str] | None,
         "stop_timeout": int(cfg.init.stop_timeout),
         "cgroup": cgroup.path if cgroup is not None else "",
         "cgroup_procs": [str(d / "cgroup.procs") for d in cgroup.dirs()] if cgroup else [],
+        "cgroup_v2_dir": next((str(h.path(cgroup.path)) for h in cgroup.hierarchies
+                               if h.version == 2), "") if cgroup else "",
         "cgroup_mounts": [list(x) for x in cgroup.container_mounts()] if cgroup else [],
         "security_policy": policy,
         "rootfs_cfg": {"backend": backend, "path": str(cfg.rootfs.path),
@@ -440,42 +442,24 @@ def _prefork(plan: dict, run_dir: str) -> str:
         return ""
     sys.stdout.flush()
     sys.stderr.flush()
-    jr, jw = os.pipe()
-    pid = os.fork()
+    from .cgjoin import fork_payload
+    # Born in the payload cgroup on cgroup2; it joins the v1 hierarchies itself (cheaply,
+    # see cgjoin) while we exec the monitor.
+    pid, born_in = fork_payload(plan)
     if pid == 0:
         try:
             import signal
-            os.close(jw)
+
+            from . import child
             mine.close()
             signal.set_wakeup_fd(-1)
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                       signal.SIGCHLD):
                 signal.signal(s, signal.SIG_DFL)
-            from . import child
-            child.intermediate(plan, theirs, [(p[0], p[2]) for p in ptys], jr)
+            child.intermediate(plan, theirs, [(p[0], p[2]) for p in ptys], born_in)
         finally:
             os._exit(1)
     theirs.close()
-    os.close(jr)
-    # Move the helper into the payload cgroup from here, while it imports what it needs:
-    # the first move costs an RCU grace period (~10-15 ms), better spent in parallel.
-    # If any write fails, the helper joins by itself and reports the error.
-    ok = True
-    for procs in plan.get("cgroup_procs") or ():
-        try:
-            cfd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(cfd, str(pid).encode())
-            finally:
-                os.close(cfd)
-        except OSError:
-            ok = False
-            break
-    try:
-        os.write(jw, b"1" if ok else b"0")
-    except OSError:
-        pass
-    os.close(jw)
     go = not plan.get("net_setup") and not plan.get("idmap_uid")
     if go:
         proto.send(mine, "go")

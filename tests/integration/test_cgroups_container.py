@@ -119,3 +119,31 @@ def test_not_running_errors(lxpy, lxpath, unique):
     r = lxpy("cgroup", "-n", unique, check=False)
     assert r.returncode == 2
 
+
+
+def _host_cgroups(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/cgroup") as f:
+        return {ctrl: path for _h, ctrl, path in (ln.rstrip("\n").split(":", 2) for ln in f)}
+
+
+def test_init_and_attached_processes_in_the_cgroup_everywhere(lxpy, ct):
+    # Seen from the host: init and an attached process are in the container's cgroup on
+    # every hierarchy (the helper is born in it on cgroup2 and moves itself on v1; attach
+    # likewise), and the limits hold for what attach started.
+    parent = cgroups.driver().parent_path(None)
+    want = f"/{parent.strip('/')}/{ct}"
+    init = info(lxpy, ct)["pid"]
+    assert set(_host_cgroups(init).values()) == {want}, _host_cgroups(init)
+    r = attach(lxpy, ct, "sleep 1000 >/dev/null 2>&1 & echo $!")
+    inner = r.stdout.strip()
+    assert inner.isdigit(), r
+    # the sleeper's host pid: the member of the container's cgroup whose NSpid ends in it
+    procs = cgroups.driver().hierarchies()[0].path(want.lstrip("/")) / "cgroup.procs"
+    host = []
+    for p in procs.read_text().split():
+        with open(f"/proc/{p}/status") as f:
+            nspid = next(ln.split()[1:] for ln in f if ln.startswith("NSpid:"))
+        if nspid[-1] == inner:
+            host.append(int(p))
+    assert len(host) == 1, (procs.read_text(), inner)
+    assert set(_host_cgroups(host[0]).values()) == {want}, _host_cgroups(host[0])
