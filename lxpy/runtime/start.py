@@ -364,6 +364,16 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             from ..linux.proc import set_child_subreaper
             set_child_subreaper()          # kept across execve: the monitor reaps init
             pre = _prefork(plan, str(run_dir))
+            if app_cmd is not None:
+                # lxpy-execute: the monitor runs right here, without a second interpreter
+                # start (~15-20 ms of every execute). Its memory does not matter as a
+                # daemon's does (the bench's monitor PSS goal), nor is it long-lived as a
+                # systemd unit's (-F execs the lean monitor below).
+                from .monitor import main
+                try:
+                    main([str(run_dir), str(w), str(lock_fd), mode, pre])
+                finally:
+                    os._exit(1)
             for fd in (w, lock_fd):
                 os.set_inheritable(fd, True)
             os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
