@@ -307,6 +307,10 @@ class Cgroup:
         if key not in LIMIT_KEYS:
             raise CgroupError(f"{key!r} is not a limit", "limits: " + ", ".join(LIMIT_KEYS))
         files = self.driver.limit_files(key)
+        if key == "limits.cpus":
+            cpus = self._cpus(files)
+            if cpus is not None:
+                return cpus
         out = []
         for f in files:
             p = self.file_path(f)
@@ -319,6 +323,24 @@ class Cgroup:
             raise CgroupError(f"{key}: not available on this host",
                               self.driver.supported().get(key, (False, ""))[1] or None)
         return "\n".join(out)
+
+    def _cpus(self, files: list[str]) -> str | None:
+        """limits.cpus as the config writes it (0.5, 2, max) from cpu.max or v1's
+        cfs_quota_us/cfs_period_us; None if the files are not there."""
+        try:
+            words = " ".join(read_file(self.file_path(f)).strip() for f in files).split()
+        except (OSError, CgroupError):
+            return None
+        if len(words) != 2:
+            return None
+        quota, period = words
+        if quota in ("max", "-1"):
+            return "max"
+        try:
+            n = int(quota) / int(period)
+        except (ValueError, ZeroDivisionError):
+            return None
+        return f"{n:.3f}".rstrip("0").rstrip(".")
 
     def run_plan(self, steps: Iterable[Write]) -> None:
         for w in steps:

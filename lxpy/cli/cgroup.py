@@ -9,6 +9,8 @@ EPILOG = """examples:
   lxpy-cgroup -n web1 limits.memory        current value
   lxpy-cgroup -n web1 memory.max           raw read (memory.limit_in_bytes on cgroup v1)
   lxpy-cgroup -n web1 pids.max 200         raw write
+  lxpy-cgroup -n web1 cgroup.procs 1234    move a host process into the container's cgroup
+                                           (every hierarchy)
 """
 NAME_POSITIONAL = False
 NAME_REQUIRED = False
@@ -73,6 +75,12 @@ def run(args) -> int:
         return 0
     if key.startswith("limits."):
         cg.set_limit(key, value)
+    elif key in ("cgroup.procs", "tasks"):
+        # a process joins the container's cgroup on every hierarchy, not only one
+        if not value.isdigit() or int(value) == 0:
+            raise UsageError(f"{key}: {value!r} is not a process id",
+                             f"like: lxpy-cgroup -n {name} {key} 1234")
+        cg.attach(int(value))
     else:
         cg.set(key, value)
     return 0

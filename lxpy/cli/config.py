@@ -107,8 +107,9 @@ def run(args) -> int:
             from lxpy.config.schema import BY_KEY
             s = BY_KEY.get(args.key)
             if s is None or not s.live:
-                raise UsageError(f"{args.key} cannot be changed on a running container",
-                                 "set it without --live and restart the container")
+                from lxpy.errors import ConfigError
+                raise ConfigError(f"{args.key} cannot be changed on a running container",
+                                  "set it without --live and restart the container")
         set_keys(c.config_path, {args.key: args.value})
         if args.live:
             from lxpy.cli._live import apply_live

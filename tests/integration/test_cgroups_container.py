@@ -147,3 +147,36 @@ def test_init_and_attached_processes_in_the_cgroup_everywhere(lxpy, ct):
             host.append(int(p))
     assert len(host) == 1, (procs.read_text(), inner)
     assert set(_host_cgroups(host[0]).values()) == {want}, _host_cgroups(host[0])
+
+
+def test_lxpy_cgroup_cpus_and_procs(lxpy, ct):
+    # limits.cpus reads back in the config's own vocabulary, not as quota/period
+    assert lxpy("cgroup", "-n", ct, "limits.cpus").stdout.strip() == "0.5"
+    lxpy("cgroup", "-n", ct, "limits.cpus", "1.25")
+    assert lxpy("cgroup", "-n", ct, "limits.cpus").stdout.strip() == "1.25"
+    # a host process moved in with cgroup.procs joins the cgroup on every hierarchy
+    import subprocess
+    p = subprocess.Popen(["sleep", "600"])
+    try:
+        lxpy("cgroup", ct, "cgroup.procs", str(p.pid))
+        parent = cgroups.driver().parent_path(None)
+        want = f"/{parent.strip('/')}/{ct}"
+        assert set(_host_cgroups(p.pid).values()) == {want}, _host_cgroups(p.pid)
+    finally:
+        p.kill()
+        p.wait()
+    r = lxpy("cgroup", ct, "cgroup.procs", "abc", check=False)
+    assert r.returncode == 2 and "not a process id" in r.stderr
+
+
+def test_config_set_live(lxpy, lxpath, ct):
+    # saved in the config and applied to the running container at once
+    lxpy("config", "-n", ct, "set", "limits.memory", "128M", "--live")
+    assert int(lxpy("cgroup", "-n", ct, "limits.memory").stdout) == mib(128)
+    assert lxpy("config", "-n", ct, "get", "limits.memory").stdout.strip() in ("128M", "134217728")
+    # a key that only a restart can change: exit 1, one line, the config untouched
+    before = (lxpath / ct / "config.toml").read_text()
+    r = lxpy("config", "-n", ct, "set", "hostname", "other", "--live", check=False)
+    assert r.returncode == 1 and "cannot be changed on a running container" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert (lxpath / ct / "config.toml").read_text() == before
