@@ -22,7 +22,9 @@ MUST_PASS = ["test_layout_and_driver", "test_oom_kill_inside_cgroup_only",
              "test_device_allowlist", "test_container_cgroup_view", "test_bpf_device_program"]
 # ... and, once lxpy-start works, a busybox container with limits started and stopped
 CONTAINER_MUST_PASS = ["test_container_limits_live_change_freeze",
-                       "test_container_fork_bomb_and_view"]
+                       "test_container_fork_bomb_and_view",
+                       "test_init_and_attached_processes_in_the_cgroup_everywhere",
+                       "test_lxpy_cgroup_cpus_and_procs", "test_config_set_live"]
 GUEST_TESTS = ["tests/integration/test_cgroups.py"]
 GUEST_TIMEOUT = 900     # seconds for the whole batch in the guest (TCG on a busy host)
 
