@@ -165,6 +165,12 @@ def test_fast_args_are_what_argparse_gives():
         "stop": [["web1"], ["-n", "web1", "-t", "10"], ["-t", "1.5", "-k", "w"],
                  ["-r", "-W", "--timeout", "0", "--kill", "--reboot", "--nowait", "w"]],
         "execute": [["bb"], ["-n", "bb"], ["-P", "/x", "bb"]],
+        "copy": [["-n", "a", "-N", "b"], ["a", "-N", "b", "-s", "-q", "-P", "/x"],
+                 ["-n", "a", "--newname", "b", "-p", "/y", "-B", "dir", "-K", "-M"],
+                 ["-R", "-N", "b", "a"], ["-e", "-t", "a"], ["-a", "-s", "-N", "b", "a"],
+                 ["--snapshot", "--keepname", "--keepmac", "--allowrunning", "--quiet",
+                  "--backingstorage", "overlay", "--newpath", "/z", "-N", "c", "-n", "a"],
+                 ["--backend", "best", "--rename", "--ephemeral", "--tmpfs", "-N", "c", "a"]],
     }
     for verb, argvs in cases.items():
         mod = importlib.import_module(COMMANDS[verb])
@@ -193,6 +199,8 @@ def test_fast_args_leave_the_rest_to_argparse():
         "start": [["-w", "10", "web1"], ["web1", "-h"], ["-Fd", "w"], ["-t", "-1", "w"]],
         "stop": [["-t", "x", "w"], ["-t", "-1", "w"], ["-t", "w"], ["w", "-kr"]],
         "execute": [["-h"], ["bb", "-x"]],
+        "copy": [["-h"], ["a", "-N"], ["a", "-N", "-s"], ["a", "-sq", "-N", "b"],
+                 ["a", "b"], ["-N", "b"], ["a", "--newname=b"], ["a", "-N", "b", "--bogus"]],
     }
     for verb, argvs in cases.items():
         mod = importlib.import_module(COMMANDS[verb])
