@@ -546,17 +546,18 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
 
     Crash-safe: the config first lists a new empty layer (the same view as before), then one
     renameat2(RENAME_EXCHANGE) swaps the delta with it (the same view again)."""
-    from ..config.edit import set_keys
+    from .overlay import OverlayBackend
+    ob = OverlayBackend
+    delta = ob.delta(src.dir)
+    if delta.is_symlink() or not delta.is_dir() or is_empty_dir(delta):
+        return src_cfg           # a tmpfs delta (-e -t) is copied; an empty one is shared
+    from ..config.edit import write_new
     from ..config.load import load
     from ..linux.fsops import RENAME_EXCHANGE, renameat2
     from ..linux.mount import is_mountpoint
     from .base import rootfs_dir, split_lowers
     from .copy import copy_dir_attrs
-    from .overlay import LAYERS, OverlayBackend, too_deep
-    ob = OverlayBackend
-    delta = ob.delta(src.dir)
-    if delta.is_symlink() or not delta.is_dir() or is_empty_dir(delta):
-        return src_cfg           # a tmpfs delta (-e -t) is copied; an empty one is shared
+    from .overlay import LAYERS, too_deep
     if is_mountpoint(rootfs_dir(src.dir, src_cfg)):
         log.info("%s: its rootfs is mounted; the clone copies its delta", src.name)
         return src_cfg
@@ -573,7 +574,15 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
     layer = src.dir / rel
     layer.mkdir(mode=0o755)
     copy_dir_attrs(delta, layer)
-    set_keys(src.config_path, {"rootfs.lower": f"{rel}:{src_cfg.rootfs.lower}"})
+    # config.edit.set_keys would do, but imports tomlkit (~30 ms): render_config edits the
+    # one line (checked to parse to the same data but for rootfs.lower), tomlkit otherwise
+    origin = _rootfs_table(src.config_path).get("origin")
+    text = render_config(src.config_path.read_text(),
+                         keys={"rootfs.lower": f"{rel}:{src_cfg.rootfs.lower}"},
+                         old_dir=src.dir, new_dir=src.dir, old_name=src.name,
+                         new_name=src.name, keep_hostname=True, keep_macs=True,
+                         origin=origin if isinstance(origin, str) and origin else None)
+    write_new(src.config_path, text)                # atomic, fsynced
     renameat2(delta, layer, RENAME_EXCHANGE)        # the commit point
     log.info("%s: its changes so far are now its read-only layer %s", src.name, rel)
     return load(src.config_path)
