@@ -138,6 +138,40 @@ logging.getLogger("lxpy.demo").info("not shown")
     assert r.stderr == "lxpy-demo: WARNING: careful\n"
 
 
+def test_lazy_logger_drops_debug_and_info_without_importing_logging():
+    code = """
+import sys
+sys.argv = ["lxpy-demo"]
+from types import SimpleNamespace
+from lxpy import log
+from lxpy.cli._run import setup_logging
+lg = log.get("lxpy.demo")
+setup_logging(SimpleNamespace(logpriority=None, debug=False, logfile=None))
+lg.info("dropped %s", 1)
+lg.debug("dropped")
+assert "logging" not in sys.modules
+lg.warning("careful")
+assert "logging" in sys.modules
+lg.info("still not shown")
+"""
+    r = _run(sys.executable, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "lxpy-demo: WARNING: careful\n"
+    code = """
+import sys
+sys.argv = ["lxpy-demo"]
+from types import SimpleNamespace
+from lxpy import log
+from lxpy.cli._run import setup_logging
+setup_logging(SimpleNamespace(logpriority="INFO", debug=False, logfile=None))
+log.get("lxpy.demo").info("shown %s", 2)
+log.get("lxpy.demo").debug("not shown")
+"""
+    r = _run(sys.executable, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "lxpy-demo: INFO: shown 2\n"
+
+
 def _slow_args(verb: str, argv: list[str], extra: list[str] | None = None) -> dict:
     import importlib
 
