@@ -8,10 +8,24 @@ logger's, looked up on use; lxpy.cli._run configures the handlers when logging l
 
 from __future__ import annotations
 
+import sys
+
 
 class Logger:
     def __init__(self, name: str):
         self._name = name
+
+    # Until something imports logging, nothing can have asked for messages below WARNING
+    # (lxpy.cli._run imports it at once for -l, -o or --debug; logging's own default is
+    # WARNING): debug and info messages are dropped without importing it (lxpy-copy logs
+    # one on every clone).
+    def debug(self, *args, **kwargs) -> None:
+        if "logging" in sys.modules:
+            self.__getattr__("debug")(*args, **kwargs)
+
+    def info(self, *args, **kwargs) -> None:
+        if "logging" in sys.modules:
+            self.__getattr__("info")(*args, **kwargs)
 
     def __getattr__(self, attr: str):
         import logging

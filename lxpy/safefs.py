@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
-import secrets
 import stat
 from pathlib import Path
 from types import TracebackType
@@ -196,7 +195,7 @@ class Root:
 
     def _atomic(self, pfd: int, name: str, rel: str | os.PathLike, fill, mode: int,
                 uid: int, gid: int) -> None:
-        tmp = f".{name[:200]}.lxpy-{secrets.token_hex(4)}"
+        tmp = f".{name[:200]}.lxpy-{os.urandom(4).hex()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=pfd)
         try:
@@ -233,7 +232,7 @@ class Root:
                                             f"{self.path}/{normalize(rel)}")
             except FileNotFoundError:
                 pass
-            tmp = f".{name[:200]}.lxpy-{secrets.token_hex(4)}"
+            tmp = f".{name[:200]}.lxpy-{os.urandom(4).hex()}"
             os.symlink(target, tmp, dir_fd=pfd)
             try:
                 os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)

@@ -44,8 +44,9 @@ FAST = {"attach"}
 # Commands whose work is over when run() returns: no thread left running, no temporary
 # files or atexit work of their own. As processes they leave with os._exit once stdout and
 # stderr are flushed, skipping the interpreter's teardown of every module it loaded (~5 ms
-# and more; lxpy-attach is called in loops, lxpy-ls / lxpy-info by scripts and monitoring).
-QUICK_EXIT = {"attach", "ls", "info"}
+# and more; lxpy-attach is called in loops, lxpy-ls / lxpy-info by scripts and monitoring,
+# lxpy-copy by scripts that make clones).
+QUICK_EXIT = {"attach", "ls", "info", "copy"}
 
 
 def main(verb: str, argv: list[str] | None = None) -> int:

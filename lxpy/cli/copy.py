@@ -10,6 +10,20 @@ EPILOG = """examples:
   lxpy-copy -n gold -N tmp1 -e       ephemeral: started at once, destroyed when it stops
   lxpy-copy -n web2 -N web9 -R       rename"""
 
+# Plain command lines are parsed without argparse (lxpy.cli._run.fast_args): scripts make
+# clones in loops, and argparse with its imports is ~6 ms of each.
+_FLAGS = {"-s": "snapshot", "--snapshot": "snapshot", "-K": "keepname", "--keepname": "keepname",
+          "-M": "keepmac", "--keepmac": "keepmac", "-R": "rename", "--rename": "rename",
+          "-a": "allowrunning", "--allowrunning": "allowrunning", "-e": "ephemeral",
+          "--ephemeral": "ephemeral", "-t": "tmpfs", "--tmpfs": "tmpfs", "-q": "quiet",
+          "--quiet": "quiet"}
+_VALUES = {"-N": "newname", "--newname": "newname", "-p": "newpath", "--newpath": "newpath",
+           "-B": "backend", "--backingstorage": "backend", "--backend": "backend"}
+FAST_OPTIONS = {**{k: (d, False, None) for k, d in _FLAGS.items()},
+                **{k: (d, True, None) for k, d in _VALUES.items()}}
+FAST_DEFAULTS = {**{d: False for d in _FLAGS.values()}, **{d: None for d in _VALUES.values()}}
+FAST_POSITIONAL = "name_pos"
+
 
 def add_arguments(p) -> None:
     p.add_argument("-N", "--newname", help="name of the new container")

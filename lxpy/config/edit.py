@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +66,21 @@ def coerce(setting: Setting, key: str, text: Any) -> Any:
     return value
 
 
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """tempfile.mkstemp(prefix=".NAME.", dir=path's dir) without importing tempfile (shutil,
+    random, weakref: ~5 ms of lxpy-copy and lxpy-snapshot)."""
+    for _ in range(100):
+        tmp = f"{os.fspath(path.parent)}/.{path.name}.{os.urandom(4).hex()}"
+        try:
+            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                           | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
+
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _mkstemp(path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)

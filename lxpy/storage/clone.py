@@ -7,9 +7,7 @@ sweeps stale temporary directories whose container lock is free."""
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -134,10 +132,12 @@ def sweep(lxpath: Path) -> None:
 
 
 def new_tmp(lxpath: Path, op: str, name: str) -> Path:
-    return lxpath / f"{TMP}{op}-{name}-{secrets.token_hex(4)}"
+    return lxpath / f"{TMP}{op}-{name}-{os.urandom(4).hex()}"  # secrets: ~5 ms of import
 
 
 def write_json(path: Path, data: dict) -> None:
+    import json
+
     from ..config.edit import write_new
     write_new(path, json.dumps(data))
 
@@ -223,12 +223,21 @@ def _render_config_tomlkit(src_text: str, *, keys: dict[str, str], old_dir: Path
     return tomlkit.dumps(doc)
 
 
+_TOML_ESC = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
+             "\r": "\\r"}
+
+
+def _toml_str(s: str) -> str:
+    """A TOML basic string (json.dumps without importing json, ~4 ms)."""
+    return '"' + "".join(_TOML_ESC.get(c) or (f"\\u{ord(c):04x}" if c < " " or c == "\x7f"
+                                               else c) for c in str(s)) + '"'
+
+
 def _render_config_fast(src_text: str, *, keys: dict[str, str], old_dir: Path,
                         new_dir: Path, old_name: str, new_name: str, keep_hostname: bool,
                         keep_macs: bool, origin: str | None) -> str | None:
     """render_config by editing lines, without tomlkit (~30 ms to import): the result must
     parse to exactly what the tomlkit edit gives, else None."""
-    import json
     import re
     try:
         want = tomllib.loads(src_text)
@@ -265,7 +274,7 @@ def _render_config_fast(src_text: str, *, keys: dict[str, str], old_dir: Path,
                     net_i += 1
                 out.append(line)
                 if table == "rootfs":
-                    out += [f"{k} = {json.dumps(v, ensure_ascii=False)}\n"
+                    out += [f"{k} = {_toml_str(v)}\n"
                             for k, v in new_keys.items()]
                 continue
             kv = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", line)
@@ -275,9 +284,9 @@ def _render_config_fast(src_text: str, *, keys: dict[str, str], old_dir: Path,
             value = None
             if table is None and key == "hostname" and want.get("hostname") == new_name \
                     and not keep_hostname:
-                value = json.dumps(new_name, ensure_ascii=False)
+                value = _toml_str(new_name)
             elif table == "net" and key == "hwaddr" and not keep_macs and net_i >= 0:
-                value = json.dumps(macs[net_i])
+                value = _toml_str(macs[net_i])
             if value is not None:        # the first string on the line; comments stay
                 line = re.sub(r'"(?:[^"\\\n]|\\.)*"', lambda _m: value, line, count=1)
             elif old in line:
@@ -537,17 +546,18 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
 
     Crash-safe: the config first lists a new empty layer (the same view as before), then one
     renameat2(RENAME_EXCHANGE) swaps the delta with it (the same view again)."""
-    from ..config.edit import set_keys
+    from .overlay import OverlayBackend
+    ob = OverlayBackend
+    delta = ob.delta(src.dir)
+    if delta.is_symlink() or not delta.is_dir() or is_empty_dir(delta):
+        return src_cfg           # a tmpfs delta (-e -t) is copied; an empty one is shared
+    from ..config.edit import write_new
     from ..config.load import load
     from ..linux.fsops import RENAME_EXCHANGE, renameat2
     from ..linux.mount import is_mountpoint
     from .base import rootfs_dir, split_lowers
     from .copy import copy_dir_attrs
-    from .overlay import LAYERS, OverlayBackend, too_deep
-    ob = OverlayBackend
-    delta = ob.delta(src.dir)
-    if delta.is_symlink() or not delta.is_dir() or is_empty_dir(delta):
-        return src_cfg           # a tmpfs delta (-e -t) is copied; an empty one is shared
+    from .overlay import LAYERS, too_deep
     if is_mountpoint(rootfs_dir(src.dir, src_cfg)):
         log.info("%s: its rootfs is mounted; the clone copies its delta", src.name)
         return src_cfg
@@ -564,7 +574,15 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
     layer = src.dir / rel
     layer.mkdir(mode=0o755)
     copy_dir_attrs(delta, layer)
-    set_keys(src.config_path, {"rootfs.lower": f"{rel}:{src_cfg.rootfs.lower}"})
+    # config.edit.set_keys would do, but imports tomlkit (~30 ms): render_config edits the
+    # one line (checked to parse to the same data but for rootfs.lower), tomlkit otherwise
+    origin = _rootfs_table(src.config_path).get("origin")
+    text = render_config(src.config_path.read_text(),
+                         keys={"rootfs.lower": f"{rel}:{src_cfg.rootfs.lower}"},
+                         old_dir=src.dir, new_dir=src.dir, old_name=src.name,
+                         new_name=src.name, keep_hostname=True, keep_macs=True,
+                         origin=origin if isinstance(origin, str) and origin else None)
+    write_new(src.config_path, text)                # atomic, fsynced
     renameat2(delta, layer, RENAME_EXCHANGE)        # the commit point
     log.info("%s: its changes so far are now its read-only layer %s", src.name, rel)
     return load(src.config_path)
@@ -668,6 +686,7 @@ def undo_rename(lxpath: Path, tmp: Path) -> None:
     if not tmp.exists():
         return
     try:
+        import json
         j = json.loads((tmp / RENAME_JOURNAL).read_text())
     except (OSError, ValueError):
         log.warning("%s: an interrupted rename without a journal; left as it is", tmp)

@@ -62,6 +62,28 @@ def copy_dir_attrs(src: Path, dst: Path) -> None:
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
+def copy_file(src: Path, dst: Path) -> None:
+    """Copy the regular file src as the new file dst, with its mode and times: shutil.copy2
+    without importing shutil (~4 ms of lxpy-copy -s, which copies up /etc/hostname), minus
+    the xattrs and owner, which the caller sets."""
+    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fin)
+        if not stat.S_ISREG(st.st_mode):
+            raise StorageError(f"{src}: not a regular file")
+        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       0o600)
+        try:
+            while os.sendfile(fout, fin, None, 1 << 24):
+                pass
+            os.fchmod(fout, stat.S_IMODE(st.st_mode))
+            os.utime(fout, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+
+
 def _unmount_under(path: Path) -> None:
     from ..linux.mount import MNT_DETACH, mounts_under, umount2
     for mp in mounts_under(path):

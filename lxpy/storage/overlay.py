@@ -22,7 +22,7 @@ from typing import Any
 from .. import log as _log
 from ..errors import StorageError
 from .base import Backend, join_lowers, own_path, register, rootfs_dir, split_lowers
-from .copy import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree
+from .copy import copy_dir_attrs, copy_file, copy_tree, is_empty_dir, remove_tree
 
 log = _log.get("lxpy.storage")
 
@@ -79,6 +79,13 @@ def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> 
         elif e.errno == errno.EINVAL:
             hint = "the kernel refused the layers (overlay on overlay stacks 2 levels at most)"
         raise StorageError(f"cannot mount the overlay at {target}: {e.strerror}", hint) from None
+
+
+def _xattr(path: Path, name: str) -> bytes | None:
+    try:
+        return os.getxattr(path, name, follow_symlinks=False)
+    except OSError:          # ENODATA, or no xattrs on that filesystem
+        return None
 
 
 def _copy_xattrs(src: Path, dst: Path) -> None:
@@ -199,49 +206,62 @@ class OverlayBackend(Backend):
 
     @staticmethod
     def _copy_up(upper: Path, lowers: list[Path], rel: str) -> bool:
-        import shutil
+        """Copy up rel's parent dirs and rel itself into upper as the kernel would: True when
+        done (or nothing to do: rel is a new file in a merged dir), False when the layers
+        hold anything this does not follow (whiteouts or non-dirs on the way, a whiteout
+        or symlink at rel, redirects, metacopy, the xwhiteout flavour of opaque): the caller
+        then mounts. Lookup as overlayfs does it: a name resolves in the topmost layer that
+        has it; a directory merges with the directories of the same name below it, down to
+        the first opaque one; a whiteout or non-directory below a directory is hidden."""
         import stat
         parts = Path(rel).parts
         if not parts or any(p in ("", ".", "..") for p in parts):
             return False
+        active = [upper, *lowers]        # the layers whose dir at the current level merge
         for i in range(len(parts)):
-            sub = Path(*parts[:i + 1])
+            sub = os.path.join(*parts[:i + 1])
             last = i == len(parts) - 1
-            try:
-                st = os.lstat(upper / sub)
-            except FileNotFoundError:
-                st = None
-            if st is not None:
-                if stat.S_ISDIR(st.st_mode) and not last:
-                    try:
-                        if os.getxattr(upper / sub, "trusted.overlay.opaque") == b"y":
-                            return False
-                    except OSError:
-                        pass
-                    continue
-                return last and stat.S_ISREG(st.st_mode)
-            # not in the upper: the topmost lower that has it
-            found = None
-            for low in lowers:
+            found: list[tuple[Path, os.stat_result]] = []
+            for layer in active:
                 try:
-                    found = (low / sub, os.lstat(low / sub))
-                    break
+                    st = os.lstat(layer / sub)
                 except FileNotFoundError:
                     continue
-            if found is None:
-                return last       # a new file in an existing dir: nothing to copy up
-            src, lst = found
-            if not last and stat.S_ISDIR(lst.st_mode):
+                if not stat.S_ISDIR(st.st_mode):
+                    if not found:
+                        found.append((layer, st))
+                    break              # a non-dir (or whiteout) ends the lookup here
+                found.append((layer, st))
+                opaque = _xattr(layer / sub, "trusted.overlay.opaque")
+                if opaque not in (None, b"y") or \
+                        _xattr(layer / sub, "trusted.overlay.redirect") is not None:
+                    return False
+                if opaque == b"y" or last:
+                    break
+            if not found:
+                return last            # a new file in an existing (merged) dir
+            top, st = found[0]
+            if last:
+                if not stat.S_ISREG(st.st_mode) or any(
+                        _xattr(top / sub, x) is not None
+                        for x in ("trusted.overlay.metacopy", "trusted.overlay.whiteout")):
+                    return False
+                if top != upper:
+                    dst = upper / sub
+                    copy_file(top / sub, dst)
+                    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+                    os.chmod(dst, st.st_mode & 0o7777)
+                    _copy_xattrs(top / sub, dst)
+                return True
+            if not stat.S_ISDIR(st.st_mode):
+                return False           # a file or whiteout where a dir is needed
+            if top != upper:
                 (upper / sub).mkdir()
-                copy_dir_attrs(src, upper / sub)
-                _copy_xattrs(src, upper / sub)
-            elif last and stat.S_ISREG(lst.st_mode):
-                shutil.copy2(src, upper / sub, follow_symlinks=False)
-                os.chown(upper / sub, lst.st_uid, lst.st_gid, follow_symlinks=False)
-                os.chmod(upper / sub, lst.st_mode & 0o7777)
-                _copy_xattrs(src, upper / sub)
-            else:
-                return False
+                copy_dir_attrs(top / sub, upper / sub)
+                _copy_xattrs(top / sub, upper / sub)
+            active = [layer for layer, _ in found]
+            if top != upper:
+                active.insert(0, upper)
         return True
 
     def destroy(self, cdir: Path, cfg: Any) -> None:

@@ -174,3 +174,50 @@ def test_overlay_editable_copies_up_like_the_kernel(tmp_path, base):
         assert root == cdir / "rootfs"
         assert not (root / "etc" / "hosts").exists()
     assert not mounts_under(cdir)
+
+
+@pytest.mark.parametrize("top_etc", ["merged", "opaque", "hosts-whiteout", "etc-whiteout"])
+def test_overlay_editable_follows_lower_layers_like_the_kernel(tmp_path, base, top_etc):
+    """Over several lowers (a snapshot clone's source layers), editing the hostname files
+    without a mount gives the same merged tree as through the mount: an opaque /etc in an
+    upper lower hides the files of the lowers below it (they are not copied up), whiteouts
+    make editable() mount instead."""
+    import stat as st_
+    top = tmp_path / "top"
+    top.mkdir()
+    os.chmod(top, 0o755)
+    if top_etc == "etc-whiteout":
+        os.mknod(top / "etc", st_.S_IFCHR | 0o000, 0)
+    else:
+        (top / "etc").mkdir()
+        (top / "etc" / "hostname").write_text("top\n")
+        if top_etc == "opaque":
+            os.setxattr(top / "etc", "trusted.overlay.opaque", b"y")
+        if top_etc == "hosts-whiteout":
+            os.mknod(top / "etc" / "hosts", st_.S_IFCHR | 0o000, 0)
+    b = storage.get("overlay")
+    results = []
+    for name, via_mount in (("m", True), ("e", False)):
+        cdir = make_container(tmp_path / "lx", name, "overlay", base)
+        cfg_path = cdir / "config.toml"
+        cfg_path.write_text(cfg_path.read_text().replace(f'lower = "{base}"',
+                                                         f'lower = "{top}:{base}"'))
+        cfg = load(cfg_path)
+        ctx = b.mounted(cdir, cfg) if via_mount else b.editable(
+            cdir, cfg, ("etc/hostname", "etc/hosts"))
+        with ctx as root:
+            if via_mount is False and top_etc in ("hosts-whiteout", "etc-whiteout"):
+                assert root == cdir / "rootfs"         # mounted after all
+            if (root / "etc").is_dir():
+                (root / "etc" / "hostname").write_text("edited\n")
+        assert not mounts_under(cdir)
+        with b.mounted(cdir, cfg) as root:
+            results.append(tree_sum(root, with_dir_times=False, file_times=False))
+            if top_etc == "opaque":
+                assert not (root / "etc" / "hosts").exists()
+            if top_etc in ("merged", "opaque"):
+                assert (root / "etc" / "hostname").read_text() == "edited\n"
+            if top_etc == "merged":
+                assert (root / "etc" / "hosts").read_text() == \
+                    (base / "etc" / "hosts").read_text()
+    assert results[0] == results[1]

@@ -138,6 +138,40 @@ logging.getLogger("lxpy.demo").info("not shown")
     assert r.stderr == "lxpy-demo: WARNING: careful\n"
 
 
+def test_lazy_logger_drops_debug_and_info_without_importing_logging():
+    code = """
+import sys
+sys.argv = ["lxpy-demo"]
+from types import SimpleNamespace
+from lxpy import log
+from lxpy.cli._run import setup_logging
+lg = log.get("lxpy.demo")
+setup_logging(SimpleNamespace(logpriority=None, debug=False, logfile=None))
+lg.info("dropped %s", 1)
+lg.debug("dropped")
+assert "logging" not in sys.modules
+lg.warning("careful")
+assert "logging" in sys.modules
+lg.info("still not shown")
+"""
+    r = _run(sys.executable, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "lxpy-demo: WARNING: careful\n"
+    code = """
+import sys
+sys.argv = ["lxpy-demo"]
+from types import SimpleNamespace
+from lxpy import log
+from lxpy.cli._run import setup_logging
+setup_logging(SimpleNamespace(logpriority="INFO", debug=False, logfile=None))
+log.get("lxpy.demo").info("shown %s", 2)
+log.get("lxpy.demo").debug("not shown")
+"""
+    r = _run(sys.executable, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "lxpy-demo: INFO: shown 2\n"
+
+
 def _slow_args(verb: str, argv: list[str], extra: list[str] | None = None) -> dict:
     import importlib
 
@@ -165,6 +199,12 @@ def test_fast_args_are_what_argparse_gives():
         "stop": [["web1"], ["-n", "web1", "-t", "10"], ["-t", "1.5", "-k", "w"],
                  ["-r", "-W", "--timeout", "0", "--kill", "--reboot", "--nowait", "w"]],
         "execute": [["bb"], ["-n", "bb"], ["-P", "/x", "bb"]],
+        "copy": [["-n", "a", "-N", "b"], ["a", "-N", "b", "-s", "-q", "-P", "/x"],
+                 ["-n", "a", "--newname", "b", "-p", "/y", "-B", "dir", "-K", "-M"],
+                 ["-R", "-N", "b", "a"], ["-e", "-t", "a"], ["-a", "-s", "-N", "b", "a"],
+                 ["--snapshot", "--keepname", "--keepmac", "--allowrunning", "--quiet",
+                  "--backingstorage", "overlay", "--newpath", "/z", "-N", "c", "-n", "a"],
+                 ["--backend", "best", "--rename", "--ephemeral", "--tmpfs", "-N", "c", "a"]],
     }
     for verb, argvs in cases.items():
         mod = importlib.import_module(COMMANDS[verb])
@@ -193,6 +233,8 @@ def test_fast_args_leave_the_rest_to_argparse():
         "start": [["-w", "10", "web1"], ["web1", "-h"], ["-Fd", "w"], ["-t", "-1", "w"]],
         "stop": [["-t", "x", "w"], ["-t", "-1", "w"], ["-t", "w"], ["w", "-kr"]],
         "execute": [["-h"], ["bb", "-x"]],
+        "copy": [["-h"], ["a", "-N"], ["a", "-N", "-s"], ["a", "-sq", "-N", "b"],
+                 ["a", "b"], ["-N", "b"], ["a", "--newname=b"], ["a", "-N", "b", "--bogus"]],
     }
     for verb, argvs in cases.items():
         mod = importlib.import_module(COMMANDS[verb])
