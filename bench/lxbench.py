@@ -849,6 +849,7 @@ def plot(rows: list[dict], path: Path) -> str | None:
     ax.set_xlabel("lxpy / LXC, ratio of medians (log; black tick = goal; green met, red missed)")
     ax.set_title("lxpy vs LXC on this machine")
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
