@@ -72,6 +72,12 @@ def test_debian_create_renders_the_rootfs(lxpy, lxpath, debian_cache, tmp_path):
                      "sys-kernel-config.mount"):
             assert os.readlink(etc / "systemd/system" / unit) == "/dev/null", unit
         assert (etc / "systemd/system/getty.target.wants/console-getty.service").is_symlink()
+        # generators with nothing to do in a container are masked; fstab's and getty's stay
+        gens = etc / "systemd/system-generators"
+        for gen in ("systemd-cryptsetup-generator", "systemd-gpt-auto-generator"):
+            assert os.readlink(gens / gen) == "/dev/null", gen
+        for gen in ("systemd-fstab-generator", "systemd-getty-generator"):
+            assert not (gens / gen).exists(), gen
         shadow = (etc / "shadow").read_text()
         assert shadow.startswith("root:$6$") and "s3cret" not in shadow
         assert (root / "root/.ssh/authorized_keys").read_text() == \
