@@ -23,7 +23,7 @@ import pytest
 from lxpy import net, paths
 from lxpy.config import validate
 from lxpy.errors import NetworkError
-from lxpy.net import rtnl
+from lxpy.net import forward, rtnl
 
 pytestmark = pytest.mark.root
 
@@ -883,3 +883,65 @@ def test_dhcp_container_lease_shows_in_ls(managed, lxpy, lxpath):
         net.cleanup_stale()
     lxpy("net", "stop", lxpath=False)
     assert_managed_gone(br)
+
+
+def _state_file(lxpath: Path, name: str) -> dict[str, str]:
+    p = paths.run_dir(lxpath, name) / "state"
+    try:
+        return dict(ln.split("=", 1) for ln in p.read_text().splitlines() if "=" in ln)
+    except FileNotFoundError:
+        return {}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+    except (OSError, IndexError):
+        return True
+
+
+def test_start_after_a_killed_monitor_on_the_managed_bridge(managed, lxpy, lxpath):
+    """Issue #3: monitor and init SIGKILLed (a crash) under a veth container on the
+    managed bridge: the first lxpy-start works (the stale clean-up must not leave the
+    interface types half-known), the container has its network and forward again, and
+    stop leaves nothing."""
+    if not (BIN / "lxpy-start").exists():
+        pytest.skip("lxpy-start is not built yet")
+    br, sub = managed
+    hp = random.randint(20000, 29999)
+    _busybox_container(lxpath, "crash", f'[[net]]\ntype = "veth"\nlink = "{br}"\n'
+                                        f'ipv4 = ["{sub}.33/24"]\n'
+                                        f'forward = ["tcp/{hp}:7777"]\n')
+    host_end = net.host_name_for("crash", lxpath, 0)
+
+    def talk(addr, port):
+        try:
+            with socket.create_connection((addr, port), timeout=2) as s:
+                return s.recv(100)
+        except OSError:
+            return None
+    lxpy("start", "-n", "crash")
+    try:
+        assert b"lxpy-e2e" in wait_for(lambda: talk(f"{sub}.33", 7777), what="the server")
+        st = _state_file(lxpath, "crash")
+        os.kill(int(st["monitor_pid"]), 9)
+        wait_for(lambda: _gone(int(st["monitor_pid"])), what="the monitor to die")
+        os.kill(int(st["pid"]), 9)
+        wait_for(lambda: host_end not in host_links(), what="the netns to die")
+        # the record and the forward of the dead container are still there
+        assert any(f["host_port"] == hp for f in forward.list_all())
+        r = lxpy("start", "-n", "crash", check=False)
+        assert r.returncode == 0, r.stderr
+        assert b"lxpy-e2e" in wait_for(lambda: talk(f"{sub}.33", 7777), what="the server")
+        assert b"lxpy-e2e" in wait_for(lambda: talk("127.0.0.1", hp), what="the forward")
+        assert [f["host_port"] for f in forward.list_all()].count(hp) == 1
+        ports = [n for n, lk in rtnl.by_name().items()
+                 if lk.master == rtnl.by_name()[br].index]
+        assert ports == [host_end]
+        lxpy("stop", "-n", "crash", "-k")
+    finally:
+        lxpy("stop", "-n", "crash", "-k", check=False)
+    wait_for(lambda: host_end not in host_links(), what="the host end to go")
+    assert not any(f["host_port"] == hp for f in forward.list_all())
+    assert not list((net.run_root() / "containers").glob("*-crash.json"))
+    assert not paths.run_dir(lxpath, "crash").exists()

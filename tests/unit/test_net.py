@@ -167,6 +167,17 @@ def test_importing_lxpy_net_does_not_import_pyroute2():
     assert out.strip() == "False"
 
 
+def test_every_type_is_known_whatever_was_imported_first():
+    """net.teardown imports phys alone (a SIGKILLed monitor's clean-up before a start):
+    veth, macvlan, empty and none must still be known afterwards."""
+    code = ("import lxpy.net.phys, lxpy.net.iface as i; "
+            "print(' '.join(i.get(t).name for t in ('veth', 'macvlan', 'phys', 'empty', "
+            "'none')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["veth", "macvlan", "phys", "empty", "none"]
+
+
 def test_a_kernel_without_the_link_type_is_a_clear_error():
     """EOPNOTSUPP from RTM_NEWLINK (no bridge/macvlan module) is a NetworkError with a hint,
     not a netlink traceback; other netlink errors pass through."""
