@@ -436,7 +436,7 @@ def _managed(sysconf, unique, lxpy, **extra):
         assert r.returncode == 0, r.stderr
         yield br, sub
     finally:
-        lxpy("net", "stop", lxpath=False, check=False)
+        lxpy("net", "stop", "--force", lxpath=False, check=False)
         subprocess.run(["ip", "link", "del", br], capture_output=True)
         subprocess.run(["nft", "delete", "table", "inet", f"lxpy-{br}"], capture_output=True)
 
@@ -739,6 +739,34 @@ def test_stop_leaves_nothing(managed, netns, lxpath, tmp_path, lxpy):
     assert_managed_gone(br)
     # and stop again is harmless
     assert lxpy("net", "stop", lxpath=False).returncode == 0
+
+
+def test_stop_refused_under_running_containers_force_and_start_reattach(managed, netns,
+                                                                        undos, lxpath, lxpy):
+    br, sub = managed
+    pid = netns()
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.47/24"]}),
+                       "inuse", lxpath)
+    undos.append(net.setup(plan, pid))
+    end = plan.ifaces[0].host_name
+    in_ns(pid, BUSYBOX, "ping", "-c1", "-W5", f"{sub}.1")
+    r = lxpy("net", "stop", lxpath=False, check=False)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "'inuse'" in r.stderr and "--force" in r.stderr and "Traceback" not in r.stderr
+    st = json.loads(lxpy("net", "status", "--format", "json", lxpath=False).stdout)
+    assert st["running"] and end in st["ports"]
+    # --force goes ahead: the bridge goes, the host end stays, unattached
+    lxpy("net", "stop", "--force", lxpath=False)
+    links = rtnl.by_name()
+    assert br not in links and end in links and not links[end].master
+    # start puts it back on the bridge: the container reaches the host again
+    lxpy("net", "start", lxpath=False)
+    links = rtnl.by_name()
+    assert links[end].master == links[br].index
+    in_ns(pid, BUSYBOX, "ping", "-c1", "-W5", f"{sub}.1")
+    undos.pop().close()
+    lxpy("net", "stop", lxpath=False)
+    assert_managed_gone(br)
 
 
 # ---------------------------------------------------------------------------
