@@ -664,6 +664,44 @@ def test_forward_from_host_and_other_machine(managed, netns, undos, lxpath, lxpy
         lxpy("net", "forward", "remove", name, "tcp", str(hp), check=False)
 
 
+def test_forward_add_refuses_a_replacement_and_a_host_service(managed, lxpath, lxpy):
+    br, sub = managed
+    _write_container(lxpath, "fwr", [{"type": "veth", "link": br, "ipv4": [f"{sub}.43/24"]}])
+    hp = random.randint(20000, 29999)
+    try:
+        lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:80")
+        before = forward.list_all()
+        # the same again: nothing to do
+        lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:80")
+        assert forward.list_all() == before
+        # another target on the same host port: refused, the old one stays
+        r = lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:8080", check=False)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"{sub}.43:80" in r.stderr
+        assert f"lxpy-net forward remove fwr tcp {hp}" in r.stderr
+        assert forward.list_all() == before
+    finally:
+        lxpy("net", "forward", "remove", "fwr", "tcp", str(hp), check=False)
+    # a host port a host service listens on (any local address): refused, nothing made
+    for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::")):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((addr, 0))
+            s.listen()
+            port = s.getsockname()[1]
+            r = lxpy("net", "forward", "add", "fwr", "tcp", f"{port}:80", check=False)
+            assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert "in use on the host" in r.stderr and str(port) in r.stderr
+            assert not any(f["host_port"] == port for f in forward.list_all())
+    # the same through a config's net.N.forward, refused at prepare
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(NetworkError, match="in use on the host"):
+            net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.44/24"],
+                                "forward": [f"tcp/{port}:80"]}), "fwr2", lxpath)
+
+
 def test_config_forwards_come_and_go(managed, netns, undos, lxpath, tmp_path):
     br, sub = managed
     hp = random.randint(30000, 39999)
