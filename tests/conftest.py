@@ -60,7 +60,8 @@ def lxpy_env(session_dir, cache_dir):
     yield env
     # A test that started a container on the default network brought this bridge up.
     if os.path.exists(f"/sys/class/net/lxpyts{n}"):
-        subprocess.run([str(BIN / "lxpy-net"), "stop"], capture_output=True, timeout=60)
+        subprocess.run([str(BIN / "lxpy-net"), "stop", "--force"], capture_output=True,
+                       timeout=60)
     if _is_root():      # no cgroup left behind: the run's cgroup parent goes when empty
         try:
             from lxpy import cgroups

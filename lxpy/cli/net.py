@@ -8,7 +8,7 @@ import sys
 HELP = "Manage lxpy's bridge (DHCP, DNS, NAT) and port forwards to containers."
 EPILOG = """commands:
   start                         bridge + dnsmasq + NAT, as set in /etc/lxpy/lxpy.toml [net]
-  stop                          remove what start made
+  stop [--force]                remove what start made (--force: even under running containers)
   status [--format json]        bridge, addresses, leases, NAT rules, forwards
   forward add NAME tcp|udp HOSTPORT:PORT
   forward list [--format json]
@@ -22,7 +22,9 @@ def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.required = True
     sub.add_parser("start", help="start the managed bridge (idempotent)")
-    sub.add_parser("stop", help="stop it, removing what start made")
+    st = sub.add_parser("stop", help="stop it, removing what start made")
+    st.add_argument("--force", action="store_true",
+                    help="stop even while running containers are attached")
     s = sub.add_parser("status", help="show the bridge, leases, NAT rules and forwards")
     s.add_argument("--format", choices=("text", "json"), default="text")
     sub.add_parser("cleanup", help="undo what killed containers left behind")
@@ -123,7 +125,7 @@ def run(args) -> int:
               f"NAT {st['nat_table']}")
         return 0
     if args.cmd == "stop":
-        done = bridge.stop()
+        done = bridge.stop(force=args.force)
         if not done:
             print("lxpy-net: nothing to stop", file=sys.stderr)
         return 0

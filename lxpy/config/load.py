@@ -142,16 +142,32 @@ def _set_nested(d: dict, key: str, value: Any) -> None:
     d[parts[-1]] = value
 
 
+def closest(word: str, candidates: list[str], cutoff: float = 0.6) -> str | None:
+    """The candidate nearest to word, or None. difflib's similarity, but ties go to the
+    longest common prefix, then to the first in candidates (the schema's order), never
+    to the alphabetically last as with difflib.get_close_matches (gateway -> gateway6)."""
+    import difflib
+    best: tuple[float, int, int] | None = None
+    found = None
+    for n, c in enumerate(candidates):
+        r = difflib.SequenceMatcher(None, word, c).ratio()
+        if r < cutoff:
+            continue
+        prefix = len(os.path.commonprefix([word, c]))
+        rank = (r, prefix, -n)
+        if best is None or rank > best:
+            best, found = rank, c
+    return found
+
+
 def _did_you_mean(key: str) -> str:
     generic = key
     parts = key.split(".")
     if len(parts) > 2 and parts[1].isdigit():
         generic = ".".join([parts[0], "N", *parts[2:]])
-    import difflib
-    near = difflib.get_close_matches(generic, all_keys(), 1, 0.6)
-    if not near:
+    guess = closest(generic, all_keys())
+    if not guess:
         return ""
-    guess = near[0]
     if ".N." in guess and len(parts) > 1:
         guess = guess.replace(".N.", f".{parts[1]}.")
     return f" (did you mean {guess}?)"
@@ -336,9 +352,8 @@ def validate(data: dict[str, Any], where: str, files: tuple[str, ...] = ()) -> C
             vals = {}
             for k, v in item.items():
                 if k not in by:
-                    import difflib
-                    near = difflib.get_close_matches(k, list(by), 1)
-                    hint = f" (did you mean {sec}.{i}.{near[0]}?)" if near else ""
+                    near = closest(k, list(by))
+                    hint = f" (did you mean {sec}.{i}.{near}?)" if near else ""
                     raise ConfigError(f"{where}: {sec}.{i}.{k!r} is not a config key{hint}",
                                       f"{sec} entries take: {', '.join(by)}")
                 vals[k] = _parse_one(by[k], v, f"{sec}.{i}.{k}", where)

@@ -133,6 +133,23 @@ def _live_records() -> list[dict[str, Any]]:
     return out
 
 
+def on_bridge(bridge: str) -> list[tuple[str, list[str]]]:
+    """Running containers (of any lxpath) with a veth on bridge: [(label, [host ends])],
+    label like 'web' or 'web' (in /srv/lx)."""
+    from ..paths import default_lxpath
+    dflt = os.path.realpath(default_lxpath())
+    out = []
+    for rec in _live_records():
+        ends = [i.get("host", "") for i in rec.get("ifaces", [])
+                if i.get("type") == "veth" and i.get("link") == bridge and i.get("host")]
+        if ends:
+            where = rec.get("lxpath") or ""
+            label = f"'{rec.get('container')}'" + (
+                f" (in {where})" if where and os.path.realpath(where) != dflt else "")
+            out.append((label, ends))
+    return out
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -144,6 +144,7 @@ def _start() -> None:
                     if a not in st["added_addresses"]:
                         st["added_addresses"].append(a)
             ipr.link("set", index=idx, state="up")
+            _reattach(ipr, idx, br)
         # forwarding, and loopback-sourced packets allowed out of the bridge (forwards)
         if "ip_forward_before" not in st:
             st["ip_forward_before"] = sysctl.get("net/ipv4/ip_forward")
@@ -169,6 +170,20 @@ def _start() -> None:
         undo.pop_all()
 
 
+def _reattach(ipr: Any, idx: int, br: str) -> None:
+    """Put the host ends of running containers back on the bridge (it was stopped with
+    --force under them, or deleted by hand)."""
+    from . import on_bridge, pr
+    for _label, ends in on_bridge(br):
+        for end in ends:
+            hidx = pr.index(ipr, end)
+            if hidx is None:
+                continue
+            master = ipr.get_links(hidx)[0].get_attr("IFLA_MASTER")
+            if master is None:
+                ipr.link("set", index=hidx, master=idx, state="up")
+
+
 def _save(bridge: str, st: dict[str, Any]) -> None:
     p = dnsmasq.state_dir(bridge) / "state.json"
     tmp = p.with_name(".state.json.tmp")
@@ -176,10 +191,27 @@ def _save(bridge: str, st: dict[str, Any]) -> None:
     os.replace(tmp, p)
 
 
-def stop() -> list[str]:
-    """Remove what start made. Returns what was removed."""
+def stop(force: bool = False) -> list[str]:
+    """Remove what start made. Returns what was removed. Refused while running
+    containers have a veth on the bridge, unless force (their host ends are left
+    unattached; start puts them back)."""
     with _locked():
+        if not force:
+            from . import on_bridge
+            br = _settings()["bridge"]
+            users = [label for label, _ends in on_bridge(br)]
+            if users and br in _link_names():
+                many = len(users) > 1
+                raise NetworkError(f"{br} is in use by running container"
+                                   f"{'s' if many else ''} {', '.join(users)}",
+                                   f"stop {'them' if many else 'it'} first, or use "
+                                   "lxpy-net stop --force")
         return _stop()
+
+
+def _link_names() -> set[str]:
+    from . import rtnl
+    return set(rtnl.by_name(with_addresses=False))
 
 
 def _stop() -> list[str]:

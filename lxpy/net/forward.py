@@ -122,16 +122,92 @@ def _conflict(proto: str, hp: int, container: str, lxhash: str) -> dict[str, Any
     return r
 
 
+def _replaces(r: dict[str, Any], port: int, ipv4: str | None, ipv6: str | None) -> bool:
+    """r (a live forward of the same container and host port) differs from this one."""
+    return (int(r.get("port", 0)), r.get("ipv4"), r.get("ipv6")) != (port, ipv4, ipv6)
+
+
+def _replace_error(r: dict[str, Any], what: str = "") -> NetworkError:
+    proto, hp, name = r.get("proto"), r.get("host_port"), r.get("container")
+    hint = (f"remove it first: lxpy-net forward remove {name} {proto} {hp}"
+            if r.get("owner") != "config" else
+            f"it is {name}'s net.N.forward; change it there, or pick another host port")
+    to = r.get("ipv4") or f"[{r.get('ipv6')}]"
+    return NetworkError(f"{what}host port {proto}/{hp} is already forwarded to container "
+                        f"{name!r} ({to}:{r.get('port')})", hint)
+
+
+def _listeners(proto: str, port: int, v4: bool, v6: bool) -> list[str]:
+    """Host sockets listening on port (TCP: /proc/net/tcp{,6}, state LISTEN) that a
+    forward of this family would hide: a DNAT rule takes every local address."""
+    if proto != "tcp":
+        return []
+    out = []
+    for fam in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/net/{fam}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) < 4 or f[3] != "0A":
+                continue
+            addr_hex, _, port_hex = f[1].partition(":")
+            if int(port_hex, 16) != port:
+                continue
+            raw = bytes.fromhex(addr_hex)
+            # each 32-bit word is in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            ip = ipaddress.ip_address(raw)
+            if fam == "tcp6":
+                mapped = ip.ipv4_mapped
+                hits = v6 or (v4 and (mapped is not None or ip.is_unspecified))
+                shown = f"[{ip}]:{port}"
+            else:
+                hits, shown = v4, f"{ip}:{port}"
+            if hits and shown not in out:
+                out.append(shown)
+    return out
+
+
+def _check_listeners(proto: str, hp: int, v4: Any, v6: Any, what: str = "") -> None:
+    busy = _listeners(proto, hp, bool(v4), bool(v6))
+    if busy:
+        raise NetworkError(f"{what}host port {proto}/{hp} is in use on the host (a service "
+                           f"listens on {', '.join(busy)})",
+                           "pick another host port, or stop that service")
+
+
 def check_free(plan: Any) -> None:
     from . import _lxhash
     lh = _lxhash(plan.lxpath)
     for p in plan.ifaces:
-        for proto, hp, _cp in p.forwards:
+        v4 = next((str(ipaddress.ip_interface(a).ip) for a in p.ipv4 + p.reserve4), None)
+        v6 = next((str(ipaddress.ip_interface(a).ip) for a in p.ipv6), None)
+        for proto, hp, cp in p.forwards:
+            what = f"{p.key()}.forward: "
             r = _conflict(proto, hp, plan.container, lh)
             if r:
-                raise NetworkError(f"{p.key()}.forward: host port {proto}/{hp} is already "
+                raise NetworkError(f"{what}host port {proto}/{hp} is already "
                                    f"forwarded to container {r.get('container')!r}",
                                    "pick another host port")
+            mine = _existing(proto, hp)
+            if mine and _replaces(mine, cp, v4, v6):
+                raise _replace_error(mine, what)
+            if not mine:
+                _check_listeners(proto, hp, v4, v6, what)
+
+
+def _existing(proto: str, hp: int) -> dict[str, Any] | None:
+    """The forward of this host port, unless it is a stale config forward (its
+    container's netns is gone): that one is replaced without a word."""
+    try:
+        r = json.loads(_file_for(proto, hp).read_text())
+    except (OSError, ValueError):
+        return None
+    if r.get("owner") == "config" and not _owner_alive(r):
+        return None
+    return r
 
 
 def _enable_localnet(dev: str) -> None:
@@ -164,6 +240,13 @@ def add(container: str, lxpath: Path | str, proto: str, host_port: int, port: in
         if r:
             raise NetworkError(f"host port {proto}/{host_port} is already forwarded to "
                                f"container {r.get('container')!r}", "pick another host port")
+        mine = _existing(proto, host_port)
+        if mine and _replaces(mine, port, rec["ipv4"], rec["ipv6"]):
+            raise _replace_error(mine)
+        if mine and owner == "cli":
+            return mine     # the same forward again: nothing to do
+        if not mine:
+            _check_listeners(proto, host_port, rec["ipv4"], rec["ipv6"])
         f = _file_for(proto, host_port)
         before = f.read_text() if f.exists() else None
         tmp = f.with_name(f".{f.name}.tmp")

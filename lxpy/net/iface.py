@@ -88,7 +88,15 @@ def get(name: str) -> IfaceType:
                            f"use one of: {', '.join(sorted(REGISTRY))}") from None
 
 
+_LOADED = False
+
+
 def _load() -> None:
-    if REGISTRY:
+    """Import every type module once. Not "if REGISTRY": a module imported on its own
+    (net.teardown imports phys) registers only its type, and the others would be
+    missing for the rest of the process."""
+    global _LOADED
+    if _LOADED:
         return
     from . import macvlan, phys, simple, veth  # noqa: F401 - they register themselves
+    _LOADED = True

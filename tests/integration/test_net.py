@@ -23,7 +23,7 @@ import pytest
 from lxpy import net, paths
 from lxpy.config import validate
 from lxpy.errors import NetworkError
-from lxpy.net import rtnl
+from lxpy.net import forward, rtnl
 
 pytestmark = pytest.mark.root
 
@@ -436,7 +436,7 @@ def _managed(sysconf, unique, lxpy, **extra):
         assert r.returncode == 0, r.stderr
         yield br, sub
     finally:
-        lxpy("net", "stop", lxpath=False, check=False)
+        lxpy("net", "stop", "--force", lxpath=False, check=False)
         subprocess.run(["ip", "link", "del", br], capture_output=True)
         subprocess.run(["nft", "delete", "table", "inet", f"lxpy-{br}"], capture_output=True)
 
@@ -664,6 +664,44 @@ def test_forward_from_host_and_other_machine(managed, netns, undos, lxpath, lxpy
         lxpy("net", "forward", "remove", name, "tcp", str(hp), check=False)
 
 
+def test_forward_add_refuses_a_replacement_and_a_host_service(managed, lxpath, lxpy):
+    br, sub = managed
+    _write_container(lxpath, "fwr", [{"type": "veth", "link": br, "ipv4": [f"{sub}.43/24"]}])
+    hp = random.randint(20000, 29999)
+    try:
+        lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:80")
+        before = forward.list_all()
+        # the same again: nothing to do
+        lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:80")
+        assert forward.list_all() == before
+        # another target on the same host port: refused, the old one stays
+        r = lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:8080", check=False)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"{sub}.43:80" in r.stderr
+        assert f"lxpy-net forward remove fwr tcp {hp}" in r.stderr
+        assert forward.list_all() == before
+    finally:
+        lxpy("net", "forward", "remove", "fwr", "tcp", str(hp), check=False)
+    # a host port a host service listens on (any local address): refused, nothing made
+    for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::")):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((addr, 0))
+            s.listen()
+            port = s.getsockname()[1]
+            r = lxpy("net", "forward", "add", "fwr", "tcp", f"{port}:80", check=False)
+            assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert "in use on the host" in r.stderr and str(port) in r.stderr
+            assert not any(f["host_port"] == port for f in forward.list_all())
+    # the same through a config's net.N.forward, refused at prepare
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(NetworkError, match="in use on the host"):
+            net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.44/24"],
+                                "forward": [f"tcp/{port}:80"]}), "fwr2", lxpath)
+
+
 def test_config_forwards_come_and_go(managed, netns, undos, lxpath, tmp_path):
     br, sub = managed
     hp = random.randint(30000, 39999)
@@ -739,6 +777,34 @@ def test_stop_leaves_nothing(managed, netns, lxpath, tmp_path, lxpy):
     assert_managed_gone(br)
     # and stop again is harmless
     assert lxpy("net", "stop", lxpath=False).returncode == 0
+
+
+def test_stop_refused_under_running_containers_force_and_start_reattach(managed, netns,
+                                                                        undos, lxpath, lxpy):
+    br, sub = managed
+    pid = netns()
+    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.47/24"]}),
+                       "inuse", lxpath)
+    undos.append(net.setup(plan, pid))
+    end = plan.ifaces[0].host_name
+    in_ns(pid, BUSYBOX, "ping", "-c1", "-W5", f"{sub}.1")
+    r = lxpy("net", "stop", lxpath=False, check=False)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "'inuse'" in r.stderr and "--force" in r.stderr and "Traceback" not in r.stderr
+    st = json.loads(lxpy("net", "status", "--format", "json", lxpath=False).stdout)
+    assert st["running"] and end in st["ports"]
+    # --force goes ahead: the bridge goes, the host end stays, unattached
+    lxpy("net", "stop", "--force", lxpath=False)
+    links = rtnl.by_name()
+    assert br not in links and end in links and not links[end].master
+    # start puts it back on the bridge: the container reaches the host again
+    lxpy("net", "start", lxpath=False)
+    links = rtnl.by_name()
+    assert links[end].master == links[br].index
+    in_ns(pid, BUSYBOX, "ping", "-c1", "-W5", f"{sub}.1")
+    undos.pop().close()
+    lxpy("net", "stop", lxpath=False)
+    assert_managed_gone(br)
 
 
 # ---------------------------------------------------------------------------
@@ -883,3 +949,65 @@ def test_dhcp_container_lease_shows_in_ls(managed, lxpy, lxpath):
         net.cleanup_stale()
     lxpy("net", "stop", lxpath=False)
     assert_managed_gone(br)
+
+
+def _state_file(lxpath: Path, name: str) -> dict[str, str]:
+    p = paths.run_dir(lxpath, name) / "state"
+    try:
+        return dict(ln.split("=", 1) for ln in p.read_text().splitlines() if "=" in ln)
+    except FileNotFoundError:
+        return {}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] in "ZX"
+    except (OSError, IndexError):
+        return True
+
+
+def test_start_after_a_killed_monitor_on_the_managed_bridge(managed, lxpy, lxpath):
+    """Issue #3: monitor and init SIGKILLed (a crash) under a veth container on the
+    managed bridge: the first lxpy-start works (the stale clean-up must not leave the
+    interface types half-known), the container has its network and forward again, and
+    stop leaves nothing."""
+    if not (BIN / "lxpy-start").exists():
+        pytest.skip("lxpy-start is not built yet")
+    br, sub = managed
+    hp = random.randint(20000, 29999)
+    _busybox_container(lxpath, "crash", f'[[net]]\ntype = "veth"\nlink = "{br}"\n'
+                                        f'ipv4 = ["{sub}.33/24"]\n'
+                                        f'forward = ["tcp/{hp}:7777"]\n')
+    host_end = net.host_name_for("crash", lxpath, 0)
+
+    def talk(addr, port):
+        try:
+            with socket.create_connection((addr, port), timeout=2) as s:
+                return s.recv(100)
+        except OSError:
+            return None
+    lxpy("start", "-n", "crash")
+    try:
+        assert b"lxpy-e2e" in wait_for(lambda: talk(f"{sub}.33", 7777), what="the server")
+        st = _state_file(lxpath, "crash")
+        os.kill(int(st["monitor_pid"]), 9)
+        wait_for(lambda: _gone(int(st["monitor_pid"])), what="the monitor to die")
+        os.kill(int(st["pid"]), 9)
+        wait_for(lambda: host_end not in host_links(), what="the netns to die")
+        # the record and the forward of the dead container are still there
+        assert any(f["host_port"] == hp for f in forward.list_all())
+        r = lxpy("start", "-n", "crash", check=False)
+        assert r.returncode == 0, r.stderr
+        assert b"lxpy-e2e" in wait_for(lambda: talk(f"{sub}.33", 7777), what="the server")
+        assert b"lxpy-e2e" in wait_for(lambda: talk("127.0.0.1", hp), what="the forward")
+        assert [f["host_port"] for f in forward.list_all()].count(hp) == 1
+        ports = [n for n, lk in rtnl.by_name().items()
+                 if lk.master == rtnl.by_name()[br].index]
+        assert ports == [host_end]
+        lxpy("stop", "-n", "crash", "-k")
+    finally:
+        lxpy("stop", "-n", "crash", "-k", check=False)
+    wait_for(lambda: host_end not in host_links(), what="the host end to go")
+    assert not any(f["host_port"] == hp for f in forward.list_all())
+    assert not list((net.run_root() / "containers").glob("*-crash.json"))
+    assert not paths.run_dir(lxpath, "crash").exists()

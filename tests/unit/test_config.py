@@ -304,3 +304,28 @@ def test_set_cpuset_takes_the_kernel_list_syntax(tmp_path):
     f.write_text('hostname = "a"\n')
     set_keys(f, {"limits.cpuset": "0-1", "limits.cpuset_mems": "0"})
     assert tomllib.loads(f.read_text())["limits"] == {"cpuset": "0-1", "cpuset_mems": "0"}
+
+
+@pytest.mark.parametrize("key,guess", [
+    ("net.0.gateway", "net.0.gateway4"),     # a tie: not the alphabetically last (gateway6)
+    ("net.1.gatway4", "net.1.gateway4"),
+    ("net.0.gatway6", "net.0.gateway6"),
+    ("limits.memroy", "limits.memory"),
+    ("hostnmae", "hostname"),
+])
+def test_did_you_mean_picks_the_nearest_and_breaks_ties_by_schema_order(tmp_path, key, guess):
+    f = tmp_path / "config.toml"
+    f.write_text('hostname = "a"\n')
+    with pytest.raises(ConfigError, match=rf"did you mean {guess}\?"):
+        set_keys(f, {key: "10.0.3.1"})
+    with pytest.raises(ConfigError, match=r"did you mean net\.0\.gateway4\?"):
+        load_data({"net": [{"type": "veth", "gateway": "10.0.3.1"}]}, "c/config.toml")
+
+
+def test_closest_ranking():
+    from lxpy.config.load import closest
+    assert closest("gateway", ["gateway6", "gateway4"]) == "gateway6"    # first listed wins
+    assert closest("gateway", ["gateway4", "gateway6"]) == "gateway4"
+    assert closest("abc", ["xyz"]) is None
+    # a longer common prefix wins a tie of similarity
+    assert closest("memory", ["zemory", "memorz"]) == "memorz"

@@ -167,6 +167,17 @@ def test_importing_lxpy_net_does_not_import_pyroute2():
     assert out.strip() == "False"
 
 
+def test_every_type_is_known_whatever_was_imported_first():
+    """net.teardown imports phys alone (a SIGKILLed monitor's clean-up before a start):
+    veth, macvlan, empty and none must still be known afterwards."""
+    code = ("import lxpy.net.phys, lxpy.net.iface as i; "
+            "print(' '.join(i.get(t).name for t in ('veth', 'macvlan', 'phys', 'empty', "
+            "'none')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["veth", "macvlan", "phys", "empty", "none"]
+
+
 def test_a_kernel_without_the_link_type_is_a_clear_error():
     """EOPNOTSUPP from RTM_NEWLINK (no bridge/macvlan module) is a NetworkError with a hint,
     not a netlink traceback; other netlink errors pass through."""
@@ -186,3 +197,22 @@ def test_a_kernel_without_the_link_type_is_a_clear_error():
     assert "modprobe bridge" in e.value.hint
     with pytest.raises(NetlinkError):
         pr.add_link(Ipr(17), "lxpybr9", "bridge")
+
+
+def test_forward_listeners_match_the_family():
+    """/proc/net/tcp{,6} LISTEN sockets: v4 addresses and :: hide a v4 forward; a v6-only
+    address does not; udp is not looked at."""
+    import socket
+
+    from lxpy.net import forward
+    with socket.socket() as s4, socket.socket(socket.AF_INET6) as s6:
+        s4.bind(("127.0.0.1", 0))
+        s4.listen()
+        p4 = s4.getsockname()[1]
+        s6.bind(("::1", 0))
+        s6.listen()
+        p6 = s6.getsockname()[1]
+        assert forward._listeners("tcp", p4, True, False) == [f"127.0.0.1:{p4}"]
+        assert forward._listeners("udp", p4, True, False) == []
+        assert forward._listeners("tcp", p6, True, False) == []
+        assert forward._listeners("tcp", p6, False, True) == [f"[::1]:{p6}"]

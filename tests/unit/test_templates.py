@@ -270,6 +270,30 @@ def test_debian_static_network(tmp_path):
     assert "nameserver 10.0.3.1" in (root / "etc/resolv.conf").read_text()
 
 
+@pytest.mark.parametrize("entry, want", [
+    # static on the managed bridge, no gateway given (lxpy fills it): its dnsmasq
+    (_net(link="lxpyt0", ipv4=("10.9.3.50/24",)), "search lxpyt\nnameserver 10.9.3.1\n"),
+    (_net(link="lxpyt0", ipv4=("10.9.3.50/24",), gateway4="auto"),
+     "search lxpyt\nnameserver 10.9.3.1\n"),
+    # another bridge with a gateway: the gateway, no search domain of lxpy's
+    (_net(link="br9", ipv4=("192.0.2.5/24",), gateway4="192.0.2.1"), "nameserver 192.0.2.1\n"),
+    # nothing to go on: the file is left as it was
+    (_net(link="br9", ipv4=("192.0.2.5/24",), gateway4="auto"), None),
+    (_net(link="lxpyt0", dhcp=True), None),
+])
+def test_debian_resolv_conf_of_static_interfaces(tmp_path, entry, want):
+    t = templates.find("debian")
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    templates.render_rootfs(t, root, _ctx(t, net=[entry], bridge="lxpyt0",
+                                          bridge_address="10.9.3.1", domain="lxpyt"))
+    f = root / "etc/resolv.conf"
+    if want is None:
+        assert not f.exists()
+    else:
+        assert f.read_text().endswith(want), f.read_text()
+
+
 @pytest.mark.parametrize("release, want, unwanted", [
     ("sid", "deb http://deb.debian.org/debian sid main", "security"),
     ("buster", "buster/updates", "buster-security"),
