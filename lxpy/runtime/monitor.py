@@ -80,10 +80,23 @@ class Monitor:
         self.pre_go = False             # it was sent "go" already (no network, no userns)
         self.pre_ptys: list[tuple[int, int, str]] = []
         self.pre_notify = -1            # the readiness socket it bound (notify.Listener)
+        # lxpy-start followed the handshake itself (start._early_handshake): init runs
+        # (listen fd, init pid, its start time, started) and lxpy-start has its report...
+        self.adopted: tuple[int, int, int | None, float] | None = None
+        # ... or the start failed there: (init pid or 0, the helper's error message)
+        self.pre_failed: tuple[int, bytes] | None = None
         if pre:
-            sock, pid, go, notify_fd, *ptys = pre.split(",")
-            self.pre = (int(sock), int(pid))
-            self.pre_go = go == "1"
+            if pre.startswith("A,"):
+                _, lfd, init, init_start, started, notify_fd, *ptys = pre.split(",")
+                self.adopted = (int(lfd), int(init), int(init_start) if init_start else None,
+                                float(started))
+            elif pre.startswith("F,"):
+                _, init, err, notify_fd, *ptys = pre.split(",")
+                self.pre_failed = (int(init), bytes.fromhex(err))
+            else:
+                sock, pid, go, notify_fd, *ptys = pre.split(",")
+                self.pre = (int(sock), int(pid))
+                self.pre_go = go == "1"
             self.pre_notify = int(notify_fd)
             for p in ptys:
                 master, slave, path = p.split(":", 2)
@@ -193,7 +206,7 @@ class Monitor:
         from ..linux.tty import openpty
         from .state import _start_time
         self.my_start = _start_time(os.getpid())
-        if self.pre is not None:
+        if self.pre is not None or self.adopted is not None or self.pre_failed is not None:
             self.ptys = self.pre_ptys
         elif not self.plan.get("app"):
             for _ in range(1 + int(self.plan.get("tty_max", 0))):
@@ -212,21 +225,26 @@ class Monitor:
                                       os.O_CLOEXEC, 0o600)
                 self.log_size = os.fstat(self.log_fd).st_size
         sock_path = os.path.join(self.run_dir, "monitor.sock")
-        try:
-            os.unlink(sock_path)
-        except FileNotFoundError:
-            pass
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.listen_path = sock_path
-        s.bind(sock_path)
-        os.chmod(sock_path, 0o600)
-        s.listen(64)
+        if self.adopted is not None:       # bound and listening since lxpy-start's report
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, self.adopted[0])
+            os.set_inheritable(self.adopted[0], False)
+        else:
+            try:
+                os.unlink(sock_path)
+            except FileNotFoundError:
+                pass
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            s.bind(sock_path)
+            os.chmod(sock_path, 0o600)
+            s.listen(64)
         s.setblocking(False)
         self.listener = s
         self.poll.register(s.fileno(), POLL_IN)
         if not self.plan.get("app"):
             self.notify_setup()
-        self.set_state("STARTING")
+        if self.adopted is None:        # else the state file says RUNNING already
+            self.set_state("STARTING")
 
     def notify_setup(self) -> None:
         """The socket the guest's systemd sends READY=1 to (see notify.py)."""
@@ -250,6 +268,19 @@ class Monitor:
     def spawn(self) -> None:
         """Fork the intermediate child, follow the handshake, leave init running."""
         plan = self.plan
+        if self.adopted is not None:
+            _, self.init_pid, self.init_start, self.started = self.adopted
+            self.adopted = None         # a reboot spawns a new init here
+            self.pidfd = os.pidfd_open(self.init_pid)   # our child (a zombie at worst)
+            return
+        if self.pre_failed is not None:
+            self.init_pid, err = self.pre_failed
+            if self.init_pid:       # forked, then failed: cleanup() reaps it
+                try:
+                    self.pidfd = os.pidfd_open(self.init_pid)
+                except OSError:
+                    self.init_pid = 0
+            raise StartFailed(proto.decode(err)[1])
         if self.pre is not None:       # forked by lxpy-start already, working meanwhile
             fd, pid = self.pre
             self.pre = None
@@ -957,8 +988,16 @@ def main(argv: list[str] | None = None) -> None:
     run_dir, status_fd, lock_fd, mode = argv[0], int(argv[1]), int(argv[2]), argv[3]
     pre = argv[4] if len(argv) > 4 else ""
     fds = [status_fd, lock_fd]
-    for item in pre.split(",")[:1] + pre.split(",")[3:] if pre else ():
-        fds += [int(x) for x in item.split(":")[:2]]
+    if pre:     # the fds in the handover argument (see Monitor.__init__)
+        items = pre.split(",")
+        if items[0] == "A":
+            items = items[1:2] + items[5:]
+        elif items[0] == "F":
+            items = items[3:]
+        else:
+            items = items[:1] + items[3:]
+        for item in items:
+            fds += [int(x) for x in item.split(":")[:2]]
     for fd in fds:
         if fd >= 0:
             os.set_inheritable(fd, False)

@@ -11,6 +11,9 @@ module the container side needs loaded) forks the namespace helper (child.interm
 and hands it over to the monitor, which has the same pid after execve (_prefork): the
 container is set up, and without a network or user namespace init even runs, while the
 monitor's interpreter starts. The monitor joins its own cgroup only after reporting.
+Daemonized and with go sent from here, this process also waits for init's exec, binds the
+command socket, writes the RUNNING state and reports "ok" itself before the exec
+(_early_handshake): lxpy-start returns without waiting for the monitor's interpreter.
 """
 
 from __future__ import annotations
@@ -389,9 +392,12 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 _daemon_stdio(container, logfile)
                 from ..linux.proc import set_child_subreaper
                 set_child_subreaper()      # kept across execve: the monitor reaps init
-                pre = _prefork(plan, str(run_dir))
+                pre = _prefork(plan, str(run_dir), early=(w, lock_fd))
+                if pre.startswith("A,"):        # reported already (see _early_handshake)
+                    w = lock_fd = -1
                 for fd in (w, lock_fd):
-                    os.set_inheritable(fd, True)
+                    if fd >= 0:
+                        os.set_inheritable(fd, True)
                 os.execv(sys.executable, [sys.executable, "-I", "-S", "-c", _boot(), lxpy_root,
                                           str(run_dir), str(w), str(lock_fd), "daemon", pre])
             finally:
@@ -412,7 +418,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
     return 0
 
 
-def _prefork(plan: dict, run_dir: str) -> str:
+def _prefork(plan: dict, run_dir: str, early: tuple[int, int] | None = None) -> str:
     """Fork the container's namespace helper (child.intermediate) from this process, just
     before it execs the monitor: everything the helper needs is imported here already, and
     the container is set up while the monitor's interpreter starts. The monitor adopts the
@@ -423,7 +429,10 @@ def _prefork(plan: dict, run_dir: str) -> str:
     mounts it for a systemd init), -1 for none.
     Without a network to set up or a user namespace to map (the monitor's part of the
     handshake), "go" is sent from here too: init execs without waiting for the monitor
-    (go=1 tells the monitor)."""
+    (go=1 tells the monitor).
+    early: (status fd, lock fd) of a daemonized start; with go sent from here, this process
+    also follows the rest of the handshake and reports to lxpy-start itself before it execs
+    the monitor (_early_handshake)."""
     import _socket
 
     from ..linux.tty import openpty
@@ -473,6 +482,8 @@ def _prefork(plan: dict, run_dir: str) -> str:
     go = not plan.get("net_setup") and not plan.get("idmap_uid")
     if go:
         proto.send(mine, "go")
+        if early is not None:
+            return _early_handshake(plan, run_dir, mine, pid, notifier, ptys, *early)
     fd = mine.detach()
     os.set_inheritable(fd, True)
     out = [str(fd), str(pid), "1" if go else "0", "-1"]
@@ -485,6 +496,93 @@ def _prefork(plan: dict, run_dir: str) -> str:
         os.set_inheritable(slave, True)
         out.append(f"{master}:{slave}:{path}")
     return ",".join(out)
+
+
+def _early_handshake(plan: dict, run_dir: str, mine, pid: int, notifier, ptys: list,
+                     status_fd: int, lock_fd: int) -> str:
+    """A daemonized start without a network or user namespace to set up: follow the helper's
+    handshake here (the monitor's spawn() part of it) and, once init is exec'd, do what the
+    monitor would do before reporting: bind the command socket, write the RUNNING state;
+    then report "ok" to lxpy-start and release the lock. lxpy-start returns while the
+    monitor's interpreter starts (~15-25 ms here): the state file names this process, which
+    becomes the monitor in place (same pid and start time), and clients that connect
+    meanwhile wait in the socket's backlog until it accepts them.
+    Returns the monitor's handover argument: "A,listen,init,init_start,started,notify,
+    ptys..." once init runs; "F,init,error,notify,ptys..." when the start failed (the
+    monitor cleans up and reports, as if the failure were its own)."""
+    import _socket
+    import time
+
+    from .state import _start_time, write_file
+    init = 0
+    mine.settimeout(float(plan.get("handshake_timeout", 30)))
+    try:
+        kind, msg = _recv(mine)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        if kind == "forked":
+            init = int(msg["pid"])
+            kind, msg = _recv(mine)
+            if kind == "eof":           # its end was close-on-exec: init runs
+                kind = "ok"
+        elif kind != "error":
+            kind, msg = "error", {"step": "fork init", "message":
+                                  "the namespace helper exited before forking init"}
+    except TimeoutError:
+        kind, msg = "error", {"step": "handshake", "message": "the container did not answer in "
+                              "time (handshake timeout)"}
+    finally:
+        mine.close()
+    nfd = -1
+    if notifier is not None:
+        if kind == "ok":
+            notifier.started(init)
+        nfields = notifier.fields()
+        nfd = notifier.sock.detach()
+        os.set_inheritable(nfd, True)
+    tail = [str(nfd)]
+    for master, slave, path in ptys:
+        os.set_inheritable(master, True)
+        os.set_inheritable(slave, True)
+        tail.append(f"{master}:{slave}:{path}")
+    if kind != "ok":
+        return ",".join(["F", str(init), proto.encode(kind, **msg).hex()] + tail)
+    init_start = _start_time(init)
+    started = time.time()
+    sock_path = os.path.join(run_dir, state.SOCKET)
+    try:
+        os.unlink(sock_path)
+    except FileNotFoundError:
+        pass
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    listener.bind(sock_path)
+    os.chmod(sock_path, 0o600)
+    listener.listen(64)
+    write_file(run_dir, {
+        "state": "RUNNING", "monitor_pid": os.getpid(),
+        "monitor_start": _start_time(os.getpid()), "pid": init, "pid_start": init_start or "",
+        "cgroup": plan.get("cgroup") or "", "console_log": plan.get("console_log") or "",
+        "started": f"{started:.3f}", "monitor_cgroup": plan.get("monitor_cgroup") or "",
+        "name": plan["name"], "lxpath": plan["lxpath"],
+        **(nfields if notifier is not None else {})})
+    try:
+        os.write(status_fd, proto.encode("ok", pid=init))
+    except OSError:
+        pass
+    os.close(status_fd)
+    os.close(lock_fd)
+    lfd = listener.detach()
+    os.set_inheritable(lfd, True)
+    return ",".join(["A", str(lfd), str(init), str(init_start or ""), f"{started:.6f}"] + tail)
+
+
+def _recv(sock) -> tuple[str, dict[str, str]]:
+    try:
+        return proto.recv(sock)
+    except ConnectionResetError:
+        return "eof", {}
 
 
 def _boot() -> str:
