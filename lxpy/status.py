@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .container import Container
+
+TYPE_CHECKING = False  # typing costs every command ~5 ms of import
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Status:

@@ -13,12 +13,16 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from collections import namedtuple
 from collections.abc import Iterable
 
 from .. import log as _log
 from ..errors import CgroupError
 from ..record import Record
+
+TYPE_CHECKING = False  # typing costs every command ~5 ms of import
+if TYPE_CHECKING:
+    from typing import Any
 
 log = _log.get("lxpy.cgroups")
 
@@ -65,18 +69,14 @@ class Write(Record):
         return f"{self.file} = {self.value}  ({self.key})"
 
 
-class CgroupMount(NamedTuple):
+class CgroupMount(namedtuple("CgroupMount", "source target fstype flags data")):
     """One step of the cgroup filesystem set-up inside a container, as data.
 
     fstype "symlink": source is the link text, target the link. fstype "remount": target
     is remounted with flags. Otherwise a mount(source, target, fstype, flags, data).
     Targets are absolute paths inside the container ("/sys/fs/cgroup/memory")."""
 
-    source: str
-    target: str
-    fstype: str
-    flags: int
-    data: str
+    __slots__ = ()
 
 
 # ---------------------------------------------------------------------------

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from .. import log as _log
 from ..errors import CgroupError
 from . import devices
 from .base import (CPU_PERIOD_US, FREEZE_TIMEOUT, Cgroup, CgroupDriver, CgroupMount,
                    Hierarchy, Write, keyed, read_int, read_opt, write_file)
+
+TYPE_CHECKING = False  # typing costs every command ~5 ms of import
+if TYPE_CHECKING:
+    from typing import Any
 
 log = _log.get("lxpy.cgroups")
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
 
 from .. import log as _log
 from ..container import CONFIG_NAME, Container
 from ..errors import LockBusy, StorageError
 from .copy import is_empty_dir, remove_tree
+
+TYPE_CHECKING = False  # typing costs every command ~5 ms of import
+if TYPE_CHECKING:
+    from typing import Any
 
 log = _log.get("lxpy.storage")
 

@@ -15,13 +15,16 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .. import log as _log
 from ..container import CONFIG_NAME, Container
 from ..errors import StorageError, UsageError
 from .clone import TMP, require_stopped, sweep
 from .copy import remove_tree, tree_usage
+
+TYPE_CHECKING = False  # typing costs every command ~5 ms of import
+if TYPE_CHECKING:
+    from typing import Any
 
 log = _log.get("lxpy.storage")
 
