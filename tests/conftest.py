@@ -41,7 +41,7 @@ def cache_dir(session_dir) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def lxpy_env(session_dir, cache_dir):
+def lxpy_env(session_dir, cache_dir, _nothing_left_by_the_run):
     """Isolate every lxpy command of the test run from the host's own set-up."""
     # The test run's own managed bridge and subnet, never the host's lxpybr0.
     n = os.getpid() % 250 + 1
@@ -75,10 +75,79 @@ def lxpy_env(session_dir, cache_dir):
             os.environ[k] = v
 
 
+# -- nothing leaks: what the whole test run leaves on the host ---------------------------
+# Every lxpath a test used (their run dirs are /run/lxpy/<hash of the lxpath>/...), and what
+# the run owns: its cgroup parent, its temp dir (mounts, processes), /run/lxpy/net.
+_LXPATHS: set[str] = set()
+
+
+def _run_hash(lxpath: str) -> str:
+    import hashlib
+    return hashlib.sha256(os.fsencode(os.path.realpath(lxpath))).hexdigest()[:12]
+
+
+def _leftovers(base: str, parent: str) -> set[str]:
+    out = set()
+    for lp in _LXPATHS:
+        d = f"/run/lxpy/{_run_hash(lp)}"
+        if os.path.lexists(d):
+            out.add(f"run dir {d} (of {lp}): {sorted(os.listdir(d))}")
+    hashes = {_run_hash(lp) for lp in _LXPATHS}
+    net = Path("/run/lxpy/net")
+    bridge = net / f"lxpyts{os.getpid() % 250 + 1}"      # lxpy_env's bridge
+    if bridge.exists():
+        out.add(f"dnsmasq state {bridge}")
+    for f in list(net.glob("containers/*.json")) + list(net.glob("forwards/*.json")):
+        try:
+            text = f.read_text()
+        except OSError:
+            continue
+        if f.name.split("-")[0] in hashes or any(h in text for h in hashes):
+            out.add(f"network record {f}")
+    for h in Path("/sys/fs/cgroup").iterdir():
+        if (h / parent).is_dir():
+            out.add(f"cgroup {h / parent}: "
+                    f"{sorted(x.name for x in (h / parent).iterdir() if x.is_dir())}")
+    base += "/"
+    ours = [base] + [f"/run/lxpy/{h}/" for h in hashes]
+    with open("/proc/self/mountinfo") as f:
+        out.update(f"mount {line.split()[4]}" for line in f
+                   if any(o in line.split()[4] + "/" for o in ours))
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and int(p.name) != os.getpid():
+            try:
+                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(o in cmd for o in ours):
+                out.add(f"process {p.name}: {cmd[:200]}")
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_by_the_run(tmp_path_factory):
+    """After the whole run, nothing the run made may be left: no run dir, network record,
+    cgroup, mount or process (lxpy_env, which stops the run's bridge and removes its cgroup
+    parent, depends on this fixture: it is torn down before this check). A failure here
+    fails the run."""
+    if not _is_root():
+        yield
+        return
+    base = str(tmp_path_factory.getbasetemp())
+    parent = f"lxpy-test-{os.getpid()}"
+    before = _leftovers(base, parent)
+    yield
+    left = _leftovers(base, parent) - before
+    if left:
+        pytest.fail("the test run left this behind:\n  " + "\n  ".join(sorted(left)),
+                    pytrace=False)
+
+
 @pytest.fixture
 def lxpath(tmp_path) -> Path:
     p = tmp_path / "lxpath"
     p.mkdir()
+    _LXPATHS.add(str(p))
     yield p
     # Whatever a test left running: stop it, so nothing leaks into the next test.
     for c in sorted(p.iterdir()) if p.exists() else []:

@@ -13,12 +13,14 @@ containers without interfaces never pay for it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import ipaddress
 import json
 import os
 import re
-from contextlib import ExitStack, suppress
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +132,8 @@ def _live_records() -> list[dict[str, Any]]:
             out.append(rec)
         else:
             _unlink(f)      # its container is gone (a killed monitor, a forked helper)
+    if not out:
+        prune(d)
     return out
 
 
@@ -151,10 +155,51 @@ def on_bridge(bridge: str) -> list[tuple[str, list[str]]]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    for attempt in range(5):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.write_text(json.dumps(data, indent=1))
+            break
+        except FileNotFoundError:   # prune() took the empty directory meanwhile
+            if attempt == 4:
+                raise
     os.replace(tmp, path)
+
+
+@contextmanager
+def dir_lock(d: Path) -> Iterator[None]:
+    """flock on the directory d itself (no lock file left behind). The holder removes d
+    on the way out when it is empty (prune), so a waiter checks that what it locked is
+    still the directory there, else it locks the new one."""
+    while True:
+        d.mkdir(parents=True, exist_ok=True)
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            st, mine = os.stat(d), os.fstat(fd)
+            if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        prune(d)
+        os.close(fd)
+
+
+def prune(d: Path) -> None:
+    """Remove d, then run_root(), when they are empty: once the last container, device
+    and forward record is gone nothing of lxpy's network stays under /run. A writer that
+    made the directory just before it went tries again (_write_json, phys._write_state);
+    forward's lock re-checks the directory it locked."""
+    for p in (d, run_root()):
+        try:
+            os.rmdir(p)
+        except OSError:
+            return
 
 
 # ---------------------------------------------------------------------------
@@ -566,6 +611,7 @@ def cleanup_stale() -> dict[str, list[str]]:
             _unlink(f)
             done["records"].append(rec.get("container", f.stem))
             changed_managed |= any(i.get("managed") for i in rec.get("ifaces", []))
+    prune(d)
     from . import forward
     done["forwards"] = forward.cleanup_stale()
     if changed_managed:
@@ -605,6 +651,7 @@ def teardown(name: str, lxpath: Path | str | None = None, wait: float = 3.0) -> 
                     done.append(f"phys {i['link']}")
     if rec:
         _unlink(path)
+        prune(path.parent)
         if any(i.get("managed") for i in ifaces):
             from . import dnsmasq
             with suppress(Exception):

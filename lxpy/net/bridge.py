@@ -5,15 +5,13 @@ exactly that (a bridge that existed before start is left, only our address goes)
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import ipaddress
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, suppress
 from typing import Any
 
 from ..errors import NetworkError
@@ -82,18 +80,10 @@ def ruleset(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def _locked() -> Iterator[None]:
-    """One lxpy-net start/stop at a time (flock on /run/lxpy/net itself: no lock file)."""
-    from . import run_root
-    d = run_root()
-    d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+def _locked():
+    """One lxpy-net start/stop at a time (see dir_lock: on /run/lxpy/net itself)."""
+    from . import dir_lock, run_root
+    return dir_lock(run_root())
 
 
 def start() -> dict[str, Any]:

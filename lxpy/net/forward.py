@@ -10,12 +10,10 @@ routes a ::1 source off the host."""
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import json
 import os
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +28,10 @@ def state_dir() -> Path:
     return run_root() / "forwards"
 
 
-@contextmanager
-def _locked() -> Iterator[None]:
-    d = state_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # no lock file left behind
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+def _locked():
+    """One change of the forwards at a time (see dir_lock)."""
+    from . import dir_lock
+    return dir_lock(state_dir())
 
 
 def _records() -> list[tuple[Path, dict[str, Any]]]:

@@ -21,11 +21,15 @@ def state_dir() -> Path:
 
 
 def _write_state(name: str, data: dict) -> None:
-    d = state_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d / f".{name}.json.tmp"
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, d / f"{name}.json")
+    from . import _write_json
+    _write_json(state_dir() / f"{name}.json", data)
+
+
+def _forget(f: Path) -> None:
+    from . import prune
+    with suppress(FileNotFoundError):
+        f.unlink()
+    prune(f.parent)
 
 
 def _records() -> list[tuple[Path, dict]]:
@@ -126,8 +130,7 @@ def give_back(name: str, nsfd: int | None = None, pid: int | None = None,
         if time.monotonic() >= deadline:
             return False      # cleanup_stale() finishes the job later
         time.sleep(0.05)
-    with suppress(FileNotFoundError):
-        f.unlink()
+    _forget(f)
     return True
 
 
@@ -157,7 +160,6 @@ def cleanup_stale() -> list[str]:
             continue
         with suppress(Exception):
             _restore_on_host(rec)
-        with suppress(FileNotFoundError):
-            f.unlink()
+        _forget(f)
         done.append(rec.get("name", f.stem))
     return done
