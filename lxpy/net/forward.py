@@ -121,7 +121,12 @@ def _replaces(r: dict[str, Any], port: int, ipv4: str | None, ipv6: str | None) 
 
 def _replace_error(r: dict[str, Any], what: str = "") -> NetworkError:
     proto, hp, name = r.get("proto"), r.get("host_port"), r.get("container")
-    hint = (f"remove it first: lxpy-net forward remove {name} {proto} {hp}"
+    where = ""
+    if r.get("lxpath"):
+        from ..paths import default_lxpath
+        if os.path.realpath(r["lxpath"]) != os.path.realpath(default_lxpath()):
+            where = f"-P {r['lxpath']} "
+    hint = (f"remove it first: lxpy-net {where}forward remove {name} {proto} {hp}"
             if r.get("owner") != "config" else
             f"it is {name}'s net.N.forward; change it there, or pick another host port")
     to = r.get("ipv4") or f"[{r.get('ipv6')}]"

@@ -678,7 +678,8 @@ def test_forward_add_refuses_a_replacement_and_a_host_service(managed, lxpath, l
         r = lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:8080", check=False)
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert f"{sub}.43:80" in r.stderr
-        assert f"lxpy-net forward remove fwr tcp {hp}" in r.stderr
+        # the hint names the lxpath (-P) the container is in: it works as printed
+        assert f"lxpy-net -P {lxpy.lxpath} forward remove fwr tcp {hp}" in r.stderr
         assert forward.list_all() == before
     finally:
         lxpy("net", "forward", "remove", "fwr", "tcp", str(hp), check=False)
