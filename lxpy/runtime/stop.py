@@ -69,6 +69,13 @@ def stop(container, timeout: float | None = None, kill: bool = False, wait: bool
             raise StateError(f"container {container.name!r}: {msg.get('message')}")
         if kind != "ok":
             if kind == "eof":
+                # The monitor went away without an answer: it exited (the container
+                # stopped), or it died (killed, or its exec failed right after lxpy-start
+                # reported): then init may still run, and is stopped from here.
+                s.close()
+                info = state.query(container)
+                if info.state != "STOPPED" and not info.monitor_alive and not reboot:
+                    _stop_orphan(container, info, timeout, kill)
                 return
             raise StateError(f"container {container.name!r}: unexpected answer {kind!r}")
         if not wait or reboot:
