@@ -56,9 +56,9 @@ class Container:
     @property
     def config(self):
         if self._config is None:
-            from .config.load import load
+            from .config.cache import load
             self.require()
-            self._config = load(self.config_path)
+            self._config = load(str(self.config_path))
         return self._config
 
     def reload(self):

@@ -48,6 +48,25 @@ class SystemConfig(Record):
 @cache
 def system_config() -> SystemConfig:
     path = Path(os.environ.get("LXPY_CONFIG", SYSTEM_CONFIG))
+    from .config.cache import system_values
+    v = system_values(str(path), lambda: _system_values(path))
+    return SystemConfig(
+        lxpath=Path(os.environ.get("LXPY_PATH") or v["lxpath"]),
+        cache=Path(os.environ.get("LXPY_CACHE") or v["cache"]),
+        backend=str(v["backend"]),
+        cgroup_parent=str(os.environ.get("LXPY_CGROUP_PARENT") or v["cgroup_parent"]),
+        log_dir=Path(os.environ.get("LXPY_LOG_DIR") or v["log_dir"]),
+        bridge=str(v["net.bridge"]),
+        subnet=str(v["net.subnet"]),
+        dhcp_range=str(v["net.dhcp_range"]),
+        domain=str(v["net.domain"]),
+        ipv6=bool(v["net.ipv6"]),
+        source=str(path),
+    )
+
+
+def _system_values(path: Path) -> dict:
+    """The system config file's settings over the defaults, flat ("net.bridge")."""
     data: dict = {}
     if path.is_file():
         import tomllib
@@ -73,20 +92,7 @@ def system_config() -> SystemConfig:
             near = difflib.get_close_matches(k, known, 1)
             raise ConfigError(f"{path}: {k!r} is not a system setting"
                               + (f" (did you mean {near[0]}?)" if near else ""))
-    v = {**known, **flat}
-    return SystemConfig(
-        lxpath=Path(os.environ.get("LXPY_PATH") or v["lxpath"]),
-        cache=Path(os.environ.get("LXPY_CACHE") or v["cache"]),
-        backend=str(v["backend"]),
-        cgroup_parent=str(os.environ.get("LXPY_CGROUP_PARENT") or v["cgroup_parent"]),
-        log_dir=Path(os.environ.get("LXPY_LOG_DIR") or v["log_dir"]),
-        bridge=str(v["net.bridge"]),
-        subnet=str(v["net.subnet"]),
-        dhcp_range=str(v["net.dhcp_range"]),
-        domain=str(v["net.domain"]),
-        ipv6=bool(v["net.ipv6"]),
-        source=str(path),
-    )
+    return {**known, **flat}
 
 
 def default_lxpath() -> Path:

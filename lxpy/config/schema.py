@@ -8,11 +8,11 @@ phrase that goes after "<key>: " in the error message.
 from __future__ import annotations
 
 import re
-import signal
 from collections.abc import Callable
 from typing import Any
 
 from ..record import Record
+from .signals import parse_signal
 
 # ---------------------------------------------------------------------------
 # Kinds
@@ -159,33 +159,7 @@ def _cmd(v: Any) -> tuple[str, ...]:
     return t
 
 
-def parse_signal(v: Any) -> int:
-    """'SIGRTMIN+3', 'RTMIN+3', 'SIGPWR', 'TERM' or a number -> signal number."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        if 1 <= v <= signal.SIGRTMAX:
-            return v
-        raise ValueError(f"{v} is not a signal number")
-    if not isinstance(v, str):
-        raise ValueError(f"{v!r} is not a signal")
-    s = v.strip().upper()
-    if s.isdigit():
-        return parse_signal(int(s))
-    if not s.startswith("SIG"):
-        s = "SIG" + s
-    m = re.fullmatch(r"SIGRTMIN(?:\+(\d+))?", s)
-    if m:
-        n = signal.SIGRTMIN + int(m.group(1) or 0)
-        if n <= signal.SIGRTMAX:
-            return n
-    m = re.fullmatch(r"SIGRTMAX(?:-(\d+))?", s)
-    if m:
-        n = signal.SIGRTMAX - int(m.group(1) or 0)
-        if n >= signal.SIGRTMIN:
-            return n
-    try:
-        return int(signal.Signals[s])
-    except KeyError:
-        raise ValueError(f"{v!r} is not a signal (like SIGRTMIN+3, SIGPWR, SIGTERM)") from None
+# parse_signal: in signals.py (lxpy-start and lxpy-stop use it without this table)
 
 
 def _signal_name(v: Any) -> str:

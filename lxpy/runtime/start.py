@@ -103,7 +103,7 @@ def _env(cfg, name: str, tty_max: int) -> dict[str, str]:
 
 def build_plan(container, cfg, *, cgroup, app_cmd: list[str] | None,
                share_pids: dict[str, int], console_log: str | None) -> dict:
-    from ..config import parse_signal
+    from ..config.signals import parse_signal
     nets = list(cfg.net)
     ns_create = list(cfg.namespaces.create)
     share = dict(cfg.namespaces.share)

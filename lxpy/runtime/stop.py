@@ -135,7 +135,7 @@ def _stop_orphan(container, info: state.StateInfo, timeout: float | None, kill: 
 
 def _halt_signal(container) -> int:
     try:
-        from ..config import parse_signal
+        from ..config.signals import parse_signal
         return parse_signal(container.config.init.halt_signal)
     except Exception:  # noqa: BLE001
         return signal.SIGRTMIN + 3

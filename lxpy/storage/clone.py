@@ -442,7 +442,7 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
             raise ContainerExists(f"container {new_name!r} already exists in {dst.lxpath}",
                                   "pick another name, or lxpy-destroy it first")
         require_stopped(src, "copying it", allow_running)
-        src_cfg = load(src.config_path)
+        src_cfg = src.reload()
         sb = for_config(src_cfg)
         if snapshot:
             tb = get(backend) if backend else (sb if sb.name == "btrfs" else get("overlay"))

@@ -329,3 +329,28 @@ def test_closest_ranking():
     assert closest("abc", ["xyz"]) is None
     # a longer common prefix wins a tie of similarity
     assert closest("memory", ["zemory", "memorz"]) == "memorz"
+
+
+def test_parse_signal_knows_every_signal_by_name_and_number():
+    """config.signals reads _signal's names (no enum import): the same as signal.Signals."""
+    import signal
+
+    from lxpy.config.signals import parse_signal
+    for sig in signal.Signals:
+        assert parse_signal(sig.name) == sig.value
+        assert parse_signal(sig.name[3:].lower()) == sig.value
+        assert parse_signal(str(sig.value)) == sig.value
+    assert parse_signal("RTMIN+3") == signal.SIGRTMIN + 3
+    assert parse_signal("SIGRTMAX-1") == signal.SIGRTMAX - 1
+    for bad in ("SIG_DFL", "SIGRTMIN+", "SIGRTMAX+1", "SIGRTMIN-1", "NOPE", 0, True, None):
+        with pytest.raises(ValueError):
+            parse_signal(bad)
+
+
+def test_the_light_config_view_knows_the_tables_of_the_schema():
+    """view.py (what a cached config is built from) does not import the settings table:
+    its list tables and section names must be the table's."""
+    from lxpy.config import schema, view
+    assert set(view.LISTS) == set(schema.LIST_SECTIONS)
+    assert "limits" in view.sections() and "limits.raw" in view.sections()
+    assert all(k.rsplit(".", 1)[0] in view.sections() for k in schema.BY_KEY if "." in k)

@@ -1,0 +1,177 @@
+"""A container's parsed config, kept beside its config.toml while nothing it came from has
+changed: most commands (lxpy-start, -execute, -info, -ls -f, -stop, -copy) then skip
+tomllib, the settings table and the validation (with what they import, ~15-20 ms of each
+command here) and build the Config from marshal data.
+
+<container dir>/.config.cache holds the Config's plain data and what it was made from:
+  - every file merged (config.toml and the profiles it includes, transitively): inode,
+    size, mtime and ctime;
+  - the profile directories searched (LXPY_PROFILES, /etc/lxpy/profiles, the shipped
+    ones): inode and mtime, or None when absent (a profile added there can shadow another);
+  - this code: size and mtime of the config layer's modules (an upgrade can change what a
+    file means).
+A hit needs all of them equal; anything else (no file, another owner, garbage) is a miss
+and the config is parsed as always. Copies of a container dir cannot hit: config.toml's
+inode differs.
+
+Racy timestamps: file times come from a coarse kernel clock, so an edit made in the same
+tick as the cache was written could leave every key equal. No entry is written while any
+file or directory it depends on changed less than RACY seconds ago (as git does with its
+index): a later edit then always changes a time.
+
+The system config (/etc/lxpy/lxpy.toml or $LXPY_CONFIG) gets the same treatment for its
+few values, in /run/lxpy (it is needed before any container is known: its lxpath).
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .view import Config
+
+FORMAT = 1
+NAME = ".config.cache"
+RACY = 2.0
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_CODE = ("cache.py", "load.py", "schema.py", "view.py", "../paths.py")
+
+
+def _stat(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _code_key() -> tuple:
+    return tuple(_stat(os.path.join(_HERE, f)) for f in _CODE)
+
+
+def profile_dirs() -> list[str]:
+    """Where `include = ["name"]` looks, in order (load.profile_dirs as strings)."""
+    from ..paths import shipped_dir
+    env = os.environ.get("LXPY_PROFILES")
+    dirs = [p for p in env.split(":") if p] if env else []
+    dirs += ["/etc/lxpy/profiles", "/usr/share/lxpy/config", str(shipped_dir("config"))]
+    return dirs
+
+
+def _fresh(keys, now: float) -> bool:
+    """Some time in keys is within RACY seconds of now (or in the future)."""
+    limit = (now - RACY) * 1e9
+    return any(k is not None and (k[2] > limit or k[3] > limit) for k in keys)
+
+
+def _read(path: str):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_uid != os.geteuid():
+            return None             # not ours: never unmarshal what someone else wrote
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        return marshal.loads(data)
+    except (EOFError, ValueError, TypeError):
+        return None
+
+
+def _write(path: str, obj) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            os.write(fd, marshal.dumps(obj))
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except (OSError, ValueError):      # a read-only lxpath, a full disk: no cache, no harm
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def load(config_path: str) -> Config:
+    """load.load(config_path), from the cache when it is valid (and made valid when it
+    can be)."""
+    cpath = os.path.join(os.path.dirname(config_path), NAME)
+    dirs = profile_dirs()
+    hit = _read(cpath)
+    if type(hit) is dict and hit.get("format") == FORMAT and hit.get("path") == config_path:
+        try:
+            if hit["self"] == _stat(config_path) and hit["code"] == _code_key() \
+                    and hit["dirs"] == [(d, _dir_key(d)) for d in dirs] \
+                    and all(_stat(f) == k for f, k in hit["files"]):
+                return _build(hit)
+        except (KeyError, TypeError, ValueError):
+            pass
+    from pathlib import Path
+
+    from .load import load as parse
+    cfg = parse(Path(config_path))
+    files = [(f, _stat(f)) for f in dict.fromkeys((*cfg.files, config_path))]
+    dir_keys = [(d, _dir_key(d)) for d in dirs]
+    if all(k is not None for _, k in files) and not _fresh(
+            [k for _, k in files] + [(0, 0, *k) for _, k in dir_keys if k], time.time()):
+        from .view import sections
+        _write(cpath, {
+            "format": FORMAT, "path": config_path, "self": _stat(config_path),
+            "code": _code_key(), "dirs": dir_keys,
+            "files": files, "values": cfg.values, "mount": [e._d for e in cfg.mount],
+            "net": [e._d for e in cfg.net], "merged": cfg.files, "explicit": cfg.explicit,
+            "sections": sections()})
+    return cfg
+
+
+def _dir_key(d: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(d)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ctime_ns
+
+
+def _build(hit: dict) -> Config:
+    from . import view
+    if view._SECTIONS is None:
+        view._SECTIONS = frozenset(hit["sections"])
+    return view.Config(values=hit["values"], mount=tuple(view.Entry(**d) for d in hit["mount"]),
+                       net=tuple(view.Entry(**d) for d in hit["net"]), files=hit["merged"],
+                       explicit=hit["explicit"])
+
+
+# -- the system config -------------------------------------------------------------------
+
+def system_values(path: str, parse) -> dict:
+    """parse(path) -> the system config's flat values; remembered in /run/lxpy by the
+    file's identity and times (a missing file is remembered too)."""
+    from ..paths import RUN_ROOT, sha256
+    key = _stat(path)
+    cpath = os.path.join(str(RUN_ROOT), f".system.{sha256(os.fsencode(path)).hexdigest()[:12]}")
+    hit = _read(cpath)
+    if type(hit) is dict and hit.get("format") == FORMAT and hit.get("path") == path \
+            and hit.get("key") == key and hit.get("code") == _code_key():
+        return hit["values"]
+    values = parse()
+    if key is None or not _fresh([key], time.time()):
+        try:
+            os.makedirs(str(RUN_ROOT), exist_ok=True)
+        except OSError:
+            return values
+        _write(cpath, {"format": FORMAT, "path": path, "key": key, "code": _code_key(),
+                       "values": values})
+    return values
