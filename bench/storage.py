@@ -56,7 +56,7 @@ def main() -> None:
     a = ap.parse_args()
     base = Path(a.base).resolve() if a.base else find_base()
     from lxpy import storage
-    from lxpy.config.load import load
+    from lxpy.config.loader import load
     from lxpy.storage.clone import destroy_container
     work = Path(tempfile.mkdtemp(prefix="lxpy-bench-", dir="/var/tmp"))
     img = work / "btrfs.img"

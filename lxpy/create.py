@@ -192,7 +192,7 @@ def _config_fast(rendered: str, extra: dict[str, Any] | None, rootfs_keys: dict[
 
 def create(req: CreateRequest) -> Container:
     from . import bootstrap, storage, templates
-    from .config.load import _expand, load, read_toml, validate
+    from .config.loader import _expand, load, read_toml, validate
     from .paths import system_config
 
     c = Container(req.name, req.lxpath)
@@ -258,7 +258,7 @@ def create(req: CreateRequest) -> Container:
         finally:
             if not made:
                 try:
-                    from .config.load import load as _load
+                    from .config.loader import load as _load
                     cfgp = tmp / CONFIG_NAME
                     if cfgp.exists():
                         backend.destroy(tmp, _load(cfgp))

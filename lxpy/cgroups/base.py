@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import time
 from pathlib import Path
 from collections import namedtuple
@@ -419,7 +418,7 @@ class Cgroup:
                 break
             for pid in pids:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, 9)    # SIGKILL (the signal module: ~3 ms of enums)
                 except ProcessLookupError:
                     pass
             try:

@@ -5,8 +5,8 @@ The names below are imported on first use (PEP 562): `lxpy.config.cache` and
 pull in the settings table, tomllib or typing with this package."""
 
 _WHERE = {
-    "Config": "view", "load": "load", "load_data": "load", "merge": "load",
-    "validate": "load", "SETTINGS": "schema", "Setting": "schema", "format_size": "schema",
+    "Config": "view", "load": "loader", "load_data": "loader", "merge": "loader",
+    "validate": "loader", "SETTINGS": "schema", "Setting": "schema", "format_size": "schema",
     "parse_signal": "signals", "parse_size": "schema",
 }
 

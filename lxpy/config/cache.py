@@ -37,7 +37,7 @@ FORMAT = 1
 NAME = ".config.cache"
 RACY = 2.0
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_CODE = ("cache.py", "load.py", "schema.py", "view.py", "../paths.py")
+_CODE = ("cache.py", "loader.py", "schema.py", "view.py", "../paths.py")
 
 
 def _stat(path: str) -> tuple[int, int, int, int] | None:
@@ -121,7 +121,7 @@ def load(config_path: str) -> Config:
             pass
     from pathlib import Path
 
-    from .load import load as parse
+    from .loader import load as parse
     cfg = parse(Path(config_path))
     files = [(f, _stat(f)) for f in dict.fromkeys((*cfg.files, config_path))]
     dir_keys = [(d, _dir_key(d)) for d in dirs]

@@ -19,7 +19,7 @@ def _setting_for(key: str) -> tuple[Setting, list[str | int]]:
                               f"{parts[-1] if len(parts) > 1 else 'KEY'}")
         table = {s.key: s for s in LIST_SECTIONS[parts[0]]}
         if parts[2] not in table:
-            from .load import _did_you_mean
+            from .loader import _did_you_mean
             raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}")
         return table[parts[2]], [parts[0], int(parts[1]), parts[2]]
     if key not in BY_KEY:
@@ -27,7 +27,7 @@ def _setting_for(key: str) -> tuple[Setting, list[str | int]]:
         entry = map_entry(key)
         if entry is not None:           # environment.FOO: one entry of a table
             return MAP_ENTRY, [*entry[0].split("."), entry[1]]
-        from .load import _did_you_mean
+        from .loader import _did_you_mean
         raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}",
                           "lxpy-config help lists the keys")
     return BY_KEY[key], parts
@@ -180,7 +180,7 @@ def _remove(doc, path_parts: list[str | int]) -> bool:
 def set_keys(path: Path, changes: dict[str, Any], unset: list[str] = ()) -> None:
     """Set (and unset) dotted keys in path, keeping comments and order; the result is
     validated (with profiles) before it replaces the file."""
-    from .load import _expand, validate
+    from .loader import _expand, validate
     path = Path(path)
     doc = _doc(path)
     for key, text in changes.items():

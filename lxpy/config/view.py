@@ -107,7 +107,7 @@ class Config(Record):
             from .schema import map_entry
             entry = map_entry(key)
             if entry is None:
-                from .load import _did_you_mean
+                from .loader import _did_you_mean
                 raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}")
             table, name = entry
             if name not in (self.values.get(table) or {}):
@@ -122,7 +122,7 @@ class Config(Record):
 
     def to_dict(self, explicit_only: bool = False) -> dict[str, Any]:
         """The effective config as nested plain data, ready for TOML or JSON."""
-        from .load import _plain, _set_nested
+        from .loader import _plain, _set_nested
         from .schema import BY_KEY, LIST_SECTIONS
         out: dict[str, Any] = {}
         for key, value in self.values.items():

@@ -17,8 +17,12 @@ modules it needs (ctypes wrappers, config, cgroups) cost the monitor no memory.
 from __future__ import annotations
 
 import os
-import signal
 import stat
+
+try:  # the C module: the signal wrapper's enums cost every start ~3 ms
+    import _signal as signal
+except ImportError:  # pragma: no cover - another Python implementation
+    import signal  # type: ignore[no-redef]
 
 from . import cgjoin, proto
 

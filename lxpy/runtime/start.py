@@ -467,7 +467,7 @@ def _prefork(plan: dict, run_dir: str, early: tuple[int, int] | None = None) -> 
     pid, born_in = fork_payload(plan)
     if pid == 0:
         try:
-            import signal
+            import _signal as signal
 
             from . import child
             mine.close()

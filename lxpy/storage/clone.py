@@ -426,7 +426,7 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
     from contextlib import ExitStack
 
     from ..config.edit import write_new
-    from ..config.load import load
+    from ..config.loader import load
     from ..errors import ContainerExists, UsageError
     from . import for_config, get
     src.require()
@@ -515,7 +515,7 @@ def freeze(src: Container, src_cfg: Any) -> Any:
     writes. One atomic config replace switches it; the new empty dirs made before are
     harmless if we are killed before that. Returns the new config."""
     from ..config.edit import set_keys
-    from ..config.load import load
+    from ..config.loader import load
     from .base import rootfs_dir
     from .copy import copy_dir_attrs
     tree = rootfs_dir(src.dir, src_cfg)
@@ -555,7 +555,7 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
     if delta.is_symlink() or not delta.is_dir() or is_empty_dir(delta):
         return src_cfg           # a tmpfs delta (-e -t) is copied; an empty one is shared
     from ..config.edit import write_new
-    from ..config.load import load
+    from ..config.loader import load
     from ..linux.fsops import RENAME_EXCHANGE, renameat2
     from ..linux.mount import is_mountpoint
     from .base import rootfs_dir, split_lowers
@@ -594,7 +594,7 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
 def changes_on_tmpfs(cdir: Path) -> None:
     """Move an overlay container's delta and work dirs onto a tmpfs mounted in cdir (for
     ephemeral copies: lxpy-copy -e -t); they become symlinks to it. Destroy unmounts it."""
-    from ..config.load import load
+    from ..config.loader import load
     from ..linux.mount import MS_NODEV, MS_NOSUID, mount
     from .copy import copy_tree
     cfg = load(cdir / CONFIG_NAME)
@@ -617,7 +617,7 @@ def rename_container(src: Container, new_name: str, keep_hostname: bool = False)
     from contextlib import ExitStack
 
     from ..config.edit import write_new
-    from ..config.load import load
+    from ..config.loader import load
     from ..errors import ContainerExists, StorageError, UsageError
     from . import for_config
     src.require()
@@ -684,7 +684,7 @@ def rename_container(src: Container, new_name: str, keep_hostname: bool = False)
 def undo_rename(lxpath: Path, tmp: Path) -> None:
     """Put an interrupted rename back under the old name, with its old config and files."""
     from ..config.edit import write_new
-    from ..config.load import load
+    from ..config.loader import load
     from . import for_config
     if not tmp.exists():
         return

@@ -98,7 +98,7 @@ def get_snapshot(c: Container, name: str) -> Snapshot:
 
 def create_snapshot(c: Container, comment: str = "") -> Snapshot:
     from ..config.edit import write_new
-    from ..config.load import load
+    from ..config.loader import load
     from ..linux.fsops import RENAME_NOREPLACE, renameat2
     from . import for_config
     c.require()
@@ -150,7 +150,7 @@ def restore_snapshot(c: Container, name: str, new_name: str | None = None) -> Co
 
 def _restore_in_place(c: Container, name: str) -> Container:
     from ..config.edit import write_new
-    from ..config.load import load
+    from ..config.loader import load
     from ..linux.fsops import RENAME_EXCHANGE, renameat2
     from . import get
     from .clone import dependants
@@ -223,7 +223,7 @@ def _restore_new(c: Container, name: str, new_name: str) -> Container:
     from contextlib import ExitStack
 
     from ..config.edit import write_new
-    from ..config.load import load
+    from ..config.loader import load
     from ..errors import ContainerExists
     from . import get
     from .clone import (HOST_FILES, new_tmp, publish, render_config, run_clone_hooks,

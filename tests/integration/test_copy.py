@@ -10,7 +10,7 @@ import tomllib
 
 import pytest
 
-from lxpy.config.load import load
+from lxpy.config.loader import load
 from lxpy.storage import for_config
 from tests.conftest import Runner
 from tests.integration.test_storage_helpers import (  # noqa: F401 - fixture

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from lxpy import storage
-from lxpy.config.load import load
+from lxpy.config.loader import load
 from lxpy.linux.mount import is_mountpoint, mounts_under, umount2
 from tests.integration.test_storage_helpers import (  # noqa: F401 - fixture
     btrfs_lxpath,

@@ -94,7 +94,7 @@ def tree_sum(root: Path, with_dir_times: bool = True, file_times: bool = True) -
 
 def container_sum(lxpath: Path, name: str, file_times: bool = True) -> str:
     """The checksum of a container's tree as the container sees it (overlays mounted)."""
-    from lxpy.config.load import load
+    from lxpy.config.loader import load
     from lxpy.storage import for_config
     cdir = lxpath / name
     cfg = load(cdir / "config.toml")

@@ -87,14 +87,18 @@ def test_signals():
 
 
 @pytest.mark.parametrize("data,expect", [
-    ({"limits": {"memroy": "1G"}}, "'limits.memroy' is not a config key (did you mean limits.memory?)"),
+    ({"limits": {"memroy": "1G"}},
+     "'limits.memroy' is not a config key (did you mean limits.memory?)"),
     ({"limits": {"memory": "lots"}}, "limits.memory: 'lots' is not a size"),
     ({"hostnmae": "x"}, "did you mean hostname?"),
-    ({"limits": {"cpu_weight": 0}}, "limits.cpu_weight: 0 is out of range (allowed: from 1 to 10000)"),
+    ({"limits": {"cpu_weight": 0}},
+     "limits.cpu_weight: 0 is out of range (allowed: from 1 to 10000)"),
     ({"namespaces": {"create": ["mnt", "nett"]}}, "'nett' is not a namespace"),
-    ({"net": [{"type": "veth", "ipv4": ["10.0.3.500/24"]}]}, "net.0.ipv4: '10.0.3.500/24' is not an IPv4 address"),
+    ({"net": [{"type": "veth", "ipv4": ["10.0.3.500/24"]}]},
+     "net.0.ipv4: '10.0.3.500/24' is not an IPv4 address"),
     ({"net": [{"tpye": "veth"}]}, "net.0.'tpye' is not a config key (did you mean net.0.type?)"),
-    ({"security": {"cap_drop": ["sys_tmie"]}}, "'sys_tmie' is not a capability (did you mean sys_time?)"),
+    ({"security": {"cap_drop": ["sys_tmie"]}},
+     "'sys_tmie' is not a capability (did you mean sys_time?)"),
     ({"idmap": {"uid": [[0, 100000, 65536]]}}, "set both idmap.uid and idmap.gid"),
     ({"limits": {"memory": "1G", "memory_swap": "512M"}}, "memory_swap must be at least"),
     ({"mount": [{"source": "/x"}]}, "has no target"),
@@ -275,7 +279,7 @@ def test_config_cli_help_lists_every_key():
 
 def test_profiles_are_reread_when_they_change(tmp_path, monkeypatch):
     # lxpy-ls -f parses each profile once per process; a change must still be seen
-    from lxpy.config.load import load
+    from lxpy.config.loader import load
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
@@ -323,7 +327,7 @@ def test_did_you_mean_picks_the_nearest_and_breaks_ties_by_schema_order(tmp_path
 
 
 def test_closest_ranking():
-    from lxpy.config.load import closest
+    from lxpy.config.loader import closest
     assert closest("gateway", ["gateway6", "gateway4"]) == "gateway6"    # first listed wins
     assert closest("gateway", ["gateway4", "gateway6"]) == "gateway4"
     assert closest("abc", ["xyz"]) is None
@@ -354,3 +358,14 @@ def test_the_light_config_view_knows_the_tables_of_the_schema():
     assert set(view.LISTS) == set(schema.LIST_SECTIONS)
     assert "limits" in view.sections() and "limits.raw" in view.sections()
     assert all(k.rsplit(".", 1)[0] in view.sections() for k in schema.BY_KEY if "." in k)
+
+
+def test_the_lazy_package_gives_functions_not_submodules():
+    """lxpy.config imports its parts on first use: its names are the functions whatever
+    was imported before (a submodule named like a function would shadow it)."""
+    import lxpy.config.cache  # noqa: F401
+    import lxpy.config.loader  # noqa: F401
+    from lxpy.config import Config, load, load_data, parse_signal, parse_size
+    assert callable(load) and load.__module__ == "lxpy.config.loader"
+    assert callable(load_data) and parse_signal("TERM") == 15 and parse_size("1K") == 1024
+    assert Config.__module__ == "lxpy.config.view"

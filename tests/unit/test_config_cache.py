@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lxpy.config import cache
-from lxpy.config.load import load as parse
+from lxpy.config.loader import load as parse
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -156,7 +156,7 @@ def test_a_warm_load_imports_neither_tomllib_nor_the_settings_table(setup):
             "c.RACY = 0; cfg = c.load(sys.argv[2]); "
             "print(cfg.hostname, cfg.limits.pids, cfg.net[0].type, "
             "sorted(m for m in ('tomllib', 'typing', 'lxpy.config.schema', "
-            "'lxpy.config.load') if m in sys.modules))")
+            "'lxpy.config.loader') if m in sys.modules))")
     env = dict(os.environ, LXPY_PROFILES=str(prof))
     run = [sys.executable, "-I", "-S", "-c", code, str(REPO), str(cfg)]
     cold = subprocess.run(run, capture_output=True, text=True, env=env, check=True).stdout
