@@ -241,7 +241,7 @@ def create(req: CreateRequest) -> Container:
             if text is None:
                 text = _config_tomlkit(rendered, extra, rootfs_keys, tmpl.name)
             cfg_path = tmp / CONFIG_NAME
-            from .config.edit import write_new
+            from .config.atomic import write_new
             write_new(cfg_path, text)
             cfg = load(cfg_path)
             context["hostname"] = cfg.hostname or req.name

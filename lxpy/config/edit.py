@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .atomic import _atomic_write, write_new  # noqa: F401 - write_new re-exported
 from .schema import BY_KEY, LIST_SECTIONS, Setting
 
 
@@ -64,40 +64,6 @@ def coerce(setting: Setting, key: str, text: Any) -> Any:
     except ValueError as e:
         raise ConfigError(f"{key}: {e}") from None
     return value
-
-
-def _mkstemp(path: Path) -> tuple[int, str]:
-    """tempfile.mkstemp(prefix=".NAME.", dir=path's dir) without importing tempfile (shutil,
-    random, weakref: ~5 ms of lxpy-copy and lxpy-snapshot)."""
-    for _ in range(100):
-        tmp = f"{os.fspath(path.parent)}/.{path.name}.{os.urandom(4).hex()}"
-        try:
-            return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                           | os.O_CLOEXEC, 0o600), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = _mkstemp(path)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            st = path.stat()
-            os.chmod(tmp, st.st_mode & 0o7777)
-        except FileNotFoundError:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _doc(path: Path):
@@ -198,7 +164,3 @@ def set_keys(path: Path, changes: dict[str, Any], unset: list[str] = ()) -> None
     merged = _expand(data, path, (path.resolve(),), files)
     validate(merged, str(path), tuple(files))
     _atomic_write(path, text)
-
-
-def write_new(path: Path, text: str) -> None:
-    _atomic_write(Path(path), text)

@@ -141,7 +141,7 @@ def new_tmp(lxpath: Path, op: str, name: str) -> Path:
 def write_json(path: Path, data: dict) -> None:
     import json
 
-    from ..config.edit import write_new
+    from ..config.atomic import write_new
     write_new(path, json.dumps(data))
 
 
@@ -425,7 +425,7 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
     """lxpy-copy: a full (default) or snapshot (-s) clone of src named new_name."""
     from contextlib import ExitStack
 
-    from ..config.edit import write_new
+    from ..config.atomic import write_new
     from ..config.loader import load
     from ..errors import ContainerExists, UsageError
     from . import for_config, get
@@ -554,7 +554,7 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
     delta = ob.delta(src.dir)
     if delta.is_symlink() or not delta.is_dir() or is_empty_dir(delta):
         return src_cfg           # a tmpfs delta (-e -t) is copied; an empty one is shared
-    from ..config.edit import write_new
+    from ..config.atomic import write_new
     from ..config.loader import load
     from ..linux.fsops import RENAME_EXCHANGE, renameat2
     from ..linux.mount import is_mountpoint
@@ -616,7 +616,7 @@ def rename_container(src: Container, new_name: str, keep_hostname: bool = False)
     puts it back under its old name."""
     from contextlib import ExitStack
 
-    from ..config.edit import write_new
+    from ..config.atomic import write_new
     from ..config.loader import load
     from ..errors import ContainerExists, StorageError, UsageError
     from . import for_config
@@ -683,7 +683,7 @@ def rename_container(src: Container, new_name: str, keep_hostname: bool = False)
 
 def undo_rename(lxpath: Path, tmp: Path) -> None:
     """Put an interrupted rename back under the old name, with its old config and files."""
-    from ..config.edit import write_new
+    from ..config.atomic import write_new
     from ..config.loader import load
     from . import for_config
     if not tmp.exists():

@@ -97,7 +97,7 @@ def get_snapshot(c: Container, name: str) -> Snapshot:
 
 
 def create_snapshot(c: Container, comment: str = "") -> Snapshot:
-    from ..config.edit import write_new
+    from ..config.atomic import write_new
     from ..config.loader import load
     from ..linux.fsops import RENAME_NOREPLACE, renameat2
     from . import for_config
@@ -149,7 +149,7 @@ def restore_snapshot(c: Container, name: str, new_name: str | None = None) -> Co
 
 
 def _restore_in_place(c: Container, name: str) -> Container:
-    from ..config.edit import write_new
+    from ..config.atomic import write_new
     from ..config.loader import load
     from ..linux.fsops import RENAME_EXCHANGE, renameat2
     from . import get
@@ -222,7 +222,7 @@ def _config_with(snap_config: Path, keys: dict[str, str], c: Container, new_dir:
 def _restore_new(c: Container, name: str, new_name: str) -> Container:
     from contextlib import ExitStack
 
-    from ..config.edit import write_new
+    from ..config.atomic import write_new
     from ..config.loader import load
     from ..errors import ContainerExists
     from . import get
