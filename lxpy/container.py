@@ -10,26 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ContainerNotFound, LockBusy, UsageError
+from .errors import ContainerNotFound, LockBusy
+from .names import _NAME_CHARS, check_name, name_ok  # noqa: F401 - re-exported
 from .paths import default_lxpath, run_dir
 
 CONFIG_NAME = "config.toml"
-# lxpy.config.schema.CONTAINER_NAME_RE without importing the settings table (a unit test
-# keeps them equal): lxpy-ls and lxpy-attach need names long before (or without) configs.
-_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-
-
-def name_ok(name: str) -> bool:
-    return 0 < len(name) <= 63 and name[0] not in "._-" and _NAME_CHARS.issuperset(name)
-
-
-def check_name(name: str) -> str:
-    if not isinstance(name, str) or not name_ok(name):
-        shown = name if isinstance(name, str) and len(name) <= 70 else f"{str(name)[:60]}..."
-        raise UsageError(f"invalid container name {shown!r}",
-                         "use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter "
-                         "or digit")
-    return name
 
 
 class Container:

@@ -38,7 +38,7 @@ COMMANDS = {
 
 # Commands called in loops by scripts: their module's fast_main(argv) is tried first (no
 # argparse/logging imports); it returns None to hand over to the usual path.
-FAST = {"attach"}
+FAST = {"attach", "stop"}
 
 
 # Commands whose work is over when run() returns: no thread left running, no temporary
@@ -46,7 +46,7 @@ FAST = {"attach"}
 # stderr are flushed, skipping the interpreter's teardown of every module it loaded (~5 ms
 # and more; lxpy-attach is called in loops, lxpy-ls / lxpy-info by scripts and monitoring,
 # lxpy-copy by scripts that make clones).
-QUICK_EXIT = {"attach", "ls", "info", "copy"}
+QUICK_EXIT = {"attach", "ls", "info", "copy", "stop"}
 
 
 def main(verb: str, argv: list[str] | None = None) -> int:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 import sys
 
+from lxpy.where import lxpath_fast as _lxpath_fast
+from lxpy.where import run_dir_of  # noqa: F401 - the tests use it here
+
 HELP = "Run a command in a running container (default: the user's shell)"
 EPILOG = """\
 examples:
@@ -26,13 +29,12 @@ in the container, 126 if it cannot be executed); 1 if attaching failed.
 
 NS_NAMES = ("user", "mnt", "pid", "uts", "ipc", "net", "cgroup", "time")
 _NS_ALIASES = {"mount": "mnt", "network": "net", "utsname": "uts"}
-_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _VAR_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
 def _name_ok(name: str) -> bool:
-    """lxpy.config.schema.CONTAINER_NAME_RE without re (a unit test keeps them equal)."""
-    return (0 < len(name) <= 63 and name[0] not in "._-" and set(name) <= _NAME_CHARS)
+    from lxpy.names import name_ok
+    return name_ok(name)
 
 
 def _var_ok(name: str) -> bool:
@@ -160,30 +162,6 @@ def _fast_parse(argv: list[str]) -> dict | None:
     if not a["name"] or not _name_ok(a["name"]):
         return None
     return a
-
-
-def _lxpath_fast(given: str | None) -> str | None:
-    """The lxpath without reading the system config, when that is possible."""
-    if given:
-        return given
-    env = os.environ.get("LXPY_PATH")
-    if env:
-        return env
-    cfg = os.environ.get("LXPY_CONFIG", "/etc/lxpy/lxpy.toml")
-    if not os.path.exists(cfg):
-        return "/var/lib/lxpy"
-    return None  # a system config exists: let lxpy.paths read it
-
-
-def run_dir_of(lxpath: str, name: str) -> str:
-    """lxpy.paths.run_dir(), without importing the config layer (a unit test keeps them
-    equal)."""
-    try:
-        from _sha256 import sha256  # the builtin one: no OpenSSL to load (Python 3.11)
-    except ImportError:
-        from hashlib import sha256
-    h = sha256(os.fsencode(os.path.realpath(lxpath))).hexdigest()[:12]
-    return f"/run/lxpy/{h}/{name}"
 
 
 def fast_main(argv: list[str]) -> int | None:

@@ -30,6 +30,44 @@ def add_arguments(p) -> None:
     p.add_argument("-W", "--nowait", action="store_true", help="do not wait for the stop")
 
 
+def fast_main(argv: list[str]) -> int | None:
+    """The usual stop (a running container, a live monitor, plain options) without the
+    container layer and the command wrapper's imports; None: the usual path."""
+    import os
+    import sys
+
+    from lxpy.names import name_ok
+    from lxpy.where import lxpath_fast, run_dir_of
+
+    from ._run import _split_extra, fast_args
+    own, extra = _split_extra(argv)
+    args = fast_args(sys.modules[__name__], own, extra)
+    if args is None or args.debug or args.logfile or args.logpriority:
+        return None
+    name = args.name or args.name_pos
+    if not name or (args.name and args.name_pos) or not name_ok(name) \
+            or (args.reboot and args.kill) or (args.timeout is not None and args.timeout < 0):
+        return None
+    lxpath = lxpath_fast(args.lxpath)
+    if lxpath is None or not os.path.isfile(os.path.join(lxpath, name, "config.toml")):
+        return None
+    from lxpy.errors import LxpyError
+    from lxpy.runtime.stop import stop_running
+    try:
+        done = stop_running(name, run_dir_of(lxpath, name), timeout=args.timeout,
+                            kill=args.kill, wait=not args.nowait, reboot=args.reboot)
+    except LxpyError as e:
+        print(f"lxpy-stop: {e}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        print("lxpy-stop: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"lxpy-stop: {e.strerror or e}", file=sys.stderr)
+        return 1
+    return 0 if done else None
+
+
 def run(args) -> int:
     from lxpy.container import Container
     from lxpy.errors import UsageError

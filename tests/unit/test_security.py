@@ -301,3 +301,26 @@ def test_attach_import_path_stays_small():
         r"hashlib|typing|pathlib|json|dataclasses|enum|re|signal)$", m)]
     assert heavy == []
     assert "lxpy.cli.attach" in out and "_signal" in out
+
+
+def test_stop_fast_path_import_stays_small():
+    """lxpy-stop of a running container (cli.stop.fast_main -> runtime.stop.stop_running)
+    must not pull the container layer (pathlib), the config layer, argparse or logging:
+    scripts stop containers in loops."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (f"import sys, importlib; sys.path.insert(0, {repo!r}); "
+            "m = importlib.import_module('lxpy.cli.stop'); "
+            "from lxpy.cli._run import _split_extra, fast_args; "
+            "a = fast_args(m, ['-n', 'web1', '-k'], None); assert a.kill and a.name == 'web1'; "
+            "from lxpy.names import name_ok; from lxpy.where import lxpath_fast, run_dir_of; "
+            "from lxpy.runtime.stop import stop_running; "
+            "assert not stop_running('web1', run_dir_of('/nonexistent-lxpath', 'web1')); "
+            "print(' '.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=True).stdout.split()
+    heavy = [m for m in out if re.match(
+        r"(argparse|logging|tomllib|tomlkit|lxpy\.container|lxpy\.config|lxpy\.cgroups|"
+        r"hashlib|typing|pathlib|json|dataclasses|enum|re|signal)$", m)]
+    assert heavy == []
