@@ -306,28 +306,16 @@ def fork_in_cgroup(cgroup: str | None, init_pid: int,
     """fork(); where the host has cgroup2, the child is born in the container's cgroup
     there (clone3 CLONE_INTO_CGROUP: no cgroup.procs write, which costs the kernel an RCU
     grace period, ~10 ms). Returns (pid, that cgroup2 mount or None)."""
-    import errno
+    from .cgjoin import fork_into
     init_cg: dict = {}
     for mnt, key in mounts:
         if key:
             continue
-        from lxpy.linux.proc import fork_into_cgroup
+        # the container's cgroup; not a leaf (systemd's subtree): init's, as join_cgroups
         for rel in _candidates(cgroup, init_pid, key, init_cg):
-            try:
-                fd = os.open(f"{mnt}/{rel}" if rel else mnt,
-                             os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                return fork_into_cgroup(fd), mnt
-            except OSError as e:
-                if e.errno in (errno.EBUSY, errno.EOPNOTSUPP, errno.ENOENT):
-                    continue    # not a leaf (systemd's subtree): init's cgroup, as below
-                if e.errno in (errno.EAGAIN, errno.ENOMEM):
-                    raise
-                break           # ENOSYS (Linux < 5.7), EINVAL, EPERM: fork and write
-            finally:
-                os.close(fd)
+            pid = fork_into(f"{mnt}/{rel}" if rel else mnt)
+            if pid is not None:
+                return pid, mnt
         break
     return os.fork(), None
 

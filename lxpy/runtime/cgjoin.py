@@ -15,25 +15,33 @@ from __future__ import annotations
 import os
 
 
+def fork_into(d: str) -> int | None:
+    """fork(), the child born in the cgroup2 directory d (clone3 CLONE_INTO_CGROUP, see
+    linux.proc.fork_into_cgroup): its pid (0 in the child). None, having forked nothing,
+    when that cannot be done: d is gone or not a leaf (ENOENT, EBUSY, EOPNOTSUPP), or the
+    kernel refuses (ENOSYS before Linux 5.7, EINVAL, EPERM). EAGAIN and ENOMEM raise, as
+    fork's would."""
+    from ..linux.proc import fork_into_cgroup
+    try:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return fork_into_cgroup(fd)
+    except OSError as e:
+        if e.errno in (11, 12):     # EAGAIN, ENOMEM
+            raise
+        return None
+    finally:
+        os.close(fd)
+
+
 def fork_payload(plan: dict) -> tuple[int, str]:
     """fork() for the namespace helper: on a host with cgroup2, the child is born in the
-    payload cgroup there (clone3 CLONE_INTO_CGROUP; see linux.proc.fork_into_cgroup).
-    (pid, the cgroup2 directory it was born in or "")."""
+    payload cgroup there. (pid, the cgroup2 directory it was born in or "")."""
     d = plan.get("cgroup_v2_dir") or ""
-    if d:
-        from ..linux.proc import fork_into_cgroup
-        try:
-            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return os.fork(), ""
-        try:
-            return fork_into_cgroup(fd), d
-        except OSError as e:
-            if e.errno in (11, 12):     # EAGAIN, ENOMEM: as fork would
-                raise
-        finally:
-            os.close(fd)
-    return os.fork(), ""
+    pid = fork_into(d) if d else None
+    return (os.fork(), "") if pid is None else (pid, d)
 
 
 def join_self(d: str) -> None:
