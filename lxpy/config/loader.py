@@ -98,14 +98,8 @@ def _read_profile(path: Path) -> dict[str, Any]:
 
 
 def profile_dirs() -> list[Path]:
-    from ..paths import shipped_dir
-    dirs = []
-    env = os.environ.get("LXPY_PROFILES")
-    if env:
-        dirs += [Path(p) for p in env.split(":") if p]
-    dirs += [Path("/etc/lxpy/profiles"), Path("/usr/share/lxpy/config")]
-    dirs.append(shipped_dir("config"))
-    return dirs
+    from .cache import profile_dirs as dirs
+    return [Path(d) for d in dirs()]
 
 
 def find_profile(name: str, relative_to: Path | None = None) -> Path:
@@ -132,11 +126,8 @@ _FOUND: dict[tuple, tuple[tuple, Path]] = {}
 
 
 def _dir_key(d: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(d)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
+    from .cache import _dir_key as key
+    return key(str(d))
 
 
 def _find_profile_resolved(name: str, relative_to: Path | None) -> Path:

@@ -287,15 +287,12 @@ def test_fast_run_dir_is_paths_run_dir(tmp_path):
 
 def test_attach_import_path_stays_small():
     """lxpy-attach's modules must not pull the config layer, argparse, logging or pyroute2."""
-    import subprocess
-    import sys
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = (f"import sys, importlib; sys.path.insert(0, {repo!r}); "
             "importlib.import_module('lxpy.cli.attach'); "
             "from lxpy.runtime import attach, security; from lxpy.linux import caps, seccomp, "
             "ns; print(' '.join(sorted(sys.modules)))")
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = _modules_after(code)
     heavy = [m for m in out if re.match(
         r"(argparse|logging|tomllib|tomlkit|jinja2|pyroute2|lxpy\.config|lxpy\.cgroups|"
         r"hashlib|typing|pathlib|json|dataclasses|enum|re|signal)$", m)]
@@ -303,12 +300,18 @@ def test_attach_import_path_stays_small():
     assert "lxpy.cli.attach" in out and "_signal" in out
 
 
+def _modules_after(code: str) -> list[str]:
+    """The modules a fresh `python3 -I -S` has loaded after code (which prints them)."""
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                          text=True, check=True).stdout.split()
+
+
 def test_stop_fast_path_import_stays_small():
     """lxpy-stop of a running container (cli.stop.fast_main -> runtime.stop.stop_running)
     must not pull the container layer (pathlib), the config layer, argparse or logging:
     scripts stop containers in loops."""
-    import subprocess
-    import sys
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     code = (f"import sys, importlib; sys.path.insert(0, {repo!r}); "
             "m = importlib.import_module('lxpy.cli.stop'); "
@@ -318,9 +321,7 @@ def test_stop_fast_path_import_stays_small():
             "from lxpy.runtime.stop import stop_running; "
             "assert not stop_running('web1', run_dir_of('/nonexistent-lxpath', 'web1')); "
             "print(' '.join(sorted(sys.modules)))")
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
-                         text=True, check=True).stdout.split()
-    heavy = [m for m in out if re.match(
+    heavy = [m for m in _modules_after(code) if re.match(
         r"(argparse|logging|tomllib|tomlkit|lxpy\.container|lxpy\.config|lxpy\.cgroups|"
         r"hashlib|typing|pathlib|json|dataclasses|enum|re|signal)$", m)]
     assert heavy == []
