@@ -91,6 +91,10 @@ def _read(path: str):
 def _write(path: str, obj) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
+        try:
+            os.unlink(tmp)          # left by a process of this pid that was killed
+        except FileNotFoundError:
+            pass
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         try:
