@@ -44,9 +44,9 @@ def fast_main(argv: list[str]) -> int | None:
     args = fast_args(sys.modules[__name__], own, extra)
     if args is None or args.debug or args.logfile or args.logpriority:
         return None
-    name = args.name or args.name_pos
-    if not name or (args.name and args.name_pos) or not name_ok(name) \
-            or (args.reboot and args.kill) or (args.timeout is not None and args.timeout < 0):
+    name = args.name        # fast_args took -n NAME or NAME (and refused both)
+    if not name or not name_ok(name) or (args.reboot and args.kill) \
+            or (args.timeout is not None and args.timeout < 0):
         return None
     lxpath = lxpath_fast(args.lxpath)
     if lxpath is None or not os.path.isfile(os.path.join(lxpath, name, "config.toml")):
