@@ -8,8 +8,9 @@ command here) and build the Config from marshal data.
     size, mtime and ctime;
   - the profile directories searched (LXPY_PROFILES, /etc/lxpy/profiles, the shipped
     ones): inode and mtime, or None when absent (a profile added there can shadow another);
-  - this code: size and mtime of the config layer's modules (an upgrade can change what a
-    file means).
+  - this code: inode, size and times of the config layer's modules (an upgrade can change
+    what a file means), taken before the parse: a process that parsed with the old code
+    while it was replaced keys its entry with the old code's times, which then never match.
 A hit needs all of them equal; anything else (no file, another owner, garbage) is a miss
 and the config is parsed as always. Copies of a container dir cannot hit: config.toml's
 inode differs.
@@ -17,7 +18,8 @@ inode differs.
 Racy timestamps: file times come from a coarse kernel clock, so an edit made in the same
 tick as the cache was written could leave every key equal. No entry is written while any
 file or directory it depends on changed less than RACY seconds ago (as git does with its
-index): a later edit then always changes a time.
+index): a later edit then always changes a time. The same holds for the config code (an
+upgrade in progress).
 
 The system config (/etc/lxpy/lxpy.toml or $LXPY_CONFIG) gets the same treatment for its
 few values, in /run/lxpy (it is needed before any container is known: its lxpath).
@@ -33,11 +35,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .view import Config
 
-FORMAT = 1
+FORMAT = 2
 NAME = ".config.cache"
 RACY = 2.0
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_CODE = ("cache.py", "loader.py", "schema.py", "view.py", "../paths.py")
+_CODE = ("cache.py", "loader.py", "schema.py", "signals.py", "view.py", "../paths.py")
 
 
 def _stat(path: str) -> tuple[int, int, int, int] | None:
@@ -114,10 +116,11 @@ def load(config_path: str) -> Config:
     can be)."""
     cpath = os.path.join(os.path.dirname(config_path), NAME)
     dirs = profile_dirs()
+    code = _code_key()
     hit = _read(cpath)
     if type(hit) is dict and hit.get("format") == FORMAT and hit.get("path") == config_path:
         try:
-            if hit["self"] == _stat(config_path) and hit["code"] == _code_key() \
+            if hit["self"] == _stat(config_path) and hit["code"] == code \
                     and hit["dirs"] == [(d, _dir_key(d)) for d in dirs] \
                     and all(_stat(f) == k for f, k in hit["files"]):
                 return _build(hit)
@@ -130,23 +133,24 @@ def load(config_path: str) -> Config:
     files = [(f, _stat(f)) for f in dict.fromkeys((*cfg.files, config_path))]
     dir_keys = [(d, _dir_key(d)) for d in dirs]
     if all(k is not None for _, k in files) and not _fresh(
-            [k for _, k in files] + [(0, 0, *k) for _, k in dir_keys if k], time.time()):
+            [k for _, k in files] + [(0, *k) for _, k in dir_keys if k] + list(code),
+            time.time()):
         from .view import sections
         _write(cpath, {
             "format": FORMAT, "path": config_path, "self": _stat(config_path),
-            "code": _code_key(), "dirs": dir_keys,
+            "code": code, "dirs": dir_keys,
             "files": files, "values": cfg.values, "mount": [e._d for e in cfg.mount],
             "net": [e._d for e in cfg.net], "merged": cfg.files, "explicit": cfg.explicit,
             "sections": sections()})
     return cfg
 
 
-def _dir_key(d: str) -> tuple[int, int] | None:
+def _dir_key(d: str) -> tuple[int, int, int] | None:
     try:
         st = os.stat(d)
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_ctime_ns
+    return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _build(hit: dict) -> Config:
@@ -165,17 +169,18 @@ def system_values(path: str, parse) -> dict:
     file's identity and times (a missing file is remembered too)."""
     from ..paths import RUN_ROOT, sha256
     key = _stat(path)
+    code = _code_key()
     cpath = os.path.join(str(RUN_ROOT), f".system.{sha256(os.fsencode(path)).hexdigest()[:12]}")
     hit = _read(cpath)
     if type(hit) is dict and hit.get("format") == FORMAT and hit.get("path") == path \
-            and hit.get("key") == key and hit.get("code") == _code_key():
+            and hit.get("key") == key and hit.get("code") == code:
         return hit["values"]
     values = parse()
-    if key is None or not _fresh([key], time.time()):
+    if not _fresh([key, *code], time.time()):
         try:
             os.makedirs(str(RUN_ROOT), exist_ok=True)
         except OSError:
             return values
-        _write(cpath, {"format": FORMAT, "path": path, "key": key, "code": _code_key(),
+        _write(cpath, {"format": FORMAT, "path": path, "key": key, "code": code,
                        "values": values})
     return values

@@ -125,7 +125,7 @@ def find_profile(name: str, relative_to: Path | None = None) -> Path:
 _FOUND: dict[tuple, tuple[tuple, Path]] = {}
 
 
-def _dir_key(d: Path) -> tuple[int, int] | None:
+def _dir_key(d: Path) -> tuple[int, int, int] | None:
     from .cache import _dir_key as key
     return key(str(d))
 

@@ -186,3 +186,44 @@ def test_the_system_config_is_remembered_until_it_changes(tmp_path, monkeypatch)
         assert paths.system_config().cgroup_parent == "second-one"
     finally:
         paths.system_config.cache_clear()
+
+
+def test_a_read_only_lxpath_works_without_a_cache(setup, tmp_path):
+    from lxpy.linux.mount import MS_BIND, MS_RDONLY, MS_REMOUNT, mount, umount2
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    cfg, _ = setup
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mount(cfg.parent.parent, ro, None, MS_BIND)
+    try:
+        mount(None, ro, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+        next_tick(cfg.parent)
+        for _ in range(2):
+            got = cache.load(str(ro / "c1" / "config.toml"))
+            assert same(got, parse(ro / "c1" / "config.toml")) and got.hostname == "one"
+        assert not (cfg.parent / cache.NAME).exists()
+        assert sorted(os.listdir(cfg.parent)) == ["config.toml"]      # no temp file either
+    finally:
+        umount2(ro)
+
+
+def test_a_change_of_the_config_code_is_seen(setup, tmp_path, monkeypatch):
+    """The key holds the config modules' times: an upgrade (here: a copy of the modules
+    that is touched) makes an entry of the old code a miss."""
+    cfg, _ = setup
+    code = tmp_path / "code" / "config"
+    code.mkdir(parents=True)
+    here = Path(cache._HERE)
+    for f in cache._CODE:
+        os.makedirs(os.path.dirname(code / f), exist_ok=True)
+        shutil.copy2(here / f, code / f)
+    monkeypatch.setattr(cache, "_HERE", str(code))
+    next_tick(cfg.parent)
+    cache.load(str(cfg))
+    before = cached(cfg)
+    os.utime(code / "schema.py")                       # "upgraded"
+    data = dict(before, values=dict(before["values"], hostname="old code"))
+    (cfg.parent / cache.NAME).write_bytes(marshal.dumps(data))
+    assert cache.load(str(cfg)).hostname == "one"
+    assert cached(cfg)["code"] != before["code"]
