@@ -388,8 +388,8 @@ class Monitor:
                 from pathlib import Path
 
                 from .. import net
-                from ..config import load
-                cfg = load(Path(self.plan["config_path"]))
+                from ..config.cache import load
+                cfg = load(str(self.plan["config_path"]))
                 plan = net.prepare(cfg, self.plan["name"], Path(self.plan["lxpath"]))
                 net.setup(plan, self.init_pid)   # its undo is net.teardown (by record)
                 code = 0
