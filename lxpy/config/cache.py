@@ -170,7 +170,10 @@ def system_values(path: str, parse) -> dict:
     from ..paths import RUN_ROOT, sha256
     key = _stat(path)
     code = _code_key()
-    cpath = os.path.join(str(RUN_ROOT), f".system.{sha256(os.fsencode(path)).hexdigest()[:12]}")
+    # one entry per config file and per installed copy of lxpy (two installs sharing /run
+    # would otherwise replace each other's entry on every command: their code keys differ)
+    name = sha256(os.fsencode(f"{path}\0{_HERE}")).hexdigest()[:12]
+    cpath = os.path.join(str(RUN_ROOT), f".system.{name}")
     hit = _read(cpath)
     if type(hit) is dict and hit.get("format") == FORMAT and hit.get("path") == path \
             and hit.get("key") == key and hit.get("code") == code:
