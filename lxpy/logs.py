@@ -1,13 +1,15 @@
-"""Per-container log files under the system log dir (/var/log/lxpy, or $LXPY_LOG_DIR).
+"""Per-container log files: under the system log dir (/var/log/lxpy, or $LXPY_LOG_DIR) for
+the containers of the system's lxpath, in the container's own directory for the others.
 
     <log_dir>/<name>/console.log     what the container wrote to its console (the monitor)
     <log_dir>/<name>/lxpy.log        the container's history, one line per event (its monitor:
                                      runtime/monitor.py, Monitor.event)
 
 (the monitor's own stderr in daemon mode is <log_dir>/<name>/monitor.log, see runtime/start.py).
-The lxpath does not change the place: one name, one log directory, as with LXC's
-/var/log/lxc/<name>.log. Both files are rotated by size: the full file becomes NAME.1
-(NAME.2 ...), the oldest is dropped.
+A container of another lxpath (-P) keeps them in <lxpath>/<name>/log/, as LXC keeps
+<lxcpath>/<name>/<name>.log (lxpy.where.log_dir_of): the same name in two lxpaths never shares
+a history, and destroying the container removes them. Both files are rotated by size: the
+full file becomes NAME.1 (NAME.2 ...), the oldest is dropped.
 
 The monitor is lean: RotatingFile uses plain fds and imports nothing heavy; `handler()` is the
 logging.Handler for lxpy's own log.
@@ -30,11 +32,17 @@ def log_dir() -> Path:
     return system_config().log_dir
 
 
+def default_lxpath() -> Path:
+    from .paths import default_lxpath
+    return default_lxpath()
+
+
 def container_log_dir(name: str, lxpath: Path | str | None = None, *,
                       create: bool = False) -> Path:
-    """The directory of a container's logs (made, mode 0750, when create=True).
-    lxpath is accepted for symmetry with the other helpers; it does not change the place."""
-    d = log_dir() / name
+    """The directory of a container's logs (made, mode 0750, when create=True); lxpath None
+    is the system's."""
+    from .where import log_dir_of
+    d = Path(log_dir_of(str(lxpath or default_lxpath()), name))
     if create:
         d.mkdir(mode=0o750, parents=True, exist_ok=True)
     return d

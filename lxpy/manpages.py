@@ -173,7 +173,8 @@ def umbrella_page(verbs: list[str]) -> str:
         out += f".TP\n\\fBlxpy\\-{esc(v)}\\fR(1)\n{esc(help_text)}\n"
     out += (".SH FILES\n.TP\n/etc/lxpy/lxpy.toml\nSystem defaults.\n.TP\n"
             "/var/lib/lxpy/\\fINAME\\fR/config.toml\nA container's config.\n.TP\n"
-            "/var/log/lxpy/\\fINAME\\fR/\nConsole and lxpy logs of a container.\n.TP\n"
+            "/var/log/lxpy/\\fINAME\\fR/\nConsole and lxpy logs of a container (of another "
+            "lxpath: \\fILXPATH\\fR/\\fINAME\\fR/log/).\n.TP\n"
             "/usr/share/lxpy/templates, /etc/lxpy/templates\nTemplates.\n.TP\n"
             "/usr/share/lxpy/config, /etc/lxpy/profiles\nProfiles.\n")
     out += (".SH SYSTEMD\n\\fBlxpy@\\fR\\fINAME\\fR\\fB.service\\fR runs one container "

@@ -28,3 +28,18 @@ def run_dir_of(lxpath: str, name: str) -> str:
         from hashlib import sha256
     h = sha256(os.fsencode(os.path.realpath(lxpath))).hexdigest()[:12]
     return f"/run/lxpy/{h}/{name}"
+
+
+LOG_SUBDIR = "log"
+
+
+def log_dir_of(lxpath: str, name: str) -> str:
+    """Where a container's logs go (console.log, lxpy.log, monitor.log): <log_dir>/<name>
+    for a container of the system's lxpath, <lxpath>/<name>/log for one of another lxpath
+    (-P), as LXC keeps <lxcpath>/<name>/<name>.log there. One name in two lxpaths then never
+    shares a history, and lxpy-destroy -P takes the logs with the container."""
+    from .paths import system_config
+    sc = system_config()
+    if os.path.realpath(lxpath) == os.path.realpath(sc.lxpath):
+        return os.path.join(sc.log_dir, name)
+    return os.path.join(lxpath, name, LOG_SUBDIR)

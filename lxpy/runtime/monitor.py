@@ -128,7 +128,7 @@ class Monitor:
 
     # -- state -------------------------------------------------------------------------
     def event(self, msg: str) -> None:
-        """A line in the container's lxpy.log (<log_dir>/<name>/lxpy.log), as LXC keeps
+        """A line in the container's lxpy.log (where.log_dir_of), as LXC keeps
         /var/log/lxc/<name>.log: what happened to the container and when. Opened for each
         line (a handful per start/stop), so logrotate or a removed file need no signal."""
         path = self.plan.get("event_log")

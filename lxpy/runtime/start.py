@@ -325,15 +325,15 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                                    f"{cfg.net[0].type} is not available in this build")
             net.ensure_managed_bridge(cfg)
             net.prepare(cfg, container.name, container.lxpath)
+        from ..where import log_dir_of
+        logs = log_dir_of(str(container.lxpath), container.name)
         console_log = None
         if cfg.console.log and app_cmd is None:
-            from ..paths import system_config
-            console_log = str(system_config().log_dir / container.name / "console.log")
+            console_log = os.path.join(logs, "console.log")
         plan = build_plan(container, cfg, cgroup=cgroup, app_cmd=app_cmd,
                           share_pids=share_pids, console_log=console_log)
-        from ..paths import system_config
         # the container's history (started, stop requested, init's exit, reboots, stopped)
-        plan["event_log"] = str(system_config().log_dir / container.name / "lxpy.log")
+        plan["event_log"] = os.path.join(logs, "lxpy.log")
         if mcg is not None:
             plan["monitor_cgroup"] = mcg.path
             plan["monitor_cgroup_dirs"] = [str(d) for d in mcg.dirs()]
@@ -607,11 +607,11 @@ def _daemon_stdio(container, logfile: str | None) -> None:
     os.dup2(null, 0)
     os.dup2(null, 1)
     try:
-        from ..paths import system_config
-        d = system_config().log_dir / container.name
-        d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(logfile or str(d / "monitor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                     0o600)
+        from ..where import log_dir_of
+        d = log_dir_of(str(container.lxpath), container.name)
+        os.makedirs(d, mode=0o750, exist_ok=True)
+        fd = os.open(logfile or os.path.join(d, "monitor.log"),
+                     os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(fd, 2)
         os.close(fd)
     except OSError:

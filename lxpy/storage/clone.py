@@ -382,8 +382,9 @@ def _storage_entries(cfg: Any, cdir: Path) -> set[str]:
 
 def copy_extras(src_dir: Path, src_cfg: Any, dst_dir: Path) -> None:
     """Copy what else the admin keeps in the container directory (hook scripts, notes)."""
+    from ..where import LOG_SUBDIR
     from .copy import copy_tree
-    skip = _storage_entries(src_cfg, src_dir)
+    skip = _storage_entries(src_cfg, src_dir) | {LOG_SUBDIR}   # a clone's history is its own
     for e in os.listdir(src_dir):
         if e in skip or e.startswith("."):
             continue

@@ -193,10 +193,11 @@ def test_stop_kill_and_timeout(lxpy, lxpath, unique):
 
 
 def test_lxpy_log_tells_the_container_history(lxpy, lxpath, unique):
-    """<log_dir>/<name>/lxpy.log: one timestamped line per event, as LXC's <name>.log."""
+    """lxpy.log: one timestamped line per event, as LXC's <name>.log; in <lxpath>/<name>/log/
+    for a container of another lxpath than the system's, as LXC's <lxcpath>/<name>/."""
     make_busybox(lxpath, unique, init='["/bin/sh", "-c", "trap \\"\\" USR2; while :; do '
                  'sleep 1000 & wait; done"]')
-    log = Path(os.environ["LXPY_LOG_DIR"]) / unique / "lxpy.log"
+    log = lxpath / unique / "log" / "lxpy.log"
     lxpy("start", "-n", unique)
     pid = state_file(lxpath, unique)["pid"]
     lxpy("stop", "-n", unique, "-t", "1")
@@ -213,6 +214,13 @@ def test_lxpy_log_tells_the_container_history(lxpy, lxpath, unique):
     assert events[6].endswith("exited with status 3") and events[7] == "stopped"
     assert events[8] == "start failed: exec /no/such: No such file or directory", events
     assert len(events) == 9, events
+    # not in the system's log dir, where the same name in another lxpath would write too
+    assert not (Path(os.environ["LXPY_LOG_DIR"]) / unique).exists()
+    # a copy starts a history of its own; destroy takes the logs with the container
+    lxpy("copy", "-n", unique, "-N", f"{unique}c")
+    assert not (lxpath / f"{unique}c" / "log").exists()
+    lxpy("destroy", "-n", unique)
+    assert not log.exists()
 
 
 def test_stop_nowait_then_wait(lxpy, lxpath, bb):
@@ -286,7 +294,7 @@ def test_reboot(lxpy, lxpath, bb):
         lxpy("wait", "-n", bb, "-s", "RUNNING", "-t", "1", check=False)
     lxpy("stop", "-n", bb, "-k")
     assert_nothing_left(lxpath, bb)
-    log = (Path(os.environ["LXPY_LOG_DIR"]) / bb / "lxpy.log").read_text()
+    log = (lxpath / bb / "log" / "lxpy.log").read_text()
     assert f"init (pid {pid}) asked for a reboot" in log and f"rebooted: init pid {st['pid']}" \
         in log, log
 

@@ -91,7 +91,7 @@ def test_debian_boots_systemd_and_shuts_down_cleanly(lxpy, lxpath, debian):
     boot_and_check(lxpy, lxpath, debian)
     lxpy("stop", "-n", debian, "-t", "60")
     # systemd shut down by itself (the journal's last words), nothing was killed
-    log = Path(os.environ["LXPY_LOG_DIR"], debian, "console.log").read_text(errors="replace")
+    log = (lxpath / debian / "log" / "console.log").read_text(errors="replace")
     assert "Reached target" in log and ("Halting system" in log or "Powering off" in log)
     assert_nothing_left(lxpath, debian)
     boot_and_check(lxpy, lxpath, debian, start_waits=True)

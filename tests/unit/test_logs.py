@@ -39,8 +39,11 @@ def test_paths_under_log_dir(tmp_path, monkeypatch):
     paths.system_config.cache_clear()
     try:
         assert logs.console_log_path("web1") == tmp_path / "log" / "web1" / "console.log"
-        assert logs.lxpy_log_path("web1", tmp_path / "elsewhere") == (
+        assert logs.lxpy_log_path("web1", tmp_path / "lxpath") == (
             tmp_path / "log" / "web1" / "lxpy.log")
+        # another lxpath keeps its containers' logs with them, as LXC does
+        assert logs.lxpy_log_path("web1", tmp_path / "elsewhere") == (
+            tmp_path / "elsewhere" / "web1" / "log" / "lxpy.log")
         h = logs.handler("web1")
         try:
             lg = logging.getLogger("lxpy.test-logs")
