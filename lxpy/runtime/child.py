@@ -375,6 +375,18 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
             _touch(target)
             m.move_mount(fd, target)
             os.close(fd)
+    if not plan.get("app"):
+        # A boot id of its own for every boot of the container, as LXC and systemd-nspawn
+        # give one: with the host's, journald filed every boot of the guest under one boot
+        # (journalctl -b showed them all, --list-boots one) and under the host's.
+        try:
+            with step("make the container's boot id"):
+                _boot_id(m, nosuid_nodev_noexec)
+        except StepFailed as e:
+            if not userns:
+                raise
+            os.write(2, f"lxpy: {e.message} (unprivileged container: the host's boot id "
+                     "shows through)\n".encode())
 
     # /proc and /sys: read-only and masked paths.
     for p in plan.get("readonly_paths") or ():
@@ -566,6 +578,33 @@ def _cgroup_mounts(m, steps) -> None:
             m.mount(None, target, None, flags, None)
         else:
             m.mount(source, target, fstype, flags, data or None)
+
+
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+
+
+def _boot_id(m, flags: int) -> None:
+    """Put a fresh random uuid, read-only, over /proc/sys/kernel/random/boot_id: a file
+    on the container's /dev tmpfs, bind-mounted, then unlinked (the mount keeps it)."""
+    if not os.path.exists(BOOT_ID):
+        return
+    fd = os.open("/proc/sys/kernel/random/uuid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        uuid = os.read(fd, 64)
+    finally:
+        os.close(fd)
+    tmp = "/dev/.lxpy-boot-id"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o444)
+    try:
+        os.write(fd, uuid)
+    finally:
+        os.close(fd)
+    try:
+        m.mount(tmp, BOOT_ID, None, m.MS_BIND)
+        m.mount(None, BOOT_ID, None, m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY | flags)
+    finally:
+        os.unlink(tmp)
 
 
 def _run_hook(cmd: str, env: dict) -> None:

@@ -179,6 +179,24 @@ def test_isolation(lxpy, lxpath, bb):
     lxpy("stop", "-n", bb, "-k")
 
 
+def test_each_boot_has_its_own_boot_id(lxpy, lxpath, bb):
+    """As under LXC and systemd-nspawn: journald tells the guest's boots apart by it."""
+    host = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    ids = []
+    for _ in range(2):
+        lxpy("start", "-n", bb)
+        r = in_ct(lxpath, bb, "cat /proc/sys/kernel/random/boot_id; "
+                  "echo x > /proc/sys/kernel/random/boot_id; ls -a /dev")
+        lines = r.stdout.splitlines()
+        assert len(lines[0]) == 36 and lines[0] != host, r.stdout
+        assert "Read-only" in r.stderr                      # the guest cannot change it
+        assert ".lxpy-boot-id" not in lines[1:]             # no trace of how it came
+        ids.append(lines[0])
+        lxpy("stop", "-n", bb, "-k")
+    assert ids[0] != ids[1]
+    assert_nothing_left(lxpath, bb)
+
+
 def test_stop_kill_and_timeout(lxpy, lxpath, unique):
     # An init that ignores its halt signal: -t gives up and kills.
     make_busybox(lxpath, unique, init='["/bin/sh", "-c", "trap \\"\\" USR2; while :; do '

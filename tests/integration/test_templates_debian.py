@@ -217,6 +217,10 @@ def test_debian_boots_clean_with_its_own_identity(lxpy, lxpath, debian_cache, tm
         key = _attach(lxpy, name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.strip()
         assert key.startswith("ssh-ed25519 ")
         assert _attach(lxpy, name, "hostname").stdout.strip() == name
+        # the users were made when the cache was bootstrapped: not again at every boot
+        skipped = _attach(lxpy, name, "systemctl", "show", "-P", "ConditionResult",
+                          "systemd-sysusers.service").stdout.strip()
+        assert skipped == "no", f"{name}: systemd-sysusers ran (ConditionResult={skipped})"
         ids[name] = (mid, key)
     assert ids["boot1"][0] != ids["boot2"][0], "machine-id shared between containers"
     assert ids["boot1"][1] != ids["boot2"][1], "ssh host key shared between containers"

@@ -257,6 +257,8 @@ def test_debian_render(tmp_path):
     assert (root / "root/.ssh/authorized_keys").read_text() == "ssh-ed25519 AAAA test@host\n"
     assert (root / "root/.ssh").stat().st_mode & 0o777 == 0o700
     assert (etc / "default/locale").read_text() == "LANG=C.UTF-8\n"
+    # /etc is up to date with /usr at create: systemd-sysusers does not run at every boot
+    assert (etc / ".updated").read_text().startswith("# Written by lxpy")
 
 
 def test_debian_static_network(tmp_path):
