@@ -236,8 +236,9 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
     # Everything PID 1 will need after pivot_root must be imported now: the host's
     # Python library is out of reach afterwards.
     import fcntl  # noqa: F401
-    import resource  # noqa: F401
     import struct  # noqa: F401
+    if plan.get("prlimits"):
+        import resource  # noqa: F401 - an extension module: loaded only when it is needed
 
     from ..linux import mount as m
     from ..linux import ns
@@ -457,6 +458,7 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
 
     # Limits, console, environment, security, exec.
     for name, (soft, hard) in (plan.get("prlimits") or {}).items():
+        import resource
         with step(f"prlimit {name}"):
             rl = getattr(resource, f"RLIMIT_{name.upper()}")
             inf = resource.RLIM_INFINITY
