@@ -8,7 +8,6 @@ sweeps stale temporary directories whose container lock is free."""
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 from .. import log as _log
@@ -30,6 +29,7 @@ MERGED = "merged"       # the overlay mount point of a frozen dir container (see
 # -- dependencies ---------------------------------------------------------------------------
 
 def _rootfs_table(config_path: Path) -> dict[str, Any]:
+    import tomllib
     try:
         with open(config_path, "rb") as f:
             data = tomllib.load(f)
@@ -178,25 +178,18 @@ def new_hwaddr(mac: str) -> str:
     return ":".join(out)
 
 
-def _rewrite_strings(node: Any, old: str, new: str) -> None:
-    """Replace the old container directory prefix in every string value of a tomlkit doc."""
-    items = node.items() if hasattr(node, "items") else enumerate(node)
-    for k, v in list(items):
-        if isinstance(v, str):
-            if v == old or v.startswith(old + "/") or (":" in v and old + "/" in v):
-                node[k] = v.replace(old, new)
-        elif hasattr(v, "items") or isinstance(v, list):
-            _rewrite_strings(v, old, new)
-
-
 def render_config(src_text: str, *, keys: dict[str, str], old_dir: Path, new_dir: Path,
                   old_name: str, new_name: str, keep_hostname: bool, keep_macs: bool,
-                  origin: str | None) -> str:
+                  origin: str | None, layout: Any = None) -> str:
     """The clone's config.toml: the source's, comments kept, with the rootfs keys, paths,
-    hostname and MAC addresses changed."""
+    hostname and MAC addresses changed. layout: src_text's proven layout (config.slots),
+    when the caller has it."""
     args = dict(keys=keys, old_dir=old_dir, new_dir=new_dir, old_name=old_name,
                 new_name=new_name, keep_hostname=keep_hostname, keep_macs=keep_macs,
                 origin=origin)
+    lay = clone_layout(layout if layout is not None else src_text, **args)
+    if lay is not None:
+        return lay.text
     fast = _render_config_fast(src_text, **args)
     return fast if fast is not None else _render_config_tomlkit(src_text, **args)
 
@@ -242,6 +235,7 @@ def _render_config_fast(src_text: str, *, keys: dict[str, str], old_dir: Path,
     """render_config by editing lines, without tomlkit (~30 ms to import): the result must
     parse to exactly what the tomlkit edit gives, else None."""
     import re
+    import tomllib
     try:
         want = tomllib.loads(src_text)
         _rewrite_strings(want, os.fspath(old_dir), os.fspath(new_dir))
@@ -301,6 +295,70 @@ def _render_config_fast(src_text: str, *, keys: dict[str, str], old_dir: Path,
             return None
         return text
     except (ValueError, TypeError, IndexError, AttributeError, tomllib.TOMLDecodeError):
+        return None
+
+
+
+def _rewrite_strings(node: Any, old: str, new: str) -> None:
+    """Replace the old container directory prefix in every string value of a tomlkit doc."""
+    items = node.items() if hasattr(node, "items") else enumerate(node)
+    for k, v in list(items):
+        if isinstance(v, str):
+            if _rewritten(v, old):
+                node[k] = v.replace(old, new)
+        elif hasattr(v, "items") or isinstance(v, list):
+            _rewrite_strings(v, old, new)
+
+
+def _rewritten(v: str, old: str) -> bool:
+    return v == old or v.startswith(old + "/") or (":" in v and old + "/" in v)
+
+
+def _any_rewritten(node: Any, old: str) -> bool:
+    if isinstance(node, str):
+        return _rewritten(node, old)
+    if isinstance(node, dict):
+        node = node.values()
+    elif not isinstance(node, list):
+        return False
+    return any(_any_rewritten(v, old) for v in node)
+
+
+def clone_layout(src: Any, *, keys: dict[str, str], old_dir: Path, new_dir: Path,
+                 old_name: str, new_name: str, keep_hostname: bool, keep_macs: bool,
+                 origin: str | None) -> Any:
+    """render_config without tomlkit (~30 ms to import): the edit as a config.slots layout
+    (src: the source's layout, or its text, proven here), or None when the edit needs
+    tomlkit (a path to rewrite, a line to add, a line the layout has not proven)."""
+    from ..config import slots
+    lay = slots.prove(src) if isinstance(src, str) else src
+    if lay is None:
+        return None
+    data = lay.data
+    old, new = os.fspath(old_dir), os.fspath(new_dir)
+    rt = data.get("rootfs")
+    if not isinstance(rt, dict) or (old != new and _any_rewritten(data, old)):
+        return None
+    values: dict[tuple, str] = {}
+    if not keep_hostname and data.get("hostname") == old_name and new_name != old_name:
+        values[("hostname",)] = new_name
+    if not keep_macs:
+        nets = data.get("net", [])
+        if not isinstance(nets, list):
+            return None
+        for i, entry in enumerate(nets):
+            if not isinstance(entry, dict):
+                return None
+            if entry.get("type", "veth") in ("veth", "macvlan") or "hwaddr" in entry:
+                if "hwaddr" not in entry:
+                    return None            # a line to add: tomlkit
+                values[("net", i, "hwaddr")] = new_hwaddr(str(entry.get("hwaddr") or ""))
+    insert = {k.removeprefix("rootfs."): v for k, v in keys.items()}
+    if origin:
+        insert["origin"] = origin
+    try:
+        return slots.render(lay, values, drop=("lower", "origin"), insert=insert)
+    except KeyError:
         return None
 
 
@@ -418,6 +476,43 @@ def publish(tmp: Path, final: Path) -> None:
 
 # -- clone ----------------------------------------------------------------------------------
 
+def _config_of(c: Container) -> tuple[str, Any, Any]:
+    """c's config.toml text, that text's proven layout (config.slots; None when it has
+    none) and c's Config (from its cache when it can), all three of the same text."""
+    from ..config import slots
+    text = c.config_path.read_text()
+    cfg = c.reload()
+    if c.config_path.read_text() != text:       # edited meanwhile: no layout, parse
+        return c.config_path.read_text(), None, c.reload()
+    return text, slots.load(os.fspath(c.dir), text), cfg
+
+
+def _render(src_text: str, src_lay: Any, **args: Any) -> tuple[str, Any]:
+    """render_config, and the result's layout when it was made from src_lay (else None)."""
+    if src_lay is not None:
+        lay = clone_layout(src_lay, **args)
+        if lay is not None:
+            return lay.text, lay
+    fast = _render_config_fast(src_text, **args)
+    return (fast if fast is not None else _render_config_tomlkit(src_text, **args)), None
+
+
+def _config_after(old_cfg: Any, old_lay: Any, lay: Any, cdir: Path) -> Any:
+    """The Config of cdir's config.toml, just written from lay (or not: lay None), made
+    from old_cfg (the Config of old_lay's text) when the edit allows it, else parsed; lay is
+    kept as cdir's layout."""
+    from ..config import slots
+    path = cdir / CONFIG_NAME
+    cfg = None
+    if lay is not None:
+        slots.save(os.fspath(cdir), lay)
+        cfg = slots.config_after(old_cfg, old_lay, lay, os.fspath(path))
+    if cfg is None:
+        from ..config.loader import load
+        cfg = load(path)
+    return cfg
+
+
 def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
                    backend: str | None = None, keep_hostname: bool = False,
                    keep_macs: bool = False, allow_running: bool = False,
@@ -426,7 +521,6 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
     from contextlib import ExitStack
 
     from ..config.atomic import write_new
-    from ..config.loader import load
     from ..errors import ContainerExists, UsageError
     from . import for_config, get
     src.require()
@@ -442,7 +536,7 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
             raise ContainerExists(f"container {new_name!r} already exists in {dst.lxpath}",
                                   "pick another name, or lxpy-destroy it first")
         require_stopped(src, "copying it", allow_running)
-        src_cfg = src.reload()
+        src_text, src_lay, src_cfg = _config_of(src)
         sb = for_config(src_cfg)
         if snapshot:
             tb = get(backend) if backend else (sb if sb.name == "btrfs" else get("overlay"))
@@ -472,13 +566,14 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
                                    "clone of a dir or btrfs container needs it stopped",
                                    "stop it, or drop -s for a full copy")
             src_cfg = freeze(src, src_cfg)
+            src_text, src_lay = src.config_path.read_text(), None
             sb = for_config(src_cfg)
         if snapshot and tb.name == "overlay" and sb.name == "overlay" \
                 and dst.lxpath.resolve() != src.lxpath.resolve():
             keys = tb.full_copy(src.dir, src_cfg, tmp)     # independent of src: copies
         elif snapshot:
             if tb.name == "overlay" and sb.name == "overlay" and state(src) not in ACTIVE:
-                src_cfg = seal(src, src_cfg, tmp)
+                src_cfg, src_text, src_lay = _seal(src, src_cfg, tmp, src_text, src_lay)
             keys = tb.snapshot_clone(src.dir, src_cfg, tmp)
         elif tb.name == sb.name and not _container_lowers(src_cfg, src.dir, src.lxpath):
             keys = tb.full_copy(src.dir, src_cfg, tmp)
@@ -486,13 +581,13 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
             with sb.mounted(src.dir, src_cfg) as view:
                 keys = tb.import_tree(view, tmp)
         copy_extras(src.dir, src_cfg, tmp)
-        text = render_config(src.config_path.read_text(), keys=keys, old_dir=src.dir,
-                             new_dir=dst.dir, old_name=src.name, new_name=new_name,
-                             keep_hostname=keep_hostname, keep_macs=keep_macs,
-                             origin=src.name if snapshot else None)
+        text, lay = _render(src_text, src_lay, keys=keys, old_dir=src.dir, new_dir=dst.dir,
+                            old_name=src.name, new_name=new_name,
+                            keep_hostname=keep_hostname, keep_macs=keep_macs,
+                            origin=src.name if snapshot else None)
         write_new(tmp / CONFIG_NAME, text)
         os.chmod(tmp, os.stat(src.dir).st_mode & 0o7777)
-        cfg = load(tmp / CONFIG_NAME)
+        cfg = _config_after(src_cfg, src_lay, lay, tmp)
         if cfg.hooks.clone:
             with tb.mounted(tmp, cfg) as root:
                 if not keep_hostname:
@@ -541,6 +636,13 @@ def freeze(src: Container, src_cfg: Any) -> Any:
 
 
 def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
+    """_seal of src's config as it is on disk; returns the (new) config."""
+    text, lay, src_cfg = _config_of(src)
+    return _seal(src, src_cfg, dst_dir, text, lay)[0]
+
+
+def _seal(src: Container, src_cfg: Any, dst_dir: Path, text: str, lay: Any
+          ) -> tuple[Any, str, Any]:
     """Make a stopped overlay container's changes (delta/) a read-only layer of its own,
     layers/N on top of its lowers, and give it a fresh empty delta: its state so far can no
     longer change, so a snapshot clone (dst_dir) can share all its lowers in O(1), while the
@@ -553,9 +655,8 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
     ob = OverlayBackend
     delta = ob.delta(src.dir)
     if delta.is_symlink() or not delta.is_dir() or is_empty_dir(delta):
-        return src_cfg           # a tmpfs delta (-e -t) is copied; an empty one is shared
+        return src_cfg, text, lay  # a tmpfs delta (-e -t) is copied; an empty one is shared
     from ..config.atomic import write_new
-    from ..config.loader import load
     from ..linux.fsops import RENAME_EXCHANGE, renameat2
     from ..linux.mount import is_mountpoint
     from .base import rootfs_dir, split_lowers
@@ -563,7 +664,7 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
     from .overlay import LAYERS, too_deep
     if is_mountpoint(rootfs_dir(src.dir, src_cfg)):
         log.info("%s: its rootfs is mounted; the clone copies its delta", src.name)
-        return src_cfg
+        return src_cfg, text, lay
     layers = src.dir / LAYERS
     used = [int(e) for e in (os.listdir(layers) if layers.is_dir() else ()) if e.isdigit()]
     rel = f"{LAYERS}/{max(used) + 1 if used else 0}"
@@ -578,17 +679,18 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
     layer.mkdir(mode=0o755)
     copy_dir_attrs(delta, layer)
     # config.edit.set_keys would do, but imports tomlkit (~30 ms): render_config edits the
-    # one line (checked to parse to the same data but for rootfs.lower), tomlkit otherwise
-    origin = _rootfs_table(src.config_path).get("origin")
-    text = render_config(src.config_path.read_text(),
-                         keys={"rootfs.lower": f"{rel}:{src_cfg.rootfs.lower}"},
-                         old_dir=src.dir, new_dir=src.dir, old_name=src.name,
-                         new_name=src.name, keep_hostname=True, keep_macs=True,
-                         origin=origin if isinstance(origin, str) and origin else None)
+    # one line (through text's proven layout, or checked to parse to the same data but for
+    # rootfs.lower), tomlkit otherwise
+    origin = (lay.data if lay is not None else {"rootfs": _rootfs_table(src.config_path)}
+              ).get("rootfs", {}).get("origin")
+    text, new_lay = _render(text, lay, keys={"rootfs.lower": f"{rel}:{src_cfg.rootfs.lower}"},
+                            old_dir=src.dir, new_dir=src.dir, old_name=src.name,
+                            new_name=src.name, keep_hostname=True, keep_macs=True,
+                            origin=origin if isinstance(origin, str) and origin else None)
     write_new(src.config_path, text)                # atomic, fsynced
     renameat2(delta, layer, RENAME_EXCHANGE)        # the commit point
     log.info("%s: its changes so far are now its read-only layer %s", src.name, rel)
-    return load(src.config_path)
+    return _config_after(src_cfg, lay, new_lay, src.dir), text, new_lay
 
 
 def changes_on_tmpfs(cdir: Path) -> None:
