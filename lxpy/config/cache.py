@@ -54,12 +54,26 @@ def _code_key() -> tuple:
     return tuple(_stat(os.path.join(_HERE, f)) for f in _CODE)
 
 
+_SHIPPED: str | None = None
+
+
+def shipped_config() -> str:
+    """paths.shipped_dir("config") as a string, without importing lxpy.paths (pathlib: a
+    unit test keeps them equal)."""
+    global _SHIPPED
+    if _SHIPPED is None:
+        here = os.path.dirname(os.path.realpath(_HERE))
+        _SHIPPED = f"{here}/data/config"
+        if not os.path.isdir(_SHIPPED) and os.path.isdir(f"{os.path.dirname(here)}/config"):
+            _SHIPPED = f"{os.path.dirname(here)}/config"
+    return _SHIPPED
+
+
 def profile_dirs() -> list[str]:
     """Where `include = ["name"]` looks, in order (load.profile_dirs as strings)."""
-    from ..paths import shipped_dir
     env = os.environ.get("LXPY_PROFILES")
     dirs = [p for p in env.split(":") if p] if env else []
-    dirs += ["/etc/lxpy/profiles", "/usr/share/lxpy/config", str(shipped_dir("config"))]
+    dirs += ["/etc/lxpy/profiles", "/usr/share/lxpy/config", shipped_config()]
     return dirs
 
 

@@ -14,6 +14,8 @@ from .. import log as _log
 from ..container import CONFIG_NAME, Container
 from ..errors import LockBusy, StorageError
 from .copy import is_empty_dir, remove_tree
+from .identity import (  # noqa: F401 - the names of this module before
+    HOST_FILES, clone_layout, new_hwaddr, restore_files, rewritten, update_hostname)
 
 TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
@@ -164,20 +166,6 @@ def require_stopped(c: Container, what: str, allow_running: bool = False) -> Non
                                                      if what.startswith("copying") else ""))
 
 
-def new_hwaddr(mac: str) -> str:
-    """Keep the first three octets (the OUI), draw the other three at random."""
-    import random
-    rng = random.SystemRandom()
-    parts = str(mac or "00:16:3e:xx:xx:xx").split(":")
-    if len(parts) != 6:
-        parts = ["00", "16", "3e", "xx", "xx", "xx"]
-    out = [p if i < 3 and p.lower() != "xx" else f"{rng.randrange(256):02x}"
-           for i, p in enumerate(parts)]
-    if parts[0].lower() == "xx":      # a random first octet: unicast, locally administered
-        out[0] = f"{(int(out[0], 16) & 0xFC) | 0x02:02x}"
-    return ":".join(out)
-
-
 def render_config(src_text: str, *, keys: dict[str, str], old_dir: Path, new_dir: Path,
                   old_name: str, new_name: str, keep_hostname: bool, keep_macs: bool,
                   origin: str | None, layout: Any = None) -> str:
@@ -304,111 +292,10 @@ def _rewrite_strings(node: Any, old: str, new: str) -> None:
     items = node.items() if hasattr(node, "items") else enumerate(node)
     for k, v in list(items):
         if isinstance(v, str):
-            if _rewritten(v, old):
+            if rewritten(v, old):
                 node[k] = v.replace(old, new)
         elif hasattr(v, "items") or isinstance(v, list):
             _rewrite_strings(v, old, new)
-
-
-def _rewritten(v: str, old: str) -> bool:
-    return v == old or v.startswith(old + "/") or (":" in v and old + "/" in v)
-
-
-def _any_rewritten(node: Any, old: str) -> bool:
-    if isinstance(node, str):
-        return _rewritten(node, old)
-    if isinstance(node, dict):
-        node = node.values()
-    elif not isinstance(node, list):
-        return False
-    return any(_any_rewritten(v, old) for v in node)
-
-
-def clone_layout(src: Any, *, keys: dict[str, str], old_dir: Path, new_dir: Path,
-                 old_name: str, new_name: str, keep_hostname: bool, keep_macs: bool,
-                 origin: str | None) -> Any:
-    """render_config without tomlkit (~30 ms to import): the edit as a config.slots layout
-    (src: the source's layout, or its text, proven here), or None when the edit needs
-    tomlkit (a path to rewrite, a line to add, a line the layout has not proven)."""
-    from ..config import slots
-    lay = slots.prove(src) if isinstance(src, str) else src
-    if lay is None:
-        return None
-    data = lay.data
-    old, new = os.fspath(old_dir), os.fspath(new_dir)
-    rt = data.get("rootfs")
-    if not isinstance(rt, dict) or (old != new and _any_rewritten(data, old)):
-        return None
-    values: dict[tuple, str] = {}
-    if not keep_hostname and data.get("hostname") == old_name and new_name != old_name:
-        values[("hostname",)] = new_name
-    if not keep_macs:
-        nets = data.get("net", [])
-        if not isinstance(nets, list):
-            return None
-        for i, entry in enumerate(nets):
-            if not isinstance(entry, dict):
-                return None
-            if entry.get("type", "veth") in ("veth", "macvlan") or "hwaddr" in entry:
-                if "hwaddr" not in entry:
-                    return None            # a line to add: tomlkit
-                values[("net", i, "hwaddr")] = new_hwaddr(str(entry.get("hwaddr") or ""))
-    insert = {k.removeprefix("rootfs."): v for k, v in keys.items()}
-    if origin:
-        insert["origin"] = origin
-    try:
-        return slots.render(lay, values, drop=("lower", "origin"), insert=insert)
-    except KeyError:
-        return None
-
-
-HOST_FILES = ("etc/hostname", "etc/hosts")
-
-
-def update_hostname(root: Path, old: str, new: str) -> dict[str, bytes | None]:
-    """Set /etc/hostname to new and replace old by new in /etc/hosts, through the
-    symlink-safe writer. Returns the previous contents (None: the file was absent)."""
-    import re
-
-    from ..safefs import Root
-    before: dict[str, bytes | None] = {}
-    with Root(root) as r:
-        for rel in ("etc/hostname", "etc/hosts"):
-            try:
-                before[rel] = r.read(rel) if r.exists(rel) else None
-            except OSError:
-                before[rel] = None
-        if before["etc/hostname"] is not None or r.is_dir("etc"):
-            r.write("etc/hostname", f"{new}\n")
-        hosts = before["etc/hosts"]
-        olds = {old}
-        if before["etc/hostname"]:
-            first = before["etc/hostname"].decode(errors="replace").strip().split()
-            if first and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", first[0]):
-                olds.add(first[0])
-        olds.discard(new)
-        if hosts is not None and olds:
-            text = hosts.decode(errors="surrogateescape")
-            alt = "|".join(re.escape(o) for o in sorted(olds, key=len, reverse=True))
-            pat = re.compile(rf"(?<![\w.-])(?:{alt})(?![\w-])")
-            lines = []
-            for line in text.splitlines(keepends=True):
-                body, hash_, comment = line.partition("#")
-                lines.append(pat.sub(new, body) + hash_ + comment)
-            new_text = "".join(lines)
-            if new_text != text:
-                r.write("etc/hosts", new_text.encode(errors="surrogateescape"))
-    return before
-
-
-def restore_files(root: Path, before: dict[str, bytes | None]) -> None:
-    from ..safefs import Root
-    with Root(root) as r:
-        for rel, data in before.items():
-            if data is None:
-                r.unlink(rel)
-            else:
-                r.write(rel, data)
 
 
 def run_clone_hooks(cfg: Any, cdir: Path, rootfs: Path, name: str, src_name: str,
@@ -643,54 +530,22 @@ def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
 
 def _seal(src: Container, src_cfg: Any, dst_dir: Path, text: str, lay: Any
           ) -> tuple[Any, str, Any]:
-    """Make a stopped overlay container's changes (delta/) a read-only layer of its own,
-    layers/N on top of its lowers, and give it a fresh empty delta: its state so far can no
-    longer change, so a snapshot clone (dst_dir) can share all its lowers in O(1), while the
-    source goes on, started and changed, on its new delta. Nothing when the delta is already
-    empty (nothing changed since the last seal). Returns the (new) config.
-
-    Crash-safe: the config first lists a new empty layer (the same view as before), then one
-    renameat2(RENAME_EXCHANGE) swaps the delta with it (the same view again)."""
-    from .overlay import OverlayBackend
-    ob = OverlayBackend
-    delta = ob.delta(src.dir)
-    if delta.is_symlink() or not delta.is_dir() or is_empty_dir(delta):
-        return src_cfg, text, lay  # a tmpfs delta (-e -t) is copied; an empty one is shared
-    from ..config.atomic import write_new
-    from ..linux.fsops import RENAME_EXCHANGE, renameat2
-    from ..linux.mount import is_mountpoint
-    from .base import rootfs_dir, split_lowers
-    from .copy import copy_dir_attrs
-    from .overlay import LAYERS, too_deep
-    if is_mountpoint(rootfs_dir(src.dir, src_cfg)):
-        log.info("%s: its rootfs is mounted; the clone copies its delta", src.name)
-        return src_cfg, text, lay
-    layers = src.dir / LAYERS
-    used = [int(e) for e in (os.listdir(layers) if layers.is_dir() else ()) if e.isdigit()]
-    rel = f"{LAYERS}/{max(used) + 1 if used else 0}"
-    lowers = [src.dir / rel, *split_lowers(src_cfg.rootfs.lower, src.dir)]
-    for upper, work in ((delta, ob.work(src.dir)), (ob.delta(dst_dir), ob.work(dst_dir))):
-        if too_deep(lowers, upper, work):
-            raise StorageError(f"container {src.name!r} has too many overlay layers "
-                               f"({len(lowers)}) for a snapshot clone",
-                               "lxpy-copy without -s makes an independent copy")
-    layers.mkdir(mode=0o755, exist_ok=True)
-    layer = src.dir / rel
-    layer.mkdir(mode=0o755)
-    copy_dir_attrs(delta, layer)
-    # config.edit.set_keys would do, but imports tomlkit (~30 ms): render_config edits the
-    # one line (through text's proven layout, or checked to parse to the same data but for
-    # rootfs.lower), tomlkit otherwise
+    """layers.seal of src (its config src_cfg, its config.toml's text and layout) for a
+    snapshot clone into dst_dir: the (new) config, text and layout."""
+    from .layers import seal as seal_dir
     origin = (lay.data if lay is not None else {"rootfs": _rootfs_table(src.config_path)}
               ).get("rootfs", {}).get("origin")
-    text, new_lay = _render(text, lay, keys={"rootfs.lower": f"{rel}:{src_cfg.rootfs.lower}"},
-                            old_dir=src.dir, new_dir=src.dir, old_name=src.name,
-                            new_name=src.name, keep_hostname=True, keep_macs=True,
-                            origin=origin if isinstance(origin, str) and origin else None)
-    write_new(src.config_path, text)                # atomic, fsynced
-    renameat2(delta, layer, RENAME_EXCHANGE)        # the commit point
-    log.info("%s: its changes so far are now its read-only layer %s", src.name, rel)
-    return _config_after(src_cfg, lay, new_lay, src.dir), text, new_lay
+
+    def render(lower: str) -> tuple[str, Any]:
+        return _render(text, lay, keys={"rootfs.lower": lower}, old_dir=src.dir,
+                       new_dir=src.dir, old_name=src.name, new_name=src.name,
+                       keep_hostname=True, keep_macs=True,
+                       origin=origin if isinstance(origin, str) and origin else None)
+    made = seal_dir(os.fspath(src.dir), src.name, src_cfg, os.fspath(dst_dir), render)
+    if made is True:
+        return src_cfg, text, lay
+    new_text, new_lay = made
+    return _config_after(src_cfg, lay, new_lay, src.dir), new_text, new_lay
 
 
 def changes_on_tmpfs(cdir: Path) -> None:
