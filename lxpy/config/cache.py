@@ -15,6 +15,11 @@ A hit needs all of them equal; anything else (no file, another owner, garbage) i
 and the config is parsed as always. Copies of a container dir cannot hit: config.toml's
 inode differs.
 
+An entry can also be keyed by config.toml's text instead of its inode and times
+(`remember`): lxpy-copy writes configs whose Config it made from another one without a
+parse (config/slots.py), and keeps it so at once; such an entry is used while config.toml
+reads exactly that text (and the rest of its key holds), whatever its times.
+
 Racy timestamps: file times come from a coarse kernel clock, so an edit made in the same
 tick as the cache was written could leave every key equal. No entry is written while any
 file or directory it depends on changed less than RACY seconds ago (as git does with its
@@ -39,7 +44,8 @@ FORMAT = 2
 NAME = ".config.cache"
 RACY = 2.0
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_CODE = ("cache.py", "loader.py", "schema.py", "signals.py", "view.py", "../paths.py")
+_CODE = ("cache.py", "loader.py", "schema.py", "signals.py", "view.py", "slots.py",
+         "../paths.py")
 
 
 def _stat(path: str) -> tuple[int, int, int, int] | None:
@@ -134,9 +140,10 @@ def load(config_path: str) -> Config:
     hit = _read(cpath)
     if type(hit) is dict and hit.get("format") == FORMAT and hit.get("path") == config_path:
         try:
-            if hit["self"] == _stat(config_path) and hit["code"] == code \
-                    and hit["dirs"] == [(d, _dir_key(d)) for d in dirs] \
-                    and all(_stat(f) == k for f, k in hit["files"]):
+            if hit["code"] == code and hit["dirs"] == [(d, _dir_key(d)) for d in dirs] \
+                    and all(_stat(f) == k for f, k in hit["files"]) and (
+                        hit["self"] == _stat(config_path) if hit["self"] is not None
+                        else type(hit["text"]) is str and _text(config_path) == hit["text"]):
                 return _build(hit)
         except (KeyError, TypeError, ValueError):
             pass
@@ -157,6 +164,36 @@ def load(config_path: str) -> Config:
             "net": [e._d for e in cfg.net], "merged": cfg.files, "explicit": cfg.explicit,
             "sections": sections()})
     return cfg
+
+
+def _text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read()
+    except (OSError, ValueError):
+        return None
+
+
+def remember(config_path: str, cfg: Config, text: str, cdir: str | None = None) -> None:
+    """Keep cfg as the Config of config_path while config.toml reads text (and its
+    profiles, their directories and this code are unchanged): for a config this process
+    wrote and knows the Config of without a parse (lxpy-copy). The text is the key, so
+    no clock is involved for it. cdir: where to write the entry, when config_path's
+    directory is not there yet (a clone being made under a temporary name)."""
+    cpath = os.path.join(cdir or os.path.dirname(config_path), NAME)
+    code = _code_key()
+    files = [(f, _stat(f)) for f in dict.fromkeys(cfg.files) if f != config_path]
+    dir_keys = [(d, _dir_key(d)) for d in profile_dirs()]
+    if any(k is None for _, k in files) or _fresh(
+            [k for _, k in files] + [(0, *k) for _, k in dir_keys if k] + list(code),
+            time.time()):
+        return
+    from .view import sections
+    _write(cpath, {
+        "format": FORMAT, "path": config_path, "self": None, "text": text, "code": code,
+        "dirs": dir_keys, "files": files, "values": cfg.values,
+        "mount": [e._d for e in cfg.mount], "net": [e._d for e in cfg.net],
+        "merged": cfg.files, "explicit": cfg.explicit, "sections": sections()})
 
 
 def _dir_key(d: str) -> tuple[int, int, int] | None:

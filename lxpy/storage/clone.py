@@ -384,16 +384,22 @@ def _render(src_text: str, src_lay: Any, **args: Any) -> tuple[str, Any]:
     return (fast if fast is not None else _render_config_tomlkit(src_text, **args)), None
 
 
-def _config_after(old_cfg: Any, old_lay: Any, lay: Any, cdir: Path) -> Any:
+def _config_after(old_cfg: Any, old_lay: Any, lay: Any, cdir: Path,
+                  final: Path | None = None) -> Any:
     """The Config of cdir's config.toml, just written from lay (or not: lay None), made
     from old_cfg (the Config of old_lay's text) when the edit allows it, else parsed; lay is
-    kept as cdir's layout."""
-    from ..config import slots
+    kept as cdir's layout, and that Config in its config cache (for final/config.toml when
+    cdir is a temporary name that becomes final)."""
+    from ..config import cache, slots
     path = cdir / CONFIG_NAME
     cfg = None
     if lay is not None:
         slots.save(os.fspath(cdir), lay)
         cfg = slots.config_after(old_cfg, old_lay, lay, os.fspath(path))
+        if cfg is not None:
+            keep = cfg if final is None else slots.config_after(
+                old_cfg, old_lay, lay, os.fspath(final / CONFIG_NAME))
+            cache.remember(keep.files[-1], keep, lay.text, os.fspath(cdir))
     if cfg is None:
         from ..config.loader import load
         cfg = load(path)
@@ -474,7 +480,7 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
                             origin=src.name if snapshot else None)
         write_new(tmp / CONFIG_NAME, text)
         os.chmod(tmp, os.stat(src.dir).st_mode & 0o7777)
-        cfg = _config_after(src_cfg, src_lay, lay, tmp)
+        cfg = _config_after(src_cfg, src_lay, lay, tmp, dst.dir)
         if cfg.hooks.clone:
             with tb.mounted(tmp, cfg) as root:
                 if not keep_hostname:

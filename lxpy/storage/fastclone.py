@@ -111,7 +111,12 @@ def _seal(src: str, name: str, cfg, dst: str, lay) -> tuple:
     new_lay = made[1]
     slots.save(src, new_lay)
     cpath = f"{src}/{CONFIG}"
-    return new_lay, slots.config_after(cfg, lay, new_lay, cpath) or load_config(cpath)
+    new_cfg = slots.config_after(cfg, lay, new_lay, cpath)
+    if new_cfg is None:
+        return new_lay, load_config(cpath)
+    from ..config.cache import remember
+    remember(cpath, new_cfg, new_lay.text)
+    return new_lay, new_cfg
 
 
 def _clone(lxpath: str, name: str, new: str, src: str, dst: str, keep_hostname: bool,
@@ -188,11 +193,13 @@ def _clone(lxpath: str, name: str, new: str, src: str, dst: str, keep_hostname: 
         write_new(cfg_path, new_lay.text)
         os.chmod(tmp, os.stat(src).st_mode & 0o7777)
         slots.save(tmp, new_lay)
-        ccfg = slots.config_after(cfg, lay, new_lay, cfg_path)
+        ccfg = slots.config_after(cfg, lay, new_lay, f"{dst}/{CONFIG}")
         if ccfg is None:
             from .copy import remove_tree
             remove_tree(tmp)
             return False
+        from ..config.cache import remember
+        remember(f"{dst}/{CONFIG}", ccfg, new_lay.text, tmp)
         if not keep_hostname:
             from .copyup import copy_up
             upper = f"{tmp}/delta"

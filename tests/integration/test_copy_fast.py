@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 import time
-import tomllib
 
 from lxpy.config.cache import RACY
 
@@ -31,6 +30,19 @@ def copy_in_process(lxpath, *argv: str) -> tuple[int, list[str]]:
                         *argv], capture_output=True, text=True, check=True)
     rc, *mods = r.stdout.split("\n")[-2].split()
     return int(rc), mods
+
+
+def assert_remembered(path) -> None:
+    """path's config cache entry is keyed by its text, and is the Config the loader makes."""
+    import marshal
+
+    from lxpy.config import cache
+    from lxpy.config.loader import load
+    entry = marshal.loads((path.parent / cache.NAME).read_bytes())
+    assert entry["self"] is None and entry["text"] == path.read_text()
+    got, want = cache.load(str(path)), load(path)
+    assert (got.values, got.mount, got.net, got.files, got.explicit) == \
+        (want.values, want.mount, want.net, want.files, want.explicit)
 
 
 def tree(root) -> dict:
@@ -83,11 +95,9 @@ def test_the_usual_snapshot_clone_is_the_fast_one_and_the_same(lxpath):
     assert tf == ts
     assert os.stat(lxpath / "fast").st_mode == os.stat(lxpath / "slow").st_mode
     assert read(lxpath, "fast", "marker") == "source\n"
-    # the clone's Config, made from the source's, is what its file says
-    from lxpy.config.loader import load
-    with open(lxpath / "fast" / "config.toml", "rb") as fh:
-        assert tomllib.load(fh)["rootfs"]["lower"] == load(
-            lxpath / "fast" / "config.toml").rootfs.lower
+    # the clone's Config, made from the source's and kept in its config cache (keyed by
+    # the text), is what its file says
+    assert_remembered(lxpath / "fast" / "config.toml")
     # a clone of the clone: the fast way too, sealing it first (its delta holds its new
     # /etc/hostname); its config is parsed, being too new for the config cache
     rc, heavy = copy_in_process(lxpath, "-n", "fast", "-N", "fast2", "-s", "-q")
@@ -160,6 +170,8 @@ def test_the_fast_seal_is_the_usual_seal(lxpath):
             if k.startswith("layers/0/"):
                 t[k] = t[k][:4]
     assert ta == tb and "layers/1/marker2" in ta and not os.listdir(lxpath / "a" / "delta")
+    for n in ("a", "b", "a2", "b2"):    # the sealed sources and the clones: no parse needed
+        assert_remembered(lxpath / n / "config.toml")
     for n in ("a2", "b2"):
         assert read(lxpath, n, "marker2") == "more\n"
         assert read(lxpath, n, "etc/hostname") == f"{n}\n"
