@@ -215,20 +215,41 @@ def _build(hit: dict) -> Config:
 
 # -- the system config -------------------------------------------------------------------
 
-def system_values(path: str, parse) -> dict:
-    """parse(path) -> the system config's flat values; remembered in /run/lxpy by the
-    file's identity and times (a missing file is remembered too)."""
-    from ..paths import RUN_ROOT, sha256
-    key = _stat(path)
-    code = _code_key()
+def _system_entry(path: str, run_root: str) -> str:
     # one entry per config file and per installed copy of lxpy (two installs sharing /run
     # would otherwise replace each other's entry on every command: their code keys differ)
+    try:
+        from _sha256 import sha256  # the C module itself: hashlib loads OpenSSL first
+    except ImportError:  # pragma: no cover - Python 3.12+ (_sha2)
+        from hashlib import sha256
     name = sha256(os.fsencode(f"{path}\0{_HERE}")).hexdigest()[:12]
-    cpath = os.path.join(str(RUN_ROOT), f".system.{name}")
+    return os.path.join(run_root, f".system.{name}")
+
+
+def _system_hit(cpath: str, path: str, key, code) -> dict | None:
     hit = _read(cpath)
     if type(hit) is dict and hit.get("format") == FORMAT and hit.get("path") == path \
             and hit.get("key") == key and hit.get("code") == code:
         return hit["values"]
+    return None
+
+
+def system_values_cached(path: str, run_root: str = "/run/lxpy") -> dict | None:
+    """system_values(path, ...) when its entry in run_root (paths.RUN_ROOT) is valid, else
+    None: without a parse, and without importing lxpy.paths (pathlib)."""
+    return _system_hit(_system_entry(path, run_root), path, _stat(path), _code_key())
+
+
+def system_values(path: str, parse) -> dict:
+    """parse(path) -> the system config's flat values; remembered in /run/lxpy by the
+    file's identity and times (a missing file is remembered too)."""
+    from ..paths import RUN_ROOT
+    key = _stat(path)
+    code = _code_key()
+    cpath = _system_entry(path, str(RUN_ROOT))
+    hit = _system_hit(cpath, path, key, code)
+    if hit is not None:
+        return hit
     values = parse()
     if not _fresh([key, *code], time.time()):
         try:

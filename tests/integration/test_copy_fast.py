@@ -21,13 +21,15 @@ HEAVY = ("pathlib", "re", "enum", "tomllib", "typing", "lxpy.container",
          "lxpy.storage.clone", "lxpy.config.loader")
 
 
-def copy_in_process(lxpath, *argv: str) -> tuple[int, list[str]]:
-    """lxpy-copy in a fresh `python -I -S`: its status and which HEAVY modules it loaded."""
+def copy_in_process(lxpath, *argv: str, env: dict | None = None) -> tuple[int, list[str]]:
+    """lxpy-copy in a fresh `python -I -S`: its status and which HEAVY modules it loaded.
+    lxpath None: no -P (the lxpath comes from env)."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from lxpy.cli import main; "
             "rc = main('copy', sys.argv[2:]); "
             f"print(rc, *sorted(m for m in {HEAVY!r} if m in sys.modules))")
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", code, REPO, "-P", str(lxpath),
-                        *argv], capture_output=True, text=True, check=True)
+    where = ["-P", str(lxpath)] if lxpath is not None else []
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", code, REPO, *where, *argv],
+                       capture_output=True, text=True, check=True, env=env)
     rc, *mods = r.stdout.split("\n")[-2].split()
     return int(rc), mods
 
@@ -61,16 +63,32 @@ def tree(root) -> dict:
     return out
 
 
-def test_the_usual_snapshot_clone_is_the_fast_one_and_the_same(lxpath):
+def test_the_usual_snapshot_clone_is_the_fast_one_and_the_same(lxpath, tmp_path):
     run = Runner(lxpath)
     run("create", "-n", "src", "-t", "busybox", "-B", "overlay")
     write(lxpath, "src", "marker", "source\n")
-    run("copy", "-n", "src", "-N", "first", "-s")         # seals src: the usual way
-    time.sleep(RACY + 0.1)     # src's config.toml is old enough for its config cache
+    run("copy", "-n", "src", "-N", "first", "-s")
+    # a system config naming this lxpath, for a clone without -P
+    sysconf = tmp_path / "lxpy.toml"
+    sysconf.write_text(f'lxpath = "{lxpath}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "LXPY_PATH"}
+    env["LXPY_CONFIG"] = str(sysconf)
+    time.sleep(RACY + 0.1)     # the configs are old enough for their caches
     # the usual way, asked for (-l), and the fast one, of the same sealed source
     run("copy", "-n", "src", "-N", "slow", "-s", "-l", "ERROR")
     rc, heavy = copy_in_process(lxpath, "-n", "src", "-N", "fast", "-s", "-q")
     assert rc == 0 and heavy == []
+    # no -P: the lxpath of the system config, from its values cached in /run/lxpy
+    from lxpy.config import cache
+    subprocess.run([sys.executable, "-I", "-S", "-c", "import sys; sys.path.insert(0, "
+                    "sys.argv[1]); from lxpy import paths; paths.system_config()", REPO],
+                   env=env, check=True)
+    try:
+        rc, heavy = copy_in_process(None, "-n", "src", "-N", "nop", "-s", "-q", env=env)
+    finally:
+        os.unlink(cache._system_entry(str(sysconf), "/run/lxpy"))
+    assert rc == 0 and heavy == []
+    run("destroy", "-n", "nop")
     assert names(run) == ["fast", "first", "slow", "src"]
     f, s = config_of(lxpath, "fast"), config_of(lxpath, "slow")
     assert f["hostname"] == "fast" and s["hostname"] == "slow"

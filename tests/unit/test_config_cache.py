@@ -181,7 +181,12 @@ def test_the_system_config_is_remembered_until_it_changes(tmp_path, monkeypatch)
         assert [p.name for p in run_root.iterdir()][0].startswith(".system.")
         paths.system_config.cache_clear()
         assert paths.system_config().cgroup_parent == "first"     # from the cache
+        # (what lxpy-copy -s reads, without lxpy.paths)
+        got = cache.system_values_cached(str(sysconf), str(run_root))
+        assert got is not None and got["cgroup_parent"] == "first"
+        assert str(paths.system_config().lxpath) == got["lxpath"]
         sysconf.write_text('cgroup_parent = "second-one"\n')
+        assert cache.system_values_cached(str(sysconf), str(run_root)) is None
         paths.system_config.cache_clear()
         assert paths.system_config().cgroup_parent == "second-one"
     finally:
