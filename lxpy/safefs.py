@@ -17,7 +17,6 @@ import errno
 import os
 import posixpath
 import stat
-from pathlib import Path
 from types import TracebackType
 
 from .errors import KernelFeatureError
@@ -37,7 +36,7 @@ class Root:
     """A rootfs directory, opened once; every operation resolves inside it."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.path = os.fspath(path)
         try:
             self.fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:

@@ -1,27 +1,31 @@
 """Atomic, fsynced replacement of a small file (a config.toml, a snapshot's meta): a temp
 file beside it, then rename. Apart from edit.py so that lxpy-copy and lxpy-snapshot write
-configs without importing the settings table and tomlkit."""
+configs without importing the settings table and tomlkit (nor pathlib: lxpy-copy -s)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
-def _mkstemp(path: Path) -> tuple[int, str]:
+def _mkstemp(path: str) -> tuple[int, str]:
     """tempfile.mkstemp(prefix=".NAME.", dir=path's dir) without importing tempfile (shutil,
     random, weakref: ~5 ms of lxpy-copy and lxpy-snapshot)."""
+    parent, name = os.path.split(path)
     for _ in range(100):
-        tmp = f"{os.fspath(path.parent)}/.{path.name}.{os.urandom(4).hex()}"
+        tmp = f"{parent or '.'}/.{name}.{os.urandom(4).hex()}"
         try:
             return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                            | os.O_CLOEXEC, 0o600), tmp
         except FileExistsError:
             continue
-    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+    raise FileExistsError(f"{parent}: no free temporary name for {name}")
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: str, text: str) -> None:
     fd, tmp = _mkstemp(path)
     try:
         with os.fdopen(fd, "w") as f:
@@ -29,7 +33,7 @@ def _atomic_write(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         try:
-            st = path.stat()
+            st = os.stat(path)
             os.chmod(tmp, st.st_mode & 0o7777)
         except FileNotFoundError:
             os.chmod(tmp, 0o644)
@@ -42,5 +46,5 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def write_new(path: Path, text: str) -> None:
-    _atomic_write(Path(path), text)
+def write_new(path: str | Path, text: str) -> None:
+    _atomic_write(os.path.normpath(os.fspath(path)), text)

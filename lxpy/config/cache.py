@@ -15,6 +15,11 @@ A hit needs all of them equal; anything else (no file, another owner, garbage) i
 and the config is parsed as always. Copies of a container dir cannot hit: config.toml's
 inode differs.
 
+An entry can also be keyed by config.toml's text instead of its inode and times
+(`remember`): lxpy-copy writes configs whose Config it made from another one without a
+parse (config/slots.py), and keeps it so at once; such an entry is used while config.toml
+reads exactly that text (and the rest of its key holds), whatever its times.
+
 Racy timestamps: file times come from a coarse kernel clock, so an edit made in the same
 tick as the cache was written could leave every key equal. No entry is written while any
 file or directory it depends on changed less than RACY seconds ago (as git does with its
@@ -39,7 +44,8 @@ FORMAT = 2
 NAME = ".config.cache"
 RACY = 2.0
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_CODE = ("cache.py", "loader.py", "schema.py", "signals.py", "view.py", "../paths.py")
+_CODE = ("cache.py", "loader.py", "schema.py", "signals.py", "view.py", "slots.py",
+         "../paths.py")
 
 
 def _stat(path: str) -> tuple[int, int, int, int] | None:
@@ -54,12 +60,26 @@ def _code_key() -> tuple:
     return tuple(_stat(os.path.join(_HERE, f)) for f in _CODE)
 
 
+_SHIPPED: str | None = None
+
+
+def shipped_config() -> str:
+    """paths.shipped_dir("config") as a string, without importing lxpy.paths (pathlib: a
+    unit test keeps them equal)."""
+    global _SHIPPED
+    if _SHIPPED is None:
+        here = os.path.dirname(os.path.realpath(_HERE))
+        _SHIPPED = f"{here}/data/config"
+        if not os.path.isdir(_SHIPPED) and os.path.isdir(f"{os.path.dirname(here)}/config"):
+            _SHIPPED = f"{os.path.dirname(here)}/config"
+    return _SHIPPED
+
+
 def profile_dirs() -> list[str]:
     """Where `include = ["name"]` looks, in order (load.profile_dirs as strings)."""
-    from ..paths import shipped_dir
     env = os.environ.get("LXPY_PROFILES")
     dirs = [p for p in env.split(":") if p] if env else []
-    dirs += ["/etc/lxpy/profiles", "/usr/share/lxpy/config", str(shipped_dir("config"))]
+    dirs += ["/etc/lxpy/profiles", "/usr/share/lxpy/config", shipped_config()]
     return dirs
 
 
@@ -120,9 +140,10 @@ def load(config_path: str) -> Config:
     hit = _read(cpath)
     if type(hit) is dict and hit.get("format") == FORMAT and hit.get("path") == config_path:
         try:
-            if hit["self"] == _stat(config_path) and hit["code"] == code \
-                    and hit["dirs"] == [(d, _dir_key(d)) for d in dirs] \
-                    and all(_stat(f) == k for f, k in hit["files"]):
+            if hit["code"] == code and hit["dirs"] == [(d, _dir_key(d)) for d in dirs] \
+                    and all(_stat(f) == k for f, k in hit["files"]) and (
+                        hit["self"] == _stat(config_path) if hit["self"] is not None
+                        else type(hit["text"]) is str and _text(config_path) == hit["text"]):
                 return _build(hit)
         except (KeyError, TypeError, ValueError):
             pass
@@ -145,6 +166,36 @@ def load(config_path: str) -> Config:
     return cfg
 
 
+def _text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read()
+    except (OSError, ValueError):
+        return None
+
+
+def remember(config_path: str, cfg: Config, text: str, cdir: str | None = None) -> None:
+    """Keep cfg as the Config of config_path while config.toml reads text (and its
+    profiles, their directories and this code are unchanged): for a config this process
+    wrote and knows the Config of without a parse (lxpy-copy). The text is the key, so
+    no clock is involved for it. cdir: where to write the entry, when config_path's
+    directory is not there yet (a clone being made under a temporary name)."""
+    cpath = os.path.join(cdir or os.path.dirname(config_path), NAME)
+    code = _code_key()
+    files = [(f, _stat(f)) for f in dict.fromkeys(cfg.files) if f != config_path]
+    dir_keys = [(d, _dir_key(d)) for d in profile_dirs()]
+    if any(k is None for _, k in files) or _fresh(
+            [k for _, k in files] + [(0, *k) for _, k in dir_keys if k] + list(code),
+            time.time()):
+        return
+    from .view import sections
+    _write(cpath, {
+        "format": FORMAT, "path": config_path, "self": None, "text": text, "code": code,
+        "dirs": dir_keys, "files": files, "values": cfg.values,
+        "mount": [e._d for e in cfg.mount], "net": [e._d for e in cfg.net],
+        "merged": cfg.files, "explicit": cfg.explicit, "sections": sections()})
+
+
 def _dir_key(d: str) -> tuple[int, int, int] | None:
     try:
         st = os.stat(d)
@@ -164,20 +215,41 @@ def _build(hit: dict) -> Config:
 
 # -- the system config -------------------------------------------------------------------
 
-def system_values(path: str, parse) -> dict:
-    """parse(path) -> the system config's flat values; remembered in /run/lxpy by the
-    file's identity and times (a missing file is remembered too)."""
-    from ..paths import RUN_ROOT, sha256
-    key = _stat(path)
-    code = _code_key()
+def _system_entry(path: str, run_root: str) -> str:
     # one entry per config file and per installed copy of lxpy (two installs sharing /run
     # would otherwise replace each other's entry on every command: their code keys differ)
+    try:
+        from _sha256 import sha256  # the C module itself: hashlib loads OpenSSL first
+    except ImportError:  # pragma: no cover - Python 3.12+ (_sha2)
+        from hashlib import sha256
     name = sha256(os.fsencode(f"{path}\0{_HERE}")).hexdigest()[:12]
-    cpath = os.path.join(str(RUN_ROOT), f".system.{name}")
+    return os.path.join(run_root, f".system.{name}")
+
+
+def _system_hit(cpath: str, path: str, key, code) -> dict | None:
     hit = _read(cpath)
     if type(hit) is dict and hit.get("format") == FORMAT and hit.get("path") == path \
             and hit.get("key") == key and hit.get("code") == code:
         return hit["values"]
+    return None
+
+
+def system_values_cached(path: str, run_root: str = "/run/lxpy") -> dict | None:
+    """system_values(path, ...) when its entry in run_root (paths.RUN_ROOT) is valid, else
+    None: without a parse, and without importing lxpy.paths (pathlib)."""
+    return _system_hit(_system_entry(path, run_root), path, _stat(path), _code_key())
+
+
+def system_values(path: str, parse) -> dict:
+    """parse(path) -> the system config's flat values; remembered in /run/lxpy by the
+    file's identity and times (a missing file is remembered too)."""
+    from ..paths import RUN_ROOT
+    key = _stat(path)
+    code = _code_key()
+    cpath = _system_entry(path, str(RUN_ROOT))
+    hit = _system_hit(cpath, path, key, code)
+    if hit is not None:
+        return hit
     values = parse()
     if not _fresh([key, *code], time.time()):
         try:

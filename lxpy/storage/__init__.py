@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import importlib
 import os
-from pathlib import Path
+
 from ..errors import StorageError
 
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
+TYPE_CHECKING = False  # typing costs every command ~5 ms of import, pathlib ~14 (fastclone)
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
     from ..container import Container
     from .base import Backend
 
 # modules of this package that are not backends
-_HELPERS = frozenset({"base", "copy", "clone", "snapshot", "rename", "safewrite"})
+_HELPERS = frozenset({"base", "copy", "clone", "snapshot", "rename", "safewrite", "copyup",
+                      "fastclone", "identity", "layers"})
 # the order -B best tries them in
 _PREFERENCE = ("btrfs", "overlay", "dir")
 
@@ -66,6 +68,7 @@ def get(name: str) -> Backend:
 
 def best(lxpath: Path) -> Backend:
     """The fastest backend available for containers in lxpath."""
+    from pathlib import Path
     reg = _load_all()
     order = [n for n in _PREFERENCE if n in reg] + sorted(set(reg) - set(_PREFERENCE))
     for n in order:
@@ -78,6 +81,8 @@ def best(lxpath: Path) -> Backend:
 def new_tree_dir(path: Path, mode: int = 0o755) -> None:
     """mkdir for a tree others will clone (a cache entry): a btrfs subvolume where the
     filesystem is btrfs, so the btrfs backend can snapshot it in O(1)."""
+    from pathlib import Path
+
     from ..linux.fsops import btrfs_subvol_create, is_btrfs
     path = Path(path)
     try:
@@ -103,11 +108,15 @@ def dependants(container: Container) -> list[str]:
 
 def destroy_container(cdir: Path, cfg: Any) -> None:
     """Remove a container's storage: its rootfs (mounts, subvolumes) and its snapshots."""
+    from pathlib import Path
+
     from .clone import destroy_container as _destroy
     _destroy(Path(cdir), cfg)
 
 
 def sweep(lxpath: Path) -> None:
     """Clean what killed clone/snapshot/rename/create/destroy commands left in lxpath."""
+    from pathlib import Path
+
     from .clone import sweep as _sweep
     _sweep(Path(lxpath))

@@ -8,13 +8,14 @@ sweeps stale temporary directories whose container lock is free."""
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 from .. import log as _log
 from ..container import CONFIG_NAME, Container
 from ..errors import LockBusy, StorageError
 from .copy import is_empty_dir, remove_tree
+from .identity import (  # noqa: F401 - the names of this module before
+    HOST_FILES, clone_layout, new_hwaddr, restore_files, rewritten, update_hostname)
 
 TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ MERGED = "merged"       # the overlay mount point of a frozen dir container (see
 # -- dependencies ---------------------------------------------------------------------------
 
 def _rootfs_table(config_path: Path) -> dict[str, Any]:
+    import tomllib
     try:
         with open(config_path, "rb") as f:
             data = tomllib.load(f)
@@ -164,39 +166,18 @@ def require_stopped(c: Container, what: str, allow_running: bool = False) -> Non
                                                      if what.startswith("copying") else ""))
 
 
-def new_hwaddr(mac: str) -> str:
-    """Keep the first three octets (the OUI), draw the other three at random."""
-    import random
-    rng = random.SystemRandom()
-    parts = str(mac or "00:16:3e:xx:xx:xx").split(":")
-    if len(parts) != 6:
-        parts = ["00", "16", "3e", "xx", "xx", "xx"]
-    out = [p if i < 3 and p.lower() != "xx" else f"{rng.randrange(256):02x}"
-           for i, p in enumerate(parts)]
-    if parts[0].lower() == "xx":      # a random first octet: unicast, locally administered
-        out[0] = f"{(int(out[0], 16) & 0xFC) | 0x02:02x}"
-    return ":".join(out)
-
-
-def _rewrite_strings(node: Any, old: str, new: str) -> None:
-    """Replace the old container directory prefix in every string value of a tomlkit doc."""
-    items = node.items() if hasattr(node, "items") else enumerate(node)
-    for k, v in list(items):
-        if isinstance(v, str):
-            if v == old or v.startswith(old + "/") or (":" in v and old + "/" in v):
-                node[k] = v.replace(old, new)
-        elif hasattr(v, "items") or isinstance(v, list):
-            _rewrite_strings(v, old, new)
-
-
 def render_config(src_text: str, *, keys: dict[str, str], old_dir: Path, new_dir: Path,
                   old_name: str, new_name: str, keep_hostname: bool, keep_macs: bool,
-                  origin: str | None) -> str:
+                  origin: str | None, layout: Any = None) -> str:
     """The clone's config.toml: the source's, comments kept, with the rootfs keys, paths,
-    hostname and MAC addresses changed."""
+    hostname and MAC addresses changed. layout: src_text's proven layout (config.slots),
+    when the caller has it."""
     args = dict(keys=keys, old_dir=old_dir, new_dir=new_dir, old_name=old_name,
                 new_name=new_name, keep_hostname=keep_hostname, keep_macs=keep_macs,
                 origin=origin)
+    lay = clone_layout(layout if layout is not None else src_text, **args)
+    if lay is not None:
+        return lay.text
     fast = _render_config_fast(src_text, **args)
     return fast if fast is not None else _render_config_tomlkit(src_text, **args)
 
@@ -242,6 +223,7 @@ def _render_config_fast(src_text: str, *, keys: dict[str, str], old_dir: Path,
     """render_config by editing lines, without tomlkit (~30 ms to import): the result must
     parse to exactly what the tomlkit edit gives, else None."""
     import re
+    import tomllib
     try:
         want = tomllib.loads(src_text)
         _rewrite_strings(want, os.fspath(old_dir), os.fspath(new_dir))
@@ -304,53 +286,16 @@ def _render_config_fast(src_text: str, *, keys: dict[str, str], old_dir: Path,
         return None
 
 
-HOST_FILES = ("etc/hostname", "etc/hosts")
 
-
-def update_hostname(root: Path, old: str, new: str) -> dict[str, bytes | None]:
-    """Set /etc/hostname to new and replace old by new in /etc/hosts, through the
-    symlink-safe writer. Returns the previous contents (None: the file was absent)."""
-    import re
-
-    from ..safefs import Root
-    before: dict[str, bytes | None] = {}
-    with Root(root) as r:
-        for rel in ("etc/hostname", "etc/hosts"):
-            try:
-                before[rel] = r.read(rel) if r.exists(rel) else None
-            except OSError:
-                before[rel] = None
-        if before["etc/hostname"] is not None or r.is_dir("etc"):
-            r.write("etc/hostname", f"{new}\n")
-        hosts = before["etc/hosts"]
-        olds = {old}
-        if before["etc/hostname"]:
-            first = before["etc/hostname"].decode(errors="replace").strip().split()
-            if first and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", first[0]):
-                olds.add(first[0])
-        olds.discard(new)
-        if hosts is not None and olds:
-            text = hosts.decode(errors="surrogateescape")
-            alt = "|".join(re.escape(o) for o in sorted(olds, key=len, reverse=True))
-            pat = re.compile(rf"(?<![\w.-])(?:{alt})(?![\w-])")
-            lines = []
-            for line in text.splitlines(keepends=True):
-                body, hash_, comment = line.partition("#")
-                lines.append(pat.sub(new, body) + hash_ + comment)
-            new_text = "".join(lines)
-            if new_text != text:
-                r.write("etc/hosts", new_text.encode(errors="surrogateescape"))
-    return before
-
-
-def restore_files(root: Path, before: dict[str, bytes | None]) -> None:
-    from ..safefs import Root
-    with Root(root) as r:
-        for rel, data in before.items():
-            if data is None:
-                r.unlink(rel)
-            else:
-                r.write(rel, data)
+def _rewrite_strings(node: Any, old: str, new: str) -> None:
+    """Replace the old container directory prefix in every string value of a tomlkit doc."""
+    items = node.items() if hasattr(node, "items") else enumerate(node)
+    for k, v in list(items):
+        if isinstance(v, str):
+            if rewritten(v, old):
+                node[k] = v.replace(old, new)
+        elif hasattr(v, "items") or isinstance(v, list):
+            _rewrite_strings(v, old, new)
 
 
 def run_clone_hooks(cfg: Any, cdir: Path, rootfs: Path, name: str, src_name: str,
@@ -419,6 +364,49 @@ def publish(tmp: Path, final: Path) -> None:
 
 # -- clone ----------------------------------------------------------------------------------
 
+def _config_of(c: Container) -> tuple[str, Any, Any]:
+    """c's config.toml text, that text's proven layout (config.slots; None when it has
+    none) and c's Config (from its cache when it can), all three of the same text."""
+    from ..config import slots
+    text = c.config_path.read_text()
+    cfg = c.reload()
+    if c.config_path.read_text() != text:       # edited meanwhile: no layout, parse
+        return c.config_path.read_text(), None, c.reload()
+    return text, slots.load(os.fspath(c.dir), text), cfg
+
+
+def _render(src_text: str, src_lay: Any, **args: Any) -> tuple[str, Any]:
+    """render_config, and the result's layout when it was made from src_lay (else None)."""
+    if src_lay is not None:
+        lay = clone_layout(src_lay, **args)
+        if lay is not None:
+            return lay.text, lay
+    fast = _render_config_fast(src_text, **args)
+    return (fast if fast is not None else _render_config_tomlkit(src_text, **args)), None
+
+
+def _config_after(old_cfg: Any, old_lay: Any, lay: Any, cdir: Path,
+                  final: Path | None = None) -> Any:
+    """The Config of cdir's config.toml, just written from lay (or not: lay None), made
+    from old_cfg (the Config of old_lay's text) when the edit allows it, else parsed; lay is
+    kept as cdir's layout, and that Config in its config cache (for final/config.toml when
+    cdir is a temporary name that becomes final)."""
+    from ..config import cache, slots
+    path = cdir / CONFIG_NAME
+    cfg = None
+    if lay is not None:
+        slots.save(os.fspath(cdir), lay)
+        cfg = slots.config_after(old_cfg, old_lay, lay, os.fspath(path))
+        if cfg is not None:
+            keep = cfg if final is None else slots.config_after(
+                old_cfg, old_lay, lay, os.fspath(final / CONFIG_NAME))
+            cache.remember(keep.files[-1], keep, lay.text, os.fspath(cdir))
+    if cfg is None:
+        from ..config.loader import load
+        cfg = load(path)
+    return cfg
+
+
 def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
                    backend: str | None = None, keep_hostname: bool = False,
                    keep_macs: bool = False, allow_running: bool = False,
@@ -427,7 +415,6 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
     from contextlib import ExitStack
 
     from ..config.atomic import write_new
-    from ..config.loader import load
     from ..errors import ContainerExists, UsageError
     from . import for_config, get
     src.require()
@@ -443,7 +430,7 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
             raise ContainerExists(f"container {new_name!r} already exists in {dst.lxpath}",
                                   "pick another name, or lxpy-destroy it first")
         require_stopped(src, "copying it", allow_running)
-        src_cfg = src.reload()
+        src_text, src_lay, src_cfg = _config_of(src)
         sb = for_config(src_cfg)
         if snapshot:
             tb = get(backend) if backend else (sb if sb.name == "btrfs" else get("overlay"))
@@ -473,13 +460,14 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
                                    "clone of a dir or btrfs container needs it stopped",
                                    "stop it, or drop -s for a full copy")
             src_cfg = freeze(src, src_cfg)
+            src_text, src_lay = src.config_path.read_text(), None
             sb = for_config(src_cfg)
         if snapshot and tb.name == "overlay" and sb.name == "overlay" \
                 and dst.lxpath.resolve() != src.lxpath.resolve():
             keys = tb.full_copy(src.dir, src_cfg, tmp)     # independent of src: copies
         elif snapshot:
             if tb.name == "overlay" and sb.name == "overlay" and state(src) not in ACTIVE:
-                src_cfg = seal(src, src_cfg, tmp)
+                src_cfg, src_text, src_lay = _seal(src, src_cfg, tmp, src_text, src_lay)
             keys = tb.snapshot_clone(src.dir, src_cfg, tmp)
         elif tb.name == sb.name and not _container_lowers(src_cfg, src.dir, src.lxpath):
             keys = tb.full_copy(src.dir, src_cfg, tmp)
@@ -487,13 +475,13 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
             with sb.mounted(src.dir, src_cfg) as view:
                 keys = tb.import_tree(view, tmp)
         copy_extras(src.dir, src_cfg, tmp)
-        text = render_config(src.config_path.read_text(), keys=keys, old_dir=src.dir,
-                             new_dir=dst.dir, old_name=src.name, new_name=new_name,
-                             keep_hostname=keep_hostname, keep_macs=keep_macs,
-                             origin=src.name if snapshot else None)
+        text, lay = _render(src_text, src_lay, keys=keys, old_dir=src.dir, new_dir=dst.dir,
+                            old_name=src.name, new_name=new_name,
+                            keep_hostname=keep_hostname, keep_macs=keep_macs,
+                            origin=src.name if snapshot else None)
         write_new(tmp / CONFIG_NAME, text)
         os.chmod(tmp, os.stat(src.dir).st_mode & 0o7777)
-        cfg = load(tmp / CONFIG_NAME)
+        cfg = _config_after(src_cfg, src_lay, lay, tmp, dst.dir)
         if cfg.hooks.clone:
             with tb.mounted(tmp, cfg) as root:
                 if not keep_hostname:
@@ -542,54 +530,29 @@ def freeze(src: Container, src_cfg: Any) -> Any:
 
 
 def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
-    """Make a stopped overlay container's changes (delta/) a read-only layer of its own,
-    layers/N on top of its lowers, and give it a fresh empty delta: its state so far can no
-    longer change, so a snapshot clone (dst_dir) can share all its lowers in O(1), while the
-    source goes on, started and changed, on its new delta. Nothing when the delta is already
-    empty (nothing changed since the last seal). Returns the (new) config.
+    """_seal of src's config as it is on disk; returns the (new) config."""
+    text, lay, src_cfg = _config_of(src)
+    return _seal(src, src_cfg, dst_dir, text, lay)[0]
 
-    Crash-safe: the config first lists a new empty layer (the same view as before), then one
-    renameat2(RENAME_EXCHANGE) swaps the delta with it (the same view again)."""
-    from .overlay import OverlayBackend
-    ob = OverlayBackend
-    delta = ob.delta(src.dir)
-    if delta.is_symlink() or not delta.is_dir() or is_empty_dir(delta):
-        return src_cfg           # a tmpfs delta (-e -t) is copied; an empty one is shared
-    from ..config.atomic import write_new
-    from ..config.loader import load
-    from ..linux.fsops import RENAME_EXCHANGE, renameat2
-    from ..linux.mount import is_mountpoint
-    from .base import rootfs_dir, split_lowers
-    from .copy import copy_dir_attrs
-    from .overlay import LAYERS, too_deep
-    if is_mountpoint(rootfs_dir(src.dir, src_cfg)):
-        log.info("%s: its rootfs is mounted; the clone copies its delta", src.name)
-        return src_cfg
-    layers = src.dir / LAYERS
-    used = [int(e) for e in (os.listdir(layers) if layers.is_dir() else ()) if e.isdigit()]
-    rel = f"{LAYERS}/{max(used) + 1 if used else 0}"
-    lowers = [src.dir / rel, *split_lowers(src_cfg.rootfs.lower, src.dir)]
-    for upper, work in ((delta, ob.work(src.dir)), (ob.delta(dst_dir), ob.work(dst_dir))):
-        if too_deep(lowers, upper, work):
-            raise StorageError(f"container {src.name!r} has too many overlay layers "
-                               f"({len(lowers)}) for a snapshot clone",
-                               "lxpy-copy without -s makes an independent copy")
-    layers.mkdir(mode=0o755, exist_ok=True)
-    layer = src.dir / rel
-    layer.mkdir(mode=0o755)
-    copy_dir_attrs(delta, layer)
-    # config.edit.set_keys would do, but imports tomlkit (~30 ms): render_config edits the
-    # one line (checked to parse to the same data but for rootfs.lower), tomlkit otherwise
-    origin = _rootfs_table(src.config_path).get("origin")
-    text = render_config(src.config_path.read_text(),
-                         keys={"rootfs.lower": f"{rel}:{src_cfg.rootfs.lower}"},
-                         old_dir=src.dir, new_dir=src.dir, old_name=src.name,
-                         new_name=src.name, keep_hostname=True, keep_macs=True,
-                         origin=origin if isinstance(origin, str) and origin else None)
-    write_new(src.config_path, text)                # atomic, fsynced
-    renameat2(delta, layer, RENAME_EXCHANGE)        # the commit point
-    log.info("%s: its changes so far are now its read-only layer %s", src.name, rel)
-    return load(src.config_path)
+
+def _seal(src: Container, src_cfg: Any, dst_dir: Path, text: str, lay: Any
+          ) -> tuple[Any, str, Any]:
+    """layers.seal of src (its config src_cfg, its config.toml's text and layout) for a
+    snapshot clone into dst_dir: the (new) config, text and layout."""
+    from .layers import seal as seal_dir
+    origin = (lay.data if lay is not None else {"rootfs": _rootfs_table(src.config_path)}
+              ).get("rootfs", {}).get("origin")
+
+    def render(lower: str) -> tuple[str, Any]:
+        return _render(text, lay, keys={"rootfs.lower": lower}, old_dir=src.dir,
+                       new_dir=src.dir, old_name=src.name, new_name=src.name,
+                       keep_hostname=True, keep_macs=True,
+                       origin=origin if isinstance(origin, str) and origin else None)
+    made = seal_dir(os.fspath(src.dir), src.name, src_cfg, os.fspath(dst_dir), render)
+    if made is True:
+        return src_cfg, text, lay
+    new_text, new_lay = made
+    return _config_after(src_cfg, lay, new_lay, src.dir), new_text, new_lay
 
 
 def changes_on_tmpfs(cdir: Path) -> None:

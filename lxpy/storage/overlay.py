@@ -21,7 +21,8 @@ from pathlib import Path
 from .. import log as _log
 from ..errors import StorageError
 from .base import Backend, join_lowers, own_path, register, rootfs_dir, split_lowers
-from .copy import copy_dir_attrs, copy_file, copy_tree, is_empty_dir, remove_tree
+from .copy import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree
+from .layers import LAYERS, MAX_LOWERS, MAX_OPTIONS, too_deep  # noqa: F401 - also for others
 
 TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
@@ -30,11 +31,6 @@ if TYPE_CHECKING:
 log = _log.get("lxpy.storage")
 
 _available: bool | None = None
-
-LAYERS = "layers"       # <cdir>/layers/N: read-only layers of its own (see clone.seal)
-MAX_LOWERS = 500        # the kernel's OVL_MAX_STACK
-MAX_OPTIONS = 4000      # mount(2) data is one page, with the other options and a NUL
-
 
 def _kernel_has_overlay() -> bool:
     global _available
@@ -60,13 +56,6 @@ def mount_options(lowers: list[Path], upper: Path, work: Path) -> str:
             f"workdir={join_lowers([work])}")
 
 
-def too_deep(lowers: list[Path], upper: Path, work: Path) -> bool:
-    """True when these layers cannot be one overlay mount (too many, or their paths too long
-    for the one page of mount options)."""
-    n = len(lowers) + sum(len(os.fspath(p)) + 1 for p in (*lowers, upper, work))
-    return len(lowers) > MAX_LOWERS or n + len("lowerdir=,upperdir=,workdir=") > MAX_OPTIONS
-
-
 def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
     from ..linux.mount import mount
     data = mount_options(lowers, upper, work)
@@ -82,24 +71,6 @@ def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> 
         elif e.errno == errno.EINVAL:
             hint = "the kernel refused the layers (overlay on overlay stacks 2 levels at most)"
         raise StorageError(f"cannot mount the overlay at {target}: {e.strerror}", hint) from None
-
-
-def _xattr(path: Path, name: str) -> bytes | None:
-    try:
-        return os.getxattr(path, name, follow_symlinks=False)
-    except OSError:          # ENODATA, or no xattrs on that filesystem
-        return None
-
-
-def _copy_xattrs(src: Path, dst: Path) -> None:
-    for name in os.listxattr(src, follow_symlinks=False):
-        if name.startswith("trusted.overlay."):
-            continue
-        try:
-            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False),
-                        follow_symlinks=False)
-        except OSError as e:
-            log.debug("xattr %s of %s: %s", name, src, e)
 
 
 @register
@@ -209,63 +180,9 @@ class OverlayBackend(Backend):
 
     @staticmethod
     def _copy_up(upper: Path, lowers: list[Path], rel: str) -> bool:
-        """Copy up rel's parent dirs and rel itself into upper as the kernel would: True when
-        done (or nothing to do: rel is a new file in a merged dir), False when the layers
-        hold anything this does not follow (whiteouts or non-dirs on the way, a whiteout
-        or symlink at rel, redirects, metacopy, the xwhiteout flavour of opaque): the caller
-        then mounts. Lookup as overlayfs does it: a name resolves in the topmost layer that
-        has it; a directory merges with the directories of the same name below it, down to
-        the first opaque one; a whiteout or non-directory below a directory is hidden."""
-        import stat
-        parts = Path(rel).parts
-        if not parts or any(p in ("", ".", "..") for p in parts):
-            return False
-        active = [upper, *lowers]        # the layers whose dir at the current level merge
-        for i in range(len(parts)):
-            sub = os.path.join(*parts[:i + 1])
-            last = i == len(parts) - 1
-            found: list[tuple[Path, os.stat_result]] = []
-            for layer in active:
-                try:
-                    st = os.lstat(layer / sub)
-                except FileNotFoundError:
-                    continue
-                if not stat.S_ISDIR(st.st_mode):
-                    if not found:
-                        found.append((layer, st))
-                    break              # a non-dir (or whiteout) ends the lookup here
-                found.append((layer, st))
-                opaque = _xattr(layer / sub, "trusted.overlay.opaque")
-                if opaque not in (None, b"y") or \
-                        _xattr(layer / sub, "trusted.overlay.redirect") is not None:
-                    return False
-                if opaque == b"y" or last:
-                    break
-            if not found:
-                return last            # a new file in an existing (merged) dir
-            top, st = found[0]
-            if last:
-                if not stat.S_ISREG(st.st_mode) or any(
-                        _xattr(top / sub, x) is not None
-                        for x in ("trusted.overlay.metacopy", "trusted.overlay.whiteout")):
-                    return False
-                if top != upper:
-                    dst = upper / sub
-                    copy_file(top / sub, dst)
-                    os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
-                    os.chmod(dst, st.st_mode & 0o7777)
-                    _copy_xattrs(top / sub, dst)
-                return True
-            if not stat.S_ISDIR(st.st_mode):
-                return False           # a file or whiteout where a dir is needed
-            if top != upper:
-                (upper / sub).mkdir()
-                copy_dir_attrs(top / sub, upper / sub)
-                _copy_xattrs(top / sub, upper / sub)
-            active = [layer for layer, _ in found]
-            if top != upper:
-                active.insert(0, upper)
-        return True
+        """copyup.copy_up: rel's parent dirs and rel itself copied up into upper by hand."""
+        from .copyup import copy_up
+        return copy_up(os.fspath(upper), [os.fspath(p) for p in lowers], rel)
 
     def destroy(self, cdir: Path, cfg: Any) -> None:
         from .copy import _unmount_under

@@ -166,12 +166,12 @@ def test_snapshot_and_restore_with_clones(lxpath, src):
 
 
 def test_too_deep_is_refused_cleanly(lxpath, src, monkeypatch):
-    from lxpy.storage import overlay
+    from lxpy.storage import layers
     from lxpy.storage.clone import copy_container
     src_c = Container("src", lxpath)
     before_cfg = (lxpath / "src" / "config.toml").read_text()
     before = container_sum(lxpath, "src")
-    monkeypatch.setattr(overlay, "MAX_OPTIONS", 100)
+    monkeypatch.setattr(layers, "MAX_OPTIONS", 100)
     with pytest.raises(StorageError) as e:
         copy_container(src_c, "c", snapshot=True)
     assert "without -s" in str(e.value.hint)

@@ -181,7 +181,12 @@ def test_the_system_config_is_remembered_until_it_changes(tmp_path, monkeypatch)
         assert [p.name for p in run_root.iterdir()][0].startswith(".system.")
         paths.system_config.cache_clear()
         assert paths.system_config().cgroup_parent == "first"     # from the cache
+        # (what lxpy-copy -s reads, without lxpy.paths)
+        got = cache.system_values_cached(str(sysconf), str(run_root))
+        assert got is not None and got["cgroup_parent"] == "first"
+        assert str(paths.system_config().lxpath) == got["lxpath"]
         sysconf.write_text('cgroup_parent = "second-one"\n')
+        assert cache.system_values_cached(str(sysconf), str(run_root)) is None
         paths.system_config.cache_clear()
         assert paths.system_config().cgroup_parent == "second-one"
     finally:
@@ -227,3 +232,37 @@ def test_a_change_of_the_config_code_is_seen(setup, tmp_path, monkeypatch):
     (cfg.parent / cache.NAME).write_bytes(marshal.dumps(data))
     assert cache.load(str(cfg)).hostname == "one"
     assert cached(cfg)["code"] != before["code"]
+
+
+def test_a_remembered_config_is_keyed_by_its_text(setup, monkeypatch):
+    """cache.remember (lxpy-copy: a config it wrote and knows the Config of) is used while
+    config.toml reads that text, whatever its times; any other text, or a changed profile,
+    is parsed again."""
+    cfg, prof = setup
+    text = cfg.read_text()
+    want = parse(cfg)
+    cache.remember(str(cfg), want, text)
+    entry = cached(cfg)
+    assert entry["self"] is None and entry["text"] == text
+    import lxpy.config.loader as loader
+
+    def no_parse(path):
+        raise AssertionError("parsed")
+    with monkeypatch.context() as m:
+        m.setattr(loader, "load", no_parse)
+        assert same(cache.load(str(cfg)), want)
+        cfg.write_text(text)                            # new times, same text
+        assert same(cache.load(str(cfg)), want)
+    cfg.write_text(text.replace('"one"', '"two"'))      # same size, another text
+    assert cache.load(str(cfg)).hostname == "two"
+    cfg.write_text(text)
+    cache.remember(str(cfg), want, text)
+    next_tick(prof)
+    (prof / "base.toml").write_text('[limits]\npids = 200\n')
+    assert cache.load(str(cfg)).limits.pids == 200
+    # for a directory that gets its name later (a clone made under a temporary name)
+    other = cfg.parent.parent / "tmpname"
+    other.mkdir()
+    cache.remember(str(cfg.parent.parent / "final" / "config.toml"), want, text, str(other))
+    assert cached(other / "config.toml")["path"] == str(cfg.parent.parent / "final" /
+                                                         "config.toml")

@@ -1,0 +1,225 @@
+"""lxpy-copy -s of a stopped overlay container into its own lxpath, the usual snapshot
+clone, with paths as strings: no pathlib, re, enum, tomllib or container layer (with what
+they import, ~25 ms of a command that LXC does in ~15). Anything else, or anything unusual
+on the way, is storage.clone.copy_container's: snapshot_clone() then returns False having
+made nothing, and the caller goes the usual way, which does the same for this case.
+
+Crash safety as copy_container: the source is sealed as it does it (layers.seal: its view
+never changes), the clone is made in .tmp-copy-NAME-* (never listed, removed by the next
+command's sweep) and appears with one renameat2(RENAME_NOREPLACE)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+from ..config import slots
+from ..config.cache import load as load_config
+
+CONFIG = "config.toml"
+TMP = ".tmp-"                   # storage.clone.TMP
+# what copy_extras does not copy (storage.clone._storage_entries of an overlay container)
+_STORAGE = frozenset((CONFIG, "rootfs", "delta", "work", "snaps", "merged", "layers"))
+
+
+def _flock(path: str) -> int | None:
+    """An exclusive flock on path (the Container.lock file), or None when someone has it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _overlay_ok(lxpath: str) -> bool:
+    """OverlayBackend.available(lxpath)."""
+    from ..linux.fsops import OVERLAYFS_SUPER_MAGIC, statfs_type
+    try:
+        with open("/proc/filesystems") as f:
+            if not any(ln.split()[-1] == "overlay" for ln in f if ln.strip()):
+                return False
+        return statfs_type(lxpath) != OVERLAYFS_SUPER_MAGIC
+    except OSError:
+        return False
+
+
+def _empty_dir(path: str) -> bool:
+    try:
+        with os.scandir(path) as it:
+            return next(it, None) is None
+    except OSError:
+        return False
+
+
+def snapshot_clone(lxpath: str, name: str, new: str, keep_hostname: bool = False,
+                   keep_macs: bool = False) -> bool:
+    """Make new, a snapshot clone of name, both in lxpath (absolute, normalized), when name
+    is a stopped overlay container (sealed first when its delta holds changes) with no
+    clone hooks, nothing else in its directory and a config whose edit needs no tomlkit.
+    False: no clone made (copy_container's case, or its error to report)."""
+    if not os.path.isabs(lxpath) or os.path.normpath(lxpath) != lxpath \
+            or lxpath.startswith("//") or new == name:
+        return False                # Container's Path(lxpath) would spell it otherwise
+    src = f"{lxpath}/{name}"
+    dst = f"{lxpath}/{new}"
+    try:
+        if any(e.startswith(TMP) for e in os.listdir(lxpath)):
+            return False            # something for the sweep
+    except OSError:
+        return False
+    if not os.path.isfile(f"{src}/{CONFIG}") or os.path.lexists(dst):
+        return False
+    from ..where import run_dir_of
+    if os.path.lexists(run_dir_of(lxpath, name)):
+        return False                # running, or was: query() decides
+    fds = []
+    try:
+        for n in (name, new):
+            fd = _flock(f"{lxpath}/.{n}.lock")
+            if fd is None:
+                return False        # busy: copy_container waits, then tells
+            fds.append(fd)
+        if os.path.lexists(dst) or os.path.lexists(run_dir_of(lxpath, name)):
+            return False
+        return _clone(lxpath, name, new, src, dst, keep_hostname, keep_macs)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _seal(src: str, name: str, cfg, dst: str, lay) -> tuple:
+    """layers.seal of the source, its config edited through its layout: the new layout and
+    Config, or (None, cfg) when it was not sealed."""
+    from .identity import clone_layout
+    from .layers import seal
+    origin = lay.data.get("rootfs", {}).get("origin")
+
+    def render(lower: str):
+        edited = clone_layout(lay, keys={"rootfs.lower": lower}, old_dir=src, new_dir=src,
+                              old_name=name, new_name=name, keep_hostname=True,
+                              keep_macs=True,
+                              origin=origin if isinstance(origin, str) and origin else None)
+        return None if edited is None else (edited.text, edited)
+    made = seal(src, name, cfg, dst, render)
+    if made is True or made is False:
+        return None, cfg
+    new_lay = made[1]
+    slots.save(src, new_lay)
+    cpath = f"{src}/{CONFIG}"
+    new_cfg = slots.config_after(cfg, lay, new_lay, cpath)
+    if new_cfg is None:
+        return new_lay, load_config(cpath)
+    from ..config.cache import remember
+    remember(cpath, new_cfg, new_lay.text)
+    return new_lay, new_cfg
+
+
+def _clone(lxpath: str, name: str, new: str, src: str, dst: str, keep_hostname: bool,
+           keep_macs: bool) -> bool:
+    import _signal            # (signal imports enum: ~6 ms)
+
+    def _term(signum, frame):          # clean up as for Ctrl-C (the temp copy goes)
+        raise KeyboardInterrupt
+    _signal.signal(_signal.SIGTERM, _term)
+    _signal.signal(_signal.SIGHUP, _term)
+    cpath = f"{src}/{CONFIG}"
+    with open(cpath) as f:
+        text = f.read()
+    cfg = load_config(cpath)
+    with open(cpath) as f:
+        if f.read() != text:
+            return False            # edited meanwhile
+    if cfg.rootfs.backend != "overlay" or cfg.hooks.clone:
+        return False
+    root = cfg.rootfs.path
+    if any(e not in _STORAGE and not e.startswith(".") and e != root
+           for e in os.listdir(src)):
+        return False                # extras to copy
+    if not _overlay_ok(lxpath):
+        return False
+    lay = slots.load(src, text)
+    if lay is None:
+        return False
+    from .identity import HOST_FILES, clone_layout, update_hostname
+
+    def lowers_of(cfg) -> list[str] | None:
+        out = []
+        for p in str(cfg.rootfs.lower or "").split(":"):
+            if p:
+                p = os.path.abspath(p if p.startswith("/") else f"{src}/{p}")
+                if ":" in p or "," in p or "\\" in p:
+                    return None     # base.join_lowers refuses it, with its message
+                out.append(p)
+        return out
+
+    def clone_of(lay, cfg):
+        lowers = lowers_of(cfg)
+        if lowers is None:
+            return None, None
+        keys = {"rootfs.backend": "overlay", "rootfs.path": "rootfs",
+                "rootfs.lower": ":".join(lowers)}
+        return lowers, clone_layout(lay, keys=keys, old_dir=src, new_dir=dst, old_name=name,
+                                    new_name=new, keep_hostname=keep_hostname,
+                                    keep_macs=keep_macs, origin=name)
+    # what decides this does not change with the seal (it edits rootfs.lower only)
+    if clone_of(lay, cfg)[1] is None:
+        return False
+    delta = f"{src}/delta"
+    if os.path.islink(delta):
+        return False                # a tmpfs delta (-e -t): copied, the usual way
+    if not _empty_dir(delta):
+        lay, cfg = _seal(src, name, cfg, dst, lay)
+        if lay is None or not _empty_dir(delta):
+            return False
+    lowers, new_lay = clone_of(lay, cfg)
+    if new_lay is None:
+        return False
+    tmp = f"{lxpath}/{TMP}copy-{new}-{os.urandom(4).hex()}"
+    os.mkdir(tmp, 0o700)
+    try:
+        from .copy import copy_dir_attrs
+        # OverlayBackend.snapshot_clone of a sealed source: an empty delta over its lowers
+        os.mkdir(f"{tmp}/rootfs", 0o755)
+        os.mkdir(f"{tmp}/delta", 0o755)
+        copy_dir_attrs(delta, f"{tmp}/delta")
+        os.mkdir(f"{tmp}/work", 0o700)
+        from ..config.atomic import write_new
+        cfg_path = f"{tmp}/{CONFIG}"
+        write_new(cfg_path, new_lay.text)
+        os.chmod(tmp, os.stat(src).st_mode & 0o7777)
+        slots.save(tmp, new_lay)
+        ccfg = slots.config_after(cfg, lay, new_lay, f"{dst}/{CONFIG}")
+        if ccfg is None:
+            from .copy import remove_tree
+            remove_tree(tmp)
+            return False
+        from ..config.cache import remember
+        remember(f"{dst}/{CONFIG}", ccfg, new_lay.text, tmp)
+        if not keep_hostname:
+            from .copyup import copy_up
+            upper = f"{tmp}/delta"
+            try:
+                direct = all(copy_up(upper, lowers, rel) for rel in HOST_FILES)
+            except OSError:         # (OverlayBackend.editable mounts then)
+                direct = False
+            if not direct:
+                from .copy import remove_tree
+                remove_tree(tmp)
+                return False        # the layers need a real mount: copy_container's
+            update_hostname(upper, cfg.hostname or name, ccfg.hostname or new)
+        from ..linux.fsops import RENAME_NOREPLACE, renameat2
+        try:
+            renameat2(tmp, dst, RENAME_NOREPLACE)
+        except FileExistsError:
+            from ..errors import ContainerExists
+            raise ContainerExists(f"container {new!r} already exists") from None
+    except BaseException:
+        from .copy import remove_tree
+        remove_tree(tmp)
+        raise
+    return True

@@ -1,0 +1,100 @@
+"""An overlay container's own read-only layers (<dir>/layers/N) and the seal that makes
+them, with paths as strings (no pathlib: lxpy-copy -s, storage/fastclone.py).
+
+The seal makes a stopped overlay container's changes (delta/) a read-only layer of its
+own, layers/N on top of its lowers, and gives it a fresh empty delta: its state so far can
+no longer change, so a snapshot clone can share all its lowers in O(1), while the source
+goes on, started and changed, on its new delta. Nothing when the delta is already empty
+(nothing changed since the last seal).
+
+Crash-safe: the config first lists a new empty layer (the same view as before), then one
+renameat2(RENAME_EXCHANGE) swaps the delta with it (the same view again); the empty dirs
+made before are harmless if we are killed before either."""
+
+from __future__ import annotations
+
+import os
+
+from .. import log as _log
+from ..errors import StorageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+log = _log.get("lxpy.storage")
+
+LAYERS = "layers"       # <cdir>/layers/N: read-only layers of its own
+MAX_LOWERS = 500        # the kernel's OVL_MAX_STACK
+MAX_OPTIONS = 4000      # mount(2) data is one page, with the other options and a NUL
+
+
+def too_deep(lowers: list, upper: Any, work: Any) -> bool:
+    """True when these layers cannot be one overlay mount (too many, or their paths too long
+    for the one page of mount options)."""
+    n = len(lowers) + sum(len(os.fspath(p)) + 1 for p in (*lowers, upper, work))
+    return len(lowers) > MAX_LOWERS or n + len("lowerdir=,upperdir=,workdir=") > MAX_OPTIONS
+
+
+def split_lowers(value: str, cdir: str) -> list[str]:
+    """base.split_lowers, as strings."""
+    return [p if p.startswith("/") else f"{cdir}/{p}" for p in str(value or "").split(":")
+            if p]
+
+
+def rootfs_dir(cdir: str, cfg: Any) -> str:
+    """base.rootfs_dir, as a string."""
+    p = str(cfg.rootfs.path or "rootfs")
+    return p if p.startswith("/") else f"{cdir}/{p}"
+
+
+def _empty_dir(path: str) -> bool:
+    try:
+        with os.scandir(path) as it:
+            return next(it, None) is None
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def seal(cdir: str, name: str, cfg: Any, dst_dir: str,
+         render: Callable[[str], tuple[str, Any] | None]) -> tuple[str, Any] | bool:
+    """Seal the overlay container in cdir (its Config cfg) for a snapshot clone into
+    dst_dir. render(new_lower) gives the new config.toml text (and its config.slots layout,
+    or None) with rootfs.lower set to new_lower, or None when it cannot (then nothing is
+    changed and False is returned). True: nothing to seal (an empty delta, a tmpfs delta
+    (-e -t), a mounted rootfs: the clone copies the delta). Else (text, layout): sealed,
+    config.toml is text now."""
+    delta = f"{cdir}/delta"
+    if os.path.islink(delta) or not os.path.isdir(delta) or _empty_dir(delta):
+        return True
+    from ..linux.mount import is_mountpoint
+    if is_mountpoint(rootfs_dir(cdir, cfg)):
+        log.info("%s: its rootfs is mounted; the clone copies its delta", name)
+        return True
+    layers = f"{cdir}/{LAYERS}"
+    used = [int(e) for e in (os.listdir(layers) if os.path.isdir(layers) else ())
+            if e.isdigit()]
+    rel = f"{LAYERS}/{max(used) + 1 if used else 0}"
+    lowers = [f"{cdir}/{rel}", *split_lowers(cfg.rootfs.lower, cdir)]
+    for upper, work in ((delta, f"{cdir}/work"), (f"{dst_dir}/delta", f"{dst_dir}/work")):
+        if too_deep(lowers, upper, work):
+            raise StorageError(f"container {name!r} has too many overlay layers "
+                               f"({len(lowers)}) for a snapshot clone",
+                               "lxpy-copy without -s makes an independent copy")
+    # config.edit.set_keys would do, but imports tomlkit (~30 ms): the caller edits the
+    # one line (through the text's proven layout, or checked by parsing), tomlkit otherwise
+    made = render(f"{rel}:{cfg.rootfs.lower}")
+    if made is None:
+        return False
+    from ..config.atomic import write_new
+    from ..linux.fsops import RENAME_EXCHANGE, renameat2
+    from .copy import copy_dir_attrs
+    os.makedirs(layers, mode=0o755, exist_ok=True)
+    layer = f"{cdir}/{rel}"
+    os.mkdir(layer, 0o755)
+    copy_dir_attrs(delta, layer)
+    write_new(f"{cdir}/config.toml", made[0])       # atomic, fsynced
+    renameat2(delta, layer, RENAME_EXCHANGE)        # the commit point
+    log.info("%s: its changes so far are now its read-only layer %s", name, rel)
+    return made
