@@ -18,8 +18,9 @@ from ..config.cache import load as load_config
 
 CONFIG = "config.toml"
 TMP = ".tmp-"                   # storage.clone.TMP
-# what copy_extras does not copy (storage.clone._storage_entries of an overlay container)
-_STORAGE = frozenset((CONFIG, "rootfs", "delta", "work", "snaps", "merged", "layers"))
+# what copy_extras does not copy (storage.clone._storage_entries of an overlay container,
+# and where.LOG_SUBDIR: the logs of a container of another lxpath than the system's)
+_STORAGE = frozenset((CONFIG, "rootfs", "delta", "work", "snaps", "merged", "layers", "log"))
 
 
 def _flock(path: str) -> int | None:

@@ -67,6 +67,9 @@ def test_the_usual_snapshot_clone_is_the_fast_one_and_the_same(lxpath, tmp_path)
     run = Runner(lxpath)
     run("create", "-n", "src", "-t", "busybox", "-B", "overlay")
     write(lxpath, "src", "marker", "source\n")
+    # the logs a start in this (not the system's) lxpath leaves: not copied, either way
+    (lxpath / "src" / "log").mkdir()
+    (lxpath / "src" / "log" / "lxpy.log").write_text("the source's history\n")
     run("copy", "-n", "src", "-N", "first", "-s")
     # a system config naming this lxpath, for a clone without -P
     sysconf = tmp_path / "lxpy.toml"
@@ -111,6 +114,7 @@ def test_the_usual_snapshot_clone_is_the_fast_one_and_the_same(lxpath, tmp_path)
         t["delta/etc/hosts"] = t["delta/etc/hosts"][:4] + (
             t["delta/etc/hosts"][4].replace(name.encode(), b"NAME"),)
     assert tf == ts
+    assert not any(k == "log" or k.startswith("log/") for k in tf)
     assert os.stat(lxpath / "fast").st_mode == os.stat(lxpath / "slow").st_mode
     assert read(lxpath, "fast", "marker") == "source\n"
     # the clone's Config, made from the source's and kept in its config cache (keyed by
