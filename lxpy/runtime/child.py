@@ -380,14 +380,8 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
         # A boot id of its own for every boot of the container, as LXC and systemd-nspawn
         # give one: with the host's, journald filed every boot of the guest under one boot
         # (journalctl -b showed them all, --list-boots one) and under the host's.
-        try:
-            with step("make the container's boot id"):
-                _boot_id(m, nosuid_nodev_noexec)
-        except StepFailed as e:
-            if not userns:
-                raise
-            os.write(2, f"lxpy: {e.message} (unprivileged container: the host's boot id "
-                     "shows through)\n".encode())
+        _step_or_warn(userns, "make the container's boot id", "unprivileged container: the "
+                      "host's boot id shows through", _boot_id, m, nosuid_nodev_noexec)
 
     # /proc and /sys: read-only and masked paths.
     for p in plan.get("readonly_paths") or ():
@@ -412,15 +406,9 @@ def pid1(plan: dict, sock, ptys: list[tuple[int, str]], cg_steps) -> None:
                 m.mount("/dev/null", p, None, m.MS_BIND)
 
     if cg_steps:
-        try:
-            with step("mount /sys/fs/cgroup"):
-                _cgroup_mounts(m, cg_steps)
-        except StepFailed as e:
-            if not userns:
-                raise
-            # cgroup v1 hierarchies cannot be mounted from a user namespace here
-            os.write(2, f"lxpy: {e.message} (unprivileged container: no cgroup "
-                     "filesystem inside)\n".encode())
+        # cgroup v1 hierarchies cannot be mounted from a user namespace here
+        _step_or_warn(userns, "mount /sys/fs/cgroup", "unprivileged container: no cgroup "
+                      "filesystem inside", _cgroup_mounts, m, cg_steps)
 
     # The config's [[mount]] entries, resolved inside the container.
     for mnt, fd, isdir in user_mounts:
@@ -580,6 +568,18 @@ def _cgroup_mounts(m, steps) -> None:
             m.mount(None, target, None, flags, None)
         else:
             m.mount(source, target, fstype, flags, data or None)
+
+
+def _step_or_warn(userns: bool, what: str, why: str, fn, *args) -> None:
+    """A step that the kernel may refuse an unprivileged container: there, a warning on the
+    monitor's log instead of a failed start."""
+    try:
+        with step(what):
+            fn(*args)
+    except StepFailed as e:
+        if not userns:
+            raise
+        os.write(2, f"lxpy: {e.message} ({why})\n".encode())
 
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"

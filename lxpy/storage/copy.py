@@ -209,7 +209,7 @@ def tree_usage(path: Path) -> int:
         raise StorageError(f"cannot measure the disk use of {path}: {_tail(r.stderr)}") from None
 
 
-def is_empty_dir(path: Path) -> bool:
+def is_empty_dir(path: str | Path) -> bool:
     try:
         with os.scandir(path) as it:
             return next(it, None) is None

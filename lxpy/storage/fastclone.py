@@ -15,6 +15,7 @@ import os
 
 from ..config import slots
 from ..config.cache import load as load_config
+from .copy import is_empty_dir
 
 CONFIG = "config.toml"
 TMP = ".tmp-"                   # storage.clone.TMP
@@ -45,14 +46,6 @@ def _overlay_ok(lxpath: str) -> bool:
             if not any(ln.split()[-1] == "overlay" for ln in f if ln.strip()):
                 return False
         return statfs_type(lxpath) != OVERLAYFS_SUPER_MAGIC
-    except OSError:
-        return False
-
-
-def _empty_dir(path: str) -> bool:
-    try:
-        with os.scandir(path) as it:
-            return next(it, None) is None
     except OSError:
         return False
 
@@ -173,9 +166,9 @@ def _clone(lxpath: str, name: str, new: str, src: str, dst: str, keep_hostname: 
     delta = f"{src}/delta"
     if os.path.islink(delta):
         return False                # a tmpfs delta (-e -t): copied, the usual way
-    if not _empty_dir(delta):
+    if not is_empty_dir(delta):
         lay, cfg = _seal(src, name, cfg, dst, lay)
-        if lay is None or not _empty_dir(delta):
+        if lay is None or not is_empty_dir(delta):
             return False
     lowers, new_lay = clone_of(lay, cfg)
     if new_lay is None:

@@ -17,6 +17,7 @@ import os
 
 from .. import log as _log
 from ..errors import StorageError
+from .copy import is_empty_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,14 +50,6 @@ def rootfs_dir(cdir: str, cfg: Any) -> str:
     return p if p.startswith("/") else f"{cdir}/{p}"
 
 
-def _empty_dir(path: str) -> bool:
-    try:
-        with os.scandir(path) as it:
-            return next(it, None) is None
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-
-
 def seal(cdir: str, name: str, cfg: Any, dst_dir: str,
          render: Callable[[str], tuple[str, Any] | None]) -> tuple[str, Any] | bool:
     """Seal the overlay container in cdir (its Config cfg) for a snapshot clone into
@@ -66,7 +59,7 @@ def seal(cdir: str, name: str, cfg: Any, dst_dir: str,
     (-e -t), a mounted rootfs: the clone copies the delta). Else (text, layout): sealed,
     config.toml is text now."""
     delta = f"{cdir}/delta"
-    if os.path.islink(delta) or not os.path.isdir(delta) or _empty_dir(delta):
+    if os.path.islink(delta) or not os.path.isdir(delta) or is_empty_dir(delta):
         return True
     from ..linux.mount import is_mountpoint
     if is_mountpoint(rootfs_dir(cdir, cfg)):
