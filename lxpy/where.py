@@ -16,7 +16,12 @@ def lxpath_fast(given: str | None) -> str | None:
     cfg = os.environ.get("LXPY_CONFIG", "/etc/lxpy/lxpy.toml")
     if not os.path.exists(cfg):
         return "/var/lib/lxpy"
-    return None  # a system config exists: let lxpy.paths read it
+    # a system config (setup-host installs one): its values as lxpy.paths left them cached
+    # in /run/lxpy, if they are still valid; else None, and lxpy.paths reads it
+    from .config.cache import system_values_cached
+    v = system_values_cached(cfg)
+    lxpath = v.get("lxpath") if v else None
+    return lxpath if isinstance(lxpath, str) and lxpath else None
 
 
 def run_dir_of(lxpath: str, name: str) -> str:

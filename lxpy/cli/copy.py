@@ -83,13 +83,7 @@ def _snapshot_fast(args) -> bool:
     from lxpy.names import name_ok
     from lxpy.where import lxpath_fast
     lxpath = lxpath_fast(args.lxpath)
-    if lxpath is None:              # the system config's, when its cached values are valid
-        import os
-
-        from lxpy.config.cache import system_values_cached
-        v = system_values_cached(os.environ.get("LXPY_CONFIG", "/etc/lxpy/lxpy.toml"))
-        lxpath = v.get("lxpath") if v else None
-    if not isinstance(lxpath, str) or not name_ok(args.newname):
+    if lxpath is None or not name_ok(args.newname):
         return False
     from lxpy.storage.fastclone import snapshot_clone
     return snapshot_clone(lxpath, args.name, args.newname, keep_hostname=args.keepname,

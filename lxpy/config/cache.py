@@ -234,10 +234,14 @@ def _system_hit(cpath: str, path: str, key, code) -> dict | None:
     return None
 
 
-def system_values_cached(path: str, run_root: str = "/run/lxpy") -> dict | None:
+RUN_ROOT = "/run/lxpy"     # paths.RUN_ROOT, without importing lxpy.paths (a test keeps them equal)
+
+
+def system_values_cached(path: str, run_root: str | None = None) -> dict | None:
     """system_values(path, ...) when its entry in run_root (paths.RUN_ROOT) is valid, else
     None: without a parse, and without importing lxpy.paths (pathlib)."""
-    return _system_hit(_system_entry(path, run_root), path, _stat(path), _code_key())
+    return _system_hit(_system_entry(path, run_root or RUN_ROOT), path, _stat(path),
+                       _code_key())
 
 
 def system_values(path: str, parse) -> dict:

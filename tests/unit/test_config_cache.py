@@ -165,6 +165,11 @@ def test_a_warm_load_imports_neither_tomllib_nor_the_settings_table(setup):
     assert warm.strip() == "one 100 empty []"
 
 
+def test_run_root_is_the_one_of_paths():
+    from lxpy import paths
+    assert cache.RUN_ROOT == str(paths.RUN_ROOT)
+
+
 def test_the_system_config_is_remembered_until_it_changes(tmp_path, monkeypatch):
     from lxpy import paths
     monkeypatch.setattr(cache, "RACY", 0.0)
@@ -185,8 +190,14 @@ def test_the_system_config_is_remembered_until_it_changes(tmp_path, monkeypatch)
         got = cache.system_values_cached(str(sysconf), str(run_root))
         assert got is not None and got["cgroup_parent"] == "first"
         assert str(paths.system_config().lxpath) == got["lxpath"]
+        # lxpy-attach, lxpy-stop and lxpy-copy -s without -P take their fast paths with it
+        from lxpy import where
+        monkeypatch.setattr(cache, "RUN_ROOT", str(run_root))
+        monkeypatch.delenv("LXPY_PATH", raising=False)
+        assert where.lxpath_fast(None) == got["lxpath"]
         sysconf.write_text('cgroup_parent = "second-one"\n')
         assert cache.system_values_cached(str(sysconf), str(run_root)) is None
+        assert where.lxpath_fast(None) is None          # then lxpy.paths reads it
         paths.system_config.cache_clear()
         assert paths.system_config().cgroup_parent == "second-one"
     finally:
