@@ -214,7 +214,8 @@ class Template:
                 near = difflib.get_close_matches(flag, list(by_flag), 1)
                 hint = (f"did you mean {near[0]}?" if near
                         else f"see lxpy-create -t {self.name} -h")
-                raise UsageError(f"template {self.name}: unknown option {flag}", hint)
+                raise UsageError(f"template {self.name}: unknown option "
+                                 f"{flag if flag.isprintable() else repr(flag)}", hint)
             if o.type == "bool" and value is None:
                 out[o.key] = True
             else:

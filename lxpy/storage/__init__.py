@@ -10,7 +10,6 @@ package registers a Backend subclass (see base.py); a new backend is one new fil
 
 from __future__ import annotations
 
-import importlib
 import os
 
 from ..errors import StorageError
@@ -47,7 +46,7 @@ def _load_all() -> dict[str, Backend]:
     from .base import _REGISTRY
     for mod in _backend_modules():
         if mod not in _REGISTRY:
-            importlib.import_module(f"{__name__}.{mod}")
+            __import__(f"{__name__}.{mod}")   # (not importlib: ~0.5 ms)
     return _REGISTRY
 
 
@@ -58,7 +57,7 @@ def names() -> list[str]:
 def get(name: str) -> Backend:
     from .base import _REGISTRY
     if name not in _REGISTRY and _is_backend_module(name):
-        importlib.import_module(f"{__name__}.{name}")
+        __import__(f"{__name__}.{name}")
     try:
         return _REGISTRY[name]
     except KeyError:
