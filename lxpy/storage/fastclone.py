@@ -15,13 +15,15 @@ import os
 
 from ..config import slots
 from ..config.cache import load as load_config
+from ..where import LOG_SUBDIR
 from .copy import is_empty_dir
 
 CONFIG = "config.toml"
 TMP = ".tmp-"                   # storage.clone.TMP
 # what copy_extras does not copy (storage.clone._storage_entries of an overlay container,
-# and where.LOG_SUBDIR: the logs of a container of another lxpath than the system's)
-_STORAGE = frozenset((CONFIG, "rootfs", "delta", "work", "snaps", "merged", "layers", "log"))
+# and the logs of a container of another lxpath than the system's)
+_STORAGE = frozenset((CONFIG, "rootfs", "delta", "work", "snaps", "merged", "layers",
+                      LOG_SUBDIR))
 
 
 def _flock(path: str) -> int | None:
