@@ -113,10 +113,10 @@ def _put(node, name, value: Any) -> None:
         if item.__class__.__name__ in ("Table", "AoT"):
             first_table = i
             break
-        last, trailing = key, False
-    try:                                            # tomlkit 0.11 (Debian 12) to 0.15
-        if last is not None and trailing:
-            container._insert_after(last, name, value)
+        last, trailing = i, False
+    try:                                            # tomlkit 0.11 (Debian 12) to 0.15.3
+        if last is not None and trailing:           # (0.15.3 has no _insert_after)
+            container._insert_at(last + 1, name, value)
             return
         if last is None and first_table is not None:
             at = first_table                        # no key yet: above the comments that

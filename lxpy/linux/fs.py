@@ -1,12 +1,12 @@
 """openat2(2) with struct open_how and the RESOLVE_* flags, for path resolution that cannot
-leave a directory (RESOLVE_IN_ROOT treats the dirfd as "/" for absolute symlinks and "..")."""
+leave a directory (RESOLVE_IN_ROOT treats the dirfd as "/" for absolute symlinks and "..").
+The call itself is rawc's (no ctypes package: every command that writes in a rootfs uses it)."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 
-from .libc import cstr, syscall
+from . import rawc
 
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -18,20 +18,11 @@ RESOLVE_CACHED = 0x20
 AT_FDCWD = -100
 
 
-class open_how(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
-
-
 def openat2(dirfd: int, path: str | os.PathLike | bytes, flags: int, mode: int = 0,
             resolve: int = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) -> int:
     """Open path relative to dirfd; returns a new fd (O_CLOEXEC is always added)."""
-    how = open_how(flags | os.O_CLOEXEC, mode if flags & (os.O_CREAT | os.O_TMPFILE) else 0,
-                   resolve)
-    return syscall("openat2", ctypes.c_int(dirfd), ctypes.c_char_p(cstr(path)),
-                   ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)),
-                   path=os.fsdecode(path) if not isinstance(path, bytes) else path.decode(
-                       errors="replace"))
+    return rawc.openat2(dirfd, path, flags | os.O_CLOEXEC,
+                        mode if flags & (os.O_CREAT | os.O_TMPFILE) else 0, resolve)
 
 
 def have_openat2() -> bool:

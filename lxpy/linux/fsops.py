@@ -4,49 +4,20 @@ subvolume ioctls (BTRFS_IOC_SUBVOL_CREATE, BTRFS_IOC_SNAP_CREATE_V2, BTRFS_IOC_S
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import struct
 
-from .libc import check, cstr, libc
+# statfs(2) and renameat2(2) live in rawc.py (no ctypes package: lxpy-copy -s needs them)
+from .rawc import (AT_FDCWD, BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, FS_NAMES,
+                   OVERLAYFS_SUPER_MAGIC, RENAME_EXCHANGE, RENAME_NOREPLACE, TMPFS_MAGIC,
+                   XFS_SUPER_MAGIC, renameat2, statfs_type)
 
-AT_FDCWD = -100
-
-# statfs f_type values (linux/magic.h)
-BTRFS_SUPER_MAGIC = 0x9123683E
-EXT4_SUPER_MAGIC = 0xEF53
-XFS_SUPER_MAGIC = 0x58465342
-TMPFS_MAGIC = 0x01021994
-OVERLAYFS_SUPER_MAGIC = 0x794C7630
-
-FS_NAMES = {BTRFS_SUPER_MAGIC: "btrfs", EXT4_SUPER_MAGIC: "ext4", XFS_SUPER_MAGIC: "xfs",
-            TMPFS_MAGIC: "tmpfs", OVERLAYFS_SUPER_MAGIC: "overlay"}
+__all__ = ["AT_FDCWD", "BTRFS_SUPER_MAGIC", "EXT4_SUPER_MAGIC", "FS_NAMES",
+           "OVERLAYFS_SUPER_MAGIC", "RENAME_EXCHANGE", "RENAME_NOREPLACE", "TMPFS_MAGIC",
+           "XFS_SUPER_MAGIC", "renameat2", "statfs_type"]
 
 BTRFS_FIRST_FREE_OBJECTID = 256  # st_ino of a subvolume's root directory
-
-
-class statfs_t(ctypes.Structure):
-    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long),
-                ("f_blocks", ctypes.c_ulong), ("f_bfree", ctypes.c_ulong),
-                ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
-                ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2),
-                ("f_namelen", ctypes.c_long), ("f_frsize", ctypes.c_long),
-                ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4)]
-
-
-libc.statfs.argtypes = [ctypes.c_char_p, ctypes.POINTER(statfs_t)]
-libc.statfs.restype = ctypes.c_int
-libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                           ctypes.c_uint]
-libc.renameat2.restype = ctypes.c_int
-
-
-def statfs_type(path: str | os.PathLike) -> int:
-    """The f_type magic of the filesystem holding path."""
-    buf = statfs_t()
-    check(libc.statfs(cstr(path), ctypes.byref(buf)), "statfs", path)
-    return buf.f_type & 0xFFFFFFFF
 
 
 def fs_name(path: str | os.PathLike) -> str:
@@ -66,17 +37,6 @@ def is_btrfs_subvolume(path: str | os.PathLike) -> bool:
     import stat
     return (stat.S_ISDIR(st.st_mode) and st.st_ino == BTRFS_FIRST_FREE_OBJECTID
             and is_btrfs(path))
-
-
-RENAME_NOREPLACE = 1
-RENAME_EXCHANGE = 2
-
-
-def renameat2(old: str | os.PathLike, new: str | os.PathLike, flags: int = 0) -> None:
-    """rename(2) with flags: RENAME_NOREPLACE fails with EEXIST if new exists,
-    RENAME_EXCHANGE swaps the two atomically."""
-    check(libc.renameat2(AT_FDCWD, cstr(old), AT_FDCWD, cstr(new), flags),
-          "renameat2", new)
 
 
 def _ioc(direction: int, typ: int, nr: int, size: int) -> int:

@@ -7,25 +7,8 @@ import os
 
 libc = ctypes.CDLL(None, use_errno=True)
 
-_MACHINE = os.uname().machine
-
-# Syscall numbers for what libc may lack (x86_64; aarch64 uses the generic table).
-if _MACHINE == "x86_64":
-    NR = {
-        "pivot_root": 155, "setns": 308, "unshare": 272, "pidfd_open": 434,
-        "pidfd_send_signal": 424, "open_tree": 428, "move_mount": 429,
-        "fsopen": 430, "fsconfig": 431, "fsmount": 432, "mount_setattr": 442,
-        "openat2": 437, "close_range": 436, "clone3": 435, "pidfd_getfd": 438,
-    }
-elif _MACHINE == "aarch64":
-    NR = {
-        "pivot_root": 41, "setns": 268, "unshare": 97, "pidfd_open": 434,
-        "pidfd_send_signal": 424, "open_tree": 428, "move_mount": 429,
-        "fsopen": 430, "fsconfig": 431, "fsmount": 432, "mount_setattr": 442,
-        "openat2": 437, "close_range": 436, "clone3": 435, "pidfd_getfd": 438,
-    }
-else:  # pragma: no cover - other architectures are not supported yet
-    NR = {}
+# the syscall numbers are rawc's (openat2 needs them without the ctypes package)
+from .rawc import _MACHINE, NR  # noqa: E402
 
 libc.syscall.restype = ctypes.c_long
 

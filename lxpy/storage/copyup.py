@@ -29,14 +29,42 @@ def copy_xattrs(src: str, dst: str) -> None:
             log.get("lxpy.storage").debug("xattr %s of %s: %s", name, src, e)
 
 
-def copy_up(upper: str, lowers: list[str], rel: str) -> bool:
+def read_file(path: str) -> bytes:
+    """A regular file's content (not through a symlink)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str, data: bytes, mode: int) -> None:
+    """data as the new file path (not through a symlink), with mode's permission bits."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, stat.S_IMODE(mode))
+    finally:
+        os.close(fd)
+
+
+def copy_up(upper: str, lowers: list[str], rel: str, edit=None) -> bool:
     """Copy up rel's parent dirs and rel itself into upper as the kernel would: True when
     done (or nothing to do: rel is a new file in a merged dir), False when the layers
     hold anything this does not follow (whiteouts or non-dirs on the way, a whiteout
     or symlink at rel, redirects, metacopy, the xwhiteout flavour of opaque): the caller
     then mounts. Lookup as overlayfs does it: a name resolves in the topmost layer that
     has it; a directory merges with the directories of the same name below it, down to
-    the first opaque one; a whiteout or non-directory below a directory is hidden."""
+    the first opaque one; a whiteout or non-directory below a directory is hidden.
+    edit: called with the file's content when rel is a file in a lower layer; what it
+    returns, unless None, is the copy's content instead (with the file's owner, mode and
+    xattrs, and a new mtime)."""
     parts = [p for p in rel.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         return False
@@ -72,7 +100,11 @@ def copy_up(upper: str, lowers: list[str], rel: str) -> bool:
                 return False
             if top != upper:
                 dst = f"{upper}/{sub}"
-                copy_file(f"{top}/{sub}", dst)
+                data = None if edit is None else edit(read_file(f"{top}/{sub}"))
+                if data is None:
+                    copy_file(f"{top}/{sub}", dst)
+                else:
+                    write_file(dst, data, st.st_mode)
                 os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
                 os.chmod(dst, st.st_mode & 0o7777)
                 copy_xattrs(f"{top}/{sub}", dst)

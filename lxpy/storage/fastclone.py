@@ -42,7 +42,7 @@ def _flock(path: str) -> int | None:
 
 def _overlay_ok(lxpath: str) -> bool:
     """OverlayBackend.available(lxpath)."""
-    from ..linux.fsops import OVERLAYFS_SUPER_MAGIC, statfs_type
+    from ..linux.rawc import OVERLAYFS_SUPER_MAGIC, statfs_type
     try:
         with open("/proc/filesystems") as f:
             if not any(ln.split()[-1] == "overlay" for ln in f if ln.strip()):
@@ -115,6 +115,28 @@ def _seal(src: str, name: str, cfg, dst: str, lay) -> tuple:
     return new_lay, new_cfg
 
 
+def _rename_host(upper: str, lowers: list[str], old: str, new: str) -> bool:
+    """identity.update_hostname of the clone, as its own copy-up: /etc/hostname and
+    /etc/hosts are written into the fresh upper (a directory this command made) with their
+    new contents, not copied and then rewritten. False: the layers hold anything copy_up
+    does not follow, or no /etc/hostname (update_hostname then makes one)."""
+    from .copyup import copy_up
+    from .identity import renamed_host_files
+    seen: dict[str, bytes] = {}
+
+    def hostname(data: bytes) -> bytes:
+        seen["hostname"] = data
+        return renamed_host_files(data, None, old, new)[0]
+
+    def hosts(data: bytes) -> bytes | None:
+        return renamed_host_files(seen["hostname"], data, old, new)[1]
+    try:
+        return (copy_up(upper, lowers, "etc/hostname", hostname) and "hostname" in seen
+                and copy_up(upper, lowers, "etc/hosts", hosts))
+    except OSError:                 # (OverlayBackend.editable mounts then)
+        return False
+
+
 def _clone(lxpath: str, name: str, new: str, src: str, dst: str, keep_hostname: bool,
            keep_macs: bool) -> bool:
     import _signal            # (signal imports enum: ~6 ms)
@@ -141,7 +163,7 @@ def _clone(lxpath: str, name: str, new: str, src: str, dst: str, keep_hostname: 
     lay = slots.load(src, text)
     if lay is None:
         return False
-    from .identity import HOST_FILES, clone_layout, update_hostname
+    from .identity import clone_layout
 
     def lowers_of(cfg) -> list[str] | None:
         out = []
@@ -196,19 +218,12 @@ def _clone(lxpath: str, name: str, new: str, src: str, dst: str, keep_hostname: 
             return False
         from ..config.cache import remember
         remember(f"{dst}/{CONFIG}", ccfg, new_lay.text, tmp)
-        if not keep_hostname:
-            from .copyup import copy_up
-            upper = f"{tmp}/delta"
-            try:
-                direct = all(copy_up(upper, lowers, rel) for rel in HOST_FILES)
-            except OSError:         # (OverlayBackend.editable mounts then)
-                direct = False
-            if not direct:
-                from .copy import remove_tree
-                remove_tree(tmp)
-                return False        # the layers need a real mount: copy_container's
-            update_hostname(upper, cfg.hostname or name, ccfg.hostname or new)
-        from ..linux.fsops import RENAME_NOREPLACE, renameat2
+        if not keep_hostname and not _rename_host(f"{tmp}/delta", lowers,
+                                                  cfg.hostname or name, ccfg.hostname or new):
+            from .copy import remove_tree
+            remove_tree(tmp)
+            return False            # the layers need a real mount: copy_container's
+        from ..linux.rawc import RENAME_NOREPLACE, renameat2
         try:
             renameat2(tmp, dst, RENAME_NOREPLACE)
         except FileExistsError:

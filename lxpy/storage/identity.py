@@ -119,6 +119,30 @@ def replace_names(text: str, olds: list[str], new: str) -> str:
     return "".join(out)
 
 
+def renamed_host_files(hostname: bytes | None, hosts: bytes | None, old: str,
+                       new: str) -> tuple[bytes, bytes | None]:
+    """What update_hostname writes, from the files' present contents (None: absent):
+    /etc/hostname's new content and /etc/hosts' (None: hosts stays as it is)."""
+    olds = {old}
+    if hostname:
+        first = hostname.decode(errors="replace").strip().split()
+        if first and _hostname_like(first[0]):
+            olds.add(first[0])
+    olds.discard(new)
+    new_hosts = None
+    if hosts is not None and olds:
+        text = hosts.decode(errors="surrogateescape")
+        order = sorted(olds, key=len, reverse=True)
+        lines = []
+        for line in text.splitlines(keepends=True):
+            body, hash_, comment = line.partition("#")
+            lines.append(replace_names(body, order, new) + hash_ + comment)
+        new_text = "".join(lines)
+        if new_text != text:
+            new_hosts = new_text.encode(errors="surrogateescape")
+    return f"{new}\n".encode(), new_hosts
+
+
 def update_hostname(root: Any, old: str, new: str) -> dict[str, bytes | None]:
     """Set /etc/hostname to new and replace old by new in /etc/hosts, through the
     symlink-safe writer. Returns the previous contents (None: the file was absent)."""
@@ -130,25 +154,12 @@ def update_hostname(root: Any, old: str, new: str) -> dict[str, bytes | None]:
                 before[rel] = r.read(rel) if r.exists(rel) else None
             except OSError:
                 before[rel] = None
+        hostname, hosts = renamed_host_files(before["etc/hostname"], before["etc/hosts"],
+                                             old, new)
         if before["etc/hostname"] is not None or r.is_dir("etc"):
-            r.write("etc/hostname", f"{new}\n")
-        hosts = before["etc/hosts"]
-        olds = {old}
-        if before["etc/hostname"]:
-            first = before["etc/hostname"].decode(errors="replace").strip().split()
-            if first and _hostname_like(first[0]):
-                olds.add(first[0])
-        olds.discard(new)
-        if hosts is not None and olds:
-            text = hosts.decode(errors="surrogateescape")
-            order = sorted(olds, key=len, reverse=True)
-            lines = []
-            for line in text.splitlines(keepends=True):
-                body, hash_, comment = line.partition("#")
-                lines.append(replace_names(body, order, new) + hash_ + comment)
-            new_text = "".join(lines)
-            if new_text != text:
-                r.write("etc/hosts", new_text.encode(errors="surrogateescape"))
+            r.write("etc/hostname", hostname)
+        if hosts is not None:
+            r.write("etc/hosts", hosts)
     return before
 
 
