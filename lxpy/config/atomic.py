@@ -28,10 +28,13 @@ def _mkstemp(path: str) -> tuple[int, str]:
 def _atomic_write(path: str, text: str) -> None:
     fd, tmp = _mkstemp(path)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:                         # (bytes through os.write: no text file object)
+            view = memoryview(text.encode())
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         try:
             st = os.stat(path)
             os.chmod(tmp, st.st_mode & 0o7777)
