@@ -52,21 +52,15 @@ _statfs = _Func(_ctypes.dlsym(_libc, "statfs"))
 _syscall = _LongFunc(_ctypes.dlsym(_libc, "syscall"))
 
 _MACHINE = os.uname().machine
-# Syscall numbers for what libc may lack (x86_64; aarch64 uses the generic table).
+# Syscall numbers for what libc may lack: x86_64's, or aarch64's (the generic table); the
+# newer ones are the same on both.
+_NEWER = {"pidfd_open": 434, "pidfd_send_signal": 424, "open_tree": 428, "move_mount": 429,
+          "fsopen": 430, "fsconfig": 431, "fsmount": 432, "mount_setattr": 442,
+          "openat2": 437, "close_range": 436, "clone3": 435, "pidfd_getfd": 438}
 if _MACHINE == "x86_64":
-    NR = {
-        "pivot_root": 155, "setns": 308, "unshare": 272, "pidfd_open": 434,
-        "pidfd_send_signal": 424, "open_tree": 428, "move_mount": 429,
-        "fsopen": 430, "fsconfig": 431, "fsmount": 432, "mount_setattr": 442,
-        "openat2": 437, "close_range": 436, "clone3": 435, "pidfd_getfd": 438,
-    }
+    NR = {"pivot_root": 155, "setns": 308, "unshare": 272, **_NEWER}
 elif _MACHINE == "aarch64":
-    NR = {
-        "pivot_root": 41, "setns": 268, "unshare": 97, "pidfd_open": 434,
-        "pidfd_send_signal": 424, "open_tree": 428, "move_mount": 429,
-        "fsopen": 430, "fsconfig": 431, "fsmount": 432, "mount_setattr": 442,
-        "openat2": 437, "close_range": 436, "clone3": 435, "pidfd_getfd": 438,
-    }
+    NR = {"pivot_root": 41, "setns": 268, "unshare": 97, **_NEWER}
 else:  # pragma: no cover - other architectures are not supported yet
     NR = {}
 

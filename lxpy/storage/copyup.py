@@ -31,14 +31,8 @@ def copy_xattrs(src: str, dst: str) -> None:
 
 def read_file(path: str) -> bytes:
     """A regular file's content (not through a symlink)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
+        return f.read()
 
 
 def write_file(path: str, data: bytes, mode: int) -> None:
