@@ -221,6 +221,8 @@ def _clone(lxpath: str, name: str, new: str, src: str, dst: str, keep_hostname: 
         return False
     tmp = f"{lxpath}/{TMP}copy-{new}-{os.urandom(4).hex()}"
     os.mkdir(tmp, 0o700)
+    synced = None
+    done = False
     try:
         from .copy import copy_dir_attrs
         # OverlayBackend.snapshot_clone of a sealed source: an empty delta over its lowers
@@ -228,26 +230,28 @@ def _clone(lxpath: str, name: str, new: str, src: str, dst: str, keep_hostname: 
         os.mkdir(f"{tmp}/delta", 0o755)
         copy_dir_attrs(delta, f"{tmp}/delta")
         os.mkdir(f"{tmp}/work", 0o700)
-        from ..config.atomic import write_new
-        cfg_path = f"{tmp}/{CONFIG}"
-        write_new(cfg_path, new_lay.text)
+        from ..config.atomic import write_fresh
+        synced = write_fresh(f"{tmp}/{CONFIG}", new_lay.text)
         os.chmod(tmp, os.stat(src).st_mode & 0o7777)
         slots.save(tmp, new_lay)
         ccfg = slots.config_after(cfg, lay, new_lay, f"{dst}/{CONFIG}")
         if ccfg is None:
-            from .copy import remove_tree
-            remove_tree(tmp)
             return False
         from ..config.cache import remember
         remember(f"{dst}/{CONFIG}", ccfg, new_lay.text, tmp)
         if not keep_hostname and not _rename_host(f"{tmp}/delta", lowers,
                                                   cfg.hostname or name, ccfg.hostname or new):
+            return False            # the layers need a real mount: copy_container's
+        synced()                    # the clone's config is on disk before it appears
+        _publish(tmp, dst, new)
+        done = True
+    finally:
+        if not done:                # False, or an error: nothing made
+            if synced is not None:
+                try:
+                    synced()
+                except OSError:
+                    pass
             from .copy import remove_tree
             remove_tree(tmp)
-            return False            # the layers need a real mount: copy_container's
-        _publish(tmp, dst, new)
-    except BaseException:
-        from .copy import remove_tree
-        remove_tree(tmp)
-        raise
     return True
