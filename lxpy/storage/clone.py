@@ -30,15 +30,31 @@ MERGED = "merged"       # the overlay mount point of a frozen dir container (see
 
 # -- dependencies ---------------------------------------------------------------------------
 
-def _rootfs_table(config_path: Path) -> dict[str, Any]:
+def _rootfs_table(config_path: Path) -> dict[str, Any] | None:
+    """The [rootfs] table of a config; None when the file is not valid TOML."""
     import tomllib
     try:
         with open(config_path, "rb") as f:
             data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError):
+    except OSError:
         return {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
     t = data.get("rootfs")
     return t if isinstance(t, dict) else {}
+
+
+def _may_depend(config_path: Path, container: Container) -> bool:
+    """A config that is not valid TOML (edited by hand, say) still counts as a dependant
+    when its text names the container's directory or the container as its origin:
+    destroying the origin would take the layers that clone's data sits on."""
+    try:
+        text = config_path.read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return (f"{container.dir}/" in text or f"{os.path.realpath(container.dir)}/" in text
+            or any(f'origin = {q}{container.name}{q}' in text.replace("  ", " ")
+                   for q in "\"'"))
 
 
 def _inside(path: str | Path, directory: Path) -> bool:
@@ -58,6 +74,10 @@ def dependants(container: Container, hard_only: bool = False) -> list[str]:
         if other.name == container.name:
             continue
         t = _rootfs_table(other.config_path)
+        if t is None:
+            if _may_depend(other.config_path, container):
+                out.append(other.name)
+            continue
         lowers = [p for p in str(t.get("lower", "")).split(":") if p]
         path = str(t.get("path", ""))
         hard = any(os.path.isabs(p) and _inside(p, container.dir) for p in lowers) or (
@@ -540,7 +560,7 @@ def _seal(src: Container, src_cfg: Any, dst_dir: Path, text: str, lay: Any
     """layers.seal of src (its config src_cfg, its config.toml's text and layout) for a
     snapshot clone into dst_dir: the (new) config, text and layout."""
     from .layers import seal as seal_dir
-    origin = (lay.data if lay is not None else {"rootfs": _rootfs_table(src.config_path)}
+    origin = (lay.data if lay is not None else {"rootfs": _rootfs_table(src.config_path) or {}}
               ).get("rootfs", {}).get("origin")
 
     def render(lower: str) -> tuple[str, Any]:

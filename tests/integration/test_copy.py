@@ -225,6 +225,29 @@ def test_origin_with_20_snapshot_clones_cannot_be_destroyed(lxpath):
     assert [p.name for p in lxpath.iterdir() if not p.name.endswith(".lock")] == []
 
 
+def test_a_clone_with_a_broken_config_still_holds_its_origin(lxpath):
+    """A snapshot clone whose config.toml an admin broke by hand still depends on its
+    origin: destroying the origin is refused, naming the clone, until the config is fixed
+    and the clone destroyed; the origin's data is never touched meanwhile."""
+    run = Runner(lxpath)
+    run("create", "-n", "gold", "-t", "busybox", "-B", "overlay")
+    write(lxpath, "gold", "marker", "gold\n")
+    run("copy", "-n", "gold", "-N", "web", "-s")
+    cfg = lxpath / "web" / "config.toml"
+    good = cfg.read_text()
+    cfg.write_text(good.replace("[rootfs]", "[rootfs", 1))       # a typo: not TOML any more
+    r = run("destroy", "-n", "gold", check=False)
+    one_line_error(r)
+    assert "web" in r.stderr
+    assert read(lxpath, "gold", "marker") == "gold\n"
+    assert (lxpath / "gold" / "layers").is_dir()
+    cfg.write_text(good)
+    assert read(lxpath, "web", "marker") == "gold\n"             # the clone is whole
+    run("destroy", "-n", "web")
+    run("destroy", "-n", "gold")
+    assert names(run) == []
+
+
 @pytest.mark.parametrize("tmpfs", [False, True])
 def test_ephemeral_copy_is_destroyed_when_it_stops(lxpath, tmpfs):
     run = Runner(lxpath)
