@@ -15,7 +15,8 @@ from ..container import CONFIG_NAME, Container
 from ..errors import LockBusy, StorageError
 from .copy import is_empty_dir, remove_tree
 from .identity import (  # noqa: F401 - the names of this module before
-    HOST_FILES, clone_layout, new_hwaddr, restore_files, rewritten, update_hostname)
+    HOST_FILES, clone_layout, new_hwaddr, read_host_files, restore_files, rewritten,
+    update_hostname)
 
 TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
@@ -642,13 +643,16 @@ def rename_container(src: Container, new_name: str, keep_hostname: bool = False)
                     doc.setdefault("rootfs", tomlkit.table())[k] = old_rt[k]
             if not keep_hostname:
                 with b.editable(tmp, cfg, HOST_FILES) as root:
-                    before = update_hostname(root, cfg.hostname or src.name,
-                                             new_name if not cfg.hostname or
-                                             cfg.hostname == src.name else cfg.hostname)
-                write_json(tmp / RENAME_JOURNAL, {
-                    "old": src.name, "new": new_name, "config": old_text,
-                    "files": {k: (v.hex() if v is not None else None)
-                              for k, v in before.items()}})
+                    # the journal holds the files before they change: killed in between,
+                    # the sweep puts back what was there
+                    before = read_host_files(root)
+                    write_json(tmp / RENAME_JOURNAL, {
+                        "old": src.name, "new": new_name, "config": old_text,
+                        "files": {k: (v.hex() if v is not None else None)
+                                  for k, v in before.items()}})
+                    update_hostname(root, cfg.hostname or src.name,
+                                    new_name if not cfg.hostname or
+                                    cfg.hostname == src.name else cfg.hostname, before)
             write_new(tmp / CONFIG_NAME, tomlkit.dumps(doc))
             publish(tmp, dst.dir)
         except BaseException:

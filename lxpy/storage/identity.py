@@ -143,17 +143,33 @@ def renamed_host_files(hostname: bytes | None, hosts: bytes | None, old: str,
     return f"{new}\n".encode(), new_hosts
 
 
-def update_hostname(root: Any, old: str, new: str) -> dict[str, bytes | None]:
-    """Set /etc/hostname to new and replace old by new in /etc/hosts, through the
-    symlink-safe writer. Returns the previous contents (None: the file was absent)."""
-    from ..safefs import Root
+def _read_host_files(r: Any) -> dict[str, bytes | None]:
     before: dict[str, bytes | None] = {}
+    for rel in HOST_FILES:
+        try:
+            before[rel] = r.read(rel) if r.exists(rel) else None
+        except OSError:
+            before[rel] = None
+    return before
+
+
+def read_host_files(root: Any) -> dict[str, bytes | None]:
+    """/etc/hostname's and /etc/hosts' contents (None: absent), through safefs: what
+    update_hostname would return, read before it changes anything."""
+    from ..safefs import Root
     with Root(root) as r:
-        for rel in HOST_FILES:
-            try:
-                before[rel] = r.read(rel) if r.exists(rel) else None
-            except OSError:
-                before[rel] = None
+        return _read_host_files(r)
+
+
+def update_hostname(root: Any, old: str, new: str,
+                    before: dict[str, bytes | None] | None = None) -> dict[str, bytes | None]:
+    """Set /etc/hostname to new and replace old by new in /etc/hosts, through the
+    symlink-safe writer. Returns the previous contents (None: the file was absent);
+    before: those contents, read already (read_host_files)."""
+    from ..safefs import Root
+    with Root(root) as r:
+        if before is None:
+            before = _read_host_files(r)
         hostname, hosts = renamed_host_files(before["etc/hostname"], before["etc/hosts"],
                                              old, new)
         if before["etc/hostname"] is not None or r.is_dir("etc"):
