@@ -16,6 +16,16 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+def loaded_by(imports: str, candidates) -> list[str]:
+    """Which of candidates (module names) a fresh `python -I -S` holds after running
+    imports (Python statements) with this checkout first on its path."""
+    code = (f"import sys; sys.path.insert(0, sys.argv[1]); {imports}; "
+            f"print(' '.join(m for m in {tuple(candidates)!r} if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(REPO)],
+                       capture_output=True, text=True, check=True)
+    return r.stdout.split()
+
+
 def _is_root() -> bool:
     return os.geteuid() == 0
 

@@ -7,15 +7,12 @@ import ctypes
 import errno
 import os
 import stat
-import subprocess
-import sys
 
 import pytest
 
 from lxpy.config.atomic import write_fresh
 from lxpy.linux import fs, fsops, rawc
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.conftest import loaded_by
 
 
 def test_renameat2_noreplace_and_exchange(tmp_path):
@@ -77,12 +74,8 @@ def test_openat2_stays_in_its_root(tmp_path):
 
 
 def test_none_of_it_imports_the_ctypes_package():
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from lxpy.linux import fs, fsops, rawc; from lxpy import safefs; "
-            "print('ctypes' in sys.modules)")
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", code, REPO], capture_output=True,
-                       text=True, check=True)
-    assert r.stdout.strip() == "False"
+    assert loaded_by("from lxpy.linux import fs, fsops, rawc; from lxpy import safefs",
+                     ["ctypes", "lxpy.linux.rawc"]) == ["lxpy.linux.rawc"]
 
 
 def test_write_fresh(tmp_path):

@@ -85,16 +85,10 @@ def test_parse_states():
 def test_monitor_and_state_stay_lean():
     """The monitor (one per running container) and state.query (lxpy-ls) import no heavy
     modules: memory per container and listing speed depend on it."""
-    import subprocess
-    import sys
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "import lxpy.runtime.state, lxpy.runtime.monitor; "
-            "print(' '.join(m for m in ('dataclasses', 'pathlib', 'enum', 'ctypes', 'json', "
-            "'socket', 'signal', 'lxpy.config', 'lxpy.cgroups') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-I", "-S", "-c", code, root], capture_output=True,
-                         text=True, check=True)
-    assert out.stdout.strip() == ""
+    from tests.conftest import loaded_by
+    assert loaded_by("import lxpy.runtime.state, lxpy.runtime.monitor",
+                     ["dataclasses", "pathlib", "enum", "ctypes", "json", "socket", "signal",
+                      "lxpy.config", "lxpy.cgroups"]) == []
 
 
 def test_monitor_adopts_the_helper_lxpy_start_forked(tmp_path):
