@@ -53,9 +53,13 @@ def _may_depend(config_path: Path, container: Container) -> bool:
         text = config_path.read_bytes().decode(errors="replace")
     except OSError:
         return False
-    return (f"{container.dir}/" in text or f"{os.path.realpath(container.dir)}/" in text
-            or any(f'origin = {q}{container.name}{q}' in text.replace("  ", " ")
-                   for q in "\"'"))
+    if f"{container.dir}/" in text or f"{os.path.realpath(container.dir)}/" in text:
+        return True
+    for line in text.splitlines():
+        key, eq, value = line.partition("=")
+        if eq and key.strip() == "origin" and value.strip().strip("\"'") == container.name:
+            return True
+    return False
 
 
 def _inside(path: str | Path, directory: Path) -> bool:
