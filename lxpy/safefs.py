@@ -18,6 +18,7 @@ import os
 import posixpath
 import stat
 
+from .config.atomic import write_all
 from .errors import KernelFeatureError
 from .linux import fs
 
@@ -191,7 +192,7 @@ class Root:
                 uid = old.st_uid if keep and old else 0
             if gid is None:
                 gid = old.st_gid if keep and old else 0
-            self._atomic(pfd, name, rel, lambda fd: _write_all(fd, data), mode, uid, gid)
+            self._atomic(pfd, name, rel, lambda fd: write_all(fd, data), mode, uid, gid)
         finally:
             os.close(pfd)
 
@@ -278,10 +279,3 @@ class Root:
             os.fchown(fd, uid, gid)
         finally:
             os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]

@@ -11,6 +11,13 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until all of data is written (a short write is not an error)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _mkstemp(path: str) -> tuple[int, str]:
     """tempfile.mkstemp(prefix=".NAME.", dir=path's dir) without importing tempfile (shutil,
     random, weakref: ~5 ms of lxpy-copy and lxpy-snapshot)."""
@@ -28,10 +35,8 @@ def _mkstemp(path: str) -> tuple[int, str]:
 def _atomic_write(path: str, text: str) -> None:
     fd, tmp = _mkstemp(path)
     try:
-        try:                         # (bytes through os.write: no text file object)
-            view = memoryview(text.encode())
-            while view:
-                view = view[os.write(fd, view):]
+        try:                         # (bytes, no text file object)
+            write_all(fd, text.encode())
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -63,9 +68,7 @@ def write_fresh(path: str, text: str):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
     try:
-        view = memoryview(text.encode())
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, text.encode())
         os.fchmod(fd, 0o644)
     except BaseException:
         os.close(fd)

@@ -15,7 +15,7 @@ RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 RESOLVE_CACHED = 0x20
 
-AT_FDCWD = -100
+AT_FDCWD = rawc.AT_FDCWD
 
 
 def openat2(dirfd: int, path: str | os.PathLike | bytes, flags: int, mode: int = 0,

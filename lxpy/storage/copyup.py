@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import stat
 
+from ..config.atomic import write_all
 from .copy import copy_dir_attrs, copy_file
 
 
@@ -40,9 +41,7 @@ def write_file(path: str, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         os.fchmod(fd, stat.S_IMODE(mode))
     finally:
         os.close(fd)
