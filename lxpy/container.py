@@ -10,11 +10,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import ContainerNotFound, LockBusy
-from .names import _NAME_CHARS, check_name, name_ok  # noqa: F401 - re-exported
+from .config.loader import load
+from .config.schema import CONTAINER_NAME_RE
+from .errors import ContainerNotFound, LockBusy, UsageError
 from .paths import default_lxpath, run_dir
 
 CONFIG_NAME = "config.toml"
+
+
+def name_ok(name: str) -> bool:
+    return isinstance(name, str) and CONTAINER_NAME_RE.fullmatch(name) is not None
+
+
+def check_name(name: str) -> str:
+    if not name_ok(name):
+        shown = name if isinstance(name, str) and len(name) <= 70 else f"{str(name)[:60]}..."
+        raise UsageError(f"invalid container name {shown!r}",
+                         "use 1 to 63 letters, digits, '.', '_' or '-', starting with a letter "
+                         "or digit")
+    return name
 
 
 class Container:
@@ -41,9 +55,8 @@ class Container:
     @property
     def config(self):
         if self._config is None:
-            from .config.cache import load
             self.require()
-            self._config = load(str(self.config_path))
+            self._config = load(self.config_path)
         return self._config
 
     def reload(self):

@@ -67,7 +67,7 @@ def _merge_into(doc, data: dict[str, Any]) -> None:
             doc[k] = v
 
 
-def _config_tomlkit(rendered: str, extra: dict[str, Any] | None, rootfs_keys: dict[str, str],
+def _config_text(rendered: str, extra: dict[str, Any] | None, rootfs_keys: dict[str, str],
                     template: str) -> str:
     """The new config's text: the rendered template config, extra merged in, the rootfs
     keys, the template name, and MAC addresses drawn."""
@@ -88,111 +88,9 @@ def _config_tomlkit(rendered: str, extra: dict[str, Any] | None, rootfs_keys: di
     return tomlkit.dumps(doc)
 
 
-# -- the new config's text ---------------------------------------------------------------
-
-def _toml_key(k: str) -> str:
-    import re
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(k)
-
-
-def _toml_value(v: Any) -> str:
-    import json
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, list) and not any(isinstance(x, dict) for x in v):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise ValueError(f"no plain TOML for {v!r}")
-
-
-def _toml_table(header: str, table: dict[str, Any]) -> str:
-    lines = [header]
-    for k, v in table.items():
-        if isinstance(v, dict):
-            raise ValueError("a nested table")
-        lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-    return "\n".join(lines) + "\n"
-
-
-def _merged(data: dict[str, Any], extra: dict[str, Any]) -> None:
-    """_merge_into for plain dicts."""
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(data.get(k), dict):
-            _merged(data[k], v)
-        else:
-            data[k] = v
-
-
-def _config_fast(rendered: str, extra: dict[str, Any] | None, rootfs_keys: dict[str, str],
-                 template: str) -> str | None:
-    """The new config's text without tomlkit (~30 ms to import): the rendered text kept as it
-    is, comments included, new top-level keys put before its first table, new tables after
-    it. None when it needs more (a key of the rendered text changed, nested tables) or when
-    the result would not parse to exactly what the tomlkit merge gives."""
-    import copy
-    import re
-    import tomllib
-    try:
-        data = tomllib.loads(rendered)
-        want = copy.deepcopy(data)
-        extra = copy.deepcopy(extra or {})
-        _merged(want, copy.deepcopy(extra))
-        rt = want.setdefault("rootfs", {})
-        if not isinstance(rt, dict):
-            return None
-        for k, v in rootfs_keys.items():
-            rt[k.removeprefix("rootfs.")] = v
-        want.setdefault("template", template)
-        add = {k: v for k, v in want.items() if k not in data}
-        if any(k in data and want[k] != data[k] for k in want if k != "net"):
-            return None
-        nets = want.get("net", [])
-        if not isinstance(nets, list):
-            return None
-        if "net" in data and "net" in extra:
-            return None          # the rendered [[net]] entries are replaced: tomlkit
-        for entry in nets:
-            if not isinstance(entry, dict):
-                return None
-            if entry.get("type", "veth") in ("veth", "macvlan"):
-                entry["hwaddr"] = fill_hwaddr(str(entry.get("hwaddr") or "00:16:3e:xx:xx:xx"))
-        text = rendered
-        if "net" in data:
-            # the rendered entries' hwaddr lines, one each, in order
-            found = list(re.finditer(r'(?m)^hwaddr = "([^"\n]*)"$', text))
-            if len(found) != len(nets) or any("hwaddr" not in e for e in nets):
-                return None
-            for m, e in reversed(list(zip(found, nets, strict=True))):
-                text = text[:m.start(1)] + e["hwaddr"] + text[m.end(1):]
-        head, tail = text, ""
-        first = re.search(r"(?m)^(?:#.*\n)*\[", text)      # a table and its comments
-        if first:
-            head, tail = text[:first.start()], text[first.start():]
-        scalars = {k: v for k, v in add.items() if not isinstance(v, dict) and k != "net"}
-        tables = {k: v for k, v in add.items() if isinstance(v, dict)}
-        parts = [head.rstrip("\n") + "\n" if head.strip() else head]
-        parts += [f"{_toml_key(k)} = {_toml_value(v)}\n" for k, v in scalars.items()]
-        if tail:
-            parts.append("\n" + tail.rstrip("\n") + "\n")
-        for k, v in tables.items():
-            parts.append("\n" + _toml_table(f"[{_toml_key(k)}]", v))
-        if "net" in add:
-            for entry in nets:
-                parts.append("\n" + _toml_table("[[net]]", entry))
-        out = "".join(parts)
-        if tomllib.loads(out) != want:
-            return None
-        return out
-    except (ValueError, TypeError, tomllib.TOMLDecodeError):
-        return None
-
-
 def create(req: CreateRequest) -> Container:
     from . import bootstrap, storage, templates
-    from .config.loader import _expand, load, read_toml, validate
+    from .config.loader import expand, load, read_toml, validate
     from .paths import system_config
 
     c = Container(req.name, req.lxpath)
@@ -206,7 +104,7 @@ def create(req: CreateRequest) -> Container:
         extra = read_toml(req.extra_config)
         # validate the extra file on its own first, so a typo is named against that file
         files: list[str] = []
-        validate(_expand(extra, req.extra_config, (req.extra_config.resolve(),), files),
+        validate(expand(extra, req.extra_config, (req.extra_config.resolve(),), files),
                  str(req.extra_config), tuple(files))
     sysconf = system_config()
     backend_name = req.backend or sysconf.backend
@@ -237,9 +135,7 @@ def create(req: CreateRequest) -> Container:
                 "arch": options.get("arch", ""), "release": options.get("release", ""),
             }
             rendered = templates.render_config(tmpl, context)
-            text = _config_fast(rendered, extra, rootfs_keys, tmpl.name)
-            if text is None:
-                text = _config_tomlkit(rendered, extra, rootfs_keys, tmpl.name)
+            text = _config_text(rendered, extra, rootfs_keys, tmpl.name)
             cfg_path = tmp / CONFIG_NAME
             from .config.atomic import write_new
             write_new(cfg_path, text)

@@ -7,7 +7,7 @@ the containers of the system's lxpath, in the container's own directory for the 
 
 (the monitor's own stderr in daemon mode is <log_dir>/<name>/monitor.log, see runtime/start.py).
 A container of another lxpath (-P) keeps them in <lxpath>/<name>/log/, as LXC keeps
-<lxcpath>/<name>/<name>.log (lxpy.where.log_dir_of): the same name in two lxpaths never shares
+<lxcpath>/<name>/<name>.log (lxpy.paths.log_dir): the same name in two lxpaths never shares
 a history, and destroying the container removes them. Both files are rotated by size: the
 full file becomes NAME.1 (NAME.2 ...), the oldest is dropped.
 
@@ -41,8 +41,8 @@ def container_log_dir(name: str, lxpath: Path | str | None = None, *,
                       create: bool = False) -> Path:
     """The directory of a container's logs (made, mode 0750, when create=True); lxpath None
     is the system's."""
-    from .where import log_dir_of
-    d = Path(log_dir_of(str(lxpath or default_lxpath()), name))
+    from . import paths
+    d = paths.log_dir(lxpath or default_lxpath(), name)
     if create:
         d.mkdir(mode=0o750, parents=True, exist_ok=True)
     return d

@@ -234,7 +234,7 @@ def container_config_page() -> str:
 
 
 def system_config_page() -> str:
-    from lxpy.config.schema import SYSTEM_SETTINGS
+    from lxpy.paths import SYSTEM_SETTINGS
     out = header("lxpy.toml", 5, "lxpy file formats")
     out += (".SH NAME\nlxpy.toml \\- lxpy system defaults\n.SH SYNOPSIS\n/etc/lxpy/lxpy.toml\n"
             ".SH DESCRIPTION\nA TOML file read by every lxpy command; every key is optional. "

@@ -1,22 +1,22 @@
 """Where things live: the system defaults (/etc/lxpy/lxpy.toml), the lxpath, the cache,
-the runtime directory, and the shipped templates and profiles."""
+the runtime directory, the logs, and the shipped templates and profiles."""
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
+from dataclasses import dataclass
 from functools import cache
+from hashlib import sha256
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
-from .record import Record
-
-try:  # the C module itself: hashlib loads OpenSSL first (~4 ms of every command)
-    from _sha256 import sha256
-except ImportError:  # pragma: no cover - Python 3.12+ (_sha2) or another implementation
-    from hashlib import sha256
 
 SYSTEM_CONFIG = Path("/etc/lxpy/lxpy.toml")
 RUN_ROOT = Path("/run/lxpy")
+LOG_SUBDIR = "log"          # <lxpath>/<name>/log: the logs of a container of another lxpath
 
 
 @cache  # where this package lives does not change (lxpy-ls -f asks once per container)
@@ -29,9 +29,38 @@ def shipped_dir(what: str) -> Path:
     return here / "data" / what
 
 
-class SystemConfig(Record):
-    __slots__ = ("lxpath", "cache", "backend", "cgroup_parent", "log_dir", "bridge", "subnet",
-                 "dhcp_range", "domain", "ipv6", "source")
+def profile_dirs() -> list[Path]:
+    """Where `include = ["name"]` looks, in order."""
+    env = os.environ.get("LXPY_PROFILES")
+    dirs = [Path(p) for p in env.split(":") if p] if env else []
+    return [*dirs, Path("/etc/lxpy/profiles"), Path("/usr/share/lxpy/config"),
+            shipped_dir("config")]
+
+
+@dataclass(frozen=True)
+class SystemSetting:
+    key: str
+    default: Any
+    help: str
+
+
+# /etc/lxpy/lxpy.toml
+SYSTEM_SETTINGS: tuple[SystemSetting, ...] = (
+    SystemSetting("lxpath", "/var/lib/lxpy", "Where containers live (-P overrides)."),
+    SystemSetting("cache", "/var/cache/lxpy", "Where bootstrapped rootfs trees are cached."),
+    SystemSetting("backend", "overlay", "Default storage backend for lxpy-create."),
+    SystemSetting("cgroup_parent", "lxpy", "Parent cgroup for containers."),
+    SystemSetting("log_dir", "/var/log/lxpy", "Where console and lxpy logs go."),
+    SystemSetting("net.bridge", "lxpybr0", "The managed bridge."),
+    SystemSetting("net.subnet", "10.0.3.0/24", "Subnet of the managed bridge."),
+    SystemSetting("net.dhcp_range", "10.0.3.2,10.0.3.254", "DHCP range."),
+    SystemSetting("net.domain", "lxpy", "DNS domain of containers."),
+    SystemSetting("net.ipv6", False, "IPv6 on the managed bridge."),
+)
+
+
+@dataclass(frozen=True)
+class SystemConfig:
     lxpath: Path
     cache: Path
     backend: str
@@ -48,8 +77,7 @@ class SystemConfig(Record):
 @cache
 def system_config() -> SystemConfig:
     path = Path(os.environ.get("LXPY_CONFIG", SYSTEM_CONFIG))
-    from .config.cache import system_values
-    v = system_values(str(path), lambda: _system_values(path))
+    v = _system_values(path)
     return SystemConfig(
         lxpath=Path(os.environ.get("LXPY_PATH") or v["lxpath"]),
         cache=Path(os.environ.get("LXPY_CACHE") or v["cache"]),
@@ -68,13 +96,13 @@ def system_config() -> SystemConfig:
 def _system_values(path: Path) -> dict:
     """The system config file's settings over the defaults, flat ("net.bridge")."""
     data: dict = {}
-    if path.is_file():
-        import tomllib
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except (tomllib.TOMLDecodeError, OSError) as e:
-            raise ConfigError(f"{path}: cannot read system config: {e}") from None
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        pass
+    except (tomllib.TOMLDecodeError, OSError) as e:
+        raise ConfigError(f"{path}: cannot read system config: {e}") from None
     flat: dict = {}
 
     def walk(d: dict, prefix: str) -> None:
@@ -84,11 +112,9 @@ def _system_values(path: Path) -> dict:
             else:
                 flat[f"{prefix}{k}"] = v
     walk(data, "")
-    from .config.schema import SYSTEM_SETTINGS
     known = {s.key: s.default for s in SYSTEM_SETTINGS}
     for k in flat:
         if k not in known:
-            import difflib
             near = difflib.get_close_matches(k, known, 1)
             raise ConfigError(f"{path}: {k!r} is not a system setting"
                               + (f" (did you mean {near[0]}?)" if near else ""))
@@ -99,7 +125,18 @@ def default_lxpath() -> Path:
     return system_config().lxpath
 
 
-def run_dir(lxpath: Path, name: str) -> Path:
+def run_dir(lxpath: Path | str, name: str) -> Path:
     """/run/lxpy/<hash of lxpath>/<name>: lock, monitor socket, pid, console log."""
     h = sha256(os.fsencode(os.path.realpath(lxpath))).hexdigest()[:12]
     return RUN_ROOT / h / name
+
+
+def log_dir(lxpath: Path | str, name: str) -> Path:
+    """Where a container's logs go (console.log, lxpy.log, monitor.log): <log_dir>/<name>
+    for a container of the system's lxpath, <lxpath>/<name>/log for one of another lxpath
+    (-P), as LXC keeps <lxcpath>/<name>/<name>.log there. One name in two lxpaths then never
+    shares a history, and lxpy-destroy -P takes the logs with the container."""
+    sc = system_config()
+    if os.path.realpath(lxpath) == os.path.realpath(sc.lxpath):
+        return sc.log_dir / name
+    return Path(lxpath) / name / LOG_SUBDIR

@@ -78,28 +78,11 @@ def lxpy_env(session_dir, cache_dir, _nothing_left_by_the_run):
             cgroups.driver().remove_parent(env["LXPY_CGROUP_PARENT"])
         except Exception:  # noqa: BLE001 - a container test left a task: its own test fails
             pass
-    # the system configs this run's commands remembered (lxpy/config/cache.py)
-    for f, _path in _system_caches(str(session_dir.parent) + "/"):
-        f.unlink(missing_ok=True)
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-
-
-def _system_caches(base: str) -> list[tuple[Path, str]]:
-    """/run/lxpy/.system.* entries (cache.system_values) for config files under base."""
-    import marshal
-    out = []
-    for f in Path("/run/lxpy").glob(".system.*"):
-        try:
-            path = str(marshal.loads(f.read_bytes()).get("path", ""))
-        except (OSError, EOFError, ValueError, TypeError, AttributeError):
-            continue
-        if path.startswith(base):
-            out.append((f, path))
-    return out
 
 
 # -- nothing leaks: what the whole test run leaves on the host ---------------------------
@@ -136,7 +119,6 @@ def _leftovers(base: str, parent: str) -> set[str]:
             out.add(f"cgroup {h / parent}: "
                     f"{sorted(x.name for x in (h / parent).iterdir() if x.is_dir())}")
     base += "/"
-    out.update(f"system config cache {f} (of {p})" for f, p in _system_caches(base))
     ours = [base] + [f"/run/lxpy/{h}/" for h in hashes]
     with open("/proc/self/mountinfo") as f:
         out.update(f"mount {line.split()[4]}" for line in f

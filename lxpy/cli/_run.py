@@ -80,7 +80,7 @@ def fast_args(mod, own: list[str], extra: list[str] | None):
         if values["name"] is None and getattr(mod, "NAME_REQUIRED", True):
             return None
         if values["name"] is not None:
-            from lxpy.names import check_name
+            from lxpy.container import check_name
             check_name(values["name"])
     return FastArgs(extra=extra, **values)
 
@@ -229,7 +229,7 @@ def _parse(verb: str, mod, own: list[str], extra: list[str] | None):
         if getattr(mod, "NAME_REQUIRED", True) and args.name is None:
             parser.error("which container? give -n NAME")
         if args.name is not None:
-            from lxpy.names import check_name
+            from lxpy.container import check_name
             check_name(args.name)
     return args
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from lxpy.where import lxpath_fast as _lxpath_fast
-from lxpy.where import run_dir_of  # noqa: F401 - the tests use it here
+from lxpy.paths import run_dir as run_dir_of
 
 HELP = "Run a command in a running container (default: the user's shell)"
 EPILOG = """\
@@ -33,7 +32,7 @@ _VAR_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 
 
 def _name_ok(name: str) -> bool:
-    from lxpy.names import name_ok
+    from lxpy.container import name_ok
     return name_ok(name)
 
 
@@ -172,7 +171,7 @@ def fast_main(argv: list[str]) -> int | None:
     prog = "lxpy-attach"
     from lxpy.errors import LxpyError
     try:
-        lxpath = _lxpath_fast(a["lxpath"])
+        lxpath = a["lxpath"]
         if lxpath is None:
             from lxpy.paths import default_lxpath
             lxpath = str(default_lxpath())

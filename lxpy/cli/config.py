@@ -60,9 +60,9 @@ def _help(key: str | None) -> int:
     if key:
         rows = [r for r in rows if r[0] == key or r[0].startswith(key + ".")]
         if not rows:
-            from lxpy.config.loader import _did_you_mean
+            from lxpy.config.schema import did_you_mean
             from lxpy.errors import ConfigError
-            raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}")
+            raise ConfigError(f"{key!r} is not a config key{did_you_mean(key)}")
     for k, s in rows:
         default = _fmt(s.default) if s.default not in (None, "", (), {}) else "-"
         live = " (live)" if s.live else ""

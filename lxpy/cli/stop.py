@@ -36,8 +36,9 @@ def fast_main(argv: list[str]) -> int | None:
     import os
     import sys
 
-    from lxpy.names import name_ok
-    from lxpy.where import lxpath_fast, run_dir_of
+    from lxpy.container import name_ok
+    from lxpy.paths import default_lxpath
+    from lxpy.paths import run_dir as run_dir_of
 
     from ._run import _split_extra, fast_args
     own, extra = _split_extra(argv)
@@ -48,7 +49,7 @@ def fast_main(argv: list[str]) -> int | None:
     if not name or not name_ok(name) or (args.reboot and args.kill) \
             or (args.timeout is not None and args.timeout < 0):
         return None
-    lxpath = lxpath_fast(args.lxpath)
+    lxpath = args.lxpath or str(default_lxpath())
     if lxpath is None or not os.path.isfile(os.path.join(lxpath, name, "config.toml")):
         return None
     from lxpy.errors import LxpyError

@@ -6,8 +6,18 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .atomic import _atomic_write, write_new  # noqa: F401 - write_new re-exported
-from .schema import BY_KEY, LIST_SECTIONS, Setting
+from .atomic import write_new
+from .loader import expand, validate
+from .schema import BY_KEY, LIST_SECTIONS, MAP_ENTRY, Setting, did_you_mean, map_entry
+
+_TOML_ESC = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
+             "\r": "\\r"}
+
+
+def toml_str(s: str) -> str:
+    """A TOML basic string token for s (one line, escaped)."""
+    return '"' + "".join(_TOML_ESC.get(c) or (f"\\u{ord(c):04x}" if c < " " or c == "\x7f"
+                                               else c) for c in str(s)) + '"'
 
 
 def _setting_for(key: str) -> tuple[Setting, list[str | int]]:
@@ -19,16 +29,13 @@ def _setting_for(key: str) -> tuple[Setting, list[str | int]]:
                               f"{parts[-1] if len(parts) > 1 else 'KEY'}")
         table = {s.key: s for s in LIST_SECTIONS[parts[0]]}
         if parts[2] not in table:
-            from .loader import _did_you_mean
-            raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}")
+            raise ConfigError(f"{key!r} is not a config key{did_you_mean(key)}")
         return table[parts[2]], [parts[0], int(parts[1]), parts[2]]
     if key not in BY_KEY:
-        from .schema import MAP_ENTRY, map_entry
         entry = map_entry(key)
         if entry is not None:           # environment.FOO: one entry of a table
             return MAP_ENTRY, [*entry[0].split("."), entry[1]]
-        from .loader import _did_you_mean
-        raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}",
+        raise ConfigError(f"{key!r} is not a config key{did_you_mean(key)}",
                           "lxpy-config help lists the keys")
     return BY_KEY[key], parts
 
@@ -146,7 +153,6 @@ def _remove(doc, path_parts: list[str | int]) -> bool:
 def set_keys(path: Path, changes: dict[str, Any], unset: list[str] = ()) -> None:
     """Set (and unset) dotted keys in path, keeping comments and order; the result is
     validated (with profiles) before it replaces the file."""
-    from .loader import _expand, validate
     path = Path(path)
     doc = _doc(path)
     for key, text in changes.items():
@@ -161,6 +167,6 @@ def set_keys(path: Path, changes: dict[str, Any], unset: list[str] = ()) -> None
     import tomllib
     data = tomllib.loads(text)
     files: list[str] = []
-    merged = _expand(data, path, (path.resolve(),), files)
+    merged = expand(data, path, (path.resolve(),), files)
     validate(merged, str(path), tuple(files))
-    _atomic_write(path, text)
+    write_new(path, text)

@@ -3,60 +3,16 @@ validated against the settings table into frozen objects."""
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .schema import BY_KEY, LIST_SECTIONS, SETTINGS, Setting, all_keys
-# The frozen views (Section, Entry, Config) live in view.py: a config loaded from its cache
-# (cache.py) is built without this module or the settings table.
-from .view import Config, Entry, Section  # noqa: F401 - re-exported
-
-def _plain(setting: Setting, value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [list(v) if isinstance(v, tuple) else v for v in value]
-    if isinstance(value, dict):
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
-    return value
-
-
-def _set_nested(d: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    for p in parts[:-1]:
-        d = d.setdefault(p, {})
-    d[parts[-1]] = value
-
-
-def closest(word: str, candidates: list[str], cutoff: float = 0.6) -> str | None:
-    """The candidate nearest to word, or None. difflib's similarity, but ties go to the
-    longest common prefix, then to the first in candidates (the schema's order), never
-    to the alphabetically last as with difflib.get_close_matches (gateway -> gateway6)."""
-    import difflib
-    best: tuple[float, int, int] | None = None
-    found = None
-    for n, c in enumerate(candidates):
-        r = difflib.SequenceMatcher(None, word, c).ratio()
-        if r < cutoff:
-            continue
-        prefix = len(os.path.commonprefix([word, c]))
-        rank = (r, prefix, -n)
-        if best is None or rank > best:
-            best, found = rank, c
-    return found
-
-
-def _did_you_mean(key: str) -> str:
-    generic = key
-    parts = key.split(".")
-    if len(parts) > 2 and parts[1].isdigit():
-        generic = ".".join([parts[0], "N", *parts[2:]])
-    guess = closest(generic, all_keys())
-    if not guess:
-        return ""
-    if ".N." in guess and len(parts) > 1:
-        guess = guess.replace(".N.", f".{parts[1]}.")
-    return f" (did you mean {guess}?)"
+from ..paths import profile_dirs
+from .schema import BY_KEY, LIST_SECTIONS, SETTINGS, Setting, closest, did_you_mean
+from .view import ENTRIES, Config
 
 
 # ---------------------------------------------------------------------------
@@ -64,7 +20,6 @@ def _did_you_mean(key: str) -> str:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    import tomllib
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -97,11 +52,6 @@ def _read_profile(path: Path) -> dict[str, Any]:
     return data
 
 
-def profile_dirs() -> list[Path]:
-    from .cache import profile_dirs as dirs
-    return [Path(d) for d in dirs()]
-
-
 def find_profile(name: str, relative_to: Path | None = None) -> Path:
     if "/" in name or name.endswith(".toml"):
         p = Path(name)
@@ -116,34 +66,9 @@ def find_profile(name: str, relative_to: Path | None = None) -> Path:
             return p
     known = sorted({p.stem for d in profile_dirs() if d.is_dir() for p in d.glob("*.toml")
                     if p.stem != "lxpy"})
-    import difflib
     near = difflib.get_close_matches(name, known, 1)
     hint = f"did you mean {near[0]}?" if near else f"known profiles: {', '.join(known) or 'none'}"
     raise ConfigError(f"include {name!r}: no such profile", hint)
-
-
-_FOUND: dict[tuple, tuple[tuple, Path]] = {}
-
-
-def _dir_key(d: Path) -> tuple[int, int, int] | None:
-    from .cache import _dir_key as key
-    return key(str(d))
-
-
-def _find_profile_resolved(name: str, relative_to: Path | None) -> Path:
-    """find_profile(...).resolve(), remembered for a profile name while none of the profile
-    directories changes (adding, removing or replacing a profile changes its directory)."""
-    if "/" in name or name.endswith(".toml"):
-        return find_profile(name, relative_to).resolve()
-    dirs = tuple(profile_dirs())
-    key = (name, dirs)
-    state = tuple(_dir_key(d) for d in dirs)
-    hit = _FOUND.get(key)
-    if hit is not None and hit[0] == state:
-        return hit[1]
-    p = find_profile(name, relative_to).resolve()
-    _FOUND[key] = (state, p)
-    return p
 
 
 def merge(base: dict[str, Any], over: dict[str, Any], path: str = "") -> dict[str, Any]:
@@ -160,7 +85,7 @@ def merge(base: dict[str, Any], over: dict[str, Any], path: str = "") -> dict[st
     return out
 
 
-def _expand(data: dict[str, Any], source: Path, seen: tuple[Path, ...],
+def expand(data: dict[str, Any], source: Path, seen: tuple[Path, ...],
             files: list[str]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     includes = data.get("include", [])
@@ -171,11 +96,11 @@ def _expand(data: dict[str, Any], source: Path, seen: tuple[Path, ...],
     for name in includes:
         if not isinstance(name, str):
             raise ConfigError(f"{source}: include: {name!r} is not a profile name")
-        p = _find_profile_resolved(name, source.parent)
+        p = find_profile(name, source.parent).resolve()
         if p in seen:
             raise ConfigError(f"{source}: include {name!r} includes itself "
                               f"({' -> '.join(str(s) for s in seen + (p,))})")
-        sub = _expand(_read_profile(p), p, seen + (p,), files)
+        sub = expand(_read_profile(p), p, seen + (p,), files)
         merged = merge(merged, sub)
     files.append(str(source))
     own = {k: v for k, v in data.items() if k != "include"}
@@ -193,8 +118,12 @@ def _walk(data: dict[str, Any], prefix: str, where: str, out: dict[str, Any]) ->
             out[key] = v
         elif isinstance(v, dict) and any(s.startswith(key + ".") for s in BY_KEY):
             _walk(v, key + ".", where, out)
+        elif isinstance(v, dict) and key not in BY_KEY:
+            raise ConfigError(f"{where}: [{key}] is not a config table"
+                              f"{did_you_mean(key, table=True)}",
+                              "see lxpy-config help for the keys")
         else:
-            raise ConfigError(f"{where}: {key!r} is not a config key{_did_you_mean(key)}",
+            raise ConfigError(f"{where}: {key!r} is not a config key{did_you_mean(key)}",
                               "see lxpy-config help for the keys")
 
 
@@ -236,7 +165,7 @@ def validate(data: dict[str, Any], where: str, files: tuple[str, ...] = ()) -> C
                 vals[k] = _parse_one(by[k], v, f"{sec}.{i}.{k}", where)
             for s in table:
                 vals.setdefault(s.key, s.default)
-            parsed.append(Entry(**vals))
+            parsed.append(ENTRIES[sec](**vals))
         lists[sec] = tuple(parsed)
     _check_cross(values, lists, where)
     return Config(values=values, mount=lists["mount"], net=lists["net"], files=files,
@@ -271,7 +200,7 @@ def load(path: Path, overrides: dict[str, Any] | None = None) -> Config:
     path = Path(path)
     data = read_toml(path)
     files: list[str] = []
-    merged = _expand(data, path, (path.resolve(),), files)
+    merged = expand(data, path, (path.resolve(),), files)
     if overrides:
         merged = merge(merged, overrides)
     return validate(merged, str(path), tuple(files))
@@ -281,5 +210,5 @@ def load_data(data: dict[str, Any], where: str = "<config>",
               base_dir: Path | None = None) -> Config:
     """Validate config data that is not (yet) in a file, profiles included."""
     files: list[str] = []
-    merged = _expand(data, (base_dir or Path.cwd()) / where, (), files)
+    merged = expand(data, (base_dir or Path.cwd()) / where, (), files)
     return validate(merged, where, tuple(files[:-1]) + (where,))

@@ -7,24 +7,24 @@ phrase that goes after "<key>: " in the error message.
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from ..record import Record
 from .signals import parse_signal
 
 # ---------------------------------------------------------------------------
 # Kinds
 
 
-class Kind(Record):
-    # name: shown in help ("size", "int", ...); parse(value) -> value or ValueError
-    __slots__ = ("name", "parse", "example")
-    _defaults = {"example": ""}
-    name: str
-    parse: Callable[[Any], Any]
-    example: str
+@dataclass(frozen=True)
+class Kind:
+    name: str                           # shown in help ("size", "int", ...)
+    parse: Callable[[Any], Any]         # value -> value, or ValueError
+    example: str = ""
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(i?B?)?\s*$", re.IGNORECASE)
@@ -221,7 +221,7 @@ def _ns_share(v: Any) -> dict[str, str]:
     for ns, target in m.items():
         if ns not in NAMESPACES:
             raise ValueError(f"{ns!r} is not a namespace (allowed: {', '.join(NAMESPACES)})")
-        if target != "host" and not CONTAINER_NAME_RE.match(target):
+        if target != "host" and not CONTAINER_NAME_RE.fullmatch(target):
             raise ValueError(f"{ns} = {target!r}: say \"host\" or a container name")
     return m
 
@@ -414,14 +414,13 @@ SIGNAL = Kind("signal", _signal_name, "SIGRTMIN+3")
 # The table
 
 
-class Setting(Record):
-    __slots__ = ("key", "kind", "default", "help", "live")
-    _defaults = {"live": False}
+@dataclass(frozen=True)
+class Setting:
     key: str                    # dotted, relative to its section's root ("limits.memory")
     kind: Kind
     default: Any
     help: str
-    live: bool                  # may be changed on a running container (lxpy-cgroup / --live)
+    live: bool = False          # may be changed on a running container (lxpy-cgroup / --live)
 
     def parse(self, value: Any) -> Any:
         return self.kind.parse(value)
@@ -606,23 +605,41 @@ def all_keys() -> list[str]:
     return keys
 
 
-class SystemSetting(Record):
-    __slots__ = ("key", "default", "help")
-    key: str
-    default: Any
-    help: str
+# every table name of the settings table (the prefixes of its dotted keys): "limits",
+# "limits.raw", "security", ...
+SECTIONS = frozenset(k.rsplit(".", i)[0] for k in BY_KEY for i in range(1, k.count(".") + 1))
 
 
-# /etc/lxpy/lxpy.toml
-SYSTEM_SETTINGS: tuple[SystemSetting, ...] = (
-    SystemSetting("lxpath", "/var/lib/lxpy", "Where containers live (-P overrides)."),
-    SystemSetting("cache", "/var/cache/lxpy", "Where bootstrapped rootfs trees are cached."),
-    SystemSetting("backend", "overlay", "Default storage backend for lxpy-create."),
-    SystemSetting("cgroup_parent", "lxpy", "Parent cgroup for containers."),
-    SystemSetting("log_dir", "/var/log/lxpy", "Where console and lxpy logs go."),
-    SystemSetting("net.bridge", "lxpybr0", "The managed bridge."),
-    SystemSetting("net.subnet", "10.0.3.0/24", "Subnet of the managed bridge."),
-    SystemSetting("net.dhcp_range", "10.0.3.2,10.0.3.254", "DHCP range."),
-    SystemSetting("net.domain", "lxpy", "DNS domain of containers."),
-    SystemSetting("net.ipv6", False, "IPv6 on the managed bridge."),
-)
+def closest(word: str, candidates: list[str], cutoff: float = 0.6) -> str | None:
+    """The candidate nearest to word, or None. difflib's similarity, but ties go to the
+    longest common prefix, then to the first in candidates (the schema's order), never
+    to the alphabetically last as with difflib.get_close_matches (gateway -> gateway6)."""
+    best: tuple[float, int, int] | None = None
+    found = None
+    for n, c in enumerate(candidates):
+        r = difflib.SequenceMatcher(None, word, c).ratio()
+        if r < cutoff:
+            continue
+        prefix = len(os.path.commonprefix([word, c]))
+        rank = (r, prefix, -n)
+        if best is None or rank > best:
+            best, found = rank, c
+    return found
+
+
+def did_you_mean(key: str, table: bool = False) -> str:
+    """' (did you mean KEY?)' for an unknown key, or ''; table: key names a table
+    ([limitz]), so the table names are the candidates."""
+    if table:
+        guess = closest(key, sorted(SECTIONS | set(LIST_SECTIONS)))
+        return f" (did you mean {guess}?)" if guess else ""
+    generic = key
+    parts = key.split(".")
+    if len(parts) > 2 and parts[1].isdigit():
+        generic = ".".join([parts[0], "N", *parts[2:]])
+    guess = closest(generic, all_keys())
+    if not guess:
+        return ""
+    if ".N." in guess and len(parts) > 1:
+        guess = guess.replace(".N.", f".{parts[1]}.")
+    return f" (did you mean {guess}?)"

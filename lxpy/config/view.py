@@ -1,93 +1,65 @@
-"""Frozen views over a validated config: cfg.limits.memory reads values["limits.memory"].
-
-Plain classes (no generated dataclasses), and no import of the settings table, tomllib or
-typing: a config loaded from its cache (cache.py) is built from these alone, and every
-command that looks at a container pays for what is imported here. The table's section
-names come from the cache or, when a config is validated, from the table itself."""
+"""A validated config, read-only: cfg.limits.memory reads values["limits.memory"]; its
+[[mount]] and [[net]] entries are frozen dataclasses made from their settings tables."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
 from ..errors import ConfigError
-from ..record import Record
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
-_SECTIONS: frozenset[str] | None = None     # "limits", "limits.raw", "security", ...
-LISTS = ("mount", "net")    # the [[array]] tables: schema.LIST_SECTIONS (a test checks)
+from .schema import BY_KEY, LIST_SECTIONS, SECTIONS, Setting, did_you_mean, map_entry
 
 
-def sections() -> frozenset[str]:
-    """Every table name of the settings table (the prefixes of its dotted keys)."""
-    global _SECTIONS
-    if _SECTIONS is None:
-        from .schema import BY_KEY
-        _SECTIONS = frozenset(k.rsplit(".", i)[0] for k in BY_KEY
-                              for i in range(1, k.count(".") + 1))
-    return _SECTIONS
+def _plain(setting: Setting, value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [list(v) if isinstance(v, tuple) else v for v in value]
+    if isinstance(value, dict):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+    return value
 
 
+def _set_nested(d: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = value
+
+
+def _entry_class(sec: str, table: tuple[Setting, ...]) -> type:
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    return dataclasses.make_dataclass(
+        f"{sec.capitalize()}Entry",
+        [(s.key, Any, dataclasses.field(default=s.default)) for s in table],
+        namespace={"as_dict": as_dict}, frozen=True)
+
+
+# one [[mount]] or [[net]] entry: entry.ipv4, entry.target
+ENTRIES: dict[str, type] = {sec: _entry_class(sec, t) for sec, t in LIST_SECTIONS.items()}
+
+
+@dataclass(frozen=True)
 class Section:
     """A read-only view of one table of the config (cfg.limits, cfg.limits.raw)."""
 
-    __slots__ = ("_values", "_prefix")
-
-    def __init__(self, values: dict[str, Any], prefix: str):
-        object.__setattr__(self, "_values", values)
-        object.__setattr__(self, "_prefix", prefix)
+    values: dict[str, Any]
+    prefix: str
 
     def __getattr__(self, name: str) -> Any:
-        key = self._prefix + name
+        key = self.prefix + name
         try:
-            return self._values[key]
+            return self.values[key]
         except KeyError:
-            if key in (_SECTIONS or sections()):
-                return Section(self._values, key + ".")
+            if key in SECTIONS:
+                return Section(self.values, key + ".")
             raise AttributeError(f"config has no key {key!r}") from None
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("config objects are read-only")
 
-    def __repr__(self) -> str:
-        p = self._prefix
-        return f"Section({ {k[len(p):]: v for k, v in self._values.items() if k.startswith(p)} })"
-
-
-class Entry:
-    """One [[net]] or [[mount]] entry, read-only: entry.ipv4, entry.target."""
-
-    __slots__ = ("_d",)
-
-    def __init__(self, **values: Any):
-        object.__setattr__(self, "_d", values)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._d[name]
-        except KeyError:
-            raise AttributeError(f"config entry has no key {name!r}") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("config objects are read-only")
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Entry) and other._d == self._d
-
-    def __hash__(self) -> int:
-        return hash(tuple(sorted((k, repr(v)) for k, v in self._d.items())))
-
-    def __repr__(self) -> str:
-        return f"Entry({self._d})"
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self._d)
-
-
-class Config(Record):
+@dataclass(frozen=True)
+class Config:
     """A validated container config. `values` holds every key (defaults filled)."""
 
-    __slots__ = ("values", "mount", "net", "files", "explicit")
     values: dict[str, Any]
     mount: tuple[Any, ...]
     net: tuple[Any, ...]
@@ -96,7 +68,7 @@ class Config(Record):
 
     def get(self, key: str) -> Any:
         parts = key.split(".")
-        if parts[0] in LISTS and len(parts) >= 3 and parts[1].isdigit():
+        if parts[0] in LIST_SECTIONS and len(parts) >= 3 and parts[1].isdigit():
             items = getattr(self, parts[0])
             idx = int(parts[1])
             if idx >= len(items):
@@ -104,11 +76,9 @@ class Config(Record):
                                   f"(the config has {len(items)})")
             return getattr(items[idx], ".".join(parts[2:]))
         if key not in self.values:
-            from .schema import map_entry
             entry = map_entry(key)
             if entry is None:
-                from .loader import _did_you_mean
-                raise ConfigError(f"{key!r} is not a config key{_did_you_mean(key)}")
+                raise ConfigError(f"{key!r} is not a config key{did_you_mean(key)}")
             table, name = entry
             if name not in (self.values.get(table) or {}):
                 raise ConfigError(f"{key}: {table} has no entry {name!r}",
@@ -122,8 +92,6 @@ class Config(Record):
 
     def to_dict(self, explicit_only: bool = False) -> dict[str, Any]:
         """The effective config as nested plain data, ready for TOML or JSON."""
-        from .loader import _plain, _set_nested
-        from .schema import BY_KEY, LIST_SECTIONS
         out: dict[str, Any] = {}
         for key, value in self.values.items():
             if explicit_only and key not in self.explicit:

@@ -4,18 +4,44 @@ subvolume ioctls (BTRFS_IOC_SUBVOL_CREATE, BTRFS_IOC_SNAP_CREATE_V2, BTRFS_IOC_S
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import struct
 
-# statfs(2) and renameat2(2) live in rawc.py (no ctypes package: lxpy-copy -s needs them)
-from .rawc import (AT_FDCWD, BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, FS_NAMES,
-                   OVERLAYFS_SUPER_MAGIC, RENAME_EXCHANGE, RENAME_NOREPLACE, TMPFS_MAGIC,
-                   XFS_SUPER_MAGIC, renameat2, statfs_type)
+from .libc import check, cstr, libc
 
-__all__ = ["AT_FDCWD", "BTRFS_SUPER_MAGIC", "EXT4_SUPER_MAGIC", "FS_NAMES",
-           "OVERLAYFS_SUPER_MAGIC", "RENAME_EXCHANGE", "RENAME_NOREPLACE", "TMPFS_MAGIC",
-           "XFS_SUPER_MAGIC", "renameat2", "statfs_type"]
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+# statfs f_type values (linux/magic.h)
+BTRFS_SUPER_MAGIC = 0x9123683E
+EXT4_SUPER_MAGIC = 0xEF53
+XFS_SUPER_MAGIC = 0x58465342
+TMPFS_MAGIC = 0x01021994
+OVERLAYFS_SUPER_MAGIC = 0x794C7630
+
+FS_NAMES = {BTRFS_SUPER_MAGIC: "btrfs", EXT4_SUPER_MAGIC: "ext4", XFS_SUPER_MAGIC: "xfs",
+            TMPFS_MAGIC: "tmpfs", OVERLAYFS_SUPER_MAGIC: "overlay"}
+
+libc.renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint)
+libc.statfs.argtypes = (ctypes.c_char_p, ctypes.c_void_p)
+
+
+def renameat2(old: str | os.PathLike, new: str | os.PathLike, flags: int = 0) -> None:
+    """rename(2) with flags: RENAME_NOREPLACE fails with EEXIST if new exists,
+    RENAME_EXCHANGE swaps the two atomically."""
+    check(libc.renameat2(AT_FDCWD, cstr(old), AT_FDCWD, cstr(new), flags), "renameat2", new)
+
+
+def statfs_type(path: str | os.PathLike) -> int:
+    """The f_type magic of the filesystem holding path."""
+    buf = ctypes.create_string_buffer(256)      # room for struct statfs (120 bytes)
+    check(libc.statfs(cstr(path), buf), "statfs", path)
+    # f_type is the first field, a long (__fsword_t), in every Linux ABI lxpy runs on
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF
 
 BTRFS_FIRST_FREE_OBJECTID = 256  # st_ino of a subvolume's root directory
 

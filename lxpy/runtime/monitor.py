@@ -128,7 +128,7 @@ class Monitor:
 
     # -- state -------------------------------------------------------------------------
     def event(self, msg: str) -> None:
-        """A line in the container's lxpy.log (where.log_dir_of), as LXC keeps
+        """A line in the container's lxpy.log (paths.log_dir), as LXC keeps
         /var/log/lxc/<name>.log: what happened to the container and when. Opened for each
         line (a handful per start/stop), so logrotate or a removed file need no signal."""
         path = self.plan.get("event_log")
@@ -388,8 +388,8 @@ class Monitor:
                 from pathlib import Path
 
                 from .. import net
-                from ..config.cache import load
-                cfg = load(str(self.plan["config_path"]))
+                from ..config.loader import load
+                cfg = load(Path(self.plan["config_path"]))
                 plan = net.prepare(cfg, self.plan["name"], Path(self.plan["lxpath"]))
                 net.setup(plan, self.init_pid)   # its undo is net.teardown (by record)
                 code = 0

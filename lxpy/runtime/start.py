@@ -325,8 +325,8 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                                    f"{cfg.net[0].type} is not available in this build")
             net.ensure_managed_bridge(cfg)
             net.prepare(cfg, container.name, container.lxpath)
-        from ..where import log_dir_of
-        logs = log_dir_of(str(container.lxpath), container.name)
+        from ..paths import log_dir
+        logs = str(log_dir(container.lxpath, container.name))
         console_log = None
         if cfg.console.log and app_cmd is None:
             console_log = os.path.join(logs, "console.log")
@@ -607,8 +607,8 @@ def _daemon_stdio(container, logfile: str | None) -> None:
     os.dup2(null, 0)
     os.dup2(null, 1)
     try:
-        from ..where import log_dir_of
-        d = log_dir_of(str(container.lxpath), container.name)
+        from ..paths import log_dir
+        d = log_dir(container.lxpath, container.name)
         os.makedirs(d, mode=0o750, exist_ok=True)
         fd = os.open(logfile or os.path.join(d, "monitor.log"),
                      os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -14,9 +14,8 @@ from .. import log as _log
 from ..container import CONFIG_NAME, Container
 from ..errors import LockBusy, StorageError
 from .copy import is_empty_dir, remove_tree
-from .identity import (  # noqa: F401 - the names of this module before
-    HOST_FILES, clone_layout, new_hwaddr, read_host_files, restore_files, rewritten,
-    update_hostname)
+from .identity import (HOST_FILES, new_hwaddr, read_host_files, restore_files, rewritten,
+                       update_hostname)
 
 TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
@@ -193,23 +192,9 @@ def require_stopped(c: Container, what: str, allow_running: bool = False) -> Non
 
 def render_config(src_text: str, *, keys: dict[str, str], old_dir: Path, new_dir: Path,
                   old_name: str, new_name: str, keep_hostname: bool, keep_macs: bool,
-                  origin: str | None, layout: Any = None) -> str:
+                  origin: str | None) -> str:
     """The clone's config.toml: the source's, comments kept, with the rootfs keys, paths,
-    hostname and MAC addresses changed. layout: src_text's proven layout (config.slots),
-    when the caller has it."""
-    args = dict(keys=keys, old_dir=old_dir, new_dir=new_dir, old_name=old_name,
-                new_name=new_name, keep_hostname=keep_hostname, keep_macs=keep_macs,
-                origin=origin)
-    lay = clone_layout(layout if layout is not None else src_text, **args)
-    if lay is not None:
-        return lay.text
-    fast = _render_config_fast(src_text, **args)
-    return fast if fast is not None else _render_config_tomlkit(src_text, **args)
-
-
-def _render_config_tomlkit(src_text: str, *, keys: dict[str, str], old_dir: Path,
-                           new_dir: Path, old_name: str, new_name: str, keep_hostname: bool,
-                           keep_macs: bool, origin: str | None) -> str:
+    hostname and MAC addresses changed."""
     import tomlkit
     doc = tomlkit.parse(src_text)
     _rewrite_strings(doc, os.fspath(old_dir), os.fspath(new_dir))
@@ -230,86 +215,6 @@ def _render_config_tomlkit(src_text: str, *, keys: dict[str, str], old_dir: Path
             if entry.get("type", "veth") in ("veth", "macvlan") or "hwaddr" in entry:
                 entry["hwaddr"] = new_hwaddr(str(entry.get("hwaddr") or ""))
     return tomlkit.dumps(doc)
-
-
-_TOML_ESC = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
-             "\r": "\\r"}
-
-
-def _toml_str(s: str) -> str:
-    """A TOML basic string (json.dumps without importing json, ~4 ms)."""
-    return '"' + "".join(_TOML_ESC.get(c) or (f"\\u{ord(c):04x}" if c < " " or c == "\x7f"
-                                               else c) for c in str(s)) + '"'
-
-
-def _render_config_fast(src_text: str, *, keys: dict[str, str], old_dir: Path,
-                        new_dir: Path, old_name: str, new_name: str, keep_hostname: bool,
-                        keep_macs: bool, origin: str | None) -> str | None:
-    """render_config by editing lines, without tomlkit (~30 ms to import): the result must
-    parse to exactly what the tomlkit edit gives, else None."""
-    import re
-    import tomllib
-    try:
-        want = tomllib.loads(src_text)
-        _rewrite_strings(want, os.fspath(old_dir), os.fspath(new_dir))
-        rt = want.get("rootfs")
-        if not isinstance(rt, dict):
-            return None
-        for k in ("lower", "origin"):
-            rt.pop(k, None)
-        new_keys = {k.removeprefix("rootfs."): v for k, v in keys.items()}
-        if origin:
-            new_keys["origin"] = origin
-        rt.update(new_keys)
-        if not keep_hostname and want.get("hostname") == old_name:
-            want["hostname"] = new_name
-        macs = []
-        if not keep_macs:
-            for entry in want.get("net", []):
-                if entry.get("type", "veth") in ("veth", "macvlan") or "hwaddr" in entry:
-                    if "hwaddr" not in entry:
-                        return None            # a line to add: tomlkit
-                    entry["hwaddr"] = new_hwaddr(str(entry.get("hwaddr") or ""))
-                macs.append(entry.get("hwaddr"))
-        lines = src_text.splitlines(keepends=True)
-        out: list[str] = []
-        table = None
-        old, new = os.fspath(old_dir), os.fspath(new_dir)
-        net_i = -1
-        for line in lines:
-            head = re.match(r"\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]", line)
-            if head:
-                table = head.group(2)
-                if table == "net" and head.group(1) == "[[":
-                    net_i += 1
-                out.append(line)
-                if table == "rootfs":
-                    out += [f"{k} = {_toml_str(v)}\n"
-                            for k, v in new_keys.items()]
-                continue
-            kv = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", line)
-            key = kv.group(1) if kv else None
-            if table == "rootfs" and key in ("lower", "origin", *new_keys):
-                continue
-            value = None
-            if table is None and key == "hostname" and want.get("hostname") == new_name \
-                    and not keep_hostname:
-                value = _toml_str(new_name)
-            elif table == "net" and key == "hwaddr" and not keep_macs and net_i >= 0:
-                value = _toml_str(macs[net_i])
-            if value is not None:        # the first string on the line; comments stay
-                line = re.sub(r'"(?:[^"\\\n]|\\.)*"', lambda _m: value, line, count=1)
-            elif old in line:
-                line = line.replace(f'"{old}/', f'"{new}/').replace(f'"{old}"', f'"{new}"') \
-                    .replace(f":{old}/", f":{new}/")
-            out.append(line)
-        text = "".join(out)
-        if tomllib.loads(text) != want:
-            return None
-        return text
-    except (ValueError, TypeError, IndexError, AttributeError, tomllib.TOMLDecodeError):
-        return None
-
 
 
 def _rewrite_strings(node: Any, old: str, new: str) -> None:
@@ -352,7 +257,7 @@ def _storage_entries(cfg: Any, cdir: Path) -> set[str]:
 
 def copy_extras(src_dir: Path, src_cfg: Any, dst_dir: Path) -> None:
     """Copy what else the admin keeps in the container directory (hook scripts, notes)."""
-    from ..where import LOG_SUBDIR
+    from ..paths import LOG_SUBDIR
     from .copy import copy_tree
     skip = _storage_entries(src_cfg, src_dir) | {LOG_SUBDIR}   # a clone's history is its own
     for e in os.listdir(src_dir):
@@ -389,47 +294,13 @@ def publish(tmp: Path, final: Path) -> None:
 
 # -- clone ----------------------------------------------------------------------------------
 
-def _config_of(c: Container) -> tuple[str, Any, Any]:
-    """c's config.toml text, that text's proven layout (config.slots; None when it has
-    none) and c's Config (from its cache when it can), all three of the same text."""
-    from ..config import slots
-    text = c.config_path.read_text()
-    cfg = c.reload()
-    if c.config_path.read_text() != text:       # edited meanwhile: no layout, parse
-        return c.config_path.read_text(), None, c.reload()
-    return text, slots.load(os.fspath(c.dir), text), cfg
-
-
-def _render(src_text: str, src_lay: Any, **args: Any) -> tuple[str, Any]:
-    """render_config, and the result's layout when it was made from src_lay (else None)."""
-    if src_lay is not None:
-        lay = clone_layout(src_lay, **args)
-        if lay is not None:
-            return lay.text, lay
-    fast = _render_config_fast(src_text, **args)
-    return (fast if fast is not None else _render_config_tomlkit(src_text, **args)), None
-
-
-def _config_after(old_cfg: Any, old_lay: Any, lay: Any, cdir: Path,
-                  final: Path | None = None) -> Any:
-    """The Config of cdir's config.toml, just written from lay (or not: lay None), made
-    from old_cfg (the Config of old_lay's text) when the edit allows it, else parsed; lay is
-    kept as cdir's layout, and that Config in its config cache (for final/config.toml when
-    cdir is a temporary name that becomes final)."""
-    from ..config import cache, slots
-    path = cdir / CONFIG_NAME
-    cfg = None
-    if lay is not None:
-        slots.save(os.fspath(cdir), lay)
-        cfg = slots.config_after(old_cfg, old_lay, lay, os.fspath(path))
-        if cfg is not None:
-            keep = cfg if final is None else slots.config_after(
-                old_cfg, old_lay, lay, os.fspath(final / CONFIG_NAME))
-            cache.remember(keep.files[-1], keep, lay.text, os.fspath(cdir))
-    if cfg is None:
-        from ..config.loader import load
-        cfg = load(path)
-    return cfg
+def _config_of(c: Container) -> tuple[str, Any]:
+    """c's config.toml text and c's Config, both of the same text."""
+    while True:
+        text = c.config_path.read_text()
+        cfg = c.reload()
+        if c.config_path.read_text() == text:       # not edited meanwhile
+            return text, cfg
 
 
 def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
@@ -440,6 +311,7 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
     from contextlib import ExitStack
 
     from ..config.atomic import write_new
+    from ..config.loader import load
     from ..errors import ContainerExists, UsageError
     from . import for_config, get
     src.require()
@@ -455,7 +327,7 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
             raise ContainerExists(f"container {new_name!r} already exists in {dst.lxpath}",
                                   "pick another name, or lxpy-destroy it first")
         require_stopped(src, "copying it", allow_running)
-        src_text, src_lay, src_cfg = _config_of(src)
+        src_text, src_cfg = _config_of(src)
         sb = for_config(src_cfg)
         if snapshot:
             tb = get(backend) if backend else (sb if sb.name == "btrfs" else get("overlay"))
@@ -485,14 +357,14 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
                                    "clone of a dir or btrfs container needs it stopped",
                                    "stop it, or drop -s for a full copy")
             src_cfg = freeze(src, src_cfg)
-            src_text, src_lay = src.config_path.read_text(), None
+            src_text = src.config_path.read_text()
             sb = for_config(src_cfg)
         if snapshot and tb.name == "overlay" and sb.name == "overlay" \
                 and dst.lxpath.resolve() != src.lxpath.resolve():
             keys = tb.full_copy(src.dir, src_cfg, tmp)     # independent of src: copies
         elif snapshot:
             if tb.name == "overlay" and sb.name == "overlay" and state(src) not in ACTIVE:
-                src_cfg, src_text, src_lay = _seal(src, src_cfg, tmp, src_text, src_lay)
+                src_cfg, src_text = _seal(src, src_cfg, tmp, src_text)
             keys = tb.snapshot_clone(src.dir, src_cfg, tmp)
         elif tb.name == sb.name and not _container_lowers(src_cfg, src.dir, src.lxpath):
             keys = tb.full_copy(src.dir, src_cfg, tmp)
@@ -500,13 +372,13 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
             with sb.mounted(src.dir, src_cfg) as view:
                 keys = tb.import_tree(view, tmp)
         copy_extras(src.dir, src_cfg, tmp)
-        text, lay = _render(src_text, src_lay, keys=keys, old_dir=src.dir, new_dir=dst.dir,
-                            old_name=src.name, new_name=new_name,
-                            keep_hostname=keep_hostname, keep_macs=keep_macs,
-                            origin=src.name if snapshot else None)
+        text = render_config(src_text, keys=keys, old_dir=src.dir, new_dir=dst.dir,
+                             old_name=src.name, new_name=new_name,
+                             keep_hostname=keep_hostname, keep_macs=keep_macs,
+                             origin=src.name if snapshot else None)
         write_new(tmp / CONFIG_NAME, text)
         os.chmod(tmp, os.stat(src.dir).st_mode & 0o7777)
-        cfg = _config_after(src_cfg, src_lay, lay, tmp, dst.dir)
+        cfg = load(tmp / CONFIG_NAME)
         if cfg.hooks.clone:
             with tb.mounted(tmp, cfg) as root:
                 if not keep_hostname:
@@ -554,30 +426,21 @@ def freeze(src: Container, src_cfg: Any) -> Any:
     return load(src.config_path)
 
 
-def seal(src: Container, src_cfg: Any, dst_dir: Path) -> Any:
-    """_seal of src's config as it is on disk; returns the (new) config."""
-    text, lay, src_cfg = _config_of(src)
-    return _seal(src, src_cfg, dst_dir, text, lay)[0]
-
-
-def _seal(src: Container, src_cfg: Any, dst_dir: Path, text: str, lay: Any
-          ) -> tuple[Any, str, Any]:
-    """layers.seal of src (its config src_cfg, its config.toml's text and layout) for a
-    snapshot clone into dst_dir: the (new) config, text and layout."""
+def _seal(src: Container, src_cfg: Any, dst_dir: Path, text: str) -> tuple[Any, str]:
+    """layers.seal of src (its config src_cfg, its config.toml's text) for a snapshot clone
+    into dst_dir: the (new) config and text."""
+    from ..config.loader import load
     from .layers import seal as seal_dir
-    origin = (lay.data if lay is not None else {"rootfs": _rootfs_table(src.config_path) or {}}
-              ).get("rootfs", {}).get("origin")
 
-    def render(lower: str) -> tuple[str, Any]:
-        return _render(text, lay, keys={"rootfs.lower": lower}, old_dir=src.dir,
-                       new_dir=src.dir, old_name=src.name, new_name=src.name,
-                       keep_hostname=True, keep_macs=True,
-                       origin=origin if isinstance(origin, str) and origin else None)
-    made = seal_dir(os.fspath(src.dir), src.name, src_cfg, os.fspath(dst_dir), render)
-    if made is True:
-        return src_cfg, text, lay
-    new_text, new_lay = made
-    return _config_after(src_cfg, lay, new_lay, src.dir), new_text, new_lay
+    def render(lower: str) -> str:
+        return render_config(text, keys={"rootfs.lower": lower}, old_dir=src.dir,
+                             new_dir=src.dir, old_name=src.name, new_name=src.name,
+                             keep_hostname=True, keep_macs=True,
+                             origin=src_cfg.rootfs.origin or None)
+    new_text = seal_dir(os.fspath(src.dir), src.name, src_cfg, os.fspath(dst_dir), render)
+    if new_text is None:
+        return src_cfg, text
+    return load(src.config_path), new_text
 
 
 def changes_on_tmpfs(cdir: Path) -> None:

@@ -1,10 +1,10 @@
-"""What makes a clone another machine than its source: its config's edit (name, hostname,
-MAC addresses, rootfs keys) and its /etc/hostname and /etc/hosts. Without pathlib or re
-(lxpy-copy -s, storage/fastclone.py)."""
+"""What makes a clone another machine than its source: new MAC addresses, paths in its
+config, and its /etc/hostname and /etc/hosts."""
 
 from __future__ import annotations
 
 import os
+import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ def new_hwaddr(mac: str) -> str:
     parts = str(mac or "00:16:3e:xx:xx:xx").split(":")
     if len(parts) != 6:
         parts = ["00", "16", "3e", "xx", "xx", "xx"]
-    rnd = os.urandom(6)          # as random.SystemRandom, without importing random
+    rnd = os.urandom(6)
     out = [p if i < 3 and p.lower() != "xx" else f"{rnd[i]:02x}"
            for i, p in enumerate(parts)]
     if parts[0].lower() == "xx":      # a random first octet: unicast, locally administered
@@ -31,92 +31,11 @@ def rewritten(v: str, old: str) -> bool:
     return v == old or v.startswith(old + "/") or (":" in v and old + "/" in v)
 
 
-def any_rewritten(node: Any, old: str) -> bool:
-    if isinstance(node, str):
-        return rewritten(node, old)
-    if isinstance(node, dict):
-        node = node.values()
-    elif not isinstance(node, list):
-        return False
-    return any(any_rewritten(v, old) for v in node)
-
-
-def clone_layout(src: Any, *, keys: dict[str, str], old_dir: Any, new_dir: Any,
-                 old_name: str, new_name: str, keep_hostname: bool, keep_macs: bool,
-                 origin: str | None) -> Any:
-    """storage.clone.render_config without tomlkit (~30 ms to import): the edit as a
-    config.slots layout (src: the source's layout, or its text, proven here), or None when
-    the edit needs tomlkit (a path to rewrite, a line to add, a line the layout has not
-    proven)."""
-    from ..config import slots
-    lay = slots.prove(src) if isinstance(src, str) else src
-    if lay is None:
-        return None
-    data = lay.data
-    old, new = os.fspath(old_dir), os.fspath(new_dir)
-    rt = data.get("rootfs")
-    if not isinstance(rt, dict) or (old != new and any_rewritten(data, old)):
-        return None
-    values: dict[tuple, str] = {}
-    if not keep_hostname and data.get("hostname") == old_name and new_name != old_name:
-        values[("hostname",)] = new_name
-    if not keep_macs:
-        nets = data.get("net", [])
-        if not isinstance(nets, list):
-            return None
-        for i, entry in enumerate(nets):
-            if not isinstance(entry, dict):
-                return None
-            if entry.get("type", "veth") in ("veth", "macvlan") or "hwaddr" in entry:
-                if "hwaddr" not in entry:
-                    return None            # a line to add: tomlkit
-                values[("net", i, "hwaddr")] = new_hwaddr(str(entry.get("hwaddr") or ""))
-    insert = {k.removeprefix("rootfs."): v for k, v in keys.items()}
-    if origin:
-        insert["origin"] = origin
-    try:
-        return slots.render(lay, values, drop=("lower", "origin"), insert=insert)
-    except KeyError:
-        return None
-
-
-_HOST_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-_HOST_REST = _HOST_START | frozenset(".-")
-
-
-def _hostname_like(s: str) -> bool:
-    """re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", s)"""
-    return 0 < len(s) <= 253 and s[0] in _HOST_START and set(s[1:]) <= _HOST_REST
-
-
-def _word(c: str) -> bool:
-    """re's \\w for one character of a str pattern."""
-    return c.isalnum() or c == "_"
-
-
 def replace_names(text: str, olds: list[str], new: str) -> str:
-    """re.sub(rf"(?<![\\w.-])(?:{'|'.join(map(re.escape, olds))})(?![\\w-])", new, text)
-    without re (~9 ms to import, with enum): olds tried in the order given at each place."""
-    out = []
-    i = done = 0
-    n = len(text)
-    while i < n:
-        hit = None
-        if i == 0 or not (_word(text[i - 1]) or text[i - 1] in ".-"):
-            for o in olds:
-                j = i + len(o)
-                if o and text.startswith(o, i) and (j >= n or not (_word(text[j])
-                                                                     or text[j] == "-")):
-                    hit = j
-                    break
-        if hit is None:
-            i += 1
-            continue
-        out.append(text[done:i])
-        out.append(new)
-        i = done = hit
-    out.append(text[done:])
-    return "".join(out)
+    """Each of olds (tried in the order given at each place) as a whole name in text
+    replaced by new."""
+    alt = "|".join(re.escape(o) for o in olds if o)
+    return re.sub(rf"(?<![\w.-])(?:{alt})(?![\w-])", new, text) if alt else text
 
 
 def renamed_host_files(hostname: bytes | None, hosts: bytes | None, old: str,
@@ -126,7 +45,7 @@ def renamed_host_files(hostname: bytes | None, hosts: bytes | None, old: str,
     olds = {old}
     if hostname:
         first = hostname.decode(errors="replace").strip().split()
-        if first and _hostname_like(first[0]):
+        if first and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", first[0]):
             olds.add(first[0])
     olds.discard(new)
     new_hosts = None

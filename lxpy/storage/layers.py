@@ -1,5 +1,5 @@
 """An overlay container's own read-only layers (<dir>/layers/N) and the seal that makes
-them, with paths as strings (no pathlib: lxpy-copy -s, storage/fastclone.py).
+them.
 
 The seal makes a stopped overlay container's changes (delta/) a read-only layer of its
 own, layers/N on top of its lowers, and gives it a fresh empty delta: its state so far can
@@ -17,6 +17,7 @@ import os
 
 from .. import log as _log
 from ..errors import StorageError
+from .base import rootfs_dir, split_lowers
 from .copy import is_empty_dir
 
 TYPE_CHECKING = False
@@ -38,33 +39,19 @@ def too_deep(lowers: list, upper: Any, work: Any) -> bool:
     return len(lowers) > MAX_LOWERS or n + len("lowerdir=,upperdir=,workdir=") > MAX_OPTIONS
 
 
-def split_lowers(value: str, cdir: str) -> list[str]:
-    """base.split_lowers, as strings."""
-    return [p if p.startswith("/") else f"{cdir}/{p}" for p in str(value or "").split(":")
-            if p]
-
-
-def rootfs_dir(cdir: str, cfg: Any) -> str:
-    """base.rootfs_dir, as a string."""
-    p = str(cfg.rootfs.path or "rootfs")
-    return p if p.startswith("/") else f"{cdir}/{p}"
-
-
 def seal(cdir: str, name: str, cfg: Any, dst_dir: str,
-         render: Callable[[str], tuple[str, Any] | None]) -> tuple[str, Any] | bool:
+         render: Callable[[str], str]) -> str | None:
     """Seal the overlay container in cdir (its Config cfg) for a snapshot clone into
-    dst_dir. render(new_lower) gives the new config.toml text (and its config.slots layout,
-    or None) with rootfs.lower set to new_lower, or None when it cannot (then nothing is
-    changed and False is returned). True: nothing to seal (an empty delta, a tmpfs delta
-    (-e -t), a mounted rootfs: the clone copies the delta). Else (text, layout): sealed,
-    config.toml is text now."""
+    dst_dir. render(new_lower) gives the new config.toml text with rootfs.lower set to
+    new_lower. None: nothing to seal (an empty delta, a tmpfs delta (-e -t), a mounted
+    rootfs: the clone copies the delta). Else the text config.toml holds now."""
     delta = f"{cdir}/delta"
     if os.path.islink(delta) or not os.path.isdir(delta) or is_empty_dir(delta):
-        return True
+        return None
     from ..linux.mount import is_mountpoint
     if is_mountpoint(rootfs_dir(cdir, cfg)):
         log.info("%s: its rootfs is mounted; the clone copies its delta", name)
-        return True
+        return None
     layers = f"{cdir}/{LAYERS}"
     used = [int(e) for e in (os.listdir(layers) if os.path.isdir(layers) else ())
             if e.isdigit()]
@@ -75,11 +62,7 @@ def seal(cdir: str, name: str, cfg: Any, dst_dir: str,
             raise StorageError(f"container {name!r} has too many overlay layers "
                                f"({len(lowers)}) for a snapshot clone",
                                "lxpy-copy without -s makes an independent copy")
-    # config.edit.set_keys would do, but imports tomlkit (~30 ms): the caller edits the
-    # one line (through the text's proven layout, or checked by parsing), tomlkit otherwise
-    made = render(f"{rel}:{cfg.rootfs.lower}")
-    if made is None:
-        return False
+    text = render(f"{rel}:{cfg.rootfs.lower}")
     from ..config.atomic import write_new
     from ..linux.fsops import RENAME_EXCHANGE, renameat2
     from .copy import copy_dir_attrs
@@ -87,7 +70,7 @@ def seal(cdir: str, name: str, cfg: Any, dst_dir: str,
     layer = f"{cdir}/{rel}"
     os.mkdir(layer, 0o755)
     copy_dir_attrs(delta, layer)
-    write_new(f"{cdir}/config.toml", made[0])       # atomic, fsynced
+    write_new(f"{cdir}/config.toml", text)          # atomic, fsynced
     renameat2(delta, layer, RENAME_EXCHANGE)        # the commit point
     log.info("%s: its changes so far are now its read-only layer %s", name, rel)
-    return made
+    return text

@@ -4,7 +4,7 @@ layers/N: what the container's delta held when a snapshot clone was made of it.
 
 rootfs.lower lists the lowers, topmost first, ':'-separated; the container's own layers are
 relative (they follow a rename), others absolute. A snapshot clone is O(1): the source's
-delta becomes one more read-only layer of its own (clone.seal: one directory exchange), and
+delta becomes one more read-only layer of its own (layers.seal: one directory exchange), and
 the clone is a new empty delta over the source's lowers, layers included. Both go on
 independently, on their own deltas, and no overlay is stacked on another; the clone depends
 on the source's layers (storage.dependants() sees it, lxpy-destroy refuses). A full copy
@@ -226,7 +226,7 @@ class OverlayBackend(Backend):
 
     def snapshot_clone(self, src_cdir: Path, src_cfg: Any, dst_cdir: Path) -> dict[str, str]:
         """Of an overlay source: a new empty delta over all its lowers (O(1)) when its delta
-        is empty, as clone.seal leaves it; else (a running source, -a) a copy of its delta."""
+        is empty, as layers.seal leaves it; else (a running source, -a) a copy of its delta."""
         if src_cfg.rootfs.backend == "overlay":
             lowers = [Path(os.path.abspath(p)) for p in self.lowers(src_cdir, src_cfg)]
             src_delta = self.delta(src_cdir)

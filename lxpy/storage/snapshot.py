@@ -62,11 +62,6 @@ def _sweep_snaps(c: Container) -> None:
             remove_tree(p)
 
 
-def _toml_str(s: str) -> str:
-    import json
-    return json.dumps(s, ensure_ascii=False)
-
-
 def list_snapshots(c: Container) -> list[Snapshot]:
     c.require()
     out = []
@@ -98,6 +93,7 @@ def get_snapshot(c: Container, name: str) -> Snapshot:
 
 def create_snapshot(c: Container, comment: str = "") -> Snapshot:
     from ..config.atomic import write_new
+    from ..config.edit import toml_str
     from ..config.loader import load
     from ..linux.fsops import RENAME_NOREPLACE, renameat2
     from . import for_config
@@ -117,8 +113,8 @@ def create_snapshot(c: Container, comment: str = "") -> Snapshot:
             b.save_snapshot(c.dir, cfg, tmp)
             write_new(tmp / CONFIG_NAME, c.config_path.read_text())
             now = time.time()
-            write_new(tmp / META, f"time = {now!r}\ncomment = {_toml_str(comment)}\n"
-                                  f"backend = {_toml_str(b.name)}\n")
+            write_new(tmp / META, f"time = {now!r}\ncomment = {toml_str(comment)}\n"
+                                  f"backend = {toml_str(b.name)}\n")
             renameat2(tmp, d / name, RENAME_NOREPLACE)
         except BaseException:
             remove_tree(tmp)

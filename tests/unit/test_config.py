@@ -327,7 +327,7 @@ def test_did_you_mean_picks_the_nearest_and_breaks_ties_by_schema_order(tmp_path
 
 
 def test_closest_ranking():
-    from lxpy.config.loader import closest
+    from lxpy.config.schema import closest
     assert closest("gateway", ["gateway6", "gateway4"]) == "gateway6"    # first listed wins
     assert closest("gateway", ["gateway4", "gateway6"]) == "gateway4"
     assert closest("abc", ["xyz"]) is None
@@ -351,19 +351,33 @@ def test_parse_signal_knows_every_signal_by_name_and_number():
             parse_signal(bad)
 
 
-def test_the_light_config_view_knows_the_tables_of_the_schema():
-    """view.py (what a cached config is built from) does not import the settings table:
-    its list tables and section names must be the table's."""
-    from lxpy.config import schema, view
-    assert set(view.LISTS) == set(schema.LIST_SECTIONS)
-    assert "limits" in view.sections() and "limits.raw" in view.sections()
-    assert all(k.rsplit(".", 1)[0] in view.sections() for k in schema.BY_KEY if "." in k)
+def test_sections_are_the_tables_of_the_schema():
+    from lxpy.config import schema
+    assert "limits" in schema.SECTIONS and "limits.raw" in schema.SECTIONS
+    assert all(k.rsplit(".", 1)[0] in schema.SECTIONS for k in schema.BY_KEY if "." in k)
 
 
-def test_the_lazy_package_gives_functions_not_submodules():
-    """lxpy.config imports its parts on first use: its names are the functions whatever
-    was imported before (a submodule named like a function would shadow it)."""
-    import lxpy.config.cache  # noqa: F401
+def test_an_unknown_table_gets_a_did_you_mean(tmp_path):
+    p = tmp_path / "config.toml"
+    p.write_text("[limitz]\nmemory = \"512M\"\n")
+    with pytest.raises(ConfigError) as e:
+        load(p)
+    assert "[limitz] is not a config table (did you mean limits?)" in str(e.value)
+
+
+def test_config_objects_are_frozen(tmp_path):
+    import dataclasses
+    p = tmp_path / "config.toml"
+    p.write_text("[[net]]\ntype = \"veth\"\n[limits]\nmemory = \"1G\"\n")
+    cfg = load(p)
+    for obj, field in ((cfg, "files"), (cfg.net[0], "link")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, field, "x")
+    assert cfg.limits.memory == 1 << 30 and cfg.net[0].name == "eth0"
+    assert cfg.net[0].as_dict()["type"] == "veth" and cfg.net[0] == load(p).net[0]
+
+
+def test_the_package_gives_functions_not_submodules():
     import lxpy.config.loader  # noqa: F401
     from lxpy.config import Config, load, load_data, parse_signal, parse_size
     assert callable(load) and load.__module__ == "lxpy.config.loader"

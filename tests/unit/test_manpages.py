@@ -12,7 +12,8 @@ import pytest
 from lxpy import manpages
 from lxpy.cli import COMMANDS
 from lxpy.cli._run import build_parser
-from lxpy.config.schema import LIST_SECTIONS, SETTINGS, SYSTEM_SETTINGS
+from lxpy.config.schema import LIST_SECTIONS, SETTINGS
+from lxpy.paths import SYSTEM_SETTINGS
 
 
 def importable() -> list[str]:

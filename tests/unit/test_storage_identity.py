@@ -1,28 +1,6 @@
-"""storage/identity.py does without re what the regular expressions said, and
-config/cache.py finds the shipped profiles where lxpy.paths does."""
+"""storage/identity.py: the names replaced in /etc/hosts."""
 
-import re
-
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from lxpy.storage.identity import _hostname_like, replace_names
-
-
-def _re_replace(text: str, olds: list[str], new: str) -> str:
-    alt = "|".join(re.escape(o) for o in olds)
-    return re.compile(rf"(?<![\w.-])(?:{alt})(?![\w-])").sub(new, text)
-
-
-_names = st.lists(st.text("ab.-_1é", min_size=1, max_size=4), min_size=1, max_size=3,
-                  unique=True).map(lambda xs: sorted(xs, key=len, reverse=True))
-
-
-@settings(max_examples=500, deadline=None)
-@given(text=st.text("ab.-_ 1é\t\n#", max_size=40), olds=_names,
-       new=st.text("xy", min_size=1, max_size=3))
-def test_replace_names_is_the_regex(text, olds, new):
-    assert replace_names(text, olds, new) == _re_replace(text, olds, new)
+from lxpy.storage.identity import renamed_host_files, replace_names
 
 
 def test_replace_names_in_a_hosts_line():
@@ -31,12 +9,8 @@ def test_replace_names_in_a_hosts_line():
         "127.0.1.1\tweb web.lxpy gold-2 xgold gold_1 goldy\n"
 
 
-@given(st.text("aZ9.-_ é", max_size=6))
-def test_hostname_like_is_the_regex(s):
-    assert _hostname_like(s) == bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", s))
-
-
-def test_shipped_profiles_are_where_paths_says():
-    from lxpy.config.cache import shipped_config
-    from lxpy.paths import shipped_dir
-    assert shipped_config() == str(shipped_dir("config"))
+def test_renamed_host_files_takes_the_old_hostname_too():
+    hostname, hosts = renamed_host_files(b"gold.example\n", b"127.0.1.1 gold.example gold\n",
+                                         "gold", "web")
+    assert hostname == b"web\n" and hosts == b"127.0.1.1 web web\n"
+    assert renamed_host_files(None, b"127.0.0.1 localhost\n", "gold", "web")[1] is None

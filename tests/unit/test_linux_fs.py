@@ -1,18 +1,15 @@
-"""linux/rawc.py (renameat2, statfs, openat2 through _ctypes, without the ctypes package) and
-config.atomic.write_fresh (the fsync in a thread), on real files and the real kernel."""
+"""linux/fsops.py (renameat2, statfs) and linux/fs.py (openat2), on real files and the real
+kernel."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
 import os
-import stat
 
 import pytest
 
-from lxpy.config.atomic import write_fresh
-from lxpy.linux import fs, fsops, rawc
-from tests.conftest import loaded_by
+from lxpy.linux import fs, fsops
 
 
 def test_renameat2_noreplace_and_exchange(tmp_path):
@@ -21,15 +18,15 @@ def test_renameat2_noreplace_and_exchange(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "y").write_text("b")
     with pytest.raises(FileExistsError) as e:
-        rawc.renameat2(tmp_path / "a", tmp_path / "b", rawc.RENAME_NOREPLACE)
+        fsops.renameat2(tmp_path / "a", tmp_path / "b", fsops.RENAME_NOREPLACE)
     assert e.value.filename == str(tmp_path / "b") and "renameat2" in str(e.value)
     assert (tmp_path / "a" / "x").read_text() == "a"          # nothing moved
-    rawc.renameat2(tmp_path / "a", tmp_path / "b", rawc.RENAME_EXCHANGE)
+    fsops.renameat2(tmp_path / "a", tmp_path / "b", fsops.RENAME_EXCHANGE)
     assert (tmp_path / "a" / "y").read_text() == "b" and (tmp_path / "b" / "x").read_text() == "a"
-    rawc.renameat2(tmp_path / "a", tmp_path / "c", rawc.RENAME_NOREPLACE)
+    fsops.renameat2(tmp_path / "a", tmp_path / "c", fsops.RENAME_NOREPLACE)
     assert sorted(os.listdir(tmp_path)) == ["b", "c"]
     with pytest.raises(FileNotFoundError):
-        rawc.renameat2(tmp_path / "nope", tmp_path / "d")
+        fsops.renameat2(tmp_path / "nope", tmp_path / "d")
 
 
 def test_statfs_type_agrees_with_the_ctypes_struct(tmp_path):
@@ -39,11 +36,11 @@ def test_statfs_type_agrees_with_the_ctypes_struct(tmp_path):
     for path in ("/proc", "/sys", "/dev/shm", str(tmp_path), "/"):
         buf = Statfs()
         assert libc.statfs(os.fsencode(path), ctypes.byref(buf)) == 0
-        assert rawc.statfs_type(path) == buf.f_type & 0xFFFFFFFF
-    assert rawc.statfs_type("/proc") == 0x9FA0                 # PROC_SUPER_MAGIC
+        assert fsops.statfs_type(path) == buf.f_type & 0xFFFFFFFF
+    assert fsops.statfs_type("/proc") == 0x9FA0                 # PROC_SUPER_MAGIC
     assert fsops.fs_name("/dev/shm") == "tmpfs"
     with pytest.raises(FileNotFoundError):
-        rawc.statfs_type(tmp_path / "nope")
+        fsops.statfs_type(tmp_path / "nope")
 
 
 def test_openat2_stays_in_its_root(tmp_path):
@@ -71,27 +68,3 @@ def test_openat2_stays_in_its_root(tmp_path):
     finally:
         os.close(dfd)
     assert fs.have_openat2()
-
-
-def test_none_of_it_imports_the_ctypes_package():
-    assert loaded_by("from lxpy.linux import fs, fsops, rawc; from lxpy import safefs",
-                     ["ctypes", "lxpy.linux.rawc"]) == ["lxpy.linux.rawc"]
-
-
-def test_write_fresh(tmp_path):
-    p = tmp_path / "config.toml"
-    wait = write_fresh(str(p), "hostname = \"é\"\n")
-    wait()
-    wait()                                                     # twice is fine
-    assert p.read_bytes() == "hostname = \"é\"\n".encode()
-    assert stat.S_IMODE(p.stat().st_mode) == 0o644
-    with pytest.raises(FileExistsError):                       # never over a file
-        write_fresh(str(p), "other")
-    assert p.read_text() == "hostname = \"é\"\n"
-    (tmp_path / "link").symlink_to(tmp_path / "target")
-    with pytest.raises(FileExistsError):                       # nor through a symlink
-        write_fresh(str(tmp_path / "link"), "x")
-    assert not (tmp_path / "target").exists()
-    before = set(os.listdir("/proc/self/fd"))
-    write_fresh(str(tmp_path / "b"), "b")()
-    assert set(os.listdir("/proc/self/fd")) == before          # the file is closed
