@@ -9,7 +9,7 @@ import shutil
 
 from . import log as _log
 from .container import Container
-from .errors import StateError, StorageError
+from .errors import ConfigError, StateError, StorageError
 
 log = _log.get("lxpy.destroy")
 
@@ -38,8 +38,12 @@ def destroy(c: Container, force: bool = False, snapshots: bool = False) -> None:
     from . import storage
     from .status import state_of
     c.require()
-    cfg = c.config
     with c.lock(wait=30, what="busy"):
+        try:
+            cfg, broken = c.config, None
+        except ConfigError as e:        # a broken config never traps a container
+            from .storage.clone import fallback_config
+            cfg, broken = fallback_config(c), e
         st = state_of(c)
         if st.state in ACTIVE:
             if not force:
@@ -47,7 +51,7 @@ def destroy(c: Container, force: bool = False, snapshots: bool = False) -> None:
                                  "stop it first with lxpy-stop, or use lxpy-destroy -f")
             from .runtime.stop import stop
             stop(c, kill=True)
-        deps = storage.dependants(c) if hasattr(storage, "dependants") else []
+        deps = storage.dependants(c)
         if deps:
             raise StorageError(f"container {c.name!r} has snapshot clones that depend on it: "
                                f"{', '.join(deps)}", "destroy those first")
@@ -55,15 +59,16 @@ def destroy(c: Container, force: bool = False, snapshots: bool = False) -> None:
         if snaps.is_dir() and any(snaps.iterdir()) and not snapshots:
             raise StorageError(f"container {c.name!r} has snapshots",
                                "lxpy-destroy -s removes them too, or lxpy-snapshot -d ALL")
-        run_hooks(c, "destroy")
+        if broken is None:
+            run_hooks(c, "destroy")
+        else:
+            log.warning("%s: its config does not load, so its destroy hooks do not run (%s)",
+                        c.name, broken)
         # One rename makes it vanish from lxpy-ls; then the slow part.
         gone = c.lxpath / f".tmp-destroy-{c.name}-{secrets.token_hex(4)}"
         os.rename(c.dir, gone)
         try:
-            if hasattr(storage, "destroy_container"):
-                storage.destroy_container(gone, cfg)
-            else:
-                storage.get(cfg.rootfs.backend).destroy(gone, cfg)
+            storage.destroy_container(gone, cfg)
         finally:
             from .linux.mount import MNT_DETACH, mounts_under, umount2
             for mp in mounts_under(gone):

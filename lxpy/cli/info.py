@@ -42,28 +42,40 @@ def _human(n, raw: bool) -> str:
 
 
 def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
+    from lxpy.errors import ConfigError
     from lxpy.status import addresses, cgroup_stats, state_of, unprivileged
-    cfg = c.config
+    from lxpy.storage.base import rootfs_dir
     st = state_of(c)
-    info: dict = {
-        "name": c.name,
-        "state": st.state,
-        "pid": st.pid,
-        "hostname": cfg.hostname or c.name,
-        "template": cfg.template or None,
+    info: dict = {"name": c.name, "state": st.state, "pid": st.pid}
+    try:
+        cfg = c.config
+    except ConfigError as e:        # a broken config never hides a container
+        from lxpy.storage.clone import fallback_config
+        cfg = fallback_config(c)
+        info["config_error"] = str(e)
+        info["config_hint"] = e.hint
+    else:
+        info.update({
+            "hostname": cfg.hostname or c.name,
+            "template": cfg.template or None,
+        })
+    info.update({
         "path": str(c.dir),
         "config": str(c.config_path),
-        "config_files": list(cfg.files),
-        "rootfs": str(c.rootfs),
+        "rootfs": str(rootfs_dir(c.dir, cfg)),
         "backend": cfg.rootfs.backend,
         "lower": cfg.rootfs.lower or None,
         "origin": cfg.rootfs.origin or None,
-        "autostart": {"enabled": cfg.autostart.enabled, "order": cfg.autostart.order,
-                      "delay": cfg.autostart.delay, "groups": list(cfg.autostart.groups)},
-        "unprivileged": unprivileged(cfg),
-        "limits": {k.removeprefix("limits."): v for k, v in cfg.values.items()
-                   if k.startswith("limits.") and v not in (None, {}, ())},
-    }
+    })
+    if "config_error" not in info:
+        info.update({
+            "config_files": list(cfg.files),
+            "autostart": {"enabled": cfg.autostart.enabled, "order": cfg.autostart.order,
+                          "delay": cfg.autostart.delay, "groups": list(cfg.autostart.groups)},
+            "unprivileged": unprivileged(cfg),
+            "limits": {k.removeprefix("limits."): v for k, v in cfg.values.items()
+                       if k.startswith("limits.") and v not in (None, {}, ())},
+        })
     if st.extra:
         for k in ("cgroup", "started", "console_log"):
             if st.extra.get(k) is not None:
@@ -103,22 +115,26 @@ def run(args) -> int:
         print()
         return 0
     raw = args.no_humanize
-    lines = [
-        ("Name", info["name"]), ("State", info["state"]), ("PID", info["pid"] or "-"),
-        ("Hostname", info["hostname"]), ("Template", info["template"] or "-"),
-        ("Path", info["path"]), ("Rootfs", info["rootfs"]), ("Backend", info["backend"]),
-    ]
+    lines = [("Name", info["name"]), ("State", info["state"]), ("PID", info["pid"] or "-")]
+    if "config_error" in info:
+        lines.append(("Config error", info["config_error"]))
+        if info["config_hint"]:
+            lines.append(("Hint", info["config_hint"]))
+    else:
+        lines += [("Hostname", info["hostname"]), ("Template", info["template"] or "-")]
+    lines += [("Path", info["path"]), ("Rootfs", info["rootfs"]), ("Backend", info["backend"])]
     if info["lower"]:
         lines.append(("Lower", info["lower"]))
     if info["origin"]:
         lines.append(("Origin", info["origin"]))
     if "disk_usage" in info:
         lines.append(("Disk use", _human(info["disk_usage"], raw)))
-    a = info["autostart"]
-    lines.append(("Autostart", f"{'yes' if a['enabled'] else 'no'} (order {a['order']}, "
-                               f"delay {a['delay']}s, groups {','.join(a['groups']) or '-'})"))
-    lines.append(("Unprivileged", "yes" if info["unprivileged"] else "no"))
-    for k, v in info["limits"].items():
+    if "autostart" in info:
+        a = info["autostart"]
+        lines.append(("Autostart", f"{'yes' if a['enabled'] else 'no'} (order {a['order']}, "
+                                   f"delay {a['delay']}s, groups {','.join(a['groups']) or '-'})"))
+        lines.append(("Unprivileged", "yes" if info["unprivileged"] else "no"))
+    for k, v in info.get("limits", {}).items():
         lines.append((f"Limit {k}", _human(v, raw) if k.startswith("memory") else v))
     if "ready" in info:
         status = f" ({info['guest_status']})" if info["guest_status"] else ""

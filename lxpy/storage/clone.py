@@ -91,6 +91,35 @@ def dependants(container: Container, hard_only: bool = False) -> list[str]:
     return out
 
 
+def fallback_config(c: Container) -> Any:
+    """What the storage of c needs of its config when config.toml does not load (not TOML,
+    an unknown key, a bad value): its [rootfs] table as far as it reads; a backend the file
+    does not name (or not validly) is guessed from what is on disk: a delta/ dir is an
+    overlay, a btrfs subvolume a btrfs rootfs."""
+    from ..config.loader import validate
+    from ..errors import ConfigError
+    from ..linux.fsops import is_btrfs_subvolume
+    from .base import rootfs_dir
+    table = _rootfs_table(c.config_path) or {}
+    rootfs = {k: v for k, v in table.items()
+              if k in ("backend", "path", "lower", "origin") and isinstance(v, str)}
+    for t in (rootfs, {k: v for k, v in rootfs.items() if k != "backend"}, {}):
+        try:
+            cfg = validate({"rootfs": t}, str(c.config_path))
+        except ConfigError:
+            continue
+        if "backend" in t:
+            return cfg
+        break
+    if (c.dir / "delta").is_dir():
+        guess = "overlay"
+    elif is_btrfs_subvolume(rootfs_dir(c.dir, cfg)):
+        guess = "btrfs"
+    else:
+        guess = "dir"
+    return validate({"rootfs": {**t, "backend": guess}}, str(c.config_path))
+
+
 def destroy_container(cdir: Path, cfg: Any) -> None:
     """Remove a container's storage: its snapshots, its rootfs (mounts and subvolumes
     included), then the directory."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -202,3 +203,52 @@ def test_destroy_keeps_a_rootfs_path_outside_the_container(lxpy, lxpath, tmp_pat
         assert not (lxpath / name).exists()
         assert (target / "sub" / "data").read_text() == "precious\n", where
     assert names(lxpy) == []
+
+
+BROKEN = {
+    "not TOML": lambda text: text.replace("[rootfs]", "[rootfs", 1),
+    "an unknown key": lambda text: text + "\n[limits]\nmemroy = \"512M\"\n",
+    "an unknown table": lambda text: text + "\n[limitz]\nmemory = \"512M\"\n",
+    "a bad backend": lambda text: re.sub(r'backend = "\w+"', 'backend = "ovrlay"', text),
+}
+
+
+@pytest.mark.parametrize("force,backend", [(False, "overlay"), (True, "overlay"),
+                                           (False, "dir")])
+@pytest.mark.parametrize("how", list(BROKEN))
+def test_a_broken_config_never_traps_a_container(lxpy, lxpath, how, force, backend):
+    """info says what is wrong with it, destroy (with or without -f) removes it: the
+    backend it needs is read from what of the file reads, else from what is on disk."""
+    lxpy("create", "-n", "bb", "-t", "busybox", "-B", backend)
+    cfg = lxpath / "bb" / "config.toml"
+    cfg.write_text(BROKEN[how](cfg.read_text()))
+    r = lxpy("config", "-n", "bb", "get", "hostname", check=False)
+    assert_one_line_error(r)
+    error = r.stderr.strip().removeprefix("lxpy-config: ").split("\n")[0]
+    info = json.loads(lxpy("info", "-n", "bb", "--json").stdout)
+    assert info["state"] == "STOPPED" and info["backend"] == backend
+    assert info["config_error"] in error
+    text = lxpy("info", "-n", "bb").stdout
+    assert "Config error:" in text and f"Backend:      {backend}" in text
+    if how == "an unknown table":
+        assert "[limitz] is not a config table (did you mean limits?)" in text
+    assert "BROKEN" in lxpy("ls", "-f").stdout
+    r = lxpy("destroy", "-n", "bb", *(["-f"] if force else []))
+    assert "destroyed bb" in r.stdout and "Traceback" not in r.stderr
+    assert names(lxpy) == [] and visible_entries(lxpath) == []
+    assert str(lxpath) not in open("/proc/self/mountinfo").read()
+
+
+def test_a_running_container_with_a_broken_config_is_destroyed_with_f(lxpy, lxpath):
+    lxpy("create", "-n", "bb", "-t", "busybox", "-B", "overlay")
+    lxpy("start", "-n", "bb")
+    lxpy("wait", "-n", "bb", "-s", "RUNNING", "-t", "30")
+    cfg = lxpath / "bb" / "config.toml"
+    cfg.write_text(cfg.read_text() + "\nnot toml at all\n")
+    info = json.loads(lxpy("info", "-n", "bb", "--json").stdout)
+    assert info["state"] == "RUNNING" and info["pid"] and "not valid TOML" in info["config_error"]
+    r = lxpy("destroy", "-n", "bb", check=False)
+    assert_one_line_error(r, contains="running")
+    lxpy("destroy", "-n", "bb", "-f")
+    assert names(lxpy) == [] and visible_entries(lxpath) == []
+    assert str(lxpath) not in open("/proc/self/mountinfo").read()
