@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from . import log as _log
+from .config.atomic import write_new
+from .config.loader import expand, load, read_toml, validate
 from .container import CONFIG_NAME, Container
 from .errors import ContainerExists, StorageError
+from .linux.mount import MNT_DETACH, mounts_under, umount2
+from .paths import system_config
 
 log = _log.get("lxpy.create")
 
@@ -42,7 +46,6 @@ def fill_hwaddr(mac: str, rng: random.Random | None = None) -> str:
 
 def sweep_stale(lxpath: Path, name: str) -> None:
     """Remove what a killed create of this name left (we hold the name's lock)."""
-    from .linux.mount import MNT_DETACH, mounts_under, umount2
     try:
         entries = os.listdir(lxpath)
     except FileNotFoundError:
@@ -90,8 +93,6 @@ def _config_text(rendered: str, extra: dict[str, Any] | None, rootfs_keys: dict[
 
 def create(req: CreateRequest) -> Container:
     from . import bootstrap, storage, templates
-    from .config.loader import expand, load, read_toml, validate
-    from .paths import system_config
 
     c = Container(req.name, req.lxpath)
     if c.dir.exists() or c.dir.is_symlink():
@@ -137,7 +138,6 @@ def create(req: CreateRequest) -> Container:
             rendered = templates.render_config(tmpl, context)
             text = _config_text(rendered, extra, rootfs_keys, tmpl.name)
             cfg_path = tmp / CONFIG_NAME
-            from .config.atomic import write_new
             write_new(cfg_path, text)
             cfg = load(cfg_path)
             context["hostname"] = cfg.hostname or req.name

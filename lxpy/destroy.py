@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 
 from . import log as _log
 from .container import Container
-from .errors import ConfigError, StateError, StorageError
+from .errors import ConfigError, LxpyError, StateError, StorageError
+from .linux.mount import MNT_DETACH, mounts_under, umount2
 
 log = _log.get("lxpy.destroy")
 
@@ -17,7 +19,6 @@ ACTIVE = ("RUNNING", "STARTING", "STOPPING", "FROZEN", "FREEZING", "ABORTING")
 
 
 def run_hooks(c: Container, which: str, extra_env: dict[str, str] | None = None) -> None:
-    import subprocess
     cmds = getattr(c.config.hooks, which)
     if not cmds:
         return
@@ -28,7 +29,6 @@ def run_hooks(c: Container, which: str, extra_env: dict[str, str] | None = None)
         r = subprocess.run(["/bin/sh", "-c", cmd], env=env, stdin=subprocess.DEVNULL,
                            capture_output=True, text=True)
         if r.returncode != 0:
-            from .errors import LxpyError
             tail = (r.stderr.strip().splitlines() or [""])[-1]
             raise LxpyError(f"{which} hook {cmd!r} failed with status {r.returncode}"
                             + (f": {tail}" if tail else ""))
@@ -70,7 +70,6 @@ def destroy(c: Container, force: bool = False, snapshots: bool = False) -> None:
         try:
             storage.destroy_container(gone, cfg)
         finally:
-            from .linux.mount import MNT_DETACH, mounts_under, umount2
             for mp in mounts_under(gone):
                 try:
                     umount2(mp, MNT_DETACH)

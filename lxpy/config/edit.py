@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,6 @@ def coerce(setting: Setting, key: str, text: Any) -> Any:
             value = s.lower() in ("true", "yes", "on", "1") if s.lower() in (
                 "true", "yes", "on", "1", "false", "no", "off", "0") else s
         elif kind in ("table", "idmap") or (s.startswith("[") or s.startswith("{")):
-            import tomllib
             try:
                 value = tomllib.loads(f"v = {s}")["v"]
             except tomllib.TOMLDecodeError:
@@ -164,7 +164,6 @@ def set_keys(path: Path, changes: dict[str, Any], unset: list[str] = ()) -> None
         _remove(doc, parts)
     import tomlkit
     text = tomlkit.dumps(doc)
-    import tomllib
     data = tomllib.loads(text)
     files: list[str] = []
     merged = expand(data, path, (path.resolve(),), files)

@@ -8,6 +8,7 @@ phrase that goes after "<key>: " in the error message.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Callable
@@ -253,7 +254,6 @@ def _caps(v: Any) -> tuple[str, ...]:
     t = tuple(x.lower().removeprefix("cap_") for x in _str_list(v))
     for c in t:
         if c not in CAPABILITIES:
-            import difflib
             near = difflib.get_close_matches(c, CAPABILITIES, 1)
             hint = f" (did you mean {near[0]}?)" if near else ""
             raise ValueError(f"{c!r} is not a capability{hint}")
@@ -282,7 +282,6 @@ def _addr_list(version: int) -> Callable[[Any], tuple[str, ...]]:
     example = "10.0.3.50/24" if version == 4 else "fd00::50/64"
 
     def parse(v: Any) -> tuple[str, ...]:
-        import ipaddress
         out = []
         for a in _str_list(v):
             try:
@@ -301,7 +300,6 @@ def _addr_list(version: int) -> Callable[[Any], tuple[str, ...]]:
 
 def _gateway(version: int) -> Callable[[Any], str]:
     def parse(v: Any) -> str:
-        import ipaddress
         s = _str(v)
         if s in ("", "auto"):
             return s

@@ -7,7 +7,9 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import stat
 import struct
+import tempfile
 
 from .libc import check, cstr, libc
 
@@ -60,7 +62,6 @@ def is_btrfs_subvolume(path: str | os.PathLike) -> bool:
         st = os.lstat(path)
     except FileNotFoundError:
         return False
-    import stat
     return (stat.S_ISDIR(st.st_mode) and st.st_ino == BTRFS_FIRST_FREE_OBJECTID
             and is_btrfs(path))
 
@@ -150,7 +151,6 @@ def ficlone(src_fd: int, dst_fd: int) -> None:
 
 def reflink_works(directory: str | os.PathLike) -> bool:
     """True when files in directory can be reflinked (btrfs, xfs with reflink=1...)."""
-    import tempfile
     try:
         with tempfile.TemporaryFile(dir=directory) as a, tempfile.TemporaryFile(dir=directory) as b:
             a.write(b"x")

@@ -7,19 +7,30 @@ sweeps stale temporary directories whose container lock is free."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+import tomllib
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from .. import log as _log
+from ..config.atomic import write_new
+from ..config.edit import set_keys
+from ..config.loader import load, validate
 from ..container import CONFIG_NAME, Container
-from ..errors import LockBusy, StorageError
-from .copy import is_empty_dir, remove_tree
+from ..errors import (ConfigError, ContainerExists, LockBusy, LxpyError, StateError, StorageError,
+                      UsageError)
+from ..linux.fsops import RENAME_NOREPLACE, is_btrfs_subvolume, renameat2
+from ..linux.mount import MS_NODEV, MS_NOSUID, mount
+from ..paths import LOG_SUBDIR
+from .base import rootfs_dir, split_lowers
+from .copy import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree
 from .identity import (HOST_FILES, new_hwaddr, read_host_files, restore_files, rewritten,
                        update_hostname)
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
+from .overlay import LAYERS, OverlayBackend
 
 log = _log.get("lxpy.storage")
 
@@ -32,7 +43,6 @@ MERGED = "merged"       # the overlay mount point of a frozen dir container (see
 
 def _rootfs_table(config_path: Path) -> dict[str, Any] | None:
     """The [rootfs] table of a config; None when the file is not valid TOML."""
-    import tomllib
     try:
         with open(config_path, "rb") as f:
             data = tomllib.load(f)
@@ -96,10 +106,6 @@ def fallback_config(c: Container) -> Any:
     an unknown key, a bad value): its [rootfs] table as far as it reads; a backend the file
     does not name (or not validly) is guessed from what is on disk: a delta/ dir is an
     overlay, a btrfs subvolume a btrfs rootfs."""
-    from ..config.loader import validate
-    from ..errors import ConfigError
-    from ..linux.fsops import is_btrfs_subvolume
-    from .base import rootfs_dir
     table = _rootfs_table(c.config_path) or {}
     rootfs = {k: v for k, v in table.items()
               if k in ("backend", "path", "lower", "origin") and isinstance(v, str)}
@@ -147,7 +153,6 @@ def _tmp_owner(entry: str) -> tuple[str, str] | None:
 
 def _try_lock(lxpath: Path, name: str):
     """A held lock context for name, or None when someone holds it."""
-    from contextlib import ExitStack
     stack = ExitStack()
     try:
         stack.enter_context(Container(name, lxpath).lock(wait=0))
@@ -194,9 +199,6 @@ def new_tmp(lxpath: Path, op: str, name: str) -> Path:
 
 
 def write_json(path: Path, data: dict) -> None:
-    import json
-
-    from ..config.atomic import write_new
     write_new(path, json.dumps(data))
 
 
@@ -211,7 +213,6 @@ def state(c: Container) -> str:
 
 
 def require_stopped(c: Container, what: str, allow_running: bool = False) -> None:
-    from ..errors import StateError
     st = state(c)
     if st in ACTIVE and not allow_running:
         raise StateError(f"container {c.name!r} is {st.lower()}; {what} needs it stopped",
@@ -259,9 +260,6 @@ def _rewrite_strings(node: Any, old: str, new: str) -> None:
 
 def run_clone_hooks(cfg: Any, cdir: Path, rootfs: Path, name: str, src_name: str,
                     lxpath: Path) -> None:
-    import subprocess
-
-    from ..errors import LxpyError
     for cmd in cfg.hooks.clone:
         env = dict(os.environ, LXPY_NAME=name, LXPY_SRC_NAME=src_name, LXPY_PATH=str(lxpath),
                    LXPY_CONFIG_FILE=str(cdir / CONFIG_NAME), LXPY_ROOTFS=str(rootfs),
@@ -275,8 +273,6 @@ def run_clone_hooks(cfg: Any, cdir: Path, rootfs: Path, name: str, src_name: str
 
 
 def _storage_entries(cfg: Any, cdir: Path) -> set[str]:
-    from .base import rootfs_dir
-    from .overlay import LAYERS
     names = {CONFIG_NAME, "rootfs", "delta", "work", "snaps", MERGED, LAYERS}
     root = rootfs_dir(cdir, cfg)
     if root.parent == cdir:
@@ -286,8 +282,6 @@ def _storage_entries(cfg: Any, cdir: Path) -> set[str]:
 
 def copy_extras(src_dir: Path, src_cfg: Any, dst_dir: Path) -> None:
     """Copy what else the admin keeps in the container directory (hook scripts, notes)."""
-    from ..paths import LOG_SUBDIR
-    from .copy import copy_tree
     skip = _storage_entries(src_cfg, src_dir) | {LOG_SUBDIR}   # a clone's history is its own
     for e in os.listdir(src_dir):
         if e in skip or e.startswith("."):
@@ -296,15 +290,12 @@ def copy_extras(src_dir: Path, src_cfg: Any, dst_dir: Path) -> None:
         if s.is_dir() and not s.is_symlink():
             copy_tree(s, dst_dir / e)
         else:
-            import shutil
             shutil.copy2(s, dst_dir / e, follow_symlinks=False)
 
 
 def _container_lowers(cfg: Any, cdir: Path, lxpath: Path) -> bool:
     """True when the overlay's lowers include a container's tree (in lxpath), other than
     its own layers (layers/N, which a full copy copies)."""
-    from .base import split_lowers
-    from .overlay import OverlayBackend
     if cfg.rootfs.backend != "overlay":
         return False
     return any(_inside(p, lxpath) and OverlayBackend.own_layer(cdir, p) is None
@@ -313,8 +304,6 @@ def _container_lowers(cfg: Any, cdir: Path, lxpath: Path) -> bool:
 
 def publish(tmp: Path, final: Path) -> None:
     """The one rename that makes a new container visible; refuses to replace anything."""
-    from ..errors import ContainerExists
-    from ..linux.fsops import renameat2, RENAME_NOREPLACE
     try:
         renameat2(tmp, final, RENAME_NOREPLACE)
     except FileExistsError:
@@ -337,11 +326,6 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
                    keep_macs: bool = False, allow_running: bool = False,
                    new_lxpath: Path | None = None, before_publish=None) -> Container:
     """lxpy-copy: a full (default) or snapshot (-s) clone of src named new_name."""
-    from contextlib import ExitStack
-
-    from ..config.atomic import write_new
-    from ..config.loader import load
-    from ..errors import ContainerExists, UsageError
     from . import for_config, get
     src.require()
     dst = Container(new_name, new_lxpath or src.lxpath)
@@ -429,10 +413,6 @@ def freeze(src: Container, src_cfg: Any) -> Any:
     so it and its snapshot clones (overlays on the same tree) never see each other's
     writes. One atomic config replace switches it; the new empty dirs made before are
     harmless if we are killed before that. Returns the new config."""
-    from ..config.edit import set_keys
-    from ..config.loader import load
-    from .base import rootfs_dir
-    from .copy import copy_dir_attrs
     tree = rootfs_dir(src.dir, src_cfg)
     if not tree.is_dir():
         raise StorageError(f"{tree}: the rootfs of {src.name!r} is missing")
@@ -458,7 +438,6 @@ def freeze(src: Container, src_cfg: Any) -> Any:
 def _seal(src: Container, src_cfg: Any, dst_dir: Path, text: str) -> tuple[Any, str]:
     """layers.seal of src (its config src_cfg, its config.toml's text) for a snapshot clone
     into dst_dir: the (new) config and text."""
-    from ..config.loader import load
     from .layers import seal as seal_dir
 
     def render(lower: str) -> str:
@@ -475,9 +454,6 @@ def _seal(src: Container, src_cfg: Any, dst_dir: Path, text: str) -> tuple[Any, 
 def changes_on_tmpfs(cdir: Path) -> None:
     """Move an overlay container's delta and work dirs onto a tmpfs mounted in cdir (for
     ephemeral copies: lxpy-copy -e -t); they become symlinks to it. Destroy unmounts it."""
-    from ..config.loader import load
-    from ..linux.mount import MS_NODEV, MS_NOSUID, mount
-    from .copy import copy_tree
     cfg = load(cdir / CONFIG_NAME)
     if cfg.rootfs.backend != "overlay":
         raise StorageError("-t needs an overlay copy", "use -e -t without -B, or -B overlay")
@@ -495,11 +471,6 @@ def changes_on_tmpfs(cdir: Path) -> None:
 def rename_container(src: Container, new_name: str, keep_hostname: bool = False) -> Container:
     """lxpy-copy -R: rename in place (O(1)). Killed at any moment, the next lxpy command
     puts it back under its old name."""
-    from contextlib import ExitStack
-
-    from ..config.atomic import write_new
-    from ..config.loader import load
-    from ..errors import ContainerExists, StorageError, UsageError
     from . import for_config
     src.require()
     dst = Container(new_name, src.lxpath)
@@ -567,13 +538,10 @@ def rename_container(src: Container, new_name: str, keep_hostname: bool = False)
 
 def undo_rename(lxpath: Path, tmp: Path) -> None:
     """Put an interrupted rename back under the old name, with its old config and files."""
-    from ..config.atomic import write_new
-    from ..config.loader import load
     from . import for_config
     if not tmp.exists():
         return
     try:
-        import json
         j = json.loads((tmp / RENAME_JOURNAL).read_text())
     except (OSError, ValueError):
         log.warning("%s: an interrupted rename without a journal; left as it is", tmp)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import stat
 
+from .. import log
 from ..config.atomic import write_all
 from .copy import copy_dir_attrs, copy_file
 
@@ -26,7 +27,6 @@ def copy_xattrs(src: str, dst: str) -> None:
             os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False),
                         follow_symlinks=False)
         except OSError as e:
-            from .. import log
             log.get("lxpy.storage").debug("xattr %s of %s: %s", name, src, e)
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from ..safefs import Root
 
 HOST_FILES = ("etc/hostname", "etc/hosts")
 
@@ -75,7 +74,6 @@ def _read_host_files(r: Any) -> dict[str, bytes | None]:
 def read_host_files(root: Any) -> dict[str, bytes | None]:
     """/etc/hostname's and /etc/hosts' contents (None: absent), through safefs: what
     update_hostname would return, read before it changes anything."""
-    from ..safefs import Root
     with Root(root) as r:
         return _read_host_files(r)
 
@@ -85,7 +83,6 @@ def update_hostname(root: Any, old: str, new: str,
     """Set /etc/hostname to new and replace old by new in /etc/hosts, through the
     symlink-safe writer. Returns the previous contents (None: the file was absent);
     before: those contents, read already (read_host_files)."""
-    from ..safefs import Root
     with Root(root) as r:
         if before is None:
             before = _read_host_files(r)
@@ -99,7 +96,6 @@ def update_hostname(root: Any, old: str, new: str,
 
 
 def restore_files(root: Any, before: dict[str, bytes | None]) -> None:
-    from ..safefs import Root
     with Root(root) as r:
         for rel, data in before.items():
             if data is None:

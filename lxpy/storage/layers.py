@@ -14,16 +14,16 @@ made before are harmless if we are killed before either."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from .. import log as _log
+from ..config.atomic import write_new
 from ..errors import StorageError
+from ..linux.fsops import RENAME_EXCHANGE, renameat2
+from ..linux.mount import is_mountpoint
 from .base import rootfs_dir, split_lowers
-from .copy import is_empty_dir
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Any
+from .copy import copy_dir_attrs, is_empty_dir
 
 log = _log.get("lxpy.storage")
 
@@ -48,7 +48,6 @@ def seal(cdir: str, name: str, cfg: Any, dst_dir: str,
     delta = f"{cdir}/delta"
     if os.path.islink(delta) or not os.path.isdir(delta) or is_empty_dir(delta):
         return None
-    from ..linux.mount import is_mountpoint
     if is_mountpoint(rootfs_dir(cdir, cfg)):
         log.info("%s: its rootfs is mounted; the clone copies its delta", name)
         return None
@@ -63,9 +62,6 @@ def seal(cdir: str, name: str, cfg: Any, dst_dir: str,
                                f"({len(lowers)}) for a snapshot clone",
                                "lxpy-copy without -s makes an independent copy")
     text = render(f"{rel}:{cfg.rootfs.lower}")
-    from ..config.atomic import write_new
-    from ..linux.fsops import RENAME_EXCHANGE, renameat2
-    from .copy import copy_dir_attrs
     os.makedirs(layers, mode=0o755, exist_ok=True)
     layer = f"{cdir}/{rel}"
     os.mkdir(layer, 0o755)

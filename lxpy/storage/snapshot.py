@@ -13,18 +13,20 @@ import re
 import secrets
 import time
 import tomllib
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import log as _log
+from ..config.atomic import write_new
+from ..config.edit import toml_str
+from ..config.loader import load
 from ..container import CONFIG_NAME, Container
-from ..errors import StorageError, UsageError
+from ..errors import ContainerExists, StorageError, UsageError
+from ..linux.fsops import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
 from .clone import TMP, require_stopped, sweep
 from .copy import remove_tree, tree_usage
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
 
 log = _log.get("lxpy.storage")
 
@@ -92,10 +94,6 @@ def get_snapshot(c: Container, name: str) -> Snapshot:
 
 
 def create_snapshot(c: Container, comment: str = "") -> Snapshot:
-    from ..config.atomic import write_new
-    from ..config.edit import toml_str
-    from ..config.loader import load
-    from ..linux.fsops import RENAME_NOREPLACE, renameat2
     from . import for_config
     c.require()
     with c.lock(wait=5, what="busy"):
@@ -145,9 +143,6 @@ def restore_snapshot(c: Container, name: str, new_name: str | None = None) -> Co
 
 
 def _restore_in_place(c: Container, name: str) -> Container:
-    from ..config.atomic import write_new
-    from ..config.loader import load
-    from ..linux.fsops import RENAME_EXCHANGE, renameat2
     from . import get
     from .clone import dependants
     with c.lock(wait=5, what="busy"):
@@ -216,14 +211,8 @@ def _config_with(snap_config: Path, keys: dict[str, str], c: Container, new_dir:
 
 
 def _restore_new(c: Container, name: str, new_name: str) -> Container:
-    from contextlib import ExitStack
-
-    from ..config.atomic import write_new
-    from ..config.loader import load
-    from ..errors import ContainerExists
     from . import get
-    from .clone import (HOST_FILES, new_tmp, publish, render_config, run_clone_hooks,
-                        update_hostname)
+    from .clone import HOST_FILES, new_tmp, publish, render_config, run_clone_hooks, update_hostname
     dst = Container(new_name, c.lxpath)
     if dst.name == c.name:
         raise UsageError("to restore in place, leave out -N")

@@ -189,6 +189,7 @@ def test_killed_between_config_and_exchange(lxpath, src, monkeypatch):
     """The seal's two steps: after the first only, the source is as it was, and a retry
     works."""
     from lxpy.linux import fsops
+    from lxpy.storage import layers
     from lxpy.storage.clone import copy_container
     before = container_sum(lxpath, "src")
     real = fsops.renameat2
@@ -197,7 +198,7 @@ def test_killed_between_config_and_exchange(lxpath, src, monkeypatch):
         if flags == fsops.RENAME_EXCHANGE:
             raise KeyboardInterrupt
         return real(old, new, flags)
-    monkeypatch.setattr(fsops, "renameat2", killed)
+    monkeypatch.setattr(layers, "renameat2", killed)
     with pytest.raises(KeyboardInterrupt):
         copy_container(Container("src", lxpath), "c", snapshot=True)
     monkeypatch.undo()

@@ -239,16 +239,20 @@ def test_a_broken_config_never_traps_a_container(lxpy, lxpath, how, force, backe
     assert str(lxpath) not in open("/proc/self/mountinfo").read()
 
 
-def test_a_running_container_with_a_broken_config_is_destroyed_with_f(lxpy, lxpath):
-    lxpy("create", "-n", "bb", "-t", "busybox", "-B", "overlay")
-    lxpy("start", "-n", "bb")
-    lxpy("wait", "-n", "bb", "-s", "RUNNING", "-t", "30")
-    cfg = lxpath / "bb" / "config.toml"
-    cfg.write_text(cfg.read_text() + "\nnot toml at all\n")
+def test_a_running_container_with_a_broken_config_stops_and_is_destroyed(lxpy, lxpath):
+    for n in ("bb", "bc"):
+        lxpy("create", "-n", n, "-t", "busybox", "-B", "overlay")
+        lxpy("start", "-n", n)
+        lxpy("wait", "-n", n, "-s", "RUNNING", "-t", "30")
+        cfg = lxpath / n / "config.toml"
+        cfg.write_text(cfg.read_text() + "\nnot toml at all\n")
     info = json.loads(lxpy("info", "-n", "bb", "--json").stdout)
     assert info["state"] == "RUNNING" and info["pid"] and "not valid TOML" in info["config_error"]
     r = lxpy("destroy", "-n", "bb", check=False)
     assert_one_line_error(r, contains="running")
     lxpy("destroy", "-n", "bb", "-f")
+    lxpy("stop", "-n", "bc", "-k")
+    assert json.loads(lxpy("info", "-n", "bc", "--json").stdout)["state"] == "STOPPED"
+    lxpy("destroy", "-n", "bc")
     assert names(lxpy) == [] and visible_entries(lxpath) == []
     assert str(lxpath) not in open("/proc/self/mountinfo").read()
