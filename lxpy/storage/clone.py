@@ -195,7 +195,7 @@ def sweep(lxpath: Path) -> None:
 
 
 def new_tmp(lxpath: Path, op: str, name: str) -> Path:
-    return lxpath / f"{TMP}{op}-{name}-{os.urandom(4).hex()}"  # secrets: ~5 ms of import
+    return lxpath / f"{TMP}{op}-{name}-{os.urandom(4).hex()}"
 
 
 def write_json(path: Path, data: dict) -> None:

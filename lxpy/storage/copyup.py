@@ -1,6 +1,5 @@
 """Copy-up by hand into an overlay's upper directory, as the kernel would on a write (see
-OverlayBackend.editable): paths as strings, no pathlib (lxpy-copy -s copies up /etc/hostname
-and /etc/hosts of every clone)."""
+OverlayBackend.editable: a clone's /etc/hostname and /etc/hosts change without a mount)."""
 
 from __future__ import annotations
 

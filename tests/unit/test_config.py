@@ -336,7 +336,7 @@ def test_closest_ranking():
 
 
 def test_parse_signal_knows_every_signal_by_name_and_number():
-    """config.signals reads _signal's names (no enum import): the same as signal.Signals."""
+    """parse_signal knows every signal.Signals by name and number."""
     import signal
 
     from lxpy.config.signals import parse_signal
