@@ -71,7 +71,7 @@ def _merge_into(doc, data: dict[str, Any]) -> None:
 
 
 def _config_text(rendered: str, extra: dict[str, Any] | None, rootfs_keys: dict[str, str],
-                    template: str) -> str:
+                 template: str) -> str:
     """The new config's text: the rendered template config, extra merged in, the rootfs
     keys, the template name, and MAC addresses drawn."""
     import tomlkit
@@ -154,10 +154,9 @@ def create(req: CreateRequest) -> Container:
         finally:
             if not made:
                 try:
-                    from .config.loader import load as _load
                     cfgp = tmp / CONFIG_NAME
                     if cfgp.exists():
-                        backend.destroy(tmp, _load(cfgp))
+                        backend.destroy(tmp, load(cfgp))
                 except Exception:  # noqa: BLE001 - best effort, the sweep below finishes it
                     pass
                 sweep_stale(c.lxpath, req.name)

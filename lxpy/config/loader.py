@@ -86,7 +86,7 @@ def merge(base: dict[str, Any], over: dict[str, Any], path: str = "") -> dict[st
 
 
 def expand(data: dict[str, Any], source: Path, seen: tuple[Path, ...],
-            files: list[str]) -> dict[str, Any]:
+           files: list[str]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     includes = data.get("include", [])
     if isinstance(includes, str):

@@ -25,7 +25,8 @@ from ..config.loader import load
 from ..container import CONFIG_NAME, Container
 from ..errors import ContainerExists, StorageError, UsageError
 from ..linux.fsops import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
-from .clone import TMP, require_stopped, sweep
+from .clone import (HOST_FILES, MERGED, TMP, dependants, new_tmp, publish, render_config,
+                    require_stopped, run_clone_hooks, sweep, update_hostname)
 from .copy import remove_tree, tree_usage
 
 log = _log.get("lxpy.storage")
@@ -144,7 +145,6 @@ def restore_snapshot(c: Container, name: str, new_name: str | None = None) -> Co
 
 def _restore_in_place(c: Container, name: str) -> Container:
     from . import get
-    from .clone import dependants
     with c.lock(wait=5, what="busy"):
         require_stopped(c, "restoring a snapshot")
         _sweep_snaps(c)
@@ -186,7 +186,6 @@ def _restore_in_place(c: Container, name: str) -> Container:
             elif cur_cfg.rootfs.backend == "overlay":
                 # a dir snapshot restored over a frozen dir container (see clone.freeze):
                 # it is a dir container again; its overlay parts go
-                from .clone import MERGED
                 for p in ("delta", "work", MERGED):
                     if p != part:
                         remove_tree(c.dir / p)
@@ -212,7 +211,6 @@ def _config_with(snap_config: Path, keys: dict[str, str], c: Container, new_dir:
 
 def _restore_new(c: Container, name: str, new_name: str) -> Container:
     from . import get
-    from .clone import HOST_FILES, new_tmp, publish, render_config, run_clone_hooks, update_hostname
     dst = Container(new_name, c.lxpath)
     if dst.name == c.name:
         raise UsageError("to restore in place, leave out -N")
