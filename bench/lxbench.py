@@ -5,8 +5,10 @@
 
 Every operation runs through the COMMANDS (lxpy-* and lxc-*), several times, alternating
 lxpy and LXC, under a bench directory of its own (lxpy lxpath and LXC lxcpath side by side).
-Reports min/median/max and the lxpy/LXC ratio of medians against the project's goals: a
-table on the terminal, bench/results/last.json and bench/results/last.png.
+Reports min/median/max and the lxpy/LXC ratio of medians against the project's goals (for
+the commands that return before the guest's work: a multiple of the bare interpreter start,
+python_start, measured in the same run): a table on the terminal, bench/results/last.json
+and bench/results/last.png.
 Everything it made is stopped and destroyed at the end, on failure and on Ctrl-C too.
 """
 
