@@ -960,7 +960,7 @@ def _checkout_files() -> list[str]:
         return [f for f in r.stdout.decode().split("\0") if f]
     skip = {".venv", ".git", "build", "dist", "results"}
     return [str(p.relative_to(REPO)) for p in REPO.rglob("*")
-            if p.is_file() and not skip & set(p.relative_to(REPO).parts)]
+            if (p.is_file() or p.is_symlink()) and not skip & set(p.relative_to(REPO).parts)]
 
 
 def install_lxpy(bdir: Path) -> tuple[Path, str]:
