@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import cgroups
 from .container import Container
 from .net import rtnl
 from .runtime.state import query
@@ -103,7 +104,6 @@ def cgroup_stats(c: Container, st: Status) -> dict[str, Any]:
     if not path:
         return {}
     try:
-        from . import cgroups
         return cgroups.driver().open(path).stats()
     except Exception:  # noqa: BLE001 - stats are best effort while the container runs
         return {}

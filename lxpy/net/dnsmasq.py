@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -59,7 +60,6 @@ def running_pid(bridge: str) -> int | None:
 
 
 def _user() -> str:
-    import pwd
     for u in ("dnsmasq", "nobody"):
         with suppress(KeyError):
             pwd.getpwnam(u)

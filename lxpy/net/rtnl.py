@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..linux.libc import syscall
+
 NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_GETLINK = 16, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
@@ -103,7 +105,6 @@ def open_socket(pid: int | None = None) -> socket.socket:
 
     def work() -> None:
         try:
-            from lxpy.linux.libc import syscall
             syscall("setns", fd, CLONE_NEWNET, path=f"/proc/{pid}/ns/net")
             result["sock"] = socket.socket(socket.AF_NETLINK,
                                            socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
