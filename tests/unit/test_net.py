@@ -142,6 +142,19 @@ def test_prepare_refuses_duplicates_in_the_plan(sysconf, tmp_path):
                     "c1", tmp_path)
 
 
+def test_prepare_refuses_what_a_running_neighbour_has(sysconf, tmp_path):
+    """The start sequence hands prepare() the running containers and their configs."""
+    web = cfg_of({"type": "veth", "ipv4": ["10.1.1.5/24"], "hwaddr": "00:16:3e:01:02:03"})
+    with pytest.raises(NetworkError, match="already used by running container 'web'"):
+        prepare(cfg_of({"type": "veth", "ipv4": ["10.1.1.5/24"]}), "c1", tmp_path,
+                [("web", web)])
+    with pytest.raises(NetworkError, match="MAC 00:16:3e:01:02:03 is already used by running"):
+        prepare(cfg_of({"type": "veth", "hwaddr": "00:16:3e:01:02:03"}), "c1", tmp_path,
+                [("web", web)])
+    # itself (a restart) is no neighbour
+    prepare(web, "web", tmp_path, [("web", web)])
+
+
 def test_unattached_veth_plan(sysconf, tmp_path):
     plan = prepare(cfg_of({"type": "veth", "ipv4": ["10.1.1.5/24"],
                                "gateway4": "10.1.1.1", "hwaddr": "00:16:3e:xx:xx:xx"}),
