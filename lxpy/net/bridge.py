@@ -126,7 +126,8 @@ def _start() -> None:
             for a in [s["address"]] + ([s["address6"]] if s["address6"] else []):
                 if str(ipaddress.ip_interface(a)) not in {str(ipaddress.ip_interface(h))
                                                          for h in have}:
-                    pr.add_address(ipr, idx, a)
+                    with rtnl.open_socket(None) as sock:
+                        rtnl.add_address(sock, idx, a)
                     if a not in st["added_addresses"]:
                         st["added_addresses"].append(a)
             ipr.link("set", index=idx, state="up")
