@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import log as _log
 from ..errors import StorageError
-from .base import Backend, own_path, register, rootfs_dir
+from .base import Backend, own_path, rootfs_dir
 from .copy import copy_contents, copy_dir_attrs, remove_tree
 from .dir import bind_rootfs
 
@@ -35,7 +35,6 @@ def _storage_error(e: OSError, what: str) -> StorageError:
     return StorageError(f"btrfs: {what}: {e.strerror or e}", hint)
 
 
-@register
 class BtrfsBackend(Backend):
     name = "btrfs"
     description = "btrfs subvolumes; clones and snapshots are subvolume snapshots"
