@@ -10,20 +10,6 @@ EPILOG = """examples:
   lxpy-copy -n gold -N tmp1 -e       ephemeral: started at once, destroyed when it stops
   lxpy-copy -n web2 -N web9 -R       rename"""
 
-# Plain command lines are parsed without argparse (lxpy.cli._run.fast_args): scripts make
-# clones in loops, and argparse with its imports is ~6 ms of each.
-_FLAGS = {"-s": "snapshot", "--snapshot": "snapshot", "-K": "keepname", "--keepname": "keepname",
-          "-M": "keepmac", "--keepmac": "keepmac", "-R": "rename", "--rename": "rename",
-          "-a": "allowrunning", "--allowrunning": "allowrunning", "-e": "ephemeral",
-          "--ephemeral": "ephemeral", "-t": "tmpfs", "--tmpfs": "tmpfs", "-q": "quiet",
-          "--quiet": "quiet"}
-_VALUES = {"-N": "newname", "--newname": "newname", "-p": "newpath", "--newpath": "newpath",
-           "-B": "backend", "--backingstorage": "backend", "--backend": "backend"}
-FAST_OPTIONS = {**{k: (d, False, None) for k, d in _FLAGS.items()},
-                **{k: (d, True, None) for k, d in _VALUES.items()}}
-FAST_DEFAULTS = {**{d: False for d in _FLAGS.values()}, **{d: None for d in _VALUES.values()}}
-FAST_POSITIONAL = "name_pos"
-
 
 def add_arguments(p) -> None:
     p.add_argument("-N", "--newname", help="name of the new container")
@@ -72,29 +58,7 @@ def _watch_and_destroy(c) -> None:
     os._exit(0)
 
 
-def _snapshot_fast(args) -> bool:
-    """lxpy-copy -s NAME -N NEW of a stopped overlay container in the same lxpath, without
-    pathlib and the container layer (storage/fastclone.py); False: the usual way."""
-    if not args.snapshot or args.rename or args.ephemeral or args.tmpfs or args.newpath \
-            or args.allowrunning or args.extra or args.backend not in (None, "overlay") \
-            or not args.newname or args.newname == args.name \
-            or args.debug or args.logfile or args.logpriority:
-        return False                # (the usual way logs what it does)
-    from lxpy.names import name_ok
-    from lxpy.where import lxpath_fast
-    lxpath = lxpath_fast(args.lxpath)
-    if lxpath is None or not name_ok(args.newname):
-        return False
-    from lxpy.storage.fastclone import snapshot_clone
-    return snapshot_clone(lxpath, args.name, args.newname, keep_hostname=args.keepname,
-                          keep_macs=args.keepmac)
-
-
 def run(args) -> int:
-    if _snapshot_fast(args):
-        if not args.quiet:
-            print(f"created {args.newname} as a snapshot clone of {args.name}")
-        return 0
     from pathlib import Path
 
     from lxpy.container import Container, check_name

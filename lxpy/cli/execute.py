@@ -7,12 +7,6 @@ HELP = ("Run a command in a container as an application container: a minimal ini
 EPILOG = """example:
   lxpy-execute -n bb -- /bin/sh -c 'exit 3'     exits 3"""
 
-# lxpy.cli._run.fast_args: `lxpy-execute -n NAME -- CMD` without argparse
-FAST_OPTIONS: dict = {}
-FAST_DEFAULTS: dict = {}
-FAST_POSITIONAL = "name_pos"
-FAST_EXTRA = True
-
 
 def add_arguments(p) -> None:
     pass

@@ -26,22 +26,6 @@ def add_arguments(p) -> None:
     p.add_argument("filter_pos", nargs="?", metavar="FILTER", help="same as --filter")
 
 
-# lxpy.cli._run.fast_args parses plain command lines without argparse (see there); a unit
-# test keeps this in step with add_arguments().
-FAST_OPTIONS = {
-    "-f": ("fancy", False, None), "--fancy": ("fancy", False, None),
-    "-1": ("line", False, None), "--line": ("line", False, None),
-    "--running": ("running", False, None), "--stopped": ("stopped", False, None),
-    "--frozen": ("frozen", False, None),
-    "-g": ("groups", True, None), "--groups": ("groups", True, None),
-    "--filter": ("filter", True, None),
-    "--format": ("format", True, ("text", "json")),
-}
-FAST_DEFAULTS = {"fancy": False, "line": False, "running": False, "stopped": False,
-                 "frozen": False, "groups": None, "filter": None, "format": "text"}
-FAST_POSITIONAL = "filter_pos"
-
-
 def run(args) -> int:
     from lxpy.container import Container
     from lxpy.errors import UsageError

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import ipaddress
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -25,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import log as _log
 from ..errors import NetworkError
 from .iface import HostView, IfacePlan
 
-log = _log.get("lxpy.net")
+log = logging.getLogger("lxpy.net")
 
 __all__ = ["Plan", "IfacePlan", "prepare", "setup", "loopback_up", "addresses",
            "cleanup_stale", "teardown", "forwards_up", "forwards_down", "host_name_for"]
