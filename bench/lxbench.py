@@ -948,8 +948,8 @@ def _checkout_files() -> list[str]:
 
 def install_lxpy(bdir: Path) -> tuple[Path, str]:
     """lxpy as an admin has it: installed by pip, non-editable, into the bench's own venv
-    DIR/venv, from this checkout (as it is, uncommitted changes included), the commands'
-    first line with -IS as scripts/setup-host writes it. The venv and its dependencies stay
+    DIR/venv, from this checkout (as it is, uncommitted changes included), its console
+    scripts as pip writes them. The venv and its dependencies stay
     for the next run; lxpy itself is reinstalled every time (~3 s; ~12 s the first time)."""
     t0 = time.monotonic()
     venv = bdir / "venv"
@@ -984,11 +984,6 @@ def install_lxpy(bdir: Path) -> tuple[Path, str]:
             run(pip + ["--no-deps", "--force-reinstall", str(src)])
     finally:
         shutil.rmtree(src, ignore_errors=True)
-    for cmd in [venv / "bin" / "lxpy", *sorted((venv / "bin").glob("lxpy-*"))]:
-        text = cmd.read_text()
-        first_line, _, rest = text.partition("\n")
-        if re.fullmatch(r"#!/\S*/python[0-9.]*", first_line):
-            cmd.write_text(f"{first_line} -IS\n{rest}")
     r = subprocess.run([str(venv / "bin" / "python"), "-I", "-c",
                         "import lxpy; print(lxpy.__file__)"], capture_output=True, text=True,
                        cwd="/")
