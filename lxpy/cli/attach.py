@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+from lxpy.container import Container
+from lxpy.errors import UsageError
+from lxpy.runtime import attach
 
 HELP = "Run a command in a running container (default: the user's shell)"
 EPILOG = """\
@@ -17,11 +22,7 @@ in the container, 126 if it cannot be executed); 1 if attaching failed.
 
 NS_NAMES = ("user", "mnt", "pid", "uts", "ipc", "net", "cgroup", "time")
 _NS_ALIASES = {"mount": "mnt", "network": "net", "utsname": "uts"}
-_VAR_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
-
-
-def _var_ok(name: str) -> bool:
-    return bool(name) and not name[0].isdigit() and set(name) <= _VAR_CHARS
+_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def add_arguments(p) -> None:
@@ -46,11 +47,10 @@ def add_arguments(p) -> None:
 
 
 def _parse_env(items: list[str]) -> dict[str, str]:
-    from lxpy.errors import UsageError
     out = {}
     for it in items:
         k, sep, v = it.partition("=")
-        if not sep or not _var_ok(k):
+        if not sep or not _VAR.fullmatch(k):
             raise UsageError(f"-v {it}: say VAR=VALUE", "like -v TZ=UTC")
         out[k] = v
     return out
@@ -59,9 +59,6 @@ def _parse_env(items: list[str]) -> dict[str, str]:
 def _parse_ns(spec: str | None) -> tuple[str, ...] | None:
     if spec is None:
         return None
-    import re
-
-    from lxpy.errors import UsageError
     out = []
     for w in re.split(r"[|,\s]+", spec.strip()):
         if not w:
@@ -74,21 +71,11 @@ def _parse_ns(spec: str | None) -> tuple[str, ...] | None:
     return tuple(out)
 
 
-def _options(*, command, uid, gid, cwd, keep_env, set_var, keep_var, namespaces):
-    from lxpy.runtime.attach import Options
-    for k in keep_var:
-        if not _var_ok(k):
-            from lxpy.errors import UsageError
-            raise UsageError(f"--keep-var {k}: not a variable name")
-    return Options(command or None, user=uid, group=gid, cwd=cwd, keep_env=keep_env,
-                   env=_parse_env(set_var), keep_vars=keep_var, namespaces=_parse_ns(namespaces))
-
-
 def run(args) -> int:
-    from lxpy.container import Container
-    from lxpy.runtime import attach
-    c = Container(args.name, args.lxpath)
-    opts = _options(command=args.extra, uid=args.uid, gid=args.gid, cwd=args.cwd,
-                    keep_env=args.keep_env, set_var=args.set_var, keep_var=args.keep_var,
-                    namespaces=args.namespaces)
-    return attach.attach(attach.find(c), opts)
+    for k in args.keep_var:
+        if not _VAR.fullmatch(k):
+            raise UsageError(f"--keep-var {k}: not a variable name")
+    opts = attach.Options(args.extra or None, user=args.uid, group=args.gid, cwd=args.cwd,
+                          keep_env=args.keep_env, env=_parse_env(args.set_var),
+                          keep_vars=args.keep_var, namespaces=_parse_ns(args.namespaces))
+    return attach.attach(attach.find(Container(args.name, args.lxpath)), opts)

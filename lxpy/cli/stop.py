@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from lxpy.container import Container
+from lxpy.errors import UsageError
+from lxpy.runtime.stop import stop
+
 HELP = "Stop a container: the halt signal to init, then, after -t seconds, kill everything."
 EPILOG = """exit status: 0 stopped, 1 error, 2 it was not running
 examples:
@@ -21,9 +25,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from lxpy.container import Container
-    from lxpy.errors import UsageError
-    from lxpy.runtime.stop import stop
     if args.reboot and args.kill:
         raise UsageError("-r and -k do not go together")
     if args.timeout is not None and args.timeout < 0:
