@@ -4,6 +4,7 @@ blocks a retry."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import secrets
@@ -13,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import log as _log
 from .container import CONFIG_NAME, Container
 from .errors import ContainerExists, StorageError
 
-log = _log.get("lxpy.create")
+log = logging.getLogger("lxpy.create")
 
 TMP_PREFIX = ".tmp-create-"
 

@@ -3,15 +3,15 @@ snapshot clones depend on it, run destroy hooks, then remove it in one visible s
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
 
-from . import log as _log
 from .container import Container
 from .errors import StateError, StorageError
 
-log = _log.get("lxpy.destroy")
+log = logging.getLogger("lxpy.destroy")
 
 ACTIVE = ("RUNNING", "STARTING", "STOPPING", "FROZEN", "FREEZING", "ABORTING")
 

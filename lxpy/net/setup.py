@@ -10,18 +10,18 @@ pyroute2 is imported only by macvlan, phys and the managed bridge (lxpy.net.pr).
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
-from .. import log as _log
 from .. import paths
 from ..errors import NetworkError
 from . import bridge, dnsmasq, forward, phys, pr, records, rtnl
 from .plan import DEVICES, Plan, ip_of, type_of
 
-log = _log.get("lxpy.net")
+log = logging.getLogger("lxpy.net")
 
 
 def ensure_managed_bridge(cfg: Any) -> bool:

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import marshal
 import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from .. import log as _log
 from ..errors import ConfigError, LockBusy, RuntimeStartError, StateError
 from . import proto, state
 
-log = _log.get("lxpy.runtime")
+log = logging.getLogger("lxpy.runtime")
 
 NET_TYPES_WITH_LINKS = ("veth", "macvlan", "phys")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

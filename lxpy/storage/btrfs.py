@@ -4,10 +4,10 @@ and snapshots are subvolume snapshots: O(1) and independent both ways."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from pathlib import Path
 
-from .. import log as _log
 from ..errors import StorageError
 from .base import Backend, own_path, rootfs_dir
 from .copy import copy_contents, copy_dir_attrs, remove_tree
@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
     from typing import Any
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 # errors that mean "a snapshot cannot be made here, copy instead"
 _NO_SNAPSHOT = (errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOTDIR)

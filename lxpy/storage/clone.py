@@ -7,10 +7,10 @@ sweeps stale temporary directories whose container lock is free."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
-from .. import log as _log
 from ..container import CONFIG_NAME, Container
 from ..errors import LockBusy, StorageError
 from .copy import is_empty_dir, remove_tree
@@ -22,7 +22,7 @@ TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
     from typing import Any
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 TMP = ".tmp-"
 RENAME_JOURNAL = ".lxpy-rename.json"

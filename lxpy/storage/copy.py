@@ -9,17 +9,17 @@ in bench/), and it already does reflinks, sparse detection and hard link trackin
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 
-from .. import log as _log
 from ..errors import StorageError
 
 TYPE_CHECKING = False  # pathlib (with re, ~14 ms) only where a function needs it
 if TYPE_CHECKING:
     from pathlib import Path
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 
 def _tail(text: str) -> str:

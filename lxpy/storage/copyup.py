@@ -4,6 +4,7 @@ and /etc/hosts of every clone)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 
@@ -26,8 +27,7 @@ def copy_xattrs(src: str, dst: str) -> None:
             os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False),
                         follow_symlinks=False)
         except OSError as e:
-            from .. import log
-            log.get("lxpy.storage").debug("xattr %s of %s: %s", name, src, e)
+            logging.getLogger("lxpy.storage").debug("xattr %s of %s: %s", name, src, e)
 
 
 def read_file(path: str) -> bytes:

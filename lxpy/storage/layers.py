@@ -13,9 +13,9 @@ made before are harmless if we are killed before either."""
 
 from __future__ import annotations
 
+import logging
 import os
 
-from .. import log as _log
 from ..errors import StorageError
 from .copy import is_empty_dir
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 LAYERS = "layers"       # <cdir>/layers/N: read-only layers of its own
 MAX_LOWERS = 500        # the kernel's OVL_MAX_STACK

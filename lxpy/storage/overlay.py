@@ -13,12 +13,12 @@ copies the delta and the own layers and shares the other lowers."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import log as _log
 from ..errors import StorageError
 from .base import Backend, join_lowers, own_path, rootfs_dir, split_lowers
 from .copy import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree
@@ -28,7 +28,7 @@ TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
     from typing import Any
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 _available: bool | None = None
 

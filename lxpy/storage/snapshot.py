@@ -8,6 +8,7 @@ renameat2(RENAME_EXCHANGE), so a failed or killed restore leaves the container a
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -16,7 +17,6 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import log as _log
 from ..container import CONFIG_NAME, Container
 from ..errors import StorageError, UsageError
 from .clone import TMP, require_stopped, sweep
@@ -26,7 +26,7 @@ TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
     from typing import Any
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 SNAP_RE = re.compile(r"^snap(\d{1,9})$")
 META = "meta.toml"

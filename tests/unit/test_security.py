@@ -1,17 +1,15 @@
 """The security policy without privileges: capability names, seccomp profiles, the resolved
-policy, and lxpy-attach's fast argument path."""
+policy."""
 
 from __future__ import annotations
 
 import errno
-import os
-import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lxpy.config.schema import CAPABILITIES, CONTAINER_NAME_RE
+from lxpy.config.schema import CAPABILITIES
 from lxpy.errors import ConfigError
 from lxpy.linux import caps
 from lxpy.runtime import security
@@ -256,72 +254,3 @@ def test_attach_env_clear_and_keep():
                    "LOGNAME": "root", "A": "1"}
     env = attach.build_env(attach.Options(["env"], keep_env=True), {}, u, host)
     assert env["SECRET"] == "x" and env["PATH"] == "/host/bin" and env["container"] == "lxpy"
-
-
-def test_fast_parse():
-    from lxpy.cli.attach import _fast_parse
-    a = _fast_parse(["-n", "web1", "-P", "/x", "-u", "1000", "--cwd=/tmp", "-vA=1",
-                     "--set-var", "B=2", "--keep-env", "--", "ls", "-l", "--", "x"])
-    assert a["name"] == "web1" and a["lxpath"] == "/x" and a["uid"] == "1000"
-    assert a["cwd"] == "/tmp" and a["set_var"] == ["A=1", "B=2"] and a["keep_env"] is True
-    assert a["command"] == ["ls", "-l", "--", "x"]
-    assert _fast_parse(["web1"])["command"] is None
-    # anything unusual goes the usual (argparse) way
-    for argv in (["-h"], ["web1", "--debug"], ["-n"], ["web1", "other"], ["-l", "DEBUG", "x"],
-                 ["../x"], [], ["-n", "a", "-n", "b"], ["x", "--clear-env", "--keep-env"],
-                 ["x", "-s", "mnt"]):
-        assert _fast_parse(argv) is None, argv
-
-
-@given(st.text(alphabet="aZ09._-ä /", max_size=70))
-def test_fast_name_check_is_the_schema_regex(name):
-    from lxpy.cli.attach import _name_ok
-    assert _name_ok(name) == bool(CONTAINER_NAME_RE.match(name)) or name.endswith("\n")
-
-
-def test_fast_run_dir_is_paths_run_dir(tmp_path):
-    from lxpy.cli.attach import run_dir_of
-    from lxpy.paths import run_dir
-    assert run_dir_of(str(tmp_path), "web1") == str(run_dir(tmp_path, "web1"))
-
-
-def test_attach_import_path_stays_small():
-    """lxpy-attach's modules must not pull the config layer, argparse, logging or pyroute2."""
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys, importlib; sys.path.insert(0, {repo!r}); "
-            "importlib.import_module('lxpy.cli.attach'); "
-            "from lxpy.runtime import attach, security; from lxpy.linux import caps, seccomp, "
-            "ns; print(' '.join(sorted(sys.modules)))")
-    out = _modules_after(code)
-    heavy = [m for m in out if re.match(
-        r"(argparse|logging|tomllib|tomlkit|jinja2|pyroute2|lxpy\.config|lxpy\.cgroups|"
-        r"hashlib|typing|pathlib|json|dataclasses|enum|re|signal)$", m)]
-    assert heavy == []
-    assert "lxpy.cli.attach" in out and "_signal" in out
-
-
-def _modules_after(code: str) -> list[str]:
-    """The modules a fresh `python3 -I -S` has loaded after code (which prints them)."""
-    import subprocess
-    import sys
-    return subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
-                          text=True, check=True).stdout.split()
-
-
-def test_stop_fast_path_import_stays_small():
-    """lxpy-stop of a running container (cli.stop.fast_main -> runtime.stop.stop_running)
-    must not pull the container layer (pathlib), the config layer, argparse or logging:
-    scripts stop containers in loops."""
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = (f"import sys, importlib; sys.path.insert(0, {repo!r}); "
-            "m = importlib.import_module('lxpy.cli.stop'); "
-            "from lxpy.cli._run import _split_extra, fast_args; "
-            "a = fast_args(m, ['-n', 'web1', '-k'], None); assert a.kill and a.name == 'web1'; "
-            "from lxpy.names import name_ok; from lxpy.where import lxpath_fast, run_dir_of; "
-            "from lxpy.runtime.stop import stop_running; "
-            "assert not stop_running('web1', run_dir_of('/nonexistent-lxpath', 'web1')); "
-            "print(' '.join(sorted(sys.modules)))")
-    heavy = [m for m in _modules_after(code) if re.match(
-        r"(argparse|logging|tomllib|tomlkit|lxpy\.container|lxpy\.config|lxpy\.cgroups|"
-        r"hashlib|typing|pathlib|json|dataclasses|enum|re|signal)$", m)]
-    assert heavy == []
