@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Network benchmarks (root): time from `lxpy-start` to the container answering a ping on
 its static address, beside LXC (lxc-start of a busybox container with the same veth set-up)
-on the same machine; and lxpy.net.setup alone (veth on a bridge into a fresh netns).
+on the same machine; and lxpy.net.setup.setup alone (veth on a bridge into a fresh netns).
 
     .venv/bin/python bench/net.py [--repeat N] [--no-lxc]
 
@@ -137,8 +137,9 @@ def bench_lxc(tmp: Path, n: int) -> tuple[list[float], list[float]] | None:
 
 
 def bench_setup(n: int) -> list[float]:
-    from lxpy import net
     from lxpy.config import validate
+    from lxpy.net.plan import prepare
+    from lxpy.net.setup import setup
     cfg = validate({"net": [{"type": "veth", "link": BR, "ipv4": [f"{SUB}.20/24"],
                              "gateway4": "auto"}]}, "bench")
     import pyroute2  # noqa: F401 - measured apart (100+ ms): the monitor's helper pays it once
@@ -147,9 +148,9 @@ def bench_setup(n: int) -> list[float]:
         p = subprocess.Popen(["unshare", "-n", "--", "sleep", "60"])
         while os.stat(f"/proc/{p.pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
             time.sleep(0.001)
-        plan = net.prepare(cfg, "benchsetup", "/nonexistent")
+        plan = prepare(cfg, "benchsetup", "/nonexistent")
         t0 = time.perf_counter()
-        undo = net.setup(plan, p.pid)
+        undo = setup(plan, p.pid)
         out.append(time.perf_counter() - t0)
         undo.close()
         p.kill()

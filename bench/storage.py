@@ -57,7 +57,6 @@ def main() -> None:
     base = Path(a.base).resolve() if a.base else find_base()
     from lxpy import storage
     from lxpy.config.loader import load
-    from lxpy.storage.clone import destroy_container
     work = Path(tempfile.mkdtemp(prefix="lxpy-bench-", dir="/var/tmp"))
     img = work / "btrfs.img"
     bmnt = work / "btrfs"
@@ -140,13 +139,11 @@ def main() -> None:
     finally:
         for lx in (work / "lx", bmnt / "lx"):
             if lx.is_dir():
-                for c in lx.iterdir():
-                    try:
-                        cfgp = c / "config.toml"
-                        if cfgp.exists():
-                            destroy_container(c, load(cfgp))
-                    except Exception:  # noqa: BLE001 - best effort, rmtree below
-                        pass
+                # the clones (k*) before their origins (gold-*); best effort: rmtree below
+                for c in sorted(lx.iterdir(), key=lambda c: c.name.startswith("gold")):
+                    if (c / "config.toml").exists():
+                        subprocess.run([str(BIN / "lxpy-destroy"), "-P", str(lx), "-n", c.name,
+                                        "-f", "-s", "-q"], capture_output=True)
         subprocess.run(["umount", "-l", str(bmnt)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
 

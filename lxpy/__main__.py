@@ -1,5 +1,7 @@
 """python -m lxpy <command> ...: the same as the lxpy umbrella command."""
 
+import sys
+
 from lxpy.cli import umbrella
 
-umbrella()
+sys.exit(umbrella())

@@ -19,6 +19,7 @@ Library code: raises lxpy.errors; cli/autostart.py prints.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -28,10 +29,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import log as _log
 from .errors import LxpyError, UsageError
 
-log = _log.get("lxpy.autostart")
+log = logging.getLogger("lxpy.autostart")
 
 ACTIONS = ("start", "stop", "kill", "reboot")
 RUNNING_STATES = ("RUNNING", "FROZEN", "FREEZING", "STARTING", "STOPPING")

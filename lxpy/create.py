@@ -4,6 +4,7 @@ blocks a retry."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import secrets
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import log as _log
 from .config.atomic import write_new
 from .config.loader import expand, load, read_toml, validate
 from .container import CONFIG_NAME, Container
@@ -21,7 +21,7 @@ from .errors import ContainerExists, StorageError
 from .linux.mount import MNT_DETACH, mounts_under, umount2
 from .paths import system_config
 
-log = _log.get("lxpy.create")
+log = logging.getLogger("lxpy.create")
 
 TMP_PREFIX = ".tmp-create-"
 

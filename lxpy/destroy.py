@@ -3,17 +3,17 @@ snapshot clones depend on it, run destroy hooks, then remove it in one visible s
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
 import subprocess
 
-from . import log as _log
 from .container import Container
 from .errors import ConfigError, LxpyError, StateError, StorageError
 from .linux.mount import MNT_DETACH, mounts_under, umount2
 
-log = _log.get("lxpy.destroy")
+log = logging.getLogger("lxpy.destroy")
 
 ACTIVE = ("RUNNING", "STARTING", "STOPPING", "FROZEN", "FREEZING", "ABORTING")
 

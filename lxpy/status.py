@@ -2,42 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+from . import cgroups
 from .container import Container
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
+from .net import rtnl
+from .runtime.state import query
 
 
+@dataclass
 class Status:
-    """A container's state, its init pid and what the monitor told (a plain class:
-    dataclasses is a ~10 ms import)."""
+    """A container's state, its init pid and what the monitor told."""
 
-    __slots__ = ("state", "pid", "extra")
-
-    def __init__(self, state: str, pid: int | None = None,
-                 extra: dict[str, Any] | None = None):
-        self.state, self.pid, self.extra = state, pid, extra
-
-    def __eq__(self, other):
-        if type(other) is not Status:
-            return NotImplemented
-        return (self.state, self.pid, self.extra) == (other.state, other.pid, other.extra)
-
-    __hash__ = None  # mutable, as the dataclass was
-
-    def __repr__(self):
-        return f"Status(state={self.state!r}, pid={self.pid!r}, extra={self.extra!r})"
+    state: str
+    pid: int | None = None
+    extra: dict[str, Any] | None = None
 
 
 def state_of(c: Container) -> Status:
-    try:
-        from .runtime.state import query
-    except ImportError:
-        return Status("STOPPED")
     info = query(c)
     return Status(getattr(info, "state", "STOPPED"), getattr(info, "pid", None),
                   getattr(info, "__dict__", None))
+
+
+def running_neighbours(c: Container) -> list[tuple[str, Any]]:
+    """(name, config) of the other running containers of c's lxpath: the addresses and
+    MACs net.plan.prepare must not give c."""
+    out = []
+    for o in Container.all(c.lxpath):
+        if o.name == c.name:
+            continue
+        try:
+            if state_of(o).state in ("RUNNING", "FROZEN", "FREEZING", "STARTING"):
+                out.append((o.name, o.config))
+        except Exception:  # noqa: BLE001 - a broken neighbour must not block a start
+            continue
+    return out
 
 
 def _only_loopback(pid: int) -> bool:
@@ -52,18 +53,14 @@ def _only_loopback(pid: int) -> bool:
 
 
 def addresses(pid: int | None, skip_loopback: bool = False) -> dict[str, dict[str, Any]]:
-    """The interfaces of pid's netns (lxpy.net.addresses). skip_loopback: the caller
+    """The interfaces of pid's netns (lxpy.net.rtnl.addresses). skip_loopback: the caller
     ignores lo, so a netns with nothing else gives {} without a netlink dump."""
     if not pid:
         return {}
     if skip_loopback and _only_loopback(pid):
         return {}
     try:
-        from .net import addresses as net_addresses
-    except ImportError:
-        return {}
-    try:
-        return net_addresses(pid)
+        return rtnl.addresses(pid)
     except (OSError, Exception):  # noqa: BLE001 - a racing stop must not break a listing
         return {}
 
@@ -107,7 +104,6 @@ def cgroup_stats(c: Container, st: Status) -> dict[str, Any]:
     if not path:
         return {}
     try:
-        from . import cgroups
         return cgroups.driver().open(path).stats()
     except Exception:  # noqa: BLE001 - stats are best effort while the container runs
         return {}

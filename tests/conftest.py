@@ -31,6 +31,13 @@ def _is_root() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    # `long` tests (minutes each: a systemd guest under emulation) run only when the -m
+    # expression names them: `pytest -m long tests/vm`
+    if "long" not in (config.getoption("markexpr") or ""):
+        long = [i for i in items if i.get_closest_marker("long")]
+        if long:
+            config.hook.pytest_deselected(items=long)
+            items[:] = [i for i in items if not i.get_closest_marker("long")]
     for item in items:
         if "integration" in item.nodeid.split("/") and not _is_root():
             item.add_marker(pytest.mark.skip(reason="integration tests need root"))

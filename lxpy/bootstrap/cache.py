@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import secrets
 import shutil
@@ -31,10 +32,9 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator
 
-from .. import log as _log
 from ..errors import BootstrapError
 
-log = _log.get("lxpy.bootstrap")
+log = logging.getLogger("lxpy.bootstrap")
 
 CURRENT = "rootfs"
 VERSION_PREFIX = "rootfs."

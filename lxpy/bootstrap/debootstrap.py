@@ -13,6 +13,7 @@ downloaded .debs are removed, and en_US.UTF-8 is generated."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -22,13 +23,12 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import log as _log
 from ..errors import BootstrapError, Interrupted
 
 if TYPE_CHECKING:
     from ..templates import Template
 
-log = _log.get("lxpy.bootstrap")
+log = logging.getLogger("lxpy.bootstrap")
 
 LOG_NAME = "debootstrap.log"
 _PROGRESS = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring|"

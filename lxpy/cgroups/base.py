@@ -9,13 +9,13 @@ on every hierarchy the driver uses. Limits are planned as data (`Write` steps) f
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import time
 from pathlib import Path
 from collections import namedtuple
 from collections.abc import Iterable
 
-from .. import log as _log
 from ..errors import CgroupError
 from ..record import Record
 
@@ -23,7 +23,7 @@ TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
     from typing import Any
 
-log = _log.get("lxpy.cgroups")
+log = logging.getLogger("lxpy.cgroups")
 
 # The limits vocabulary (lxpy/config/schema.py holds types and help).
 LIMIT_KEYS = ("limits.memory", "limits.memory_high", "limits.memory_swap", "limits.cpus",

@@ -3,10 +3,10 @@ unified hierarchy, where some controllers such as hugetlb may live)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
-from .. import log as _log
 from ..errors import CgroupError
 from . import devices
 from .base import (CPU_PERIOD_US, FREEZE_TIMEOUT, Cgroup, CgroupDriver, CgroupMount,
@@ -16,7 +16,7 @@ TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
     from typing import Any
 
-log = _log.get("lxpy.cgroups")
+log = logging.getLogger("lxpy.cgroups")
 
 # v2 file names -> the v1 name to use instead (for hints on a wrong raw name)
 V2_TO_V1 = {

@@ -3,10 +3,10 @@ no processes in inner nodes, cgroup.freeze / cgroup.kill, BPF device programs.""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
-from .. import log as _log
 from ..errors import CgroupError, KernelFeatureError
 from . import devices
 from .base import (CPU_PERIOD_US, FREEZE_TIMEOUT, Cgroup, CgroupDriver, CgroupMount,
@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
     from typing import Any
 
-log = _log.get("lxpy.cgroups")
+log = logging.getLogger("lxpy.cgroups")
 
 V1_TO_V2 = {
     "memory.limit_in_bytes": "memory.max", "memory.soft_limit_in_bytes": "memory.high",

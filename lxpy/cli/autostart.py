@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+
+from lxpy import autostart
+from lxpy.errors import UsageError
 
 HELP = "Start, stop, reboot or kill the auto-started containers in order (as lxc-autostart)."
 TAKES_NAME = False
@@ -46,11 +50,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import logging
-
-    from lxpy import autostart
-    from lxpy.errors import UsageError
-
     log = logging.getLogger("lxpy.autostart")
     if args.timeout is not None and args.timeout < 0:
         raise UsageError(f"-t {args.timeout}: the timeout is 0 or more seconds")

@@ -3,6 +3,13 @@ or by raw file name (v2 names on v2 hosts, v1 names on v1/hybrid hosts)."""
 
 from __future__ import annotations
 
+from lxpy import cgroups
+from lxpy.cgroups.base import check_file_name
+from lxpy.container import Container, check_name
+from lxpy.errors import StateError, UsageError
+from lxpy.paths import system_config
+from lxpy.runtime.state import query
+
 HELP = "Read or set a running container's cgroup limits (limits.* keys or raw cgroup files)."
 EPILOG = """examples:
   lxpy-cgroup -n web1 limits.memory 2G     live change (not saved: lxpy-config set --live saves)
@@ -23,23 +30,13 @@ def add_arguments(p) -> None:
 
 def container_cgroup(name: str, lxpath):
     """The cgroup of a running container, from the runtime's state (or <parent>/<name>)."""
-    from lxpy.container import Container
-    from lxpy.errors import StateError
     c = Container(name, lxpath).require()
-    path = None
-    try:
-        from lxpy.runtime.state import query
-    except ImportError:
-        query = None
-    if query is not None:
-        st = query(c)
-        if not st.running or not st.pid:
-            raise StateError(f"container {name!r} is not running", f"lxpy-start {name}")
-        path = st.cgroup
-    from lxpy import cgroups
+    st = query(c)
+    if not st.running or not st.pid:
+        raise StateError(f"container {name!r} is not running", f"lxpy-start {name}")
+    path = st.cgroup
     drv = cgroups.driver()
     if not path:
-        from lxpy.paths import system_config
         path = f"{system_config().cgroup_parent}/{name}"
     cg = drv.cgroup_class(drv, path)
     if not cg.exists():
@@ -49,13 +46,11 @@ def container_cgroup(name: str, lxpath):
 
 
 def run(args) -> int:
-    from lxpy.errors import UsageError
     words = list(args.words)
     name = args.name
     if not name:                         # lxpy-cgroup NAME KEY [VALUE]
         if not words:
             raise UsageError("which container? give -n NAME")
-        from lxpy.container import check_name
         name = check_name(words.pop(0))
     if not words:
         raise UsageError("which key? give a limits.* key or a cgroup file name",
@@ -65,7 +60,6 @@ def run(args) -> int:
                          "give KEY, or KEY VALUE")
     key = words[0]
     value = words[1] if len(words) == 2 else None
-    from lxpy.cgroups.base import check_file_name
     if not key.startswith("limits."):
         check_file_name(key)
     _, cg = container_cgroup(name, args.lxpath)

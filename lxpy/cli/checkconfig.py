@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from lxpy.checkconfig import checks
+
 HELP = "Check what this kernel and host support for containers."
 TAKES_NAME = False
 
@@ -14,7 +16,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from lxpy.checkconfig import checks
     items = checks()
     if args.format == "json":
         json.dump([c.__dict__ for c in items], sys.stdout, indent=2)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from lxpy.container import Container
+from lxpy.errors import UsageError
+from lxpy.runtime.console import console
+
 HELP = "Attach to a running container's console (or tty N); Ctrl-a q detaches."
 
 
@@ -13,9 +17,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from lxpy.container import Container
-    from lxpy.errors import UsageError
-    from lxpy.runtime.console import console
     esc = args.escape.lower()
     if len(esc) != 1 or not ("a" <= esc <= "z"):
         raise UsageError(f"-e {args.escape}: give a letter (the escape is Ctrl plus it)")

@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import signal
+from pathlib import Path
+
+from lxpy import storage
+from lxpy.container import Container, check_name
+from lxpy.destroy import destroy
+from lxpy.errors import UsageError
+from lxpy.runtime.start import start
+from lxpy.runtime.wait import wait
+from lxpy.storage import clone
+
 HELP = "Copy a container: a full independent copy, a copy-on-write snapshot clone (-s), " \
        "a rename (-R), or an ephemeral clone that is destroyed when it stops (-e)."
 EPILOG = """examples:
@@ -9,20 +22,6 @@ EPILOG = """examples:
   lxpy-copy -n gold -N web3 -s       snapshot clone: overlay on overlay/dir, btrfs snapshot
   lxpy-copy -n gold -N tmp1 -e       ephemeral: started at once, destroyed when it stops
   lxpy-copy -n web2 -N web9 -R       rename"""
-
-# Plain command lines are parsed without argparse (lxpy.cli._run.fast_args): scripts make
-# clones in loops, and argparse with its imports is ~6 ms of each.
-_FLAGS = {"-s": "snapshot", "--snapshot": "snapshot", "-K": "keepname", "--keepname": "keepname",
-          "-M": "keepmac", "--keepmac": "keepmac", "-R": "rename", "--rename": "rename",
-          "-a": "allowrunning", "--allowrunning": "allowrunning", "-e": "ephemeral",
-          "--ephemeral": "ephemeral", "-t": "tmpfs", "--tmpfs": "tmpfs", "-q": "quiet",
-          "--quiet": "quiet"}
-_VALUES = {"-N": "newname", "--newname": "newname", "-p": "newpath", "--newpath": "newpath",
-           "-B": "backend", "--backingstorage": "backend", "--backend": "backend"}
-FAST_OPTIONS = {**{k: (d, False, None) for k, d in _FLAGS.items()},
-                **{k: (d, True, None) for k, d in _VALUES.items()}}
-FAST_DEFAULTS = {**{d: False for d in _FLAGS.values()}, **{d: None for d in _VALUES.values()}}
-FAST_POSITIONAL = "name_pos"
 
 
 def add_arguments(p) -> None:
@@ -45,13 +44,11 @@ def add_arguments(p) -> None:
 
 
 def _ephemeral_name(src: str) -> str:
-    import secrets
     return f"{src[:50]}-{secrets.token_hex(3)}"
 
 
 def _watch_and_destroy(c) -> None:
     """A detached process that destroys c once it has stopped."""
-    import os
     pid = os.fork()
     if pid:
         os.waitpid(pid, 0)
@@ -63,8 +60,6 @@ def _watch_and_destroy(c) -> None:
         fd = os.open(os.devnull, os.O_RDWR)
         for i in (0, 1, 2):
             os.dup2(fd, i)
-        from lxpy.destroy import destroy
-        from lxpy.runtime.wait import wait
         wait(c, {"STOPPED"}, None)
         destroy(c, force=True, snapshots=True)
     except BaseException:  # noqa: BLE001 - nobody to tell: the parent has returned
@@ -73,10 +68,6 @@ def _watch_and_destroy(c) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from lxpy.container import Container, check_name
-    from lxpy.errors import UsageError
     src = Container(args.name, args.lxpath)
     if args.extra:
         raise UsageError("lxpy-copy takes nothing after --")
@@ -95,10 +86,7 @@ def run(args) -> int:
                          f"-B {args.backend}")
     backend = args.backend
     if backend == "best":
-        from lxpy import storage
         backend = storage.best(Path(args.newpath) if args.newpath else src.lxpath).name
-    from lxpy.storage import clone
-    import signal
 
     def _term(signum, frame):          # clean up as for Ctrl-C (the temp copy goes)
         raise KeyboardInterrupt
@@ -121,15 +109,8 @@ def run(args) -> int:
                   f"of {src.name}")
         return 0
     try:
-        from lxpy.runtime.start import start
-    except ImportError:
-        from lxpy.destroy import destroy
-        destroy(dst, force=True, snapshots=True)
-        raise UsageError("-e needs lxpy-start, which this installation lacks") from None
-    try:
         start(dst)
     except BaseException:
-        from lxpy.destroy import destroy
         destroy(dst, force=True, snapshots=True)
         raise
     _watch_and_destroy(dst)

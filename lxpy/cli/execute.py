@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+from lxpy.container import Container
+from lxpy.errors import UsageError
+from lxpy.runtime.start import start
+
 HELP = ("Run a command in a container as an application container: a minimal init runs it, "
         "reaps, and passes its exit status.")
 EPILOG = """example:
   lxpy-execute -n bb -- /bin/sh -c 'exit 3'     exits 3"""
-
-# lxpy.cli._run.fast_args: `lxpy-execute -n NAME -- CMD` without argparse
-FAST_OPTIONS: dict = {}
-FAST_DEFAULTS: dict = {}
-FAST_POSITIONAL = "name_pos"
-FAST_EXTRA = True
 
 
 def add_arguments(p) -> None:
@@ -19,9 +17,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from lxpy.container import Container
-    from lxpy.errors import UsageError
-    from lxpy.runtime.start import start
     if not args.extra:
         raise UsageError("which command? give it after --, like lxpy-execute -n NAME -- "
                          "/bin/sh -c 'echo hi'")

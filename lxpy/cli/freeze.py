@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from lxpy.errors import CgroupError
+from lxpy.runtime import proto, state
+
+from .cgroup import container_cgroup
+
 HELP = "Freeze all processes of a running container."
 
 
@@ -12,10 +17,6 @@ def add_arguments(p) -> None:
 
 def set_state_file(c, frm: tuple[str, ...], to: str) -> None:
     """Without a monitor, tell lxpy-ls/lxpy-info through the state file."""
-    try:
-        from lxpy.runtime import state
-    except ImportError:
-        return
     d = state.read_file(c.run_dir)
     if d.get("state") in frm:
         d["state"] = to
@@ -28,10 +29,6 @@ def set_state_file(c, frm: tuple[str, ...], to: str) -> None:
 def via_monitor(c, kind: str, timeout: float) -> bool:
     """Ask the container's monitor to freeze/thaw (it keeps the state in step).
     False when there is no monitor to ask."""
-    try:
-        from lxpy.runtime import proto, state
-    except ImportError:
-        return False
     info = state.query(c)
     if not info.monitor_alive:
         return False
@@ -42,13 +39,11 @@ def via_monitor(c, kind: str, timeout: float) -> bool:
         return False
     conn.close()
     if reply == "error":
-        from lxpy.errors import CgroupError
         raise CgroupError(f"container {c.name!r}: {fields.get('message', kind + ' failed')}")
     return reply == "ok"
 
 
 def run(args) -> int:
-    from .cgroup import container_cgroup
     c, cg = container_cgroup(args.name, args.lxpath)
     if via_monitor(c, "freeze", args.timeout):
         return 0

@@ -15,20 +15,6 @@ def add_arguments(p) -> None:
     p.add_argument("--no-size", action="store_true", help="skip the disk usage (faster)")
 
 
-# lxpy.cli._run.fast_args parses plain command lines without argparse (see there); a unit
-# test keeps this in step with add_arguments().
-FAST_OPTIONS = {
-    "--json": ("json", False, None),
-    "-s": ("state", False, None), "--state": ("state", False, None),
-    "-p": ("pid", False, None), "--pid": ("pid", False, None),
-    "-H": ("no_humanize", False, None), "--no-humanize": ("no_humanize", False, None),
-    "--no-size": ("no_size", False, None),
-}
-FAST_DEFAULTS = {"json": False, "state": False, "pid": False, "no_humanize": False,
-                 "no_size": False}
-FAST_POSITIONAL = "name_pos"
-
-
 def _human(n, raw: bool) -> str:
     if n is None:
         return "-"

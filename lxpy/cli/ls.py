@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+
+from lxpy.container import Container
+from lxpy.errors import LxpyError, UsageError
+from lxpy.status import listing_row
 
 HELP = "List the containers of an lxpath."
 TAKES_NAME = False
@@ -26,26 +31,7 @@ def add_arguments(p) -> None:
     p.add_argument("filter_pos", nargs="?", metavar="FILTER", help="same as --filter")
 
 
-# lxpy.cli._run.fast_args parses plain command lines without argparse (see there); a unit
-# test keeps this in step with add_arguments().
-FAST_OPTIONS = {
-    "-f": ("fancy", False, None), "--fancy": ("fancy", False, None),
-    "-1": ("line", False, None), "--line": ("line", False, None),
-    "--running": ("running", False, None), "--stopped": ("stopped", False, None),
-    "--frozen": ("frozen", False, None),
-    "-g": ("groups", True, None), "--groups": ("groups", True, None),
-    "--filter": ("filter", True, None),
-    "--format": ("format", True, ("text", "json")),
-}
-FAST_DEFAULTS = {"fancy": False, "line": False, "running": False, "stopped": False,
-                 "frozen": False, "groups": None, "filter": None, "format": "text"}
-FAST_POSITIONAL = "filter_pos"
-
-
 def run(args) -> int:
-    from lxpy.container import Container
-    from lxpy.errors import UsageError
-    from lxpy.status import listing_row
     pattern = args.filter or args.filter_pos
     try:
         rx = re.compile(pattern) if pattern else None
@@ -59,10 +45,7 @@ def run(args) -> int:
             continue
         try:
             row = listing_row(c, fancy)
-        except Exception as e:
-            from lxpy.errors import LxpyError
-            if not isinstance(e, LxpyError):
-                raise
+        except LxpyError as e:
             row = {"name": c.name, "state": "BROKEN", "autostart": False, "groups": [],
                    "ipv4": [], "ipv6": [], "unprivileged": False, "pid": None, "error": str(e)}
         if args.running and row["state"] not in ("RUNNING", "FROZEN", "FREEZING", "STARTING",
@@ -76,7 +59,6 @@ def run(args) -> int:
             continue
         rows.append(row)
     if args.format == "json":
-        import json
         json.dump(rows, sys.stdout, indent=2)
         print()
         return 0

@@ -137,7 +137,7 @@ def run(args) -> int:
             _print_status(st)
         return 0
     if args.cmd == "cleanup":
-        from lxpy.net import cleanup_stale
+        from lxpy.net.setup import cleanup_stale
         done = cleanup_stale()
         for k, v in done.items():
             for x in v:

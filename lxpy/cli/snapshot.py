@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import time
+
+from lxpy.container import Container, check_name
+from lxpy.errors import UsageError
+from lxpy.storage import snapshot as snap
+
 HELP = "Snapshot a container (snaps/snapN), list, restore (in place or to a new name), destroy."
 EPILOG = """examples:
   lxpy-snapshot -n web2 -c "before upgrade"   make snap0 (then snap1...)
@@ -24,13 +32,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import json
-
-    from lxpy.container import Container, check_name
-    from lxpy.errors import UsageError
-    from lxpy.storage import snapshot as snap
     c = Container(args.name, args.lxpath).require()
-    import signal
 
     def _term(signum, frame):          # clean up as for Ctrl-C (the temp copy goes)
         raise KeyboardInterrupt
@@ -47,7 +49,6 @@ def run(args) -> int:
         if args.format == "json":
             print(json.dumps([s.as_dict() for s in snaps], indent=2))
             return 0
-        import time
         for s in snaps:
             when = time.strftime("%Y:%m:%d %H:%M:%S", time.localtime(s.time))
             print(f"{s.name} ({s.path}) {when}")

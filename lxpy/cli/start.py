@@ -10,16 +10,6 @@ EPILOG = """examples:
                               (READY=1; an init that does not report: once it runs)
   lxpy-start -w -t 60 web1    the same, giving up (exit 1) after 60 s"""
 
-# lxpy.cli._run.fast_args: the plain forms without argparse
-FAST_OPTIONS = {
-    "-F": ("foreground", False, None), "--foreground": ("foreground", False, None),
-    "-d": ("daemon", False, None), "--daemon": ("daemon", False, None),
-    "-w": ("wait_ready", False, None), "--wait-ready": ("wait_ready", False, None),
-    "-t": ("timeout", True, float), "--timeout": ("timeout", True, float),
-}
-FAST_DEFAULTS = {"foreground": False, "daemon": False, "wait_ready": False, "timeout": None}
-FAST_POSITIONAL = "name_pos"
-
 
 def add_arguments(p) -> None:
     p.add_argument("-F", "--foreground", action="store_true",
@@ -52,7 +42,6 @@ def run(args) -> int:
     code = start(c, foreground=foreground, logfile=args.logfile)
     if not code and args.wait_ready:
         code = _wait_ready(c, args.timeout)
-    _leave(code)
     return code
 
 
@@ -73,19 +62,3 @@ def _wait_ready(c, seconds: float | None) -> int:
     print(f"lxpy-start: container {c.name!r} started, but its guest did not report ready "
           f"within {seconds:g} s", file=sys.stderr)
     return 1
-
-
-def _leave(status: int) -> None:
-    """Exit now that init runs, without the interpreter's teardown (~20-30 ms of freeing
-    the modules and objects that the process exit frees anyway): what needs flushing is
-    stdio and the log handlers, and nothing else registers exit handlers here."""
-    import os
-    import sys
-    try:
-        if "logging" in sys.modules:      # only if something logged (lxpy/log.py)
-            sys.modules["logging"].shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-    os._exit(status)

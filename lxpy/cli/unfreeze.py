@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from .cgroup import container_cgroup
+from .freeze import set_state_file, via_monitor
+
 HELP = "Thaw a frozen container."
 
 
@@ -11,8 +14,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .cgroup import container_cgroup
-    from .freeze import set_state_file, via_monitor
     c, cg = container_cgroup(args.name, args.lxpath)
     if via_monitor(c, "thaw", args.timeout):
         return 0

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
+from lxpy.container import Container
+from lxpy.runtime.wait import parse_states, wait
+
 HELP = "Wait until a container reaches one of some states (like 'RUNNING|STOPPED')."
 EPILOG = """READY: the guest's systemd has finished booting (it sent READY=1 on the notify
 socket lxpy gives it, as systemd-nspawn does; what `systemctl is-system-running` reports as
@@ -20,10 +25,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import sys
-
-    from lxpy.container import Container
-    from lxpy.runtime.wait import parse_states, wait
     states = parse_states(args.state)
     c = Container(args.name, args.lxpath).require()
     if wait(c, states, None if args.timeout < 0 else args.timeout):

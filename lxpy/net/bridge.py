@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
-import os
 import shutil
 import time
 from contextlib import ExitStack, suppress
 from typing import Any
 
+from .. import paths
 from ..errors import NetworkError
-from . import dnsmasq, nft, sysctl
+from . import dnsmasq, forward, nft, pr, records, rtnl, sysctl
 
 FAMILY = "inet"
 
@@ -25,8 +24,7 @@ def table_name(bridge: str) -> str:
 
 
 def _settings() -> dict[str, Any]:
-    from ..paths import system_config
-    sc = system_config()
+    sc = paths.system_config()
     try:
         net = ipaddress.ip_network(sc.subnet, strict=False)
     except ValueError:
@@ -82,8 +80,7 @@ def ruleset(s: dict[str, Any]) -> str:
 
 def _locked():
     """One lxpy-net start/stop at a time (see dir_lock: on /run/lxpy/net itself)."""
-    from . import dir_lock, run_root
-    return dir_lock(run_root())
+    return records.dir_lock(records.run_root())
 
 
 def start() -> dict[str, Any]:
@@ -94,7 +91,6 @@ def start() -> dict[str, Any]:
 
 
 def _start() -> None:
-    from . import pr
     s = _settings()
     br = s["bridge"]
     d = dnsmasq.state_dir(br)
@@ -130,7 +126,8 @@ def _start() -> None:
             for a in [s["address"]] + ([s["address6"]] if s["address6"] else []):
                 if str(ipaddress.ip_interface(a)) not in {str(ipaddress.ip_interface(h))
                                                          for h in have}:
-                    pr.add_address(ipr, idx, a)
+                    with rtnl.open_socket(None) as sock:
+                        rtnl.add_address(sock, idx, a)
                     if a not in st["added_addresses"]:
                         st["added_addresses"].append(a)
             ipr.link("set", index=idx, state="up")
@@ -163,8 +160,7 @@ def _start() -> None:
 def _reattach(ipr: Any, idx: int, br: str) -> None:
     """Put the host ends of running containers back on the bridge (it was stopped with
     --force under them, or deleted by hand)."""
-    from . import on_bridge, pr
-    for _label, ends in on_bridge(br):
+    for _label, ends in records.on_bridge(br):
         for end in ends:
             hidx = pr.index(ipr, end)
             if hidx is None:
@@ -175,10 +171,7 @@ def _reattach(ipr: Any, idx: int, br: str) -> None:
 
 
 def _save(bridge: str, st: dict[str, Any]) -> None:
-    p = dnsmasq.state_dir(bridge) / "state.json"
-    tmp = p.with_name(".state.json.tmp")
-    tmp.write_text(json.dumps(st, indent=1))
-    os.replace(tmp, p)
+    records.write_json(dnsmasq.state_dir(bridge) / "state.json", st)
 
 
 def stop(force: bool = False) -> list[str]:
@@ -187,9 +180,8 @@ def stop(force: bool = False) -> list[str]:
     unattached; start puts them back)."""
     with _locked():
         if not force:
-            from . import on_bridge
             br = _settings()["bridge"]
-            users = [label for label, _ends in on_bridge(br)]
+            users = [label for label, _ends in records.on_bridge(br)]
             if users and br in _link_names():
                 many = len(users) > 1
                 raise NetworkError(f"{br} is in use by running container"
@@ -200,12 +192,10 @@ def stop(force: bool = False) -> list[str]:
 
 
 def _link_names() -> set[str]:
-    from . import rtnl
     return set(rtnl.by_name(with_addresses=False))
 
 
 def _stop() -> list[str]:
-    from . import pr
     s = _settings()
     br = s["bridge"]
     d = dnsmasq.state_dir(br)
@@ -245,7 +235,6 @@ def _stop() -> list[str]:
 
 
 def status() -> dict[str, Any]:
-    from . import forward, rtnl
     s = _settings()
     br = s["bridge"]
     links = rtnl.by_name()

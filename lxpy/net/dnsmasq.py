@@ -8,8 +8,8 @@ records, then dnsmasq re-reads them on SIGHUP."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -18,12 +18,14 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from .. import paths
+from ..container import Container
 from ..errors import NetworkError
+from . import records
 
 
 def state_dir(bridge: str) -> Path:
-    from . import run_root
-    return run_root() / bridge
+    return records.run_root() / bridge
 
 
 def pid_file(bridge: str) -> Path:
@@ -58,7 +60,6 @@ def running_pid(bridge: str) -> int | None:
 
 
 def _user() -> str:
-    import pwd
     for u in ("dnsmasq", "nobody"):
         with suppress(KeyError):
             pwd.getpwnam(u)
@@ -168,12 +169,10 @@ def _write_if_changed(path: Path, text: str) -> bool:
 
 def _static_entries(bridge: str) -> tuple[list[str], list[str]]:
     """(dhcp-hosts lines, hosts lines) from configs and running containers' records."""
-    from . import _live_records
     dhcp: dict[str, str] = {}
     hosts: dict[str, str] = {}
     # reservations asked for in the configs of the system lxpath (stopped ones too)
     with suppress(Exception):
-        from ..container import Container
         for c in Container.all():
             try:
                 cfg = c.config
@@ -184,7 +183,7 @@ def _static_entries(bridge: str) -> tuple[list[str], list[str]]:
                     ip = str(ipaddress.ip_interface(e.ipv4[0]).ip)
                     mac = e.hwaddr if e.hwaddr and "xx" not in e.hwaddr else ""
                     dhcp[c.name] = f"{mac},{ip},{c.name}" if mac else f"{c.name},{ip}"
-    for rec in _live_records():
+    for rec in records.containers()[0]:
         name = rec.get("container", "")
         for i in rec.get("ifaces", []):
             if not i.get("managed") or i.get("link") != bridge:
@@ -217,12 +216,8 @@ def refresh(bridge: str) -> None:
 
 def refresh_for_containers() -> None:
     """Rewrite the managed bridge's static lists (after a container came or went)."""
-    from ..paths import system_config
-    refresh(system_config().bridge)
+    refresh(paths.system_config().bridge)
 
 
 def state(bridge: str) -> dict[str, Any]:
-    try:
-        return json.loads((state_dir(bridge) / "state.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return records.load(state_dir(bridge) / "state.json")

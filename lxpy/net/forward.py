@@ -11,42 +11,30 @@ routes a ::1 source off the host."""
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
+from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
+from .. import paths
 from ..errors import NetworkError
-from . import nft, sysctl
+from . import nft, records, sysctl
 
 FAMILY, TABLE = "inet", "lxpy-forward"
 
 
 def state_dir() -> Path:
-    from . import run_root
-    return run_root() / "forwards"
+    return records.run_root() / "forwards"
 
 
 def _locked():
-    """One change of the forwards at a time (see dir_lock)."""
-    from . import dir_lock
-    return dir_lock(state_dir())
-
-
-def _records() -> list[tuple[Path, dict[str, Any]]]:
-    out = []
-    d = state_dir()
-    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
-        try:
-            out.append((f, json.loads(f.read_text())))
-        except (OSError, ValueError):
-            continue
-    return out
+    """One change of the forwards at a time (see records.dir_lock)."""
+    return records.dir_lock(state_dir())
 
 
 def list_all() -> list[dict[str, Any]]:
-    return [r for _f, r in _records()]
+    return [r for _f, r in records.load_all(state_dir())]
 
 
 def _file_for(proto: str, host_port: int) -> Path:
@@ -94,26 +82,6 @@ def _apply() -> None:
         nft.delete_table(FAMILY, TABLE)
 
 
-def _owner_alive(r: dict[str, Any]) -> bool:
-    try:
-        return os.stat(f"/proc/{int(r['pid'])}/ns/net").st_ino == int(r["netns"])
-    except (OSError, KeyError, ValueError):
-        return False
-
-
-def _conflict(proto: str, hp: int, container: str, lxhash: str) -> dict[str, Any] | None:
-    f = _file_for(proto, hp)
-    try:
-        r = json.loads(f.read_text())
-    except (OSError, ValueError):
-        return None
-    if r.get("container") == container and r.get("lxhash") == lxhash:
-        return None
-    if r.get("owner") == "config" and not _owner_alive(r):
-        return None
-    return r
-
-
 def _replaces(r: dict[str, Any], port: int, ipv4: str | None, ipv6: str | None) -> bool:
     """r (a live forward of the same container and host port) differs from this one."""
     return (int(r.get("port", 0)), r.get("ipv4"), r.get("ipv6")) != (port, ipv4, ipv6)
@@ -122,10 +90,9 @@ def _replaces(r: dict[str, Any], port: int, ipv4: str | None, ipv6: str | None) 
 def _replace_error(r: dict[str, Any], what: str = "") -> NetworkError:
     proto, hp, name = r.get("proto"), r.get("host_port"), r.get("container")
     where = ""
-    if r.get("lxpath"):
-        from ..paths import default_lxpath
-        if os.path.realpath(r["lxpath"]) != os.path.realpath(default_lxpath()):
-            where = f"-P {r['lxpath']} "
+    if r.get("lxpath") and (os.path.realpath(r["lxpath"])
+                            != os.path.realpath(paths.default_lxpath())):
+        where = f"-P {r['lxpath']} "
     hint = (f"remove it first: lxpy-net {where}forward remove {name} {proto} {hp}"
             if r.get("owner") != "config" else
             f"it is {name}'s net.N.forward; change it there, or pick another host port")
@@ -175,34 +142,35 @@ def _check_listeners(proto: str, hp: int, v4: Any, v6: Any, what: str = "") -> N
                            "pick another host port, or stop that service")
 
 
+def _check(proto: str, hp: int, port: int, v4: str | None, v6: str | None, container: str,
+           lxhash: str, what: str = "") -> dict[str, Any] | None:
+    """Refuse a host port forwarded to another container, forwarded elsewhere in this
+    one, or where a host service listens. Returns the same forward if it is in place."""
+    r = _existing(proto, hp)
+    if r and (r.get("container"), r.get("lxhash")) != (container, lxhash):
+        raise NetworkError(f"{what}host port {proto}/{hp} is already forwarded to "
+                           f"container {r.get('container')!r}", "pick another host port")
+    if r and _replaces(r, port, v4, v6):
+        raise _replace_error(r, what)
+    if not r:
+        _check_listeners(proto, hp, v4, v6, what)
+    return r
+
+
 def check_free(plan: Any) -> None:
-    from . import _lxhash
-    lh = _lxhash(plan.lxpath)
+    lh = records.lxhash(plan.lxpath)
     for p in plan.ifaces:
         v4 = next((str(ipaddress.ip_interface(a).ip) for a in p.ipv4 + p.reserve4), None)
         v6 = next((str(ipaddress.ip_interface(a).ip) for a in p.ipv6), None)
         for proto, hp, cp in p.forwards:
-            what = f"{p.key()}.forward: "
-            r = _conflict(proto, hp, plan.container, lh)
-            if r:
-                raise NetworkError(f"{what}host port {proto}/{hp} is already "
-                                   f"forwarded to container {r.get('container')!r}",
-                                   "pick another host port")
-            mine = _existing(proto, hp)
-            if mine and _replaces(mine, cp, v4, v6):
-                raise _replace_error(mine, what)
-            if not mine:
-                _check_listeners(proto, hp, v4, v6, what)
+            _check(proto, hp, cp, v4, v6, plan.container, lh, f"{p.key()}.forward: ")
 
 
 def _existing(proto: str, hp: int) -> dict[str, Any] | None:
     """The forward of this host port, unless it is a stale config forward (its
     container's netns is gone): that one is replaced without a word."""
-    try:
-        r = json.loads(_file_for(proto, hp).read_text())
-    except (OSError, ValueError):
-        return None
-    if r.get("owner") == "config" and not _owner_alive(r):
+    r = records.load(_file_for(proto, hp))
+    if not r or r.get("owner") == "config" and not records.alive(r):
         return None
     return r
 
@@ -216,7 +184,6 @@ def _enable_localnet(dev: str) -> None:
 def add(container: str, lxpath: Path | str, proto: str, host_port: int, port: int,
         ipv4: str | None, ipv6: str | None, dev: str = "", owner: str = "cli",
         pid: int = 0, netns: int = 0) -> dict[str, Any]:
-    from . import _lxhash
     if proto not in ("tcp", "udp"):
         raise NetworkError(f"{proto!r}: a forward is tcp or udp")
     for x in (host_port, port):
@@ -226,29 +193,20 @@ def add(container: str, lxpath: Path | str, proto: str, host_port: int, port: in
         raise NetworkError(f"container {container!r} has no address to forward to",
                            "give it a static net.0.ipv4, or start it and let it get a lease")
     rec = {"owner": owner, "container": container, "lxpath": str(lxpath),
-           "lxhash": _lxhash(lxpath), "proto": proto, "host_port": host_port, "port": port,
+           "lxhash": records.lxhash(lxpath), "proto": proto, "host_port": host_port, "port": port,
            "ipv4": str(ipaddress.ip_interface(ipv4).ip) if ipv4 else None,
            "ipv6": str(ipaddress.ip_interface(ipv6).ip) if ipv6 else None, "dev": dev,
            "net4": str(ipaddress.ip_interface(ipv4).network) if ipv4 and "/" in ipv4 else None,
            "net6": str(ipaddress.ip_interface(ipv6).network) if ipv6 and "/" in ipv6 else None,
            "pid": pid, "netns": netns}
     with _locked():
-        r = _conflict(proto, host_port, container, rec["lxhash"])
-        if r:
-            raise NetworkError(f"host port {proto}/{host_port} is already forwarded to "
-                               f"container {r.get('container')!r}", "pick another host port")
-        mine = _existing(proto, host_port)
-        if mine and _replaces(mine, port, rec["ipv4"], rec["ipv6"]):
-            raise _replace_error(mine)
+        mine = _check(proto, host_port, port, rec["ipv4"], rec["ipv6"], container,
+                      rec["lxhash"])
         if mine and owner == "cli":
             return mine     # the same forward again: nothing to do
-        if not mine:
-            _check_listeners(proto, host_port, rec["ipv4"], rec["ipv6"])
         f = _file_for(proto, host_port)
         before = f.read_text() if f.exists() else None
-        tmp = f.with_name(f".{f.name}.tmp")
-        tmp.write_text(json.dumps(rec))
-        os.replace(tmp, f)
+        records.write_json(f, rec)
         try:
             _enable_localnet(dev)
             _apply()
@@ -263,15 +221,13 @@ def add(container: str, lxpath: Path | str, proto: str, host_port: int, port: in
 
 def remove(container: str | None, lxpath: Path | str | None, proto: str, host_port: int,
            owner: str | None = None) -> bool:
-    from . import _lxhash
     with _locked():
         f = _file_for(proto, host_port)
-        try:
-            r = json.loads(f.read_text())
-        except (OSError, ValueError):
+        r = records.load(f)
+        if not r:
             return False
         if container is not None and (r.get("container") != container or lxpath is not None
-                                      and r.get("lxhash") != _lxhash(lxpath)):
+                                      and r.get("lxhash") != records.lxhash(lxpath)):
             return False
         if owner is not None and r.get("owner") != owner:
             return False
@@ -304,36 +260,25 @@ def up(plan: Any, pid: int) -> ExitStack:
     return stack
 
 
-def down(plan: Any) -> None:
-    for p in plan.ifaces:
-        for proto, hp, _cp in p.forwards:
-            remove(plan.container, plan.lxpath, proto, hp, "config")
+def _drop(which: Callable[[dict[str, Any]], bool]) -> list[str]:
+    """Remove the config-owned forwards which(record) picks."""
+    gone = []
+    with _locked():
+        for f, r in records.load_all(state_dir()):
+            if r.get("owner") == "config" and which(r):
+                f.unlink()
+                gone.append(f"{r.get('proto')}/{r.get('host_port')}")
+        if gone:
+            _apply()
+    return gone
 
 
 def cleanup_stale() -> list[str]:
     """Drop config-owned forwards whose container's netns is gone."""
-    gone = []
-    with _locked():
-        for f, r in _records():
-            if r.get("owner") == "config" and not _owner_alive(r):
-                f.unlink()
-                gone.append(f"{r.get('proto')}/{r.get('host_port')}")
-        if gone:
-            _apply()
-    return gone
+    return _drop(lambda r: not records.alive(r))
 
 
 def remove_container(container: str, lxpath: Path | str) -> list[str]:
     """Remove the config-owned forwards of a container (at stop)."""
-    from . import _lxhash
-    lh = _lxhash(lxpath)
-    gone = []
-    with _locked():
-        for f, r in _records():
-            if r.get("owner") == "config" and r.get("container") == container \
-                    and r.get("lxhash") == lh:
-                f.unlink()
-                gone.append(f"{r.get('proto')}/{r.get('host_port')}")
-        if gone:
-            _apply()
-    return gone
+    lh = records.lxhash(lxpath)
+    return _drop(lambda r: (r.get("container"), r.get("lxhash")) == (container, lh))

@@ -1,15 +1,14 @@
-"""Interface types: one small class each (veth.py, macvlan.py, phys.py ...), found
-through REGISTRY. A type validates its entry against the host at prepare time and,
-at setup time, makes the device appear in the container's netns; the common part
-(rename, MTU, addresses, routes, up) is done by lxpy.net.setup afterwards."""
+"""The interface of a network type: one small class each (veth.py, macvlan.py, phys.py),
+listed in lxpy.net.plan.TYPES. A type validates its entry against the host at prepare
+time and, at setup time, makes the device appear in the container's netns; the common
+part (rename, MTU, addresses, routes, up) is done by lxpy.net.setup afterwards."""
 
 from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
-from ..errors import NetworkError
 from .rtnl import Link
 
 
@@ -49,10 +48,6 @@ class HostView:
     def get(self, name: str) -> Link | None:
         return self.links.get(name)
 
-    def is_bridge(self, name: str) -> bool:
-        lk = self.links.get(name)
-        return lk is not None and lk.kind == "bridge"
-
     def by_index(self, idx: int) -> Link | None:
         for lk in self.links.values():
             if lk.index == idx:
@@ -61,42 +56,11 @@ class HostView:
 
 
 class IfaceType:
-    name: ClassVar[str] = ""
-    own_netns: ClassVar[bool] = True    # the container has its own netns
+    """Also the whole of the types "empty" (a netns with only lo) and "none" (the host's
+    netns, shared): nothing to check, nothing to make."""
 
     def check(self, p: IfacePlan, hv: HostView) -> None:
         """Raise NetworkError if p cannot be set up on this host. Nothing is made."""
 
     def create(self, p: IfacePlan, pid: int, stack: ExitStack) -> None:
         """Make the device and move it into the netns of pid as p.tmp_name; push undos."""
-
-
-REGISTRY: dict[str, IfaceType] = {}
-
-
-def register(cls: type[IfaceType]) -> type[IfaceType]:
-    REGISTRY[cls.name] = cls()
-    return cls
-
-
-def get(name: str) -> IfaceType:
-    _load()
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise NetworkError(f"network type {name!r} is not known",
-                           f"use one of: {', '.join(sorted(REGISTRY))}") from None
-
-
-_LOADED = False
-
-
-def _load() -> None:
-    """Import every type module once. Not "if REGISTRY": a module imported on its own
-    (net.teardown imports phys) registers only its type, and the others would be
-    missing for the rest of the process."""
-    global _LOADED
-    if _LOADED:
-        return
-    from . import macvlan, phys, simple, veth  # noqa: F401 - they register themselves
-    _LOADED = True

@@ -7,13 +7,10 @@ from contextlib import ExitStack
 
 from ..errors import NetworkError
 from . import pr
-from .iface import HostView, IfacePlan, IfaceType, register
+from .iface import HostView, IfacePlan, IfaceType
 
 
-@register
 class Macvlan(IfaceType):
-    name = "macvlan"
-
     def check(self, p: IfacePlan, hv: HostView) -> None:
         if not p.link:
             raise NetworkError(f"{p.key()}.link: a macvlan needs the host device to sit on",

@@ -4,43 +4,18 @@ the device under a name like dev7: cleanup_stale() finds it by MAC and renames i
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from ..errors import NetworkError
-from . import pr
-from .iface import HostView, IfacePlan, IfaceType, register
+from . import pr, records
+from .iface import HostView, IfacePlan, IfaceType
 
 
 def state_dir() -> Path:
-    from ..paths import RUN_ROOT
-    return RUN_ROOT / "net" / "phys"
-
-
-def _write_state(name: str, data: dict) -> None:
-    from . import _write_json
-    _write_json(state_dir() / f"{name}.json", data)
-
-
-def _forget(f: Path) -> None:
-    from . import prune
-    with suppress(FileNotFoundError):
-        f.unlink()
-    prune(f.parent)
-
-
-def _records() -> list[tuple[Path, dict]]:
-    out = []
-    d = state_dir()
-    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
-        try:
-            out.append((f, json.loads(f.read_text())))
-        except (OSError, ValueError):
-            continue
-    return out
+    return records.run_root() / "phys"
 
 
 def _netns_alive(ino: int) -> bool:
@@ -54,10 +29,7 @@ def _netns_alive(ino: int) -> bool:
     return False
 
 
-@register
 class Phys(IfaceType):
-    name = "phys"
-
     def check(self, p: IfacePlan, hv: HostView) -> None:
         if not p.link:
             raise NetworkError(f"{p.key()}.link: which host device? set {p.key()}.link "
@@ -77,7 +49,7 @@ class Phys(IfaceType):
             raise NetworkError(f"{p.key()}.link: {p.link!r} is in use by the host "
                                f"(it has address {used[0]})",
                                "remove its addresses first if it is meant for the container")
-        for _f, rec in _records():
+        for _f, rec in records.load_all(state_dir()):
             if rec.get("name") == p.link and _netns_alive(int(rec.get("netns", 0))):
                 raise NetworkError(f"{p.key()}.link: {p.link!r} is in use by container "
                                    f"{rec.get('container')!r}")
@@ -92,10 +64,10 @@ class Phys(IfaceType):
             idx = pr.require_index(ipr, p.link)
             links = ipr.get_links(idx)
             mac = links[0].get_attr("IFLA_ADDRESS") if links else p.extra.get("mac", "")
-            _write_state(p.link, {"name": p.link, "mac": p.extra.get("mac") or mac,
-                                  "address": mac, "mtu": links[0].get_attr("IFLA_MTU"),
-                                  "netns": ino, "container": p.extra.get("container", ""),
-                                  "index": idx})
+            records.write_json(state_dir() / f"{p.link}.json", {
+                "name": p.link, "mac": p.extra.get("mac") or mac, "address": mac,
+                "mtu": links[0].get_attr("IFLA_MTU"), "netns": ino,
+                "container": p.extra.get("container", ""), "index": idx})
             stack.callback(give_back, p.link, fd)
             ipr.link("set", index=idx, state="down")
             if p.mtu:
@@ -111,9 +83,8 @@ def give_back(name: str, nsfd: int | None = None, pid: int | None = None,
     From the container's netns (held by nsfd, or of pid) if it is alive; else wait up to
     `wait` seconds for the kernel to return it when the netns dies."""
     f = state_dir() / f"{name}.json"
-    try:
-        rec = json.loads(f.read_text())
-    except (OSError, ValueError):
+    rec = records.load(f)
+    if not rec:
         return False
     where = (f"/proc/{os.getpid()}/fd/{nsfd}" if nsfd is not None
              else f"/proc/{pid}/ns/net" if pid else None)
@@ -130,7 +101,7 @@ def give_back(name: str, nsfd: int | None = None, pid: int | None = None,
         if time.monotonic() >= deadline:
             return False      # cleanup_stale() finishes the job later
         time.sleep(0.05)
-    _forget(f)
+    records.forget(f)
     return True
 
 
@@ -155,11 +126,11 @@ def _restore_on_host(rec: dict) -> bool:
 def cleanup_stale() -> list[str]:
     """Give back devices whose container netns is gone. Returns their names."""
     done = []
-    for f, rec in _records():
+    for f, rec in records.load_all(state_dir()):
         if _netns_alive(int(rec.get("netns", 0))):
             continue
         with suppress(Exception):
             _restore_on_host(rec)
-        _forget(f)
+        records.forget(f)
         done.append(rec.get("name", f.stem))
     return done

@@ -1,21 +1,17 @@
 """pyroute2, imported here and only when something is really set up.
 
 The calls used are the ones pyroute2 0.7.2 (Debian bookworm) and 0.9.x share:
-IPRoute().link/addr/route/link_lookup and NetNS(path, flags=0) (0.7 runs a proxy
+IPRoute().link/addr/get_links/get_addr and NetNS(path, flags=0) (0.7 runs a proxy
 process in the netns, 0.9 opens the socket there; both take a path).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ..errors import NetworkError
-
-IFA_F_NODAD = 0x02
 
 
 def _pyroute2():
@@ -84,32 +80,6 @@ def require_index(ipr: Any, name: str) -> int:
     return i
 
 
-def add_address(ipr: Any, idx: int, cidr: str) -> None:
-    iface = ipaddress.ip_interface(cidr)
-    kw: dict[str, Any] = {"index": idx, "address": str(iface.ip),
-                          "prefixlen": iface.network.prefixlen}
-    if iface.version == 4:
-        if iface.network.prefixlen < 31:
-            kw["broadcast"] = str(iface.network.broadcast_address)
-    else:
-        kw["family"] = socket.AF_INET6
-        # usable at once: no duplicate address detection delay before init runs
-        kw["flags"] = IFA_F_NODAD
-    ipr.addr("add", **kw)
-
-
-def add_default_route(ipr: Any, gateway: str, idx: int | None = None) -> None:
-    a = ipaddress.ip_address(gateway)
-    kw: dict[str, Any] = {"gateway": gateway}
-    if a.version == 6:
-        kw.update(dst="::", dst_len=0, family=socket.AF_INET6)
-    else:
-        kw.update(dst="0.0.0.0", dst_len=0, family=socket.AF_INET)
-    if idx is not None:
-        kw["oif"] = idx
-    ipr.route("add", **kw)
-
-
 def delete_link(name: str) -> None:
     """Delete a host link if it is still there (undo step)."""
     with host() as ipr:
@@ -121,6 +91,3 @@ def delete_link(name: str) -> None:
                 if getattr(e, "code", None) not in (19,):  # ENODEV
                     raise
 
-
-def version() -> str:
-    return getattr(_pyroute2(), "__version__", "?")

@@ -1,7 +1,7 @@
 """A small read-only rtnetlink client: links and addresses of a network namespace.
 
 Used where importing pyroute2 (100+ ms) would cost too much: validation in
-`net.prepare` and `net.addresses` for lxpy-ls/lxpy-info. One RTM_GETLINK and one
+`net.plan.prepare` and `addresses` for lxpy-ls/lxpy-info. One RTM_GETLINK and one
 RTM_GETADDR dump on a socket opened inside the wanted netns (a short-lived thread
 setns()es into it, opens the socket and exits; the socket keeps the netns).
 """
@@ -14,6 +14,9 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass, field
+from typing import Any
+
+from ..linux.libc import syscall
 
 NETLINK_ROUTE = 0
 RTM_NEWLINK, RTM_GETLINK = 16, 18
@@ -102,7 +105,6 @@ def open_socket(pid: int | None = None) -> socket.socket:
 
     def work() -> None:
         try:
-            from lxpy.linux.libc import syscall
             syscall("setns", fd, CLONE_NEWNET, path=f"/proc/{pid}/ns/net")
             result["sock"] = socket.socket(socket.AF_NETLINK,
                                            socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
@@ -170,6 +172,15 @@ def links(pid: int | None = None, with_addresses: bool = True) -> dict[int, Link
 
 def by_name(pid: int | None = None, with_addresses: bool = True) -> dict[str, Link]:
     return {lk.name: lk for lk in links(pid, with_addresses).values()}
+
+
+def addresses(pid: int) -> dict[str, dict[str, Any]]:
+    """{ifname: {"mac", "ipv4": [cidr...], "ipv6": [...], "rx_bytes", "tx_bytes", "up",
+    "mtu"}} of the netns of pid (lxpy-ls, lxpy-info)."""
+    return {lk.name: {"mac": lk.mac, "ipv4": lk.ipv4, "ipv6": lk.ipv6,
+                      "rx_bytes": lk.rx_bytes, "tx_bytes": lk.tx_bytes, "up": lk.up,
+                      "mtu": lk.mtu}
+            for lk in links(pid).values()}
 
 
 def link_up(pid: int | None, index: int = 1) -> None:

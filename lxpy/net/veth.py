@@ -7,13 +7,11 @@ import os
 from contextlib import ExitStack
 
 from ..errors import NetworkError
-from .iface import HostView, IfacePlan, IfaceType, register
+from . import rtnl
+from .iface import HostView, IfacePlan, IfaceType
 
 
-@register
 class Veth(IfaceType):
-    name = "veth"
-
     def check(self, p: IfacePlan, hv: HostView) -> None:
         if p.link:
             lk = hv.get(p.link)
@@ -33,7 +31,6 @@ class Veth(IfaceType):
 
     def create(self, p: IfacePlan, pid: int, stack: ExitStack) -> None:
         # plain rtnetlink (lxpy.net.rtnl): the common start path never imports pyroute2
-        from . import rtnl
         with rtnl.open_socket(None) as sock:
             bidx = None
             if p.link:
@@ -60,6 +57,5 @@ class Veth(IfaceType):
 
 
 def _delete(name: str) -> None:
-    from . import rtnl
     with rtnl.open_socket(None) as sock:
         rtnl.del_link(sock, name)

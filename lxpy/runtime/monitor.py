@@ -387,11 +387,12 @@ class Monitor:
                 sys.path[:] = self.plan["sys_path"]
                 from pathlib import Path
 
-                from .. import net
                 from ..config.loader import load
+                from ..net.plan import prepare
+                from ..net.setup import setup
                 cfg = load(Path(self.plan["config_path"]))
-                plan = net.prepare(cfg, self.plan["name"], Path(self.plan["lxpath"]))
-                net.setup(plan, self.init_pid)   # its undo is net.teardown (by record)
+                plan = prepare(cfg, self.plan["name"], Path(self.plan["lxpath"]))
+                setup(plan, self.init_pid)   # its undo is teardown (by record)
                 code = 0
             except BaseException as e:  # noqa: BLE001
                 os.write(w, f"{e}".encode()[:4000])
@@ -419,8 +420,8 @@ class Monitor:
             code = 1
             try:
                 sys.path[:] = self.plan["sys_path"]
-                from .. import net
-                net.teardown(self.plan["name"], self.plan["lxpath"])
+                from ..net.setup import teardown
+                teardown(self.plan["name"], self.plan["lxpath"])
                 code = 0
             except BaseException as e:  # noqa: BLE001
                 log(f"network teardown: {e}")

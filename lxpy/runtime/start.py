@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import marshal
 import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from .. import log as _log
 from ..errors import ConfigError, LockBusy, RuntimeStartError, StateError
 from . import proto, state
 
-log = _log.get("lxpy.runtime")
+log = logging.getLogger("lxpy.runtime")
 
 NET_TYPES_WITH_LINKS = ("veth", "macvlan", "phys")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -70,8 +70,8 @@ def cleanup_stale(container, info: state.StateInfo | None = None) -> None:
             log.warning("stale cgroup %s: %s", cg, e)
     try:
         if any(n.type in NET_TYPES_WITH_LINKS for n in container.config.net):
-            from .. import net
-            net.teardown(container.name, container.lxpath)
+            from ..net.setup import teardown
+            teardown(container.name, container.lxpath)
     except Exception as e:  # noqa: BLE001 - best effort
         log.warning("stale network of %s: %s", container.name, e)
     mcg = (info.extra or {}).get("monitor_cgroup")
@@ -315,16 +315,11 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
             mcg = cgroups.driver().create_monitor(container.name, system_config().cgroup_parent)
             undo.callback(mcg.destroy)
         if any(n.type in NET_TYPES_WITH_LINKS for n in cfg.net):
-            try:
-                from .. import net
-            except ImportError:
-                net = None
-            if net is None:
-                from ..errors import NetworkError
-                raise NetworkError(f"container {container.name!r}: network type "
-                                   f"{cfg.net[0].type} is not available in this build")
-            net.ensure_managed_bridge(cfg)
-            net.prepare(cfg, container.name, container.lxpath)
+            from ..net.plan import prepare
+            from ..net.setup import ensure_managed_bridge
+            from ..status import running_neighbours
+            ensure_managed_bridge(cfg)
+            prepare(cfg, container.name, container.lxpath, running_neighbours(container))
         from ..paths import log_dir
         logs = str(log_dir(container.lxpath, container.name))
         console_log = None

@@ -61,20 +61,6 @@ def stop(container, timeout: float | None = None, kill: bool = False, wait: bool
         _stop_orphan(container, state.query(container), timeout, kill)
 
 
-def stop_running(name: str, run_dir: str, timeout: float | None = None, kill: bool = False,
-                 wait: bool = True, reboot: bool = False) -> bool:
-    """lxpy-stop's usual case without the container layer (pathlib, the config: ~10 ms of a
-    command that scripts run in loops): a running container with a live monitor. False,
-    having done nothing, for anything else (stopped, stale, no monitor): stop() then."""
-    info = state.query_dir(run_dir)
-    if info.state == "STOPPED" or not info.monitor_alive:
-        return False
-    try:
-        return _ask_monitor(name, run_dir, timeout, kill, wait, reboot)
-    except (FileNotFoundError, ConnectionRefusedError):
-        return False
-
-
 def _ask_monitor(name: str, run_dir: str, timeout: float | None, kill: bool, wait: bool,
                  reboot: bool) -> bool:
     """Send stop (or reboot) to the monitor and, with wait, stay until it exits. False when

@@ -1,5 +1,5 @@
-"""Storage backends (dir, overlay, btrfs), found through a registry: each module in this
-package registers a Backend subclass (see base.py); a new backend is one new file.
+"""Storage backends (dir, overlay, btrfs), listed in BACKENDS (see base.py for their
+interface); a new backend is one new file and one line in the table.
 
     storage.get("overlay").create_from(base, cdir)
     storage.best(lxpath)            # -B best: btrfs on btrfs, else overlay, else dir
@@ -10,7 +10,8 @@ package registers a Backend subclass (see base.py); a new backend is one new fil
 
 from __future__ import annotations
 
-import os
+import importlib
+from functools import cache
 
 from ..errors import StorageError
 
@@ -21,59 +22,35 @@ if TYPE_CHECKING:
     from ..container import Container
     from .base import Backend
 
-# modules of this package that are not backends
-_HELPERS = frozenset({"base", "copy", "clone", "snapshot", "rename", "safewrite", "copyup",
-                      "fastclone", "identity", "layers"})
-# the order -B best tries them in
-_PREFERENCE = ("btrfs", "overlay", "dir")
-
-
-def _backend_modules() -> list[str]:
-    import pkgutil  # with inspect, ~5 ms: only where every backend is wanted
-    return sorted(m.name for m in pkgutil.iter_modules(__path__)
-                  if not m.name.startswith("_") and m.name not in _HELPERS)
-
-
-def _is_backend_module(name: str) -> bool:
-    """What `name in _backend_modules()` says, for one name, without listing the package."""
-    if not name or name.startswith("_") or name in _HELPERS or not name.isidentifier():
-        return False
-    return any(os.path.exists(os.path.join(d, f"{name}{ext}")) for d in __path__
-               for ext in (".py", ".pyc")) or name in _backend_modules()
-
-
-def _load_all() -> dict[str, Backend]:
-    from .base import _REGISTRY
-    for mod in _backend_modules():
-        if mod not in _REGISTRY:
-            __import__(f"{__name__}.{mod}")   # (not importlib: ~0.5 ms)
-    return _REGISTRY
+# name -> module:class, imported when it is used (PID 1 mounts with one of them);
+# -B best tries them in this order
+BACKENDS = {
+    "btrfs": "lxpy.storage.btrfs:BtrfsBackend",
+    "overlay": "lxpy.storage.overlay:OverlayBackend",
+    "dir": "lxpy.storage.dir:DirBackend",
+}
 
 
 def names() -> list[str]:
-    return sorted(_load_all())
+    return sorted(BACKENDS)
 
 
+@cache
 def get(name: str) -> Backend:
-    from .base import _REGISTRY
-    if name not in _REGISTRY and _is_backend_module(name):
-        __import__(f"{__name__}.{name}")
     try:
-        return _REGISTRY[name]
+        module, _, cls = BACKENDS[name].partition(":")
     except KeyError:
         raise StorageError(f"{name!r} is not a storage backend",
                            f"use one of: {', '.join(names())}, or best") from None
+    return getattr(importlib.import_module(module), cls)()
 
 
 def best(lxpath: Path) -> Backend:
     """The fastest backend available for containers in lxpath."""
     from pathlib import Path
-    reg = _load_all()
-    order = [n for n in _PREFERENCE if n in reg] + sorted(set(reg) - set(_PREFERENCE))
-    for n in order:
-        ok, _ = reg[n].available(Path(lxpath))
-        if ok:
-            return reg[n]
+    for n in BACKENDS:
+        if get(n).available(Path(lxpath))[0]:
+            return get(n)
     raise StorageError(f"no storage backend is available for {lxpath}")
 
 

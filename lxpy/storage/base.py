@@ -1,5 +1,5 @@
-"""The storage backend interface and its registry. A backend is one module in this package
-that defines a Backend subclass decorated with @register."""
+"""The storage backend interface. A backend is one module in this package that defines a
+Backend subclass, listed in lxpy.storage.BACKENDS."""
 
 from __future__ import annotations
 
@@ -13,14 +13,6 @@ from ..errors import StorageError
 TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
     from typing import Any, ClassVar
-
-_REGISTRY: dict[str, Backend] = {}
-
-
-def register(cls: type[Backend]) -> type[Backend]:
-    _REGISTRY[cls.name] = cls()
-    return cls
-
 
 def rootfs_dir(cdir: Path, cfg: Any) -> Path:
     """cfg.rootfs.path resolved against the container directory cdir (which may be a temp

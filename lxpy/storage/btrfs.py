@@ -4,12 +4,12 @@ and snapshots are subvolume snapshots: O(1) and independent both ways."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from pathlib import Path
 
-from .. import log as _log
 from ..errors import StorageError
-from .base import Backend, own_path, register, rootfs_dir
+from .base import Backend, own_path, rootfs_dir
 from .copy import copy_contents, copy_dir_attrs, remove_tree
 from .dir import bind_rootfs
 
@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
     from typing import Any
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 # errors that mean "a snapshot cannot be made here, copy instead"
 _NO_SNAPSHOT = (errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOTDIR)
@@ -35,7 +35,6 @@ def _storage_error(e: OSError, what: str) -> StorageError:
     return StorageError(f"btrfs: {what}: {e.strerror or e}", hint)
 
 
-@register
 class BtrfsBackend(Backend):
     name = "btrfs"
     description = "btrfs subvolumes; clones and snapshots are subvolume snapshots"

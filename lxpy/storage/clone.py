@@ -8,6 +8,7 @@ sweeps stale temporary directories whose container lock is free."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -16,7 +17,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from .. import log as _log
 from ..config.atomic import write_new
 from ..config.edit import set_keys
 from ..config.loader import load, validate
@@ -32,7 +32,7 @@ from .identity import (HOST_FILES, new_hwaddr, read_host_files, restore_files, r
                        update_hostname)
 from .overlay import LAYERS, OverlayBackend
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 TMP = ".tmp-"
 RENAME_JOURNAL = ".lxpy-rename.json"

@@ -7,18 +7,18 @@ in bench/), and it already does reflinks, sparse detection and hard link trackin
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
 import subprocess
 from pathlib import Path
 
-from .. import log as _log
 from ..errors import StorageError
 from ..linux.fsops import BTRFS_FIRST_FREE_OBJECTID, btrfs_subvol_delete, is_btrfs
 from ..linux.mount import MNT_DETACH, mounts_under, umount2
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 
 def _tail(text: str) -> str:

@@ -3,10 +3,10 @@ OverlayBackend.editable: a clone's /etc/hostname and /etc/hosts change without a
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 
-from .. import log
 from ..config.atomic import write_all
 from .copy import copy_dir_attrs, copy_file
 
@@ -26,7 +26,7 @@ def copy_xattrs(src: str, dst: str) -> None:
             os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False),
                         follow_symlinks=False)
         except OSError as e:
-            log.get("lxpy.storage").debug("xattr %s of %s: %s", name, src, e)
+            logging.getLogger("lxpy.storage").debug("xattr %s of %s: %s", name, src, e)
 
 
 def read_file(path: str) -> bytes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import StorageError
-from .base import Backend, own_path, register, rootfs_dir
+from .base import Backend, own_path, rootfs_dir
 from .copy import copy_tree, remove_tree
 
 TYPE_CHECKING = False  # typing costs every command ~5 ms of import
@@ -22,7 +22,6 @@ def bind_rootfs(src: Path, target: Path) -> None:
     mount(src, target, None, MS_BIND | MS_REC)
 
 
-@register
 class DirBackend(Backend):
     name = "dir"
     description = "a plain directory tree (full copies, reflinked where the filesystem can)"

@@ -13,11 +13,11 @@ made before are harmless if we are killed before either."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
-from .. import log as _log
 from ..config.atomic import write_new
 from ..errors import StorageError
 from ..linux.fsops import RENAME_EXCHANGE, renameat2
@@ -25,7 +25,7 @@ from ..linux.mount import is_mountpoint
 from .base import rootfs_dir, split_lowers
 from .copy import copy_dir_attrs, is_empty_dir
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 LAYERS = "layers"       # <cdir>/layers/N: read-only layers of its own
 MAX_LOWERS = 500        # the kernel's OVL_MAX_STACK

@@ -13,14 +13,14 @@ copies the delta and the own layers and shares the other lowers."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import log as _log
 from ..errors import StorageError
-from .base import Backend, join_lowers, own_path, register, rootfs_dir, split_lowers
+from .base import Backend, join_lowers, own_path, rootfs_dir, split_lowers
 from .copy import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree
 from .layers import LAYERS, MAX_LOWERS, MAX_OPTIONS, too_deep  # noqa: F401 - also for others
 
@@ -28,7 +28,7 @@ TYPE_CHECKING = False  # typing costs every command ~5 ms of import
 if TYPE_CHECKING:
     from typing import Any
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 _available: bool | None = None
 
@@ -73,7 +73,6 @@ def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> 
         raise StorageError(f"cannot mount the overlay at {target}: {e.strerror}", hint) from None
 
 
-@register
 class OverlayBackend(Backend):
     name = "overlay"
     description = "overlayfs: changes in delta/ over the read-only cache (instant create/clone)"

@@ -8,6 +8,7 @@ renameat2(RENAME_EXCHANGE), so a failed or killed restore leaves the container a
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import log as _log
 from ..config.atomic import write_new
 from ..config.edit import toml_str
 from ..config.loader import load
@@ -29,7 +29,7 @@ from .clone import (HOST_FILES, MERGED, TMP, dependants, new_tmp, publish, rende
                     require_stopped, run_clone_hooks, sweep, update_hostname)
 from .copy import remove_tree, tree_usage
 
-log = _log.get("lxpy.storage")
+log = logging.getLogger("lxpy.storage")
 
 SNAP_RE = re.compile(r"^snap(\d{1,9})$")
 META = "meta.toml"

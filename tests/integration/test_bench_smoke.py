@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
-QUICK_ROWS = ["create_busybox", "start_busybox", "attach_true", "stop_busybox", "ls_1", "info_1"]
+QUICK_ROWS = ["python_start", "create_busybox", "start_busybox", "attach_true", "stop_busybox",
+              "stop_kill_busybox", "config_get", "cgroup_get", "wait_running", "ls_1", "info_1"]
+NO_LXC = {"python_start", "config_get"}     # no LXC column: the baseline, no equivalent
 
 
 def lxc_cgroups() -> list[str]:
@@ -29,7 +33,7 @@ def test_quick_run_writes_the_table_json_and_plot(tmp_path):
                         "--plot", str(png)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "Traceback" not in r.stderr
-    assert "lxpy/LXC" in r.stdout and "goals met" in r.stdout
+    assert "lxpy/LXC" in r.stdout and "× python_start" in r.stdout and "goals met" in r.stdout
 
     doc = json.loads(out.read_text())
     assert doc["mode"] == "quick" and doc["iterations"] == 1
@@ -37,20 +41,29 @@ def test_quick_run_writes_the_table_json_and_plot(tmp_path):
     assert doc["cleanup_problems"] == []
     assert [row["id"] for row in doc["rows"]] == QUICK_ROWS
     have_lxc = shutil.which("lxc-create") is not None
+    by = {row["id"]: row for row in doc["rows"]}
+    assert by["python_start"]["goal_py_max"] is None
     for row in doc["rows"]:
         assert row["status"] == "ok", row
         lx = row["tools"]["lxpy"]
         assert lx["n"] == 1 and len(lx["samples"]) == 1
         assert 0 < lx["min"] <= lx["median"] <= lx["max"]
         assert isinstance(row["goal"], str) and row["title"]
-        if have_lxc:
+        if have_lxc and row["id"] not in NO_LXC:
             assert row["tools"]["lxc"]["n"] == 1
             assert isinstance(row["ratio"], float) and row["ratio"] > 0
         else:
             assert "lxc" not in row["tools"] and row["ratio"] is None
-            assert any("LXC not installed" in n for n in row["notes"])
-        assert row["meets_goal"] in (True, False, None)
-        if row["goal_max_ratio"] is None:
+            assert any("LXC not installed" in n for n in row["notes"]) == (
+                not have_lxc and row["id"] not in NO_LXC)
+        # The commands that return before the guest's work: against python_start, same run.
+        if row["goal_py_max"] is not None:
+            base = by["python_start"]["tools"]["lxpy"]["median"]
+            assert row["py_multiple"] == pytest.approx(lx["median"] / base)
+            assert row["meets_goal"] == (row["py_multiple"] <= row["goal_py_max"])
+        else:
+            assert row["py_multiple"] is None
+        if row["goal_max_ratio"] is None and row["goal_py_max"] is None:
             assert row["meets_goal"] is None
     s = doc["summary"]
     assert sorted(s["met"] + s["missed"] + s["no_goal"] + s["not_run"]) == sorted(QUICK_ROWS)

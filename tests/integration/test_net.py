@@ -20,14 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from lxpy import net, paths
+from lxpy import paths
 from lxpy.config import validate
 from lxpy.errors import NetworkError
-from lxpy.net import forward, rtnl
+from lxpy.net import forward, records, rtnl
+from lxpy.net.plan import host_name_for, prepare
+from lxpy.net.setup import cleanup_stale, loopback_up, setup, teardown
 
 pytestmark = pytest.mark.root
 
-BIN = Path(sys.executable).parent
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
 
@@ -110,7 +111,7 @@ def _pids_in_netns(pid: int) -> list[int]:
 
 @pytest.fixture
 def undos():
-    """Collects what net.setup/forwards_up return; closes them even on failure."""
+    """Collects what setup/forward.up return; closes them even on failure."""
     stacks = []
     yield stacks
     for s in reversed(stacks):
@@ -162,13 +163,13 @@ def test_veth_static_address_is_up_and_reachable(bridge, netns, undos, lxpath, s
     pid = netns()
     cfg = cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.50/24"], "gateway4": "auto",
                   "ipv6": ["fd42:1::50/64"], "hwaddr": "00:16:3e:xx:xx:xx", "mtu": 1400})
-    plan = net.prepare(cfg, "web1", lxpath)
-    undos.append(net.setup(plan, pid))
+    plan = prepare(cfg, "web1", lxpath)
+    undos.append(setup(plan, pid))
     host_end = plan.ifaces[0].host_name
     links = rtnl.by_name()
     assert links[host_end].master == links[br].index
     # inside: eth0 with the address, the MAC prefix and MTU, lo up, default route
-    addrs = net.addresses(pid)
+    addrs = rtnl.addresses(pid)
     assert f"{sub}.50/24" in addrs["eth0"]["ipv4"]
     assert "fd42:1::50/64" in addrs["eth0"]["ipv6"]
     assert addrs["eth0"]["mac"].startswith("00:16:3e:")
@@ -190,7 +191,7 @@ def test_veth_static_address_is_up_and_reachable(bridge, netns, undos, lxpath, s
         srv.kill()
         srv.wait()
     # rx/tx counters moved
-    assert net.addresses(pid)["eth0"]["rx_bytes"] > 0
+    assert rtnl.addresses(pid)["eth0"]["rx_bytes"] > 0
 
 
 def test_veth_setup_does_not_import_pyroute2(bridge, netns, lxpath, sysconf):
@@ -199,12 +200,12 @@ def test_veth_setup_does_not_import_pyroute2(bridge, netns, lxpath, sysconf):
     pid = netns()
     code = f"""
 import sys
-from lxpy import net
 from lxpy.config import validate
+from lxpy.net import plan, rtnl, setup
 cfg = validate({{"net": [{{"type": "veth", "link": "{br}", "ipv4": ["{sub}.55/24"],
                           "gateway4": "auto"}}]}}, "t")
-undo = net.setup(net.prepare(cfg, "lean", "{lxpath}"), {pid})
-print("pyroute2" in sys.modules, net.addresses({pid})["eth0"]["ipv4"])
+undo = setup.setup(plan.prepare(cfg, "lean", "{lxpath}"), {pid})
+print("pyroute2" in sys.modules, rtnl.addresses({pid})["eth0"]["ipv4"])
 undo.close()
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -218,66 +219,66 @@ def test_host_end_goes_when_the_netns_dies(bridge, netns, lxpath, sysconf):
     try:
         wait_for(lambda: os.stat(f"/proc/{p.pid}/ns/net").st_ino
                  != os.stat("/proc/self/ns/net").st_ino)
-        plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.51/24"]}),
-                           "dies1", lxpath)
-        undo = net.setup(plan, p.pid)
+        plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.51/24"]}),
+                       "dies1", lxpath)
+        undo = setup(plan, p.pid)
         assert plan.ifaces[0].host_name in host_links()
     finally:
         p.kill()    # the monitor would be SIGKILLed too: nobody runs undo
         p.wait()
     wait_for(lambda: plan.ifaces[0].host_name not in host_links(), what="host end to vanish")
     undo.close()    # harmless afterwards
-    net.cleanup_stale()
-    assert not list((net.run_root() / "containers").glob("*-dies1.json"))
+    cleanup_stale()
+    assert not list((records.run_root() / "containers").glob("*-dies1.json"))
 
 
 def test_undo_removes_host_end_and_record(bridge, netns, lxpath, sysconf):
     br, sub = bridge
     pid = netns()
-    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.52/24"]}),
-                       "undo1", lxpath)
-    undo = net.setup(plan, pid)
+    plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.52/24"]}),
+                   "undo1", lxpath)
+    undo = setup(plan, pid)
     assert plan.ifaces[0].host_name in host_links()
     undo.close()
     assert plan.ifaces[0].host_name not in host_links()
-    assert "eth0" not in net.addresses(pid)
-    net.setup(plan, pid)
-    assert net.teardown("undo1", lxpath) == [f"veth {plan.ifaces[0].host_name}"]
+    assert "eth0" not in rtnl.addresses(pid)
+    setup(plan, pid)
+    assert teardown("undo1", lxpath) == [f"veth {plan.ifaces[0].host_name}"]
     assert plan.ifaces[0].host_name not in host_links()
 
 
 def test_empty_has_only_lo_up(netns, lxpath, sysconf):
     pid = netns()
-    plan = net.prepare(cfg_of({"type": "empty"}), "empty1", lxpath)
+    plan = prepare(cfg_of({"type": "empty"}), "empty1", lxpath)
     assert not plan.has_devices
-    net.setup(plan, pid).close()
-    a = net.addresses(pid)
+    setup(plan, pid).close()
+    a = rtnl.addresses(pid)
     assert list(a) == ["lo"] and a["lo"]["up"] and "127.0.0.1/8" in a["lo"]["ipv4"]
     pid2 = netns()
-    net.loopback_up(pid2)
-    assert net.addresses(pid2)["lo"]["up"]
+    loopback_up(pid2)
+    assert rtnl.addresses(pid2)["lo"]["up"]
 
 
 def test_none_shares_the_host(lxpath, sysconf):
-    plan = net.prepare(cfg_of({"type": "none"}), "host1", lxpath)
+    plan = prepare(cfg_of({"type": "none"}), "host1", lxpath)
     assert plan.share_host and plan.warnings
     with pytest.raises(NetworkError):
-        net.prepare(cfg_of({"type": "none"}, {"type": "empty"}), "host1", lxpath)
+        prepare(cfg_of({"type": "none"}, {"type": "empty"}), "host1", lxpath)
 
 
 def test_macvlan_modes_and_traffic(bridge, netns, undos, lxpath, sysconf):
     br, sub = bridge
     a, b = netns(), netns()
     for pid, n, mode in ((a, 60, "bridge"), (b, 61, "bridge")):
-        plan = net.prepare(cfg_of({"type": "macvlan", "link": br, "macvlan_mode": mode,
-                                   "ipv4": [f"{sub}.{n}/24"]}), f"mv{n}", lxpath)
-        undos.append(net.setup(plan, pid))
+        plan = prepare(cfg_of({"type": "macvlan", "link": br, "macvlan_mode": mode,
+                               "ipv4": [f"{sub}.{n}/24"]}), f"mv{n}", lxpath)
+        undos.append(setup(plan, pid))
     assert "macvlan mode bridge" in in_ns(a, "ip", "-d", "link", "show", "eth0").stdout
     in_ns(a, BUSYBOX, "ping", "-c1", "-W5", f"{sub}.61")
     pid = netns()
-    plan = net.prepare(cfg_of({"type": "macvlan", "link": br, "macvlan_mode": "private",
-                               "name": "mv0"}), "mvp", lxpath)
-    undos.append(net.setup(plan, pid))
+    plan = prepare(cfg_of({"type": "macvlan", "link": br, "macvlan_mode": "private",
+                           "name": "mv0"}), "mvp", lxpath)
+    undos.append(setup(plan, pid))
     assert "macvlan mode private" in in_ns(pid, "ip", "-d", "link", "show", "mv0").stdout
 
 
@@ -287,26 +288,26 @@ def test_phys_moves_in_and_comes_back_with_its_name(netns, unique, lxpath, sysco
     try:
         mac = rtnl.by_name()[dev].mac
         pid = netns()
-        plan = net.prepare(cfg_of({"type": "phys", "link": dev, "name": "eth1",
-                                   "ipv4": ["192.168.250.2/24"]}), "phys1", lxpath)
-        undo = net.setup(plan, pid)
+        plan = prepare(cfg_of({"type": "phys", "link": dev, "name": "eth1",
+                               "ipv4": ["192.168.250.2/24"]}), "phys1", lxpath)
+        undo = setup(plan, pid)
         assert dev not in host_links()
-        inside = net.addresses(pid)
+        inside = rtnl.addresses(pid)
         assert inside["eth1"]["mac"] == mac and "192.168.250.2/24" in inside["eth1"]["ipv4"]
         # in use: a second container cannot have it
         with pytest.raises(NetworkError, match="does not exist|in use"):
-            net.prepare(cfg_of({"type": "phys", "link": dev}), "phys2", lxpath)
+            prepare(cfg_of({"type": "phys", "link": dev}), "phys2", lxpath)
         undo.close()
         back = rtnl.by_name()
         assert dev in back and back[dev].mac == mac
-        assert "eth1" not in net.addresses(pid)
+        assert "eth1" not in rtnl.addresses(pid)
         # again, given back by teardown() from the records (no ExitStack at hand)
-        plan = net.prepare(cfg_of({"type": "phys", "link": dev, "name": "eth1"}), "phys1",
-                           lxpath)
-        net.setup(plan, pid)
+        plan = prepare(cfg_of({"type": "phys", "link": dev, "name": "eth1"}), "phys1",
+                       lxpath)
+        setup(plan, pid)
         assert dev not in host_links()
-        assert "phys " + dev in net.teardown("phys1", lxpath)
-        assert dev in host_links() and "eth1" not in net.addresses(pid)
+        assert "phys " + dev in teardown("phys1", lxpath)
+        assert dev in host_links() and "eth1" not in rtnl.addresses(pid)
     finally:
         subprocess.run(["ip", "link", "del", dev], capture_output=True)
 
@@ -318,7 +319,7 @@ def test_phys_moves_in_and_comes_back_with_its_name(netns, unique, lxpath, sysco
 def _fails(cfg, name, lxpath, match):
     before = host_links()
     with pytest.raises(NetworkError) as ei:
-        net.prepare(cfg, name, lxpath)
+        prepare(cfg, name, lxpath)
     msg = str(ei.value)
     assert "\n" not in msg and match in msg, msg
     assert host_links() == before
@@ -358,9 +359,9 @@ def test_bad_input(bridge, netns, undos, lxpath, sysconf, unique):
            "already used on the host")
     # duplicates with a running container of the same lxpath
     pid = netns()
-    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.72/24"],
-                               "hwaddr": "00:16:3e:11:22:33"}), "first", lxpath)
-    undos.append(net.setup(plan, pid))
+    plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.72/24"],
+                           "hwaddr": "00:16:3e:11:22:33"}), "first", lxpath)
+    undos.append(setup(plan, pid))
     _fails(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.72/24"]}), "second", lxpath,
            "running container 'first'")
     _fails(cfg_of({"type": "veth", "link": br, "hwaddr": "00:16:3e:11:22:33"}), "second",
@@ -377,27 +378,27 @@ def test_bad_input(bridge, netns, undos, lxpath, sysconf, unique):
            "outside the subnet")
     # a failure half-way through setup undoes what was made
     pid2 = netns()
-    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.73/24"]},
-                              {"type": "veth", "link": br, "name": "eth1",
-                               "veth_host": "lxpyh" + unique[1:7]}), "half", lxpath)
+    plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.73/24"]},
+                          {"type": "veth", "link": br, "name": "eth1",
+                           "veth_host": "lxpyh" + unique[1:7]}), "half", lxpath)
     ip("link", "add", "lxpyh" + unique[1:7], "type", "bridge")   # taken meanwhile
     try:
         before = host_links()
         with pytest.raises(NetworkError):
-            net.setup(plan, pid2)
+            setup(plan, pid2)
         assert host_links() == before
-        assert "eth0" not in net.addresses(pid2)
+        assert "eth0" not in rtnl.addresses(pid2)
     finally:
         subprocess.run(["ip", "link", "del", "lxpyh" + unique[1:7]], capture_output=True)
 
 
 def test_setup_refuses_the_host_netns(bridge, lxpath, sysconf):
     br, sub = bridge
-    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.80/24"]}),
-                       "hostns", lxpath)
+    plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.80/24"]}),
+                   "hostns", lxpath)
     before = host_links()
     with pytest.raises(NetworkError, match="shares the host"):
-        net.setup(plan, os.getpid())
+        setup(plan, os.getpid())
     assert host_links() == before
 
 
@@ -445,7 +446,7 @@ def assert_managed_gone(br: str) -> None:
     assert br not in host_links()
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert f"lxpy-{br}" not in tables
-    assert not (net.run_root() / br).exists()
+    assert not (records.run_root() / br).exists()
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert f"/run/lxpy/net/{br}/" not in ps
 
@@ -488,13 +489,13 @@ def test_managed_bridge_dhcp_dns_and_host_server(managed, netns, undos, lxpath, 
     a, b = netns(), netns()
     leased = {}
     for pid, name in ((a, "dhcpa"), (b, "dhcpb")):
-        plan = net.prepare(cfg_of({"type": "veth", "link": br, "dhcp": True,
-                                   "hwaddr": "00:16:3e:xx:xx:xx"}), name, lxpath)
-        undos.append(net.setup(plan, pid))
+        plan = prepare(cfg_of({"type": "veth", "link": br, "dhcp": True,
+                               "hwaddr": "00:16:3e:xx:xx:xx"}), name, lxpath)
+        undos.append(setup(plan, pid))
         leased[name] = udhcpc(pid, tmp_path, name)
         lo, hi = 100, 150
         assert leased[name].startswith(f"{sub}.") and lo <= int(leased[name].split(".")[3]) <= hi
-    assert f"{leased['dhcpa']}/24" in net.addresses(a)["eth0"]["ipv4"]
+    assert f"{leased['dhcpa']}/24" in rtnl.addresses(a)["eth0"]["ipv4"]
     # by address, and by name through the bridge's DNS
     in_ns(a, BUSYBOX, "ping", "-c1", "-W5", leased["dhcpb"])
     r = with_resolv(a, tmp_path, f"{sub}.1", BUSYBOX, "ping", "-c1", "-W5", "dhcpb")
@@ -505,20 +506,20 @@ def test_managed_bridge_dhcp_dns_and_host_server(managed, netns, undos, lxpath, 
     assert {x["hostname"] for x in leases} >= {"dhcpa", "dhcpb"}
     # a container that asks for a static lease (dhcp + ipv4) gets exactly that address
     d = netns()
-    plan = net.prepare(cfg_of({"type": "veth", "link": br, "dhcp": True,
-                               "ipv4": [f"{sub}.33/24"], "hwaddr": "00:16:3e:xx:xx:xx"}),
-                       "reserved", lxpath)
-    undos.append(net.setup(plan, d))
-    hosts = (net.run_root() / br / "dhcp-hosts").read_text()
+    plan = prepare(cfg_of({"type": "veth", "link": br, "dhcp": True,
+                           "ipv4": [f"{sub}.33/24"], "hwaddr": "00:16:3e:xx:xx:xx"}),
+                   "reserved", lxpath)
+    undos.append(setup(plan, d))
+    hosts = (records.run_root() / br / "dhcp-hosts").read_text()
     assert f"{plan.ifaces[0].hwaddr},{sub}.33,reserved" in hosts
     assert udhcpc(d, tmp_path, "reserved") == f"{sub}.33"
     # a static container on the managed bridge is known by name too
     c = netns()
-    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.20/24"]}),
-                       "static1", lxpath)
+    plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.20/24"]}),
+                   "static1", lxpath)
     assert plan.ifaces[0].gateway4 == f"{sub}.1"     # the bridge, by default
-    undos.append(net.setup(plan, c))
-    assert f"{sub}.20 static1" in (net.run_root() / br / "hosts").read_text()
+    undos.append(setup(plan, c))
+    assert f"{sub}.20 static1" in (records.run_root() / br / "hosts").read_text()
     r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(
         with_resolv(a, tmp_path, f"{sub}.1", BUSYBOX, "ping", "-c1", "-W5", "static1")),
         what="static1 in the bridge's DNS (dnsmasq re-reads its hosts on SIGHUP)")
@@ -579,9 +580,9 @@ def test_nat_masquerades_the_container(managed, netns, undos, lxpath, other_mach
     br, sub = managed
     spid, saddr, host_side = other_machine
     c = netns()
-    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.30/24"]}),
-                       "natc", lxpath)
-    undos.append(net.setup(plan, c))
+    plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.30/24"]}),
+                   "natc", lxpath)
+    undos.append(setup(plan, c))
     # a server in the other netns that answers with the address it sees
     srv = subprocess.Popen(["nsenter", "-t", str(spid), "-n", sys.executable, "-c", f"""
 import socket
@@ -620,8 +621,8 @@ def test_forward_from_host_and_other_machine(managed, netns, undos, lxpath, lxpy
     _write_container(lxpath, name, [{"type": "veth", "link": br, "ipv4": [f"{sub}.40/24"]}])
     c = netns()
     from lxpy.container import Container
-    plan = net.prepare(Container(name, lxpath).config, name, lxpath)
-    undos.append(net.setup(plan, c))
+    plan = prepare(Container(name, lxpath).config, name, lxpath)
+    undos.append(setup(plan, c))
     www = tmp_path / "www"
     www.mkdir()
     token = f"container-{os.getpid()}"
@@ -648,7 +649,7 @@ def test_forward_from_host_and_other_machine(managed, netns, undos, lxpath, lxpy
         assert token in r.stdout
         # a neighbour on the same bridge through the host's address (hairpin)
         nb = netns()
-        undos.append(net.setup(net.prepare(cfg_of(
+        undos.append(setup(prepare(cfg_of(
             {"type": "veth", "link": br, "ipv4": [f"{sub}.45/24"]}), "nb", lxpath), nb))
         r = in_ns(nb, BUSYBOX, "wget", "-q", "-O", "-", f"http://{sub}.1:{hp}/")
         assert token in r.stdout
@@ -699,17 +700,17 @@ def test_forward_add_refuses_a_replacement_and_a_host_service(managed, lxpath, l
         s.listen()
         port = s.getsockname()[1]
         with pytest.raises(NetworkError, match="in use on the host"):
-            net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.44/24"],
-                                "forward": [f"tcp/{port}:80"]}), "fwr2", lxpath)
+            prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.44/24"],
+                            "forward": [f"tcp/{port}:80"]}), "fwr2", lxpath)
 
 
 def test_config_forwards_come_and_go(managed, netns, undos, lxpath, tmp_path):
     br, sub = managed
     hp = random.randint(30000, 39999)
     c = netns()
-    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.41/24"],
-                               "forward": [f"tcp/{hp}:8000"]}), "cfwd", lxpath)
-    undos.append(net.setup(plan, c))      # setup publishes the config's forwards
+    plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.41/24"],
+                           "forward": [f"tcp/{hp}:8000"]}), "cfwd", lxpath)
+    undos.append(setup(plan, c))      # setup publishes the config's forwards
     srv = subprocess.Popen(["nsenter", "-t", str(c), "-n", BUSYBOX, "nc", "-ll", "-p", "8000",
                             "-e", "echo", "cfg-forward-ok"])
     try:
@@ -722,15 +723,15 @@ def test_config_forwards_come_and_go(managed, netns, undos, lxpath, tmp_path):
         assert b"cfg-forward-ok" in wait_for(talk, what="config forward")
         # the same host port for another container is refused
         with pytest.raises(NetworkError, match="already forwarded"):
-            net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.42/24"],
-                                "forward": [f"tcp/{hp}:80"]}), "other", lxpath)
+            prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.42/24"],
+                            "forward": [f"tcp/{hp}:80"]}), "other", lxpath)
     finally:
         srv.kill()
         srv.wait()
     # the monitor may have lost setup's undo (forked helper): teardown works from records
-    assert f"forward tcp/{hp}" in net.teardown("cfwd", lxpath)
-    assert not any(f["host_port"] == hp for f in net.forward.list_all())
-    assert net.teardown("cfwd", lxpath) == []
+    assert f"forward tcp/{hp}" in teardown("cfwd", lxpath)
+    assert not any(f["host_port"] == hp for f in forward.list_all())
+    assert teardown("cfwd", lxpath) == []
 
 
 def test_ipv6_bridge_static_address_and_forward(managed6, netns, undos, lxpath, lxpy):
@@ -740,11 +741,11 @@ def test_ipv6_bridge_static_address_and_forward(managed6, netns, undos, lxpath, 
     prefix = v6.split("::")[0]
     hp = random.randint(40000, 49999)
     c = netns()
-    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.44/24"],
-                               "ipv6": [f"{prefix}::44/64"], "gateway6": "auto",
-                               "forward": [f"tcp/{hp}:80"]}), "six", lxpath)
+    plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.44/24"],
+                           "ipv6": [f"{prefix}::44/64"], "gateway6": "auto",
+                           "forward": [f"tcp/{hp}:80"]}), "six", lxpath)
     assert plan.ifaces[0].gateway6 == v6.split("/")[0]
-    undos.append(net.setup(plan, c))
+    undos.append(setup(plan, c))
     assert f"default via {v6.split('/')[0]}" in in_ns(c, "ip", "-6", "route").stdout
     in_ns(c, BUSYBOX, "ping", "-c1", "-W5", v6.split("/")[0])
     srv = subprocess.Popen(["nsenter", "-t", str(c), "-n", BUSYBOX, "nc", "-ll", "-p", "80",
@@ -769,10 +770,10 @@ def test_ipv6_bridge_static_address_and_forward(managed6, netns, undos, lxpath, 
 def test_stop_leaves_nothing(managed, netns, lxpath, tmp_path, lxpy):
     br, sub = managed
     pid = netns()
-    plan = net.prepare(cfg_of({"type": "veth", "link": br, "dhcp": True}), "stopc", lxpath)
-    undo = net.setup(plan, pid)
+    plan = prepare(cfg_of({"type": "veth", "link": br, "dhcp": True}), "stopc", lxpath)
+    undo = setup(plan, pid)
     udhcpc(pid, tmp_path, "stopc")
-    assert (net.run_root() / br / "dnsmasq.leases").read_text()
+    assert (records.run_root() / br / "dnsmasq.leases").read_text()
     undo.close()
     lxpy("net", "stop", lxpath=False)
     assert_managed_gone(br)
@@ -784,9 +785,9 @@ def test_stop_refused_under_running_containers_force_and_start_reattach(managed,
                                                                         undos, lxpath, lxpy):
     br, sub = managed
     pid = netns()
-    plan = net.prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.47/24"]}),
-                       "inuse", lxpath)
-    undos.append(net.setup(plan, pid))
+    plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.47/24"]}),
+                   "inuse", lxpath)
+    undos.append(setup(plan, pid))
     end = plan.ifaces[0].host_name
     in_ns(pid, BUSYBOX, "ping", "-c1", "-W5", f"{sub}.1")
     r = lxpy("net", "stop", lxpath=False, check=False)
@@ -828,8 +829,6 @@ def _busybox_container(lxpath: Path, name: str, net_toml: str) -> None:
 
 
 def test_static_container_reachable_when_start_returns(bridge, lxpy, lxpath, sysconf):
-    if not (BIN / "lxpy-start").exists():
-        pytest.skip("lxpy-start is not built yet")
     br, sub = bridge
     _busybox_container(lxpath, "e2e", f'[[net]]\ntype = "veth"\nlink = "{br}"\n'
                                       f'ipv4 = ["{sub}.9/24"]\ngateway4 = "auto"\n'
@@ -853,8 +852,8 @@ def test_static_container_reachable_when_start_returns(bridge, lxpy, lxpath, sys
     finally:
         lxpy("stop", "-n", "e2e", "-k", check=False)
         # the monitor runs setup in a helper that drops the undo stack: records go here
-        net.teardown("e2e", lxpath)
-        net.cleanup_stale()
+        teardown("e2e", lxpath)
+        cleanup_stale()
     wait_for(lambda: not any(lk.master == rtnl.by_name()[br].index
                              for lk in rtnl.by_name().values()), what="the host end to go")
 
@@ -874,7 +873,7 @@ def test_cleanup_stale_renames_a_returned_phys_device(unique):
         (d / f"{orig}.json").write_text(json.dumps(
             {"name": orig, "mac": mac, "address": mac, "netns": 1, "container": "x",
              "index": -1}))
-        assert orig in net.cleanup_stale()["phys"]
+        assert orig in cleanup_stale()["phys"]
         links = rtnl.by_name()
         assert orig in links and links[orig].mac == mac and tmpname not in links
         assert not (d / f"{orig}.json").exists()
@@ -891,7 +890,7 @@ def test_start_refuses_a_name_that_is_not_a_bridge(sysconf, unique, lxpy):
         r = lxpy("net", "start", lxpath=False, check=False)
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert "not a bridge" in r.stderr
-        assert not (net.run_root() / dev).exists()
+        assert not (records.run_root() / dev).exists()
         tables = subprocess.run(["nft", "list", "tables"], capture_output=True,
                                 text=True).stdout
         assert f"lxpy-{dev}" not in tables
@@ -902,7 +901,7 @@ def test_start_refuses_a_name_that_is_not_a_bridge(sysconf, unique, lxpy):
         assert r.returncode == 1 and "dhcp_range" in r.stderr, r.stderr
         assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == fwd
         assert "lxpyz" + unique[1:7] not in host_links()
-        assert not (net.run_root() / ("lxpyz" + unique[1:7])).exists()
+        assert not (records.run_root() / ("lxpyz" + unique[1:7])).exists()
     finally:
         subprocess.run(["ip", "link", "del", dev], capture_output=True)
 
@@ -910,8 +909,6 @@ def test_start_refuses_a_name_that_is_not_a_bridge(sysconf, unique, lxpy):
 def test_dhcp_container_lease_shows_in_ls(managed, lxpy, lxpath):
     """lxpy-start of a busybox container asking DHCP on the managed bridge: the lease
     shows in lxpy-ls -f and lxpy-net status; stop + lxpy-net stop leave nothing."""
-    if not (BIN / "lxpy-start").exists():
-        pytest.skip("lxpy-start is not built yet")
     br, sub = managed
     _busybox_container(lxpath, "dh", f'[[net]]\ntype = "veth"\nlink = "{br}"\ndhcp = true\n'
                                      'hwaddr = "00:16:3e:xx:xx:xx"\n')
@@ -946,8 +943,8 @@ def test_dhcp_container_lease_shows_in_ls(managed, lxpy, lxpath):
         lxpy("net", "forward", "remove", "dh", "tcp", f"{hp}:7777")
     finally:
         lxpy("stop", "-n", "dh", "-k", check=False)
-        net.teardown("dh", lxpath)
-        net.cleanup_stale()
+        teardown("dh", lxpath)
+        cleanup_stale()
     lxpy("net", "stop", lxpath=False)
     assert_managed_gone(br)
 
@@ -972,14 +969,12 @@ def test_start_after_a_killed_monitor_on_the_managed_bridge(managed, lxpy, lxpat
     managed bridge: the first lxpy-start works (the stale clean-up must not leave the
     interface types half-known), the container has its network and forward again, and
     stop leaves nothing."""
-    if not (BIN / "lxpy-start").exists():
-        pytest.skip("lxpy-start is not built yet")
     br, sub = managed
     hp = random.randint(20000, 29999)
     _busybox_container(lxpath, "crash", f'[[net]]\ntype = "veth"\nlink = "{br}"\n'
                                         f'ipv4 = ["{sub}.33/24"]\n'
                                         f'forward = ["tcp/{hp}:7777"]\n')
-    host_end = net.host_name_for("crash", lxpath, 0)
+    host_end = host_name_for("crash", lxpath, 0)
 
     def talk(addr, port):
         try:
@@ -1010,5 +1005,5 @@ def test_start_after_a_killed_monitor_on_the_managed_bridge(managed, lxpy, lxpat
         lxpy("stop", "-n", "crash", "-k", check=False)
     wait_for(lambda: host_end not in host_links(), what="the host end to go")
     assert not any(f["host_port"] == hp for f in forward.list_all())
-    assert not list((net.run_root() / "containers").glob("*-crash.json"))
+    assert not list((records.run_root() / "containers").glob("*-crash.json"))
     assert not paths.run_dir(lxpath, "crash").exists()

@@ -37,11 +37,9 @@ def test_completion_covers_every_command():
                        text=True, env=env, timeout=60)
     registered = {line.split()[-1] for line in r.stdout.splitlines() if "_lxpy" in line}
     assert registered >= {"lxpy"} | {f"lxpy-{v}" for v in COMMANDS}
-    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "script-files"]
-    assert {s.removeprefix("bin/") for s in scripts} == {"lxpy"} | {f"lxpy-{v}" for v in
-                                                                     COMMANDS}, (
-        "pyproject.toml script-files and lxpy.cli.COMMANDS differ")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == {"lxpy"} | {f"lxpy-{v}" for v in COMMANDS}, (
+        "pyproject.toml [project.scripts] and lxpy.cli.COMMANDS differ")
 
 
 def _complete(words: list[str], env: dict[str, str], source: str) -> list[str]:

@@ -1,5 +1,6 @@
-"""bin/: the installed commands (bin/README.md). One template for all, in step with
-lxpy.cli.COMMANDS and pyproject.toml, and the -I -S start that setup-host's install uses."""
+"""The commands: a console script for every verb ([project.scripts]), `lxpy <verb>` and
+`python -m lxpy <verb>` running the same code, and the one wrapper's (cli._run) arguments,
+logging and exit statuses."""
 
 from __future__ import annotations
 
@@ -8,86 +9,132 @@ import subprocess
 import sys
 import tomllib
 
-from lxpy.cli import COMMANDS
-from tests.conftest import REPO
+import pytest
 
-BIN = REPO / "bin"
-
-
-def _progs() -> list[str]:
-    return ["lxpy"] + [f"lxpy-{v}" for v in COMMANDS]
+from lxpy import __version__
+from lxpy.cli import COMMANDS, main, scripts
+from tests.conftest import BIN, REPO
 
 
-def test_one_script_per_command_and_pyproject_lists_them():
-    have = {p.name for p in BIN.iterdir() if p.name.startswith("lxpy")}
-    assert have == set(_progs())
-    files = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "script-files"]
-    assert sorted(files) == sorted(f"bin/{p}" for p in _progs())
-    assert "scripts" not in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+def _progs() -> set[str]:
+    return {"lxpy"} | {f"lxpy-{v}" for v in COMMANDS}
 
 
-def test_scripts_are_the_same_template():
-    ref = (BIN / "lxpy-ls").read_text()
-    for prog in _progs():
-        p = BIN / prog
-        assert os.access(p, os.X_OK), prog
-        text = p.read_text()
-        assert text.startswith("#!python\n"), prog
-        verb = prog.removeprefix("lxpy-")
-        if prog == "lxpy":
-            want = ref.replace("lxpy-ls:", "lxpy:").replace(
-                "from lxpy.cli import command\ncommand('ls')",
-                "from lxpy.cli import umbrella\numbrella()")
-        else:
-            want = ref.replace("lxpy-ls:", f"{prog}:").replace("command('ls')",
-                                                                f"command({verb!r})")
-        assert text == want, prog
-        assert "import re" not in text
+def test_every_command_has_a_console_script():
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(declared) == _progs()
+    assert declared["lxpy"] == "lxpy.cli:umbrella"
+    for verb in COMMANDS:
+        assert declared[f"lxpy-{verb}"] == f"lxpy.cli:scripts.{verb}"
+        assert callable(getattr(scripts, verb))
+    # installed into the venv (pip install -e), as setup-host and the .deb install them
+    assert {p.name for p in BIN.glob("lxpy*")} >= _progs()
 
 
-def _run(python: str, *args: str) -> subprocess.CompletedProcess:
+def _run(*argv: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    return subprocess.run([python, *args], capture_output=True, text=True, timeout=60,
-                          env=env, cwd="/")
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, cwd="/")
 
 
-def test_without_flags_and_with_site_fallback():
-    # this checkout's venv (editable: only site finds lxpy) -> the -S branch falls back
-    for flags in ([], ["-IS"]):
-        r = _run(sys.executable, *flags, str(BIN / "lxpy-info"), "--version")
-        assert (r.returncode, r.stdout) == (0, f"lxpy {_version()}\n"), r.stderr
-        r = _run(sys.executable, *flags, str(BIN / "lxpy"), "nosuch")
-        assert r.returncode == 2 and "'nosuch' is not a command" in r.stderr
+def test_umbrella_lists_the_commands_and_python_m_lxpy_is_it():
+    for argv in ([str(BIN / "lxpy"), "-h"], [sys.executable, "-m", "lxpy", "--help"]):
+        r = _run(*argv)
+        assert r.returncode == 0, r.stderr
+        assert set(COMMANDS) <= set(r.stdout.split())
+    r = _run(sys.executable, "-m", "lxpy", "info", "--version")
+    assert (r.returncode, r.stdout) == (0, f"lxpy {__version__}\n")
+    r = _run(str(BIN / "lxpy"))
+    assert r.returncode == 2 and "usage: lxpy" in r.stdout
+    r = _run(str(BIN / "lxpy"), "lss")
+    assert r.returncode == 2 and "'lss' is not a command (did you mean ls?)" in r.stderr
 
 
-def test_plain_venv_starts_without_site(tmp_path):
-    # a venv as setup-host makes it: lxpy in its own site-packages, no system site packages
-    root = tmp_path / "venv"
-    (root / "bin").mkdir(parents=True)
-    base = os.path.realpath(sys.executable)
-    os.symlink(base, root / "bin" / "python3")
-    (root / "pyvenv.cfg").write_text(f"home = {os.path.dirname(base)}\n"
-                                     "include-system-site-packages = false\n")
-    sp = root / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
-    sp.mkdir(parents=True)
-    os.symlink(REPO / "lxpy", sp / "lxpy")
-    py = str(root / "bin" / "python3")
-    r = _run(py, "-IS", "-X", "importtime", str(BIN / "lxpy-attach"), "--version")
-    assert (r.returncode, r.stdout) == (0, f"lxpy {_version()}\n"), r.stderr
-    imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines()}
-    assert "lxpy" in imported and "site" not in imported
-    # with system site packages the script lets site do it
-    (root / "pyvenv.cfg").write_text(f"home = {os.path.dirname(base)}\n"
-                                     "include-system-site-packages = true\n")
-    r = _run(py, "-IS", "-X", "importtime", str(BIN / "lxpy-attach"), "--version")
-    assert (r.returncode, r.stdout) == (0, f"lxpy {_version()}\n"), r.stderr
-    assert "site" in {line.split("|")[-1].strip() for line in r.stderr.splitlines()}
+def test_usage_errors_are_one_line_with_status_2():
+    for argv in ([], ["-n", "a", "b"], ["--bogus", "a"], ["-n"]):
+        r = _run(str(BIN / "lxpy-info"), *argv)
+        assert r.returncode == 2, argv
+        assert len(r.stderr.splitlines()) == 1 and "(see lxpy-info -h)" in r.stderr, argv
+    r = _run(str(BIN / "lxpy-info"), "../x")
+    assert r.returncode == 2 and r.stderr.startswith("lxpy-info: invalid container name")
+    r = _run(str(BIN / "lxpy-info"), "-l", "LOUD", "web1")
+    assert r.returncode == 2 and "-l LOUD: not a log level" in r.stderr
 
 
-def _version() -> str:
-    from lxpy import __version__
-    return __version__
+def test_name_first_or_dash_n_and_extra_after_dashes(monkeypatch, tmp_path):
+    """NAME as the first argument or -n NAME; what follows -- is the command's."""
+    from lxpy.cli import execute
+    seen = []
+    monkeypatch.setattr(execute, "run", lambda args: seen.append(
+        (args.name, args.lxpath, args.extra)) or 7)
+    assert main("execute", ["bb", "-P", str(tmp_path), "--", "sh", "-c", "exit 3"]) == 7
+    assert main("execute", ["-n", "bb", "--", "-h"]) == 7
+    assert seen == [("bb", str(tmp_path), ["sh", "-c", "exit 3"]), ("bb", None, ["-h"])]
+
+
+def test_attach_options(monkeypatch):
+    from lxpy.cli import attach
+    seen = []
+    monkeypatch.setattr(attach, "run", seen.append)
+    assert main("attach", ["-n", "web1", "-P", "/x", "-u", "1000", "--cwd=/tmp", "-vA=1",
+                           "--set-var", "B=2", "--keep-env", "--", "ls", "-l", "--", "x"]) == 0
+    a = seen.pop()
+    assert (a.name, a.lxpath, a.uid, a.cwd, a.set_var, a.keep_env, a.extra) == (
+        "web1", "/x", "1000", "/tmp", ["A=1", "B=2"], True, ["ls", "-l", "--", "x"])
+    main("attach", ["web1"])
+    a = seen.pop()
+    assert (a.name, a.extra, a.keep_env, a.namespaces) == ("web1", None, False, None)
+    for argv in (["web1", "other"], ["-n", "a", "b"], ["x", "--clear-env", "--keep-env"]):
+        with pytest.raises(SystemExit) as e:
+            main("attach", argv)
+        assert e.value.code == 2, argv
+    assert seen == []
+
+
+@pytest.mark.parametrize("exc, status, said", [
+    (KeyboardInterrupt(), 130, "lxpy-execute: interrupted\n"),
+    (OSError(13, "Permission denied", "/x"), 1, "lxpy-execute: Permission denied: /x\n"),
+    (ValueError("oops"), 1, "lxpy-execute: internal error: ValueError: oops (rerun with "
+     "--debug for a traceback, and report it)\n"),
+])
+def test_errors_become_exit_statuses(monkeypatch, capsys, exc, status, said):
+    from lxpy.cli import execute
+
+    def run(args):
+        raise exc
+    monkeypatch.setattr(execute, "run", run)
+    assert main("execute", ["bb", "--", "true"]) == status
+    assert capsys.readouterr().err == said
+
+
+def test_a_reader_that_goes_away_is_quiet():
+    """lxpy-config help | head -1: no traceback, no 'Exception ignored' at exit."""
+    r, w = os.pipe()
+    os.close(r)                 # the reader has gone before anything is written
+    try:
+        p = subprocess.run([str(BIN / "lxpy-config"), "help"], stdout=w, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+    finally:
+        os.close(w)
+    assert (p.returncode, p.stderr) == (1, "")
+
+
+def test_logging_is_configured_from_the_options():
+    code = """
+import sys
+sys.argv = ["lxpy-demo"]
+from types import SimpleNamespace
+import logging
+from lxpy.cli._run import setup_logging
+setup_logging(SimpleNamespace(logpriority=None, debug=False, logfile=None))
+logging.getLogger("lxpy.demo").warning("careful")
+logging.getLogger("lxpy.demo").info("not shown")
+"""
+    r = _run(sys.executable, "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "lxpy-demo: WARNING: careful\n"
+    code = code.replace("logpriority=None", "logpriority='INFO'")
+    r = _run(sys.executable, "-c", code)
+    assert r.stderr == "lxpy-demo: WARNING: careful\nlxpy-demo: INFO: not shown\n"
 
 
 def test_container_name_check_is_the_schema_regex():
@@ -105,8 +152,6 @@ def test_container_name_check_is_the_schema_regex():
 
 
 def test_record_is_a_read_only_value():
-    import pytest
-
     from lxpy.config.schema import Kind, Setting
     k = Kind("int", int)
     assert k.example == "" and k == Kind("int", int, "") and hash(k) == hash(Kind("int", int))
@@ -119,138 +164,3 @@ def test_record_is_a_read_only_value():
         Setting("a.b", k, 1)
     with pytest.raises(TypeError):
         Setting("a.b", k, 1, "h", nope=1)
-
-
-def test_logging_is_configured_when_something_imports_it():
-    code = """
-import sys
-sys.argv = ["lxpy-demo"]
-from types import SimpleNamespace
-from lxpy.cli._run import setup_logging
-setup_logging(SimpleNamespace(logpriority=None, debug=False, logfile=None))
-assert "logging" not in sys.modules
-import logging.handlers  # as a module deep in a command would
-logging.getLogger("lxpy.demo").warning("careful")
-logging.getLogger("lxpy.demo").info("not shown")
-"""
-    r = _run(sys.executable, "-c", code)
-    assert r.returncode == 0, r.stderr
-    assert r.stderr == "lxpy-demo: WARNING: careful\n"
-
-
-def test_lazy_logger_drops_debug_and_info_without_importing_logging():
-    code = """
-import sys
-sys.argv = ["lxpy-demo"]
-from types import SimpleNamespace
-from lxpy import log
-from lxpy.cli._run import setup_logging
-lg = log.get("lxpy.demo")
-setup_logging(SimpleNamespace(logpriority=None, debug=False, logfile=None))
-lg.info("dropped %s", 1)
-lg.debug("dropped")
-assert "logging" not in sys.modules
-lg.warning("careful")
-assert "logging" in sys.modules
-lg.info("still not shown")
-"""
-    r = _run(sys.executable, "-c", code)
-    assert r.returncode == 0, r.stderr
-    assert r.stderr == "lxpy-demo: WARNING: careful\n"
-    code = """
-import sys
-sys.argv = ["lxpy-demo"]
-from types import SimpleNamespace
-from lxpy import log
-from lxpy.cli._run import setup_logging
-setup_logging(SimpleNamespace(logpriority="INFO", debug=False, logfile=None))
-log.get("lxpy.demo").info("shown %s", 2)
-log.get("lxpy.demo").debug("not shown")
-"""
-    r = _run(sys.executable, "-c", code)
-    assert r.returncode == 0, r.stderr
-    assert r.stderr == "lxpy-demo: INFO: shown 2\n"
-
-
-def _slow_args(verb: str, argv: list[str], extra: list[str] | None = None) -> dict:
-    import importlib
-
-    from lxpy.cli import COMMANDS as cmds
-    from lxpy.cli._run import _parse
-    mod = importlib.import_module(cmds[verb])
-    return vars(_parse(verb, mod, argv, extra))
-
-
-def test_fast_args_are_what_argparse_gives():
-    import importlib
-
-    from lxpy.cli._run import fast_args
-    cases = {
-        "ls": [[], ["-f"], ["--fancy", "-P", "/x"], ["-1", "--running", "web"],
-               ["--stopped", "--frozen", "-g", "a,b", "--format", "json"],
-               ["--filter", "^w", "-f"], ["web", "--lxpath", "/y", "--groups", "g"],
-               ["-P", "/a", "-P", "/b"], ["--line"], ["-"]],
-        "info": [["web1"], ["-n", "web1"], ["--name", "web1", "-P", "/x", "--json"],
-                 ["web1", "-s", "-p"], ["-H", "--no-size", "web1"],
-                 ["--state", "--pid", "--no-humanize", "-n", "a.b_c-1"]],
-        "start": [["web1"], ["-n", "web1", "-F"], ["-d", "--name", "w", "-P", "/x"],
-                  ["--foreground", "--daemon", "w"], ["-w", "web1"],
-                  ["-w", "-t", "10", "web1"], ["--wait-ready", "--timeout", "2.5", "-n", "w"]],
-        "stop": [["web1"], ["-n", "web1", "-t", "10"], ["-t", "1.5", "-k", "w"],
-                 ["-r", "-W", "--timeout", "0", "--kill", "--reboot", "--nowait", "w"]],
-        "execute": [["bb"], ["-n", "bb"], ["-P", "/x", "bb"]],
-        "copy": [["-n", "a", "-N", "b"], ["a", "-N", "b", "-s", "-q", "-P", "/x"],
-                 ["-n", "a", "--newname", "b", "-p", "/y", "-B", "dir", "-K", "-M"],
-                 ["-R", "-N", "b", "a"], ["-e", "-t", "a"], ["-a", "-s", "-N", "b", "a"],
-                 ["--snapshot", "--keepname", "--keepmac", "--allowrunning", "--quiet",
-                  "--backingstorage", "overlay", "--newpath", "/z", "-N", "c", "-n", "a"],
-                 ["--backend", "best", "--rename", "--ephemeral", "--tmpfs", "-N", "c", "a"]],
-    }
-    for verb, argvs in cases.items():
-        mod = importlib.import_module(COMMANDS[verb])
-        for argv in argvs:
-            fast = fast_args(mod, argv, None)
-            assert fast is not None, (verb, argv)
-            assert vars(fast) == _slow_args(verb, argv), (verb, argv)
-    # what follows -- goes through for lxpy-execute, whose command it is
-    mod = importlib.import_module(COMMANDS["execute"])
-    for argv, extra in ((["bb"], ["/bin/sh", "-c", "exit 3"]), (["-n", "bb"], ["-h"])):
-        fast = fast_args(mod, argv, extra)
-        assert fast is not None and fast.extra == extra
-        assert vars(fast) == _slow_args("execute", argv, extra)
-
-
-def test_fast_args_leave_the_rest_to_argparse():
-    import importlib
-
-    from lxpy.cli._run import fast_args
-    cases = {
-        "ls": [["-h"], ["--version"], ["-f", "--debug"], ["-l", "INFO"], ["-o", "f"],
-               ["--fan"], ["-f1"], ["--format", "xml"], ["--format=json"], ["a", "b"],
-               ["-g"], ["-g", "-f"], ["-n", "x"], ["-P"], ["--filter", ""], ["-x"]],
-        "info": [[], ["-n", "a", "b"], ["-n"], ["a", "b"], ["--json=1"], ["-sp", "a"],
-                 ["a", "--bogus"], ["-n", "-s"]],
-        "start": [["-w", "10", "web1"], ["web1", "-h"], ["-Fd", "w"], ["-t", "-1", "w"]],
-        "stop": [["-t", "x", "w"], ["-t", "-1", "w"], ["-t", "w"], ["w", "-kr"]],
-        "execute": [["-h"], ["bb", "-x"]],
-        "copy": [["-h"], ["a", "-N"], ["a", "-N", "-s"], ["a", "-sq", "-N", "b"],
-                 ["a", "b"], ["-N", "b"], ["a", "--newname=b"], ["a", "-N", "b", "--bogus"]],
-    }
-    for verb, argvs in cases.items():
-        mod = importlib.import_module(COMMANDS[verb])
-        for argv in argvs:
-            assert fast_args(mod, argv, None) is None, (verb, argv)
-    assert fast_args(importlib.import_module(COMMANDS["ls"]), [], ["x"]) is None
-    assert fast_args(importlib.import_module(COMMANDS["start"]), ["a"], ["x"]) is None
-    assert fast_args(importlib.import_module(COMMANDS["destroy"]), ["a"], None) is None
-
-
-def test_fast_args_check_the_name():
-    import importlib
-
-    import pytest
-
-    from lxpy.cli._run import fast_args
-    from lxpy.errors import UsageError
-    with pytest.raises(UsageError):
-        fast_args(importlib.import_module(COMMANDS["info"]), ["../x"], None)

@@ -4,15 +4,14 @@ command line, leases, and the checks prepare() makes before touching the host.""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
-from lxpy import net, paths
+from lxpy import paths
 from lxpy.config import validate
 from lxpy.errors import NetworkError
-from lxpy.net import bridge, dnsmasq, forward
+from lxpy.net import bridge, dnsmasq, forward, rtnl
+from lxpy.net.plan import TYPES, fill_mac, host_name_for, parse_forward, prepare, type_of
 
 
 @pytest.fixture
@@ -32,38 +31,38 @@ def cfg_of(*entries):
 
 
 def test_host_name_is_short_stable_and_distinct():
-    a = net.host_name_for("a-very-long-container-name", "/var/lib/lxpy", 0)
+    a = host_name_for("a-very-long-container-name", "/var/lib/lxpy", 0)
     assert len(a) <= 15 and a.startswith("lx")
-    assert a == net.host_name_for("a-very-long-container-name", "/var/lib/lxpy", 0)
-    assert a != net.host_name_for("a-very-long-container-name", "/srv/other", 0)
-    assert a != net.host_name_for("a-very-long-container-name", "/var/lib/lxpy", 1)
-    assert len(net.host_name_for("x", "/l", 12)) <= 15
+    assert a == host_name_for("a-very-long-container-name", "/var/lib/lxpy", 0)
+    assert a != host_name_for("a-very-long-container-name", "/srv/other", 0)
+    assert a != host_name_for("a-very-long-container-name", "/var/lib/lxpy", 1)
+    assert len(host_name_for("x", "/l", 12)) <= 15
 
 
 def test_mac_xx_filled():
-    m = net._fill_mac("00:16:3e:xx:xx:xx")
+    m = fill_mac("00:16:3e:xx:xx:xx")
     assert re.fullmatch(r"00:16:3e(:[0-9a-f]{2}){3}", m)
-    m = net._fill_mac("xx:xx:xx:xx:xx:xx")
+    m = fill_mac("xx:xx:xx:xx:xx:xx")
     first = int(m[:2], 16)
     assert first & 0x01 == 0 and first & 0x02      # unicast, locally administered
-    assert net._fill_mac("") == ""
+    assert fill_mac("") == ""
     # the same container gets the same MAC at every start (and so the same lease)
-    assert net._fill_mac("00:16:3e:xx:xx:xx", "/l/c1/0") == net._fill_mac(
+    assert fill_mac("00:16:3e:xx:xx:xx", "/l/c1/0") == fill_mac(
         "00:16:3e:xx:xx:xx", "/l/c1/0")
-    assert net._fill_mac("00:16:3e:xx:xx:xx", "/l/c1/0") != net._fill_mac(
+    assert fill_mac("00:16:3e:xx:xx:xx", "/l/c1/0") != fill_mac(
         "00:16:3e:xx:xx:xx", "/l/c2/0")
 
 
 @pytest.mark.parametrize("spec,want", [("tcp/8080:80", ("tcp", 8080, 80)),
                                        ("udp/53:5353", ("udp", 53, 5353))])
 def test_parse_forward(spec, want):
-    assert net.parse_forward(spec) == want
+    assert parse_forward(spec) == want
 
 
 @pytest.mark.parametrize("spec", ["tcp/0:80", "sctp/1:2", "tcp/8080", "tcp/70000:80"])
 def test_parse_forward_bad(spec):
     with pytest.raises(NetworkError):
-        net.parse_forward(spec)
+        parse_forward(spec)
 
 
 def test_forward_ruleset_v4_v6_and_loopback():
@@ -109,11 +108,11 @@ def test_leases_parsed(sysconf):
 
 
 def test_prepare_without_entries_and_none(sysconf, tmp_path):
-    assert net.prepare(validate({}, "t"), "c1", tmp_path).ifaces == []
-    plan = net.prepare(cfg_of({"type": "none"}), "c1", tmp_path)
+    assert prepare(validate({}, "t"), "c1", tmp_path).ifaces == []
+    plan = prepare(cfg_of({"type": "none"}), "c1", tmp_path)
     assert plan.share_host and "host" in plan.warnings[0]
     with pytest.raises(NetworkError, match="cannot be combined"):
-        net.prepare(cfg_of({"type": "none"}, {"type": "veth", "name": "eth1"}), "c1",
+        prepare(cfg_of({"type": "none"}, {"type": "veth", "name": "eth1"}), "c1",
                     tmp_path)
 
 
@@ -128,54 +127,55 @@ def test_prepare_without_entries_and_none(sysconf, tmp_path):
 ])
 def test_prepare_refuses_bad_entries(sysconf, tmp_path, entry, match):
     with pytest.raises(NetworkError, match=match) as ei:
-        net.prepare(cfg_of(entry), "c1", tmp_path)
+        prepare(cfg_of(entry), "c1", tmp_path)
     assert "\n" not in str(ei.value)
 
 
 def test_prepare_refuses_duplicates_in_the_plan(sysconf, tmp_path):
     with pytest.raises(NetworkError, match="already given"):
-        net.prepare(cfg_of({"type": "veth", "ipv4": ["10.1.1.5/24"]},
+        prepare(cfg_of({"type": "veth", "ipv4": ["10.1.1.5/24"]},
                            {"type": "veth", "name": "eth1", "ipv4": ["10.1.1.5/24"]}),
                     "c1", tmp_path)
     with pytest.raises(NetworkError, match="already used by net.0"):
-        net.prepare(cfg_of({"type": "veth", "hwaddr": "00:16:3e:01:02:03"},
+        prepare(cfg_of({"type": "veth", "hwaddr": "00:16:3e:01:02:03"},
                            {"type": "veth", "name": "eth1", "hwaddr": "00:16:3e:01:02:03"}),
                     "c1", tmp_path)
 
 
+def test_prepare_refuses_what_a_running_neighbour_has(sysconf, tmp_path):
+    """The start sequence hands prepare() the running containers and their configs."""
+    web = cfg_of({"type": "veth", "ipv4": ["10.1.1.5/24"], "hwaddr": "00:16:3e:01:02:03"})
+    with pytest.raises(NetworkError, match="already used by running container 'web'"):
+        prepare(cfg_of({"type": "veth", "ipv4": ["10.1.1.5/24"]}), "c1", tmp_path,
+                [("web", web)])
+    with pytest.raises(NetworkError, match="MAC 00:16:3e:01:02:03 is already used by running"):
+        prepare(cfg_of({"type": "veth", "hwaddr": "00:16:3e:01:02:03"}), "c1", tmp_path,
+                [("web", web)])
+    # itself (a restart) is no neighbour
+    prepare(web, "web", tmp_path, [("web", web)])
+
+
 def test_unattached_veth_plan(sysconf, tmp_path):
-    plan = net.prepare(cfg_of({"type": "veth", "ipv4": ["10.1.1.5/24"],
+    plan = prepare(cfg_of({"type": "veth", "ipv4": ["10.1.1.5/24"],
                                "gateway4": "10.1.1.1", "hwaddr": "00:16:3e:xx:xx:xx"}),
                        "c1", tmp_path)
     p = plan.ifaces[0]
-    assert p.host_name == net.host_name_for("c1", tmp_path, 0) and not p.link
+    assert p.host_name == host_name_for("c1", tmp_path, 0) and not p.link
     assert p.gateway4 == "10.1.1.1" and p.hwaddr.startswith("00:16:3e:")
     assert plan.has_devices and "veth eth0" in plan.describe()[0]
 
 
 def test_addresses_of_own_netns():
     import os
-    a = net.addresses(os.getpid())
+    a = rtnl.addresses(os.getpid())
     assert "lo" in a and "127.0.0.1/8" in a["lo"]["ipv4"]
 
 
-def test_importing_lxpy_net_does_not_import_pyroute2():
-    code = ("import sys, lxpy.net, lxpy.net.rtnl, lxpy.net.iface; lxpy.net.iface._load(); "
-            "print('pyroute2' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.strip() == "False"
-
-
-def test_every_type_is_known_whatever_was_imported_first():
-    """net.teardown imports phys alone (a SIGKILLed monitor's clean-up before a start):
-    veth, macvlan, empty and none must still be known afterwards."""
-    code = ("import lxpy.net.phys, lxpy.net.iface as i; "
-            "print(' '.join(i.get(t).name for t in ('veth', 'macvlan', 'phys', 'empty', "
-            "'none')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.split() == ["veth", "macvlan", "phys", "empty", "none"]
+def test_every_type_is_in_the_table():
+    assert list(TYPES) == ["veth", "macvlan", "phys", "empty", "none"]
+    with pytest.raises(NetworkError, match="not known") as e:
+        type_of("ipvlan")
+    assert "veth, macvlan, phys, empty, none" in e.value.hint
 
 
 def test_a_kernel_without_the_link_type_is_a_clear_error():

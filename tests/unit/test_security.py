@@ -1,5 +1,5 @@
 """The security policy without privileges: capability names, seccomp profiles, the resolved
-policy, and lxpy-attach's fast argument path."""
+policy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lxpy.config.schema import CAPABILITIES, CONTAINER_NAME_RE
+from lxpy.config.schema import CAPABILITIES
 from lxpy.errors import ConfigError
 from lxpy.linux import caps
 from lxpy.runtime import security
@@ -254,24 +254,3 @@ def test_attach_env_clear_and_keep():
                    "LOGNAME": "root", "A": "1"}
     env = attach.build_env(attach.Options(["env"], keep_env=True), {}, u, host)
     assert env["SECRET"] == "x" and env["PATH"] == "/host/bin" and env["container"] == "lxpy"
-
-
-def test_fast_parse():
-    from lxpy.cli.attach import _fast_parse
-    a = _fast_parse(["-n", "web1", "-P", "/x", "-u", "1000", "--cwd=/tmp", "-vA=1",
-                     "--set-var", "B=2", "--keep-env", "--", "ls", "-l", "--", "x"])
-    assert a["name"] == "web1" and a["lxpath"] == "/x" and a["uid"] == "1000"
-    assert a["cwd"] == "/tmp" and a["set_var"] == ["A=1", "B=2"] and a["keep_env"] is True
-    assert a["command"] == ["ls", "-l", "--", "x"]
-    assert _fast_parse(["web1"])["command"] is None
-    # anything unusual goes the usual (argparse) way
-    for argv in (["-h"], ["web1", "--debug"], ["-n"], ["web1", "other"], ["-l", "DEBUG", "x"],
-                 ["../x"], [], ["-n", "a", "-n", "b"], ["x", "--clear-env", "--keep-env"],
-                 ["x", "-s", "mnt"]):
-        assert _fast_parse(argv) is None, argv
-
-
-@given(st.text(alphabet="aZ09._-ä /", max_size=70))
-def test_fast_name_check_is_the_schema_regex(name):
-    from lxpy.cli.attach import _name_ok
-    assert _name_ok(name) == bool(CONTAINER_NAME_RE.match(name)) or name.endswith("\n")

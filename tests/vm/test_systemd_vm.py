@@ -6,10 +6,10 @@ lxpy-stop by hand (unit inactive, not failed), a container started by hand is no
 twice, systemctl stop, lxpy.service autostart in order and stop, lxpy-net.service, journal.
 
 Slow (a guest image is built once, ~5 min; each run boots systemd under emulation, ~3 min):
-it runs when LXPY_TEST_SYSTEMD_VM=1 (CI leaves it out; run it after changing the units,
-sd_notify or the package):
+it is marked `long` and runs only when selected (CI leaves it out; run it after changing the
+units, sd_notify or the package):
 
-    LXPY_TEST_SYSTEMD_VM=1 .venv/bin/pytest tests/integration/test_systemd_vm.py
+    .venv/bin/pytest -m long tests/vm
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = [pytest.mark.vm, pytest.mark.slow]
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.long]
 
 IMAGE_VERSION = "2"
 PACKAGES = ["systemd", "systemd-sysv", "python3", "python3-jinja2", "python3-sh",
@@ -176,8 +176,6 @@ def _image(rig) -> Path:
     return img
 
 
-@pytest.mark.skipif(os.environ.get("LXPY_TEST_SYSTEMD_VM") != "1",
-                    reason="boots systemd in a qemu guest (minutes): LXPY_TEST_SYSTEMD_VM=1")
 def test_units_under_systemd_in_a_guest(tmp_path):
     from tests.vm import rig
     missing = rig.missing_tools()
