@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..paths import profile_dirs
-from .schema import BY_KEY, LIST_SECTIONS, SETTINGS, Setting, closest, did_you_mean
+from .schema import BY_KEY, LIST_SECTIONS, SECTIONS, SETTINGS, Setting, closest, did_you_mean
 from .view import ENTRIES, Config
 
 
@@ -116,7 +116,7 @@ def _walk(data: dict[str, Any], prefix: str, where: str, out: dict[str, Any]) ->
         key = f"{prefix}{k}"
         if key in BY_KEY or key in LIST_SECTIONS and not prefix:
             out[key] = v
-        elif isinstance(v, dict) and any(s.startswith(key + ".") for s in BY_KEY):
+        elif isinstance(v, dict) and key in SECTIONS:
             _walk(v, key + ".", where, out)
         elif isinstance(v, dict) and key not in BY_KEY:
             raise ConfigError(f"{where}: [{key}] is not a config table"
