@@ -80,29 +80,16 @@ class Monitor:
         self.pre_go = False             # it was sent "go" already (no network, no userns)
         self.pre_ptys: list[tuple[int, int, str]] = []
         self.pre_notify = -1            # the readiness socket it bound (notify.Listener)
-        # lxpy-start followed the handshake itself (start._early_handshake): init runs
-        # (listen fd, init pid, its start time, started) and lxpy-start has its report...
-        self.adopted: tuple[int, int, int | None, float] | None = None
-        # ... or the start failed there: (init pid or 0, the helper's error message)
-        self.pre_failed: tuple[int, bytes] | None = None
         if pre:
-            if pre.startswith("A,"):
-                _, lfd, init, init_start, started, notify_fd, *ptys = pre.split(",")
-                self.adopted = (int(lfd), int(init), int(init_start) if init_start else None,
-                                float(started))
-            elif pre.startswith("F,"):
-                _, init, err, notify_fd, *ptys = pre.split(",")
-                self.pre_failed = (int(init), bytes.fromhex(err))
-            else:
-                sock, pid, go, notify_fd, *ptys = pre.split(",")
-                self.pre = (int(sock), int(pid))
-                self.pre_go = go == "1"
+            sock, pid, go, notify_fd, *ptys = pre.split(",")
+            self.pre = (int(sock), int(pid))
+            self.pre_go = go == "1"
             self.pre_notify = int(notify_fd)
             for p in ptys:
                 master, slave, path = p.split(":", 2)
                 self.pre_ptys.append((int(master), int(slave), path))
         with open(os.path.join(run_dir, "plan"), "rb") as f:
-            self.plan: dict = marshal.load(f)
+            self.plan: dict = marshal.load(f)      # plan.Plan's fields (Plan.save)
         self.status_fd = status_fd
         self.lock_fd = lock_fd
         self.foreground = foreground
@@ -206,7 +193,7 @@ class Monitor:
         from ..linux.tty import openpty
         from .state import _start_time
         self.my_start = _start_time(os.getpid())
-        if self.pre is not None or self.adopted is not None or self.pre_failed is not None:
+        if self.pre is not None:
             self.ptys = self.pre_ptys
         elif not self.plan.get("app"):
             for _ in range(1 + int(self.plan.get("tty_max", 0))):
@@ -226,25 +213,20 @@ class Monitor:
                 self.log_size = os.fstat(self.log_fd).st_size
         sock_path = os.path.join(self.run_dir, "monitor.sock")
         self.listen_path = sock_path
-        if self.adopted is not None:       # bound and listening since lxpy-start's report
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, self.adopted[0])
-            os.set_inheritable(self.adopted[0], False)
-        else:
-            try:
-                os.unlink(sock_path)
-            except FileNotFoundError:
-                pass
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            s.bind(sock_path)
-            os.chmod(sock_path, 0o600)
-            s.listen(64)
+        try:
+            os.unlink(sock_path)
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.bind(sock_path)
+        os.chmod(sock_path, 0o600)
+        s.listen(64)
         s.setblocking(False)
         self.listener = s
         self.poll.register(s.fileno(), POLL_IN)
         if not self.plan.get("app"):
             self.notify_setup()
-        if self.adopted is None:        # else the state file says RUNNING already
-            self.set_state("STARTING")
+        self.set_state("STARTING")
 
     def notify_setup(self) -> None:
         """The socket the guest's systemd sends READY=1 to (see notify.py)."""
@@ -258,7 +240,6 @@ class Monitor:
         except OSError as e:
             log(f"notify socket: {e}")       # the container starts without readiness
             return
-        self.plan["notify_socket"] = self.notifier.path
         self.poll.register(self.notifier.fd, POLL_IN)
 
     def on_notify(self) -> None:
@@ -268,19 +249,6 @@ class Monitor:
     def spawn(self) -> None:
         """Fork the intermediate child, follow the handshake, leave init running."""
         plan = self.plan
-        if self.adopted is not None:
-            _, self.init_pid, self.init_start, self.started = self.adopted
-            self.adopted = None         # a reboot spawns a new init here
-            self.pidfd = os.pidfd_open(self.init_pid)   # our child (a zombie at worst)
-            return
-        if self.pre_failed is not None:
-            self.init_pid, err = self.pre_failed
-            if self.init_pid:       # forked, then failed: cleanup() reaps it
-                try:
-                    self.pidfd = os.pidfd_open(self.init_pid)
-                except OSError:
-                    self.init_pid = 0
-            raise StartFailed(proto.decode(err)[1])
         if self.pre is not None:       # forked by lxpy-start already, working meanwhile
             fd, pid = self.pre
             self.pre = None
@@ -298,8 +266,11 @@ class Monitor:
                     signal.signal(s, signal.SIG_DFL)
                 if self.listener is not None:
                     self.listener.close()
+                sys.path[:] = plan["sys_path"]
                 from . import child
-                child.intermediate(plan, theirs, [(p[0], p[2]) for p in self.ptys])
+                from .plan import load      # the typed plan (start: a reboot, a fallback)
+                child.intermediate(load(self.run_dir), theirs,
+                                   [(p[0], p[2]) for p in self.ptys])
             finally:
                 os._exit(1)
         if theirs is not None:
@@ -990,20 +961,14 @@ def main(argv: list[str] | None = None) -> None:
     fds = [status_fd, lock_fd]
     if pre:     # the fds in the handover argument (see Monitor.__init__)
         items = pre.split(",")
-        if items[0] == "A":
-            items = items[1:2] + items[5:]
-        elif items[0] == "F":
-            items = items[3:]
-        else:
-            items = items[:1] + items[3:]
-        for item in items:
+        for item in items[:1] + items[3:]:
             fds += [int(x) for x in item.split(":")[:2]]
     for fd in fds:
         if fd >= 0:
             os.set_inheritable(fd, False)
-    try:
+    try:    # prctl(PR_SET_NAME) without ctypes: what top and ps -o comm show
         with open("/proc/self/comm", "w") as f:
-            f.write("lxpy-monitor")
+            f.write("lxpy monitor")
     except OSError:
         pass
     m = Monitor(run_dir, status_fd, lock_fd, mode == "foreground", pre)

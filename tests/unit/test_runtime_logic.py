@@ -107,28 +107,6 @@ def test_monitor_adopts_the_helper_lxpy_start_forked(tmp_path):
     assert m.pre is None and not m.pre_go
 
 
-def test_monitor_adopts_a_running_init_or_a_failed_start(tmp_path):
-    """A daemonized start without network or user namespace: lxpy-start followed the
-    handshake itself (start._early_handshake) and hands over "A,listen,init,init_start,
-    started,notify,ptys..." (init runs, lxpy-start has reported) or "F,init,error,..."."""
-    import marshal
-
-    from lxpy.runtime import proto
-    from lxpy.runtime.monitor import Monitor, StartFailed
-    (tmp_path / "plan").write_bytes(marshal.dumps({"name": "x", "app": False}))
-    m = Monitor(str(tmp_path), -1, -1, False, "A,6,4242,99,1700000000.5,12,7:8:/dev/pts/3")
-    assert m.adopted == (6, 4242, 99, 1700000000.5) and m.pre is None
-    assert m.pre_notify == 12 and m.pre_ptys == [(7, 8, "/dev/pts/3")]
-    m = Monitor(str(tmp_path), -1, -1, False, "A,6,4242,,1.0,-1")
-    assert m.adopted == (6, 4242, None, 1.0) and m.pre_ptys == []
-    err = proto.encode("error", step="exec init /sbin/nope", message="No such file").hex()
-    m = Monitor(str(tmp_path), 3, 4, False, f"F,0,{err},-1,7:8:/dev/pts/3")
-    assert m.pre_failed is not None and m.adopted is None and m.pre_ptys == [(7, 8, "/dev/pts/3")]
-    with pytest.raises(StartFailed) as e:
-        m.spawn()
-    assert e.value.fields == {"step": "exec init /sbin/nope", "message": "No such file"}
-
-
 def test_parse_states_ready():
     assert parse_states("ready") == {"READY"}
     assert parse_states("READY|STOPPED") == {"READY", "STOPPED"}
