@@ -73,28 +73,22 @@ class Private(Op):
 
 
 @dataclass(frozen=True)
-class BindRootfs(Op):
+class Rootfs(Op):
+    """The rootfs (dir backend) on the staging directory: bound, or the idmapped clone of
+    it that the namespace helper made (an unprivileged container)."""
     source: str
     target: str
+    idmapped: bool
 
     def describe(self) -> str:
-        return f"mount rootfs {self.source}"
+        return f"mount rootfs {self.source}" + (
+            " (idmapped to the container's ids)" if self.idmapped else "")
 
     def execute(self, run: Run) -> None:
         os.makedirs(self.target, exist_ok=True)
-        m.mount(self.source, self.target, None, m.MS_BIND | m.MS_REC)
-
-
-@dataclass(frozen=True)
-class IdmappedRootfs(Op):
-    source: str
-    target: str
-
-    def describe(self) -> str:
-        return f"mount rootfs {self.source} (idmapped to the container's ids)"
-
-    def execute(self, run: Run) -> None:
-        os.makedirs(self.target, exist_ok=True)
+        if not self.idmapped:
+            m.mount(self.source, self.target, None, m.MS_BIND | m.MS_REC)
+            return
         m.move_mount(run.rootfs_tree, self.target)
         os.close(run.rootfs_tree)
 
@@ -152,14 +146,23 @@ class RootfsDirs(Op):
 
 
 @dataclass(frozen=True)
-class Proc(Op):
-    root: str
+class Mount(Op):
+    fstype: str
+    target: str             # in the container
+    flags: int
+    data: str = ""
+    root: str = ""          # before pivot_root: the staging directory
+    mode: int = 0           # create the target with this mode first
+    source: str = ""        # (what mountinfo shows; the fstype if empty)
 
     def describe(self) -> str:
-        return "mount proc on /proc"
+        return f"mount {self.fstype} on {self.target}" + (f" ({self.data})" if self.data else "")
 
     def execute(self, run: Run) -> None:
-        m.mount("proc", f"{self.root}/proc", "proc", NOSUID_NODEV_NOEXEC)
+        if self.mode:
+            os.mkdir(self.root + self.target, self.mode)
+        m.mount(self.source or self.fstype, self.root + self.target, self.fstype, self.flags,
+                self.data or None)
 
 
 @dataclass(frozen=True)
@@ -180,24 +183,6 @@ class Sysctl(Op):
 
 
 @dataclass(frozen=True)
-class Sysfs(Op):
-    root: str
-    host: bool          # the host's network namespace: its /sys, bound read-only
-
-    def describe(self) -> str:
-        return "bind the host's /sys on /sys, read-only" if self.host else \
-            "mount sysfs on /sys, read-only"
-
-    def execute(self, run: Run) -> None:
-        target = f"{self.root}/sys"
-        if not self.host:
-            m.mount("sysfs", target, "sysfs", NOSUID_NODEV_NOEXEC | m.MS_RDONLY)
-            return
-        m.mount("/sys", target, None, m.MS_BIND | m.MS_REC)
-        m.mount(None, target, None, m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY | NOSUID_NODEV_NOEXEC)
-
-
-@dataclass(frozen=True)
 class PivotRoot(Op):
     root: str
 
@@ -209,22 +194,6 @@ class PivotRoot(Op):
         m.pivot_root(".", ".")
         m.umount2(".", m.MNT_DETACH)
         os.chdir("/")
-
-
-@dataclass(frozen=True)
-class Tmpfs(Op):
-    target: str
-    options: str
-    flags: int = m.MS_NOSUID | m.MS_NODEV
-    mode: int = 0           # create the target with this mode first
-
-    def describe(self) -> str:
-        return f"mount tmpfs on {self.target} ({self.options})"
-
-    def execute(self, run: Run) -> None:
-        if self.mode:
-            os.mkdir(self.target, self.mode)
-        m.mount("none", self.target, "tmpfs", self.flags, self.options)
 
 
 @dataclass(frozen=True)
@@ -254,38 +223,15 @@ class DevNode(Op):
 
 
 @dataclass(frozen=True)
-class DevPts(Op):
-    max: int
+class Links(Op):
+    links: tuple[tuple[str, str], ...]      # (path, what it points to)
 
     def describe(self) -> str:
-        return f"mount devpts on /dev/pts (a new instance, max {self.max}), /dev/ptmx"
+        return "create " + ", ".join(p for p, _ in self.links)
 
     def execute(self, run: Run) -> None:
-        os.mkdir("/dev/pts", 0o755)
-        m.mount("devpts", "/dev/pts", "devpts", m.MS_NOSUID | m.MS_NOEXEC,
-                f"newinstance,ptmxmode=0666,mode=0620,gid=5,max={self.max}")
-        os.symlink("pts/ptmx", "/dev/ptmx")
-
-
-@dataclass(frozen=True)
-class Mqueue(Op):
-    def describe(self) -> str:
-        return "mount mqueue on /dev/mqueue"
-
-    def execute(self, run: Run) -> None:
-        os.mkdir("/dev/mqueue", 0o755)
-        m.mount("mqueue", "/dev/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
-
-
-@dataclass(frozen=True)
-class DevLinks(Op):
-    def describe(self) -> str:
-        return "create /dev/fd, /dev/stdin, /dev/stdout, /dev/stderr"
-
-    def execute(self, run: Run) -> None:
-        for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
-                             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
-            os.symlink(target, f"/dev/{name}")
+        for path, target in self.links:
+            os.symlink(target, path)
 
 
 @dataclass(frozen=True)
@@ -339,19 +285,27 @@ class BootId(Op):
 
 
 @dataclass(frozen=True)
-class ReadOnly(Op):
-    path: str
-    writable: bool = False      # the reverse: a writable bind inside a read-only one
+class Bind(Op):
+    """source bound on target (recursively when read-only), then remounted read-only or
+    writable, nosuid, nodev, noexec; nothing if source is not there."""
+    source: str
+    target: str
+    readonly: bool = True
+    root: str = ""          # before pivot_root: the staging directory
 
     def describe(self) -> str:
-        return f"make {self.path} {'writable' if self.writable else 'read-only'}"
+        how = "read-only" if self.readonly else "writable"
+        if self.source == self.target and not self.root:
+            return f"make {self.target} {how}"
+        return f"bind the host's {self.source} on {self.target}, {how}"
 
     def execute(self, run: Run) -> None:
-        if not os.path.exists(self.path):
+        if not os.path.exists(self.source):
             return
-        rdonly = 0 if self.writable else m.MS_RDONLY
-        m.mount(self.path, self.path, None, m.MS_BIND | (0 if self.writable else m.MS_REC))
-        m.mount(None, self.path, None, m.MS_BIND | m.MS_REMOUNT | rdonly | NOSUID_NODEV_NOEXEC)
+        target = self.root + self.target
+        m.mount(self.source, target, None, m.MS_BIND | (m.MS_REC if self.readonly else 0))
+        m.mount(None, target, None, m.MS_BIND | m.MS_REMOUNT | NOSUID_NODEV_NOEXEC |
+                (m.MS_RDONLY if self.readonly else 0))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+from ..linux import mount as m
 from . import mounts as ops
 
 NET_TYPES_WITH_LINKS = ("veth", "macvlan", "phys")
@@ -119,10 +120,8 @@ def _mounts(container, cfg, *, app: bool, tty_max: int, share: dict, cgroup,
     create = set(cfg.namespaces.create) - set(share)
     userns = bool(cfg.idmap.uid)
     backend = cfg.rootfs.backend
-    if userns:
-        rootfs: ops.Op = ops.IdmappedRootfs(str(container.rootfs), root)
-    elif backend == "dir":
-        rootfs = ops.BindRootfs(str(container.rootfs), root)
+    if backend == "dir":
+        rootfs: ops.Op = ops.Rootfs(str(container.rootfs), root, idmapped=userns)
     else:
         rootfs = ops.BackendRootfs(backend, str(container.dir), (
             ("backend", backend), ("path", str(cfg.rootfs.path)),
@@ -136,20 +135,28 @@ def _mounts(container, cfg, *, app: bool, tty_max: int, share: dict, cgroup,
                            for i in range(1 + tty_max)]
     readonly = list(cfg.security.readonly_paths)
     warn = "unprivileged container: " if userns else ""
+    nsne, nse = m.MS_NOSUID | m.MS_NODEV | m.MS_NOEXEC, m.MS_NOSUID | m.MS_NOEXEC
+    host_sys = "net" in cfg.namespaces.create and "net" not in create
     out = [
-        ops.Private(), rootfs, ops.RootfsDirs(root), ops.Proc(root), *sysctls,
-        ops.Sysfs(root, host="net" in cfg.namespaces.create and "net" not in create),
+        ops.Private(), rootfs, ops.RootfsDirs(root), ops.Mount("proc", "/proc", nsne, root=root),
+        *sysctls,
+        ops.Bind("/sys", "/sys", root=root) if host_sys else
+        ops.Mount("sysfs", "/sys", nsne | m.MS_RDONLY, root=root),
         ops.PivotRoot(root),
-        ops.Tmpfs("/dev", "mode=755,size=65536k,nr_inodes=16384",
-                  ops.m.MS_NOSUID | ops.m.MS_NOEXEC),
+        ops.Mount("tmpfs", "/dev", nse, "mode=755,size=65536k,nr_inodes=16384", source="none"),
         *([] if userns else nodes),
-        ops.DevPts(int(cfg.tty.ptys)),
-        ops.Tmpfs("/dev/shm", "mode=1777,size=65536k", mode=0o1777),
-        *([ops.Mqueue()] if "ipc" in create else []),
-        ops.DevLinks(), *ptys, *(nodes if userns else []),
+        ops.Mount("devpts", "/dev/pts", nse, "newinstance,ptmxmode=0666,mode=0620,gid=5,"
+                  f"max={int(cfg.tty.ptys)}", mode=0o755),
+        ops.Mount("tmpfs", "/dev/shm", m.MS_NOSUID | m.MS_NODEV, "mode=1777,size=65536k",
+                  mode=0o1777, source="shm"),
+        *([ops.Mount("mqueue", "/dev/mqueue", nsne, mode=0o755)] if "ipc" in create else []),
+        ops.Links((("/dev/ptmx", "pts/ptmx"), ("/dev/fd", "/proc/self/fd"),
+                   ("/dev/stdin", "/proc/self/fd/0"), ("/dev/stdout", "/proc/self/fd/1"),
+                   ("/dev/stderr", "/proc/self/fd/2"))),
+        *ptys, *(nodes if userns else []),
         *([] if app else [ops.BootId(warn=warn and warn + "the host's boot id shows through")]),
-        *(ops.ReadOnly(p) for p in readonly),
-        *([ops.ReadOnly("/proc/sys/net", writable=True)]
+        *(ops.Bind(p, p) for p in readonly),
+        *([ops.Bind("/proc/sys/net", "/proc/sys/net", readonly=False)]
           if "net" in create and "/proc/sys" in readonly else []),
         *(ops.Mask(p) for p in cfg.security.masked_paths),
     ]

@@ -166,3 +166,34 @@ def test_ready_counts_only_while_the_container_runs():
     assert not _reached({"state": "RUNNING", "ready": "0"}, {"READY"})
     assert not _reached({"state": "STOPPED", "ready": "1"}, {"READY"})   # stale state file
     assert _reached({"state": "STOPPED", "ready": "1"}, {"READY", "STOPPED"})
+
+
+def test_the_start_plan_is_data(tmp_path):
+    """lxpy-start's plan is a frozen record that pickles (the monitor's helper reads it back
+    for a reboot); PID 1's mounts are operations in order, each able to say what it does."""
+    import dataclasses
+    import marshal
+    import pickle
+
+    from lxpy.container import Container
+    from lxpy.runtime import plan
+    d = tmp_path / "c1"
+    (d / "rootfs").mkdir(parents=True)
+    (d / "config.toml").write_text('[[mount]]\nsource = "data"\ntarget = "/srv"\n'
+                                   'options = ["bind", "optional"]\n')
+    c = Container("c1", tmp_path)
+    p = plan.build(c, c.config, cgroup=None, monitor_cgroup=None, app_cmd=None, share_pids={},
+                   logs=str(tmp_path / "log"), attach_context={})
+    kinds = [type(op).__name__ for op in p.mounts]
+    assert kinds[:4] == ["Private", "Rootfs", "RootfsDirs", "Mount"]
+    assert kinds.index("PivotRoot") < kinds.index("Pty") < kinds.index("UserMount")
+    user = next(op for op in p.mounts if type(op).__name__ == "UserMount")
+    assert user.source == str(d / "data") and user.describe() == \
+        f"bind {d / 'data'} on /srv (bind,optional)"
+    assert pickle.loads(pickle.dumps(p)) == p
+    assert marshal.loads(marshal.dumps(dataclasses.asdict(p)))["name"] == "c1"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.name = "c2"  # type: ignore[misc]
+    lines = plan.describe(p)
+    assert "  mount proc on /proc" in lines and "  pivot_root" in lines
+    assert "init: /sbin/init (cwd /, uid 0, gid 0)" in lines
