@@ -18,18 +18,11 @@ modules it needs (ctypes wrappers, config, cgroups) cost the monitor no memory.
 from __future__ import annotations
 
 import os
-
-try:  # the C module: the signal wrapper's enums cost every start ~3 ms
-    import _signal as signal
-except ImportError:  # pragma: no cover - another Python implementation
-    import signal  # type: ignore[no-redef]
+import signal
 
 from . import cgjoin, proto
 from .mounts import Run
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from .plan import Plan
+from .plan import Plan
 
 
 class StepFailed(Exception):

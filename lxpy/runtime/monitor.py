@@ -143,7 +143,6 @@ class Monitor:
                 self.notifier.started(self.init_pid)     # a new init: was it given the socket?
             elif state in ("STARTING", "STOPPING", "ABORTING"):
                 self.notifier.stopped()
-        from .state import alive  # noqa: F401 - already imported with write_file
         write_file(self.run_dir, {
             "state": state,
             "monitor_pid": os.getpid(),
@@ -191,8 +190,8 @@ class Monitor:
         # lxpy-start made us a child subreaper before exec (kept across execve), so that
         # init, forked by the intermediate child, is reparented to us: no ctypes here.
         from ..linux.tty import openpty
-        from .state import _start_time
-        self.my_start = _start_time(os.getpid())
+        from .state import start_time
+        self.my_start = start_time(os.getpid())
         if self.pre is not None:
             self.ptys = self.pre_ptys
         elif not self.plan.get("app"):
@@ -289,8 +288,8 @@ class Monitor:
                                    "the namespace helper exited before forking init"})
             self.init_pid = int(msg["pid"])
             self.pidfd = os.pidfd_open(self.init_pid)
-            from .state import _start_time
-            self.init_start = _start_time(self.init_pid)
+            from .state import start_time
+            self.init_start = start_time(self.init_pid)
             if plan.get("net_setup"):
                 self.net_setup()
             if self.pre_go:
@@ -531,9 +530,7 @@ class Monitor:
             how = f"exited with status {code}"
         self.event(f"init (pid {self.init_pid}) {how}")
         self.exit_status = 128 - code if code < 0 else code
-        if self.plan.get("app"):
-            self.exit_status = self.exit_status
-        elif not reboot:
+        if not self.plan.get("app") and not reboot:
             self.exit_status = 0
         if reboot:
             self.set_state("STARTING")
@@ -795,8 +792,6 @@ class Monitor:
             del self.clients[fd]
         if c.tty is not None and self.holders.get(c.tty) is c:
             del self.holders[c.tty]
-            if c.tty > 0 and c.tty < len(self.ptys):
-                pass
         c.sock.close()
 
     def on_client(self, c: Client, ev: int) -> None:

@@ -44,8 +44,8 @@ def test_state_query_no_run_dir(tmp_path):
 def test_state_query_live_monitor(tmp_path):
     me = os.getpid()
     state.write_file(tmp_path, {"state": "RUNNING", "monitor_pid": me,
-                                "monitor_start": state._start_time(me), "pid": me,
-                                "pid_start": state._start_time(me), "cgroup": "lxpy/x"})
+                                "monitor_start": state.start_time(me), "pid": me,
+                                "pid_start": state.start_time(me), "cgroup": "lxpy/x"})
     info = state.query_dir(tmp_path)
     assert (info.state, info.pid, info.cgroup, info.monitor_alive) == ("RUNNING", me,
                                                                         "lxpy/x", True)
@@ -55,7 +55,7 @@ def test_state_query_monitor_gone_init_alive(tmp_path):
     me = os.getpid()
     state.write_file(tmp_path, {"state": "RUNNING", "monitor_pid": me,
                                 "monitor_start": 1, "pid": me,   # start time mismatch: gone
-                                "pid_start": state._start_time(me)})
+                                "pid_start": state.start_time(me)})
     info = state.query_dir(tmp_path)
     assert info.state == "RUNNING" and not info.monitor_alive and not info.stale
 
