@@ -17,10 +17,17 @@ modules it needs (ctypes wrappers, config, cgroups) cost the monitor no memory.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import socket
+import struct
+import sys
 
-from . import cgjoin, proto
+from ..linux import mount as m
+from ..linux import ns
+from ..linux.tty import set_controlling
+from . import cgjoin, proto, security
 from .mounts import Run
 from .plan import Plan
 
@@ -106,8 +113,6 @@ def intermediate(plan: Plan, sock, ptys: list[tuple[int, str]], born_in: str = "
 
 
 def _intermediate(plan: Plan, sock, ptys: list[tuple[int, str]], born_in: str = "") -> None:
-    from ..linux import ns
-
     if not plan.app:
         os.setsid()     # (lxpy-execute: stay in the terminal's foreground process group)
     # Join the payload cgroup before unshare(CLONE_NEWCGROUP): it becomes the root of the
@@ -148,12 +153,7 @@ def _enter_userns(plan: Plan, sock) -> int:
     """An unprivileged container: unshare the user namespace, have the monitor write its
     uid/gid maps, become root in it. Returns an idmapped clone of the rootfs tree (made by
     a helper that stays in the host's user namespace, as idmapping needs)."""
-    import _socket
-    import sys
-
-    from ..linux import mount as m
-    from ..linux import ns
-    a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     helper = os.fork()
     if helper == 0:
         try:
@@ -167,7 +167,7 @@ def _enter_userns(plan: Plan, sock) -> int:
                                    m.AT_RECURSIVE)
                 m.mount_setattr(tree, m.MOUNT_ATTR_IDMAP, userns_fd=fd_ns,
                                 flags=m.AT_EMPTY_PATH | m.AT_RECURSIVE)
-            b.sendmsg([b"tree"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+            b.sendmsg([b"tree"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                    tree.to_bytes(4, sys.byteorder))])
         except BaseException as e:  # noqa: BLE001
             _fail(b, e)
@@ -203,16 +203,10 @@ def _enter_userns(plan: Plan, sock) -> int:
 def pid1(plan: Plan, sock, run: Run) -> None:
     # Everything PID 1 will need after pivot_root must be imported now: the host's
     # Python library is out of reach afterwards.
-    import fcntl  # noqa: F401
-    import struct  # noqa: F401
     if plan.prlimits:
         import resource  # noqa: F401 - an extension module: loaded only when it is needed
-
-    from ..linux import ns
-    from ..linux import tty  # noqa: F401
     if plan.security_policy:
         with step("prepare security policy"):
-            from . import security
             security.prepare(plan.security_policy)
     if not plan.app:
         os.setsid()
@@ -258,7 +252,6 @@ def _exec_init(plan: Plan, sock, run: Run) -> None:
         with step("open /dev/console"):
             if run.ptys:
                 fd = os.open("/dev/console", os.O_RDWR)
-                from ..linux.tty import set_controlling
                 set_controlling(fd)
             else:
                 fd = os.open("/dev/null", os.O_RDWR)
@@ -281,7 +274,6 @@ def _exec_init(plan: Plan, sock, run: Run) -> None:
             os.setuid(uid)
     if plan.security_policy:
         with step("apply security policy"):
-            from . import security
             security.apply(plan.security_policy, switch_user=switch_user)
     elif uid or gid:
         with step("switch user"):
@@ -369,11 +361,8 @@ def _run_hook(cmd: str, env: dict) -> None:
 
 
 def _lo_up() -> None:
-    import _socket
-    import fcntl
-    import struct
     SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         req = struct.pack("16sh14x", b"lo", 0)
         flags = struct.unpack("16sh14x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, req))[1]

@@ -14,7 +14,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import types
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..linux import mount as m
 from . import notify
@@ -97,7 +99,6 @@ class _RootfsOnly:
     """What Backend.mount() reads of a Config (rootfs.*), without loading the config."""
 
     def __init__(self, values: dict):
-        import types
         self.rootfs = types.SimpleNamespace(**values)
 
     def get(self, key: str):
@@ -118,9 +119,7 @@ class BackendRootfs(Op):
         return f"mount rootfs ({self.backend} backend)"
 
     def execute(self, run: Run) -> None:
-        from pathlib import Path
-
-        from .. import storage
+        from .. import storage     # the backends, only for a rootfs that is not a dir
         os.makedirs(self.target, exist_ok=True)
         storage.get(self.backend).mount(Path(self.dir), _RootfsOnly(dict(self.rootfs)),
                                         Path(self.target))

@@ -10,12 +10,16 @@ build() makes it, describe() prints it (lxpy-start --dry-run).
 from __future__ import annotations
 
 import dataclasses
+import marshal
 import os
+import pickle
 import sys
 from dataclasses import dataclass
 
+from ..config.signals import parse_signal
 from ..linux import mount as m
 from . import mounts as ops
+from . import security
 
 NET_TYPES_WITH_LINKS = ("veth", "macvlan", "phys")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -81,8 +85,6 @@ class Plan:
 
     def save(self) -> None:
         """The monitor's marshal file and the pickle (both root's, 0600, in the run dir)."""
-        import marshal
-        import pickle
         for name, data in ((PICKLE, pickle.dumps(self)),
                            (MONITOR, marshal.dumps(dataclasses.asdict(self)))):
             tmp = os.path.join(self.run_dir, f".{name}.tmp")
@@ -93,7 +95,6 @@ class Plan:
 
 
 def load(run_dir: str) -> Plan:
-    import pickle
     with open(os.path.join(run_dir, PICKLE), "rb") as f:
         return pickle.load(f)
 
@@ -182,7 +183,6 @@ def build(container, cfg, *, cgroup, monitor_cgroup, app_cmd: list[str] | None,
           share_pids: dict[str, int], logs: str, attach_context: dict) -> Plan:
     """The plan of a start. cgroup, monitor_cgroup: cgroups.Cgroup objects or None;
     attach_context: attach.make_context(cfg)."""
-    from ..config.signals import parse_signal
     nets = list(cfg.net)
     share = dict(cfg.namespaces.share)
     if nets and all(n.type == "none" for n in nets):
@@ -234,7 +234,6 @@ def build(container, cfg, *, cgroup, monitor_cgroup, app_cmd: list[str] | None,
 
 def describe(plan: Plan) -> list[str]:
     """The plan as an admin reads it (lxpy-start --dry-run)."""
-    from . import security
     own = [n for n in plan.ns_create if n not in plan.ns_share]
     shared = [f"{n} with {who}" for n, who in plan.ns_share.items()]
     lines = [f"container {plan.name} in {plan.lxpath}",

@@ -18,14 +18,25 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+from .. import cgroups
 from .. import log as _log
-from ..errors import ConfigError, LockBusy, RuntimeStartError, StateError
-from . import proto, state
-from .plan import NET_TYPES_WITH_LINKS, Plan
+from ..container import Container
+from ..errors import ConfigError, KernelFeatureError, LockBusy, RuntimeStartError, StateError
+from ..linux.proc import set_child_subreaper
+from ..linux.tty import openpty
+from ..paths import system_config
+from . import attach, notify, proto, state
+from .cgjoin import fork_payload
+from .monitor import BOOT
+from .plan import NET_TYPES_WITH_LINKS, Plan, build, describe, host_id
 
 log = _log.get("lxpy.runtime")
 
@@ -54,12 +65,9 @@ def cleanup_stale(container, info: state.StateInfo | None = None) -> None:
     cg = info.cgroup or (info.extra or {}).get("cgroup")
     if cg:
         try:
-            from .. import cgroups
             c = cgroups.driver().open(cg)
             c.kill()
             c.destroy()
-        except ImportError:
-            pass
         except Exception as e:  # noqa: BLE001 - best effort; create() cleans stale ones too
             log.warning("stale cgroup %s: %s", cg, e)
     try:
@@ -71,7 +79,6 @@ def cleanup_stale(container, info: state.StateInfo | None = None) -> None:
     mcg = (info.extra or {}).get("monitor_cgroup")
     if mcg:
         try:
-            from .. import cgroups
             cgroups.driver().open(mcg).destroy()
         except Exception:  # noqa: BLE001 - gone already, or cleaned by the next create
             pass
@@ -81,7 +88,6 @@ def cleanup_stale(container, info: state.StateInfo | None = None) -> None:
             rootfs.rmdir()
         except OSError:
             pass
-        import shutil
         shutil.rmtree(rd, ignore_errors=True)
 
 
@@ -109,7 +115,6 @@ def _hook_env(container, cfg, which: str) -> dict[str, str]:
 def run_host_hooks(container, cfg, which: str, hooks) -> None:
     if not hooks:
         return
-    import subprocess
     for h in hooks:
         r = subprocess.run(["/bin/sh", "-c", h], env=_hook_env(container, cfg, which))
         if r.returncode != 0:
@@ -129,7 +134,6 @@ def _check(container, cfg) -> None:
             raise ConfigError(f"container {container.name!r}: idmap.uid maps no uid 0",
                               "map the container's root, like [[0, 100000, 65536]]")
         if cfg.rootfs.backend != "dir":
-            from ..errors import KernelFeatureError
             raise KernelFeatureError(f"container {container.name!r}: unprivileged containers "
                                      f"run on the dir backend only (this one is "
                                      f"{cfg.rootfs.backend})", "lxpy-copy -B dir makes a "
@@ -178,7 +182,6 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                 if os.fork() != 0:
                     os._exit(0)
                 _daemon_stdio(container, logfile)
-                from ..linux.proc import set_child_subreaper
                 set_child_subreaper()      # kept across execve: the monitor reaps init
                 _exec_monitor(plan, w, lock_fd, "daemon", _prefork(plan))
             finally:
@@ -201,7 +204,6 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
 
 def _share_pids(container, cfg) -> dict[str, int]:
     """The init pid of each container whose namespaces this one shares."""
-    from ..container import Container
     out = {}
     for nsname, who in cfg.namespaces.share.items():
         if who == "host":
@@ -218,9 +220,6 @@ def _share_pids(container, cfg) -> dict[str, int]:
 def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan:
     """The host side (run dir, pre-start hooks, cgroups, network), each with its undo;
     the plan, saved in the run dir."""
-    from .. import cgroups
-    from ..paths import system_config
-    from . import attach, plan
     share_pids = _share_pids(container, cfg)
     run_dir = container.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -235,7 +234,7 @@ def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan
     if apply_devices is not None:
         apply_devices(cfg)
     if cfg.idmap.uid:
-        _delegate(cg, plan.host_id(cfg.idmap.uid, 0), plan.host_id(cfg.idmap.gid, 0))
+        _delegate(cg, host_id(cfg.idmap.uid, 0), host_id(cfg.idmap.gid, 0))
     mcg = None
     if app_cmd is None:
         # The monitor gets a cgroup of its own, apart from the payload (as LXC does).
@@ -249,9 +248,9 @@ def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan
         net.prepare(cfg, container.name, container.lxpath)
     from ..where import log_dir_of
     ctx = attach.save_context(run_dir, cfg)
-    p = plan.build(container, cfg, cgroup=cg, monitor_cgroup=mcg, app_cmd=app_cmd,
-                   share_pids=share_pids, attach_context=ctx,
-                   logs=log_dir_of(str(container.lxpath), container.name))
+    p = build(container, cfg, cgroup=cg, monitor_cgroup=mcg, app_cmd=app_cmd,
+              share_pids=share_pids, attach_context=ctx,
+              logs=log_dir_of(str(container.lxpath), container.name))
     p.save()
     return p
 
@@ -259,10 +258,7 @@ def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan
 def dry_run(container) -> list[str]:
     """The plan lxpy-start would follow, as lines an admin reads; starts nothing, writes
     nothing (the cgroups are named, not made)."""
-    from .. import cgroups
-    from ..paths import system_config
     from ..where import log_dir_of
-    from . import attach, plan
     container.require()
     cfg = container.config
     _check(container, cfg)
@@ -270,10 +266,10 @@ def dry_run(container) -> list[str]:
     parent = drv.parent_path(system_config().cgroup_parent)
     cg, mcg = (drv.cgroup_class(drv, "/".join(x for x in (parent, name) if x))
                for name in (container.name, f"lxpy.monitor.{container.name}"))
-    p = plan.build(container, cfg, cgroup=cg, monitor_cgroup=mcg, app_cmd=None,
-                   share_pids=_share_pids(container, cfg), attach_context=attach.make_context(cfg),
-                   logs=log_dir_of(str(container.lxpath), container.name))
-    return plan.describe(p)
+    p = build(container, cfg, cgroup=cg, monitor_cgroup=mcg, app_cmd=None,
+              share_pids=_share_pids(container, cfg), attach_context=attach.make_context(cfg),
+              logs=log_dir_of(str(container.lxpath), container.name))
+    return describe(p)
 
 
 def _become_monitor(container, plan: Plan, lock_fd: int) -> None:
@@ -294,7 +290,6 @@ def _become_monitor(container, plan: Plan, lock_fd: int) -> None:
                 os.write(2, f"lxpy-{'execute' if plan.app else 'start'}: {err}\n".encode())
         os._exit(0)
     os.close(r)
-    from ..linux.proc import set_child_subreaper
     set_child_subreaper()          # kept across execve: the monitor reaps init
     pre = _prefork(plan)
     if plan.app:
@@ -313,7 +308,6 @@ def _become_monitor(container, plan: Plan, lock_fd: int) -> None:
 def _exec_monitor(plan: Plan, status_fd: int, lock_fd: int, mode: str, pre: str) -> None:
     """exec the lean monitor, named in ps and top as LXC's is (`[lxpy monitor] LXPATH
     NAME`, argv[0]; comm "lxpy monitor", see monitor.main)."""
-    from .monitor import BOOT
     for fd in (status_fd, lock_fd):
         os.set_inheritable(fd, True)
     lxpy_root = str(Path(__file__).resolve().parent.parent.parent)
@@ -334,13 +328,9 @@ def _prefork(plan: Plan) -> str:
     Without a network to set up or a user namespace to map (the monitor's part of the
     handshake), "go" is sent from here too: init execs without waiting for the monitor
     (go=1 tells the monitor)."""
-    import _socket
-
-    from ..linux.tty import openpty
     ptys: list[tuple[int, int, str]] = []
     notifier = None
     if not plan.app:
-        from . import notify
         try:
             notifier = notify.Listener(plan.run_dir, plan.idmap_root)
         except OSError as e:
@@ -349,7 +339,7 @@ def _prefork(plan: Plan) -> str:
         if not plan.app:
             for _ in range(1 + plan.tty_max):
                 ptys.append(openpty())
-        mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     except OSError as e:
         log.debug("prefork: %s; the monitor forks the helper", e)
         for master, slave, _ in ptys:
@@ -360,15 +350,12 @@ def _prefork(plan: Plan) -> str:
         return ""
     sys.stdout.flush()
     sys.stderr.flush()
-    from .cgjoin import fork_payload
     # Born in the payload cgroup on cgroup2; it joins the v1 hierarchies itself (cheaply,
     # see cgjoin) while we exec the monitor.
     pid, born_in = fork_payload(plan.cgroup_v2_dir)
     if pid == 0:
         try:
-            import _signal as signal
-
-            from . import child
+            from . import child     # PID 1's side: only in the child
             mine.close()
             signal.set_wakeup_fd(-1)
             for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
