@@ -105,6 +105,9 @@ def intermediate(plan: Plan, sock, ptys: list[tuple[int, str]], born_in: str = "
     """Runs in the first child of the monitor (or of lxpy-start, see start._prefork);
     never returns. born_in: the payload cgroup2 directory this process was born in
     (fork_payload), "" if none."""
+    signal.set_wakeup_fd(-1)        # the forking process's handlers and wakeup fd go
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
+        signal.signal(s, signal.SIG_DFL)
     try:
         _intermediate(plan, sock, ptys, born_in)
     except BaseException as e:  # noqa: BLE001 - everything goes back as data

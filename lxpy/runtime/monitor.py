@@ -259,10 +259,6 @@ class Monitor:
         if pid == 0:
             try:
                 mine.close()
-                signal.set_wakeup_fd(-1)
-                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
-                          signal.SIGCHLD):
-                    signal.signal(s, signal.SIG_DFL)
                 if self.listener is not None:
                     self.listener.close()
                 sys.path[:] = plan["sys_path"]

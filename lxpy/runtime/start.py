@@ -19,7 +19,6 @@ import errno
 import fcntl
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -357,10 +356,6 @@ def _prefork(plan: Plan) -> str:
         try:
             from . import child     # PID 1's side: only in the child
             mine.close()
-            signal.set_wakeup_fd(-1)
-            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
-                      signal.SIGCHLD):
-                signal.signal(s, signal.SIG_DFL)
             child.intermediate(plan, theirs, [(p[0], p[2]) for p in ptys], born_in)
         finally:
             os._exit(1)
