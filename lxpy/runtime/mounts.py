@@ -155,7 +155,8 @@ class Mount(Op):
     source: str = ""        # (what mountinfo shows; the fstype if empty)
 
     def describe(self) -> str:
-        return f"mount {self.fstype} on {self.target}" + (f" ({self.data})" if self.data else "")
+        return (f"mount {self.fstype} on {self.target}" + (f" ({self.data})" if self.data else "")
+                + (", read-only" if self.flags & m.MS_RDONLY else ""))
 
     def execute(self, run: Run) -> None:
         if self.mode:
