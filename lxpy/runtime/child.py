@@ -28,7 +28,7 @@ from ..linux import mount as m
 from ..linux import ns
 from ..linux.tty import set_controlling
 from . import cgjoin, proto, security
-from .mounts import Run
+from .mounts import PivotRoot, Run
 from .plan import Plan
 
 
@@ -213,10 +213,11 @@ def pid1(plan: Plan, sock, run: Run) -> None:
             security.prepare(plan.security_policy)
     if not plan.app:
         os.setsid()
-    for op in plan.mounts:          # what comes from the host, before pivot_root
-        with step(op.describe()):
-            op.take(run)
     for op in plan.mounts:
+        if isinstance(op, PivotRoot):       # what comes from the host, taken now (from
+            for other in plan.mounts:       # the mounts made private), put in place after
+                with step(other.describe()):
+                    other.take(run)
         try:
             with step(op.describe()):
                 op.execute(run)

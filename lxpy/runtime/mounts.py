@@ -5,8 +5,8 @@ run under child.step(), so a failure comes back as step, syscall, errno and path
 PID 1 runs them in order; PivotRoot is one of them: before it, paths are the host's (the
 rootfs is mounted on the staging directory), after it, "/" is the container's root and
 every path resolves inside it. What comes from the host (a bind mount's source, a pty, a
-host device node, the readiness socket) is taken first, as a detached mount tree
-(take(), before any operation runs), and put in place after pivot_root.
+host device node, the readiness socket) is taken as a detached mount tree right before
+pivot_root (take(), once the operations before it have run), and put in place after it.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Op:
         raise NotImplementedError
 
     def take(self, run: Run) -> None:
-        """Before pivot_root: take what is needed of the host."""
+        """Right before pivot_root: take what is needed of the host."""
 
     def execute(self, run: Run) -> None:
         raise NotImplementedError
