@@ -29,8 +29,9 @@ import select
 import sys
 import time
 
-from . import proto
-from .state import write_file
+from . import notify, proto
+from .cgjoin import join_self
+from .state import start_time, write_file
 
 POLL_IN = select.POLLIN | select.POLLPRI
 POLL_ERR = select.POLLHUP | select.POLLERR | select.POLLNVAL
@@ -167,7 +168,7 @@ class Monitor:
     def sd_notify(self, state: str) -> None:
         """lxpy@.service (Type=notify, lxpy-start -F): READY once init runs, STOPPING at stop.
         A no-op when $NOTIFY_SOCKET is unset (see lxpy/sdnotify.py)."""
-        from .. import sdnotify
+        from .. import sdnotify     # socket (and enum): only under systemd (-F)
         name = self.plan["name"]
         if state == "RUNNING":
             log(f"{name} running (init pid {self.init_pid})")      # stderr: the journal
@@ -189,8 +190,7 @@ class Monitor:
     def setup(self) -> None:
         # lxpy-start made us a child subreaper before exec (kept across execve), so that
         # init, forked by the intermediate child, is reparented to us: no ctypes here.
-        from ..linux.tty import openpty
-        from .state import start_time
+        from ..linux.tty import openpty     # fcntl, struct: only when lxpy-start made none
         self.my_start = start_time(os.getpid())
         if self.pre is not None:
             self.ptys = self.pre_ptys
@@ -229,7 +229,6 @@ class Monitor:
 
     def notify_setup(self) -> None:
         """The socket the guest's systemd sends READY=1 to (see notify.py)."""
-        from . import notify
         try:
             if self.pre_notify >= 0:    # bound by lxpy-start, mounted by its helper already
                 self.notifier = notify.Listener(self.run_dir, fd=self.pre_notify)
@@ -262,8 +261,9 @@ class Monitor:
                 if self.listener is not None:
                     self.listener.close()
                 sys.path[:] = plan["sys_path"]
+                # in this child only: PID 1's side (ctypes, dataclasses) and the typed plan
                 from . import child
-                from .plan import load      # the typed plan (start: a reboot, a fallback)
+                from .plan import load
                 child.intermediate(load(self.run_dir), theirs,
                                    [(p[0], p[2]) for p in self.ptys])
             finally:
@@ -284,7 +284,6 @@ class Monitor:
                                    "the namespace helper exited before forking init"})
             self.init_pid = int(msg["pid"])
             self.pidfd = os.pidfd_open(self.init_pid)
-            from .state import start_time
             self.init_start = start_time(self.init_pid)
             if plan.get("net_setup"):
                 self.net_setup()
@@ -351,6 +350,7 @@ class Monitor:
             try:
                 os.close(r)
                 sys.path[:] = self.plan["sys_path"]
+                # in this helper only: the config layer and pyroute2 stay out of the monitor
                 from pathlib import Path
 
                 from .. import net
@@ -385,7 +385,7 @@ class Monitor:
             code = 1
             try:
                 sys.path[:] = self.plan["sys_path"]
-                from .. import net
+                from .. import net      # in this helper only: pyroute2 stays out of the monitor
                 net.teardown(self.plan["name"], self.plan["lxpath"])
                 code = 0
             except BaseException as e:  # noqa: BLE001
@@ -428,7 +428,7 @@ class Monitor:
                 return {"2": 127, "13": 126}.get(e.fields.get("errno", ""), 1)
             return 1
         except BaseException as e:  # noqa: BLE001
-            import traceback
+            import traceback        # an unexpected failure only
             traceback.print_exception(e)
             self.state = "ABORTING"
             self.drop_pre()
@@ -631,7 +631,7 @@ class Monitor:
 
     def cgroup(self):
         if self._cg is None:
-            from .. import cgroups
+            from .. import cgroups     # pathlib, re: on demand, not in the lean monitor
             self._cg = cgroups.driver().open(self.plan["cgroup"])
         return self._cg
 
@@ -708,7 +708,6 @@ class Monitor:
     def join_monitor_cgroup(self) -> None:
         """Move to the monitor's own cgroup (made by lxpy-start), apart from the payload and
         from the caller's cgroup, as LXC does."""
-        from .cgjoin import join_self
         for d in self.plan.get("monitor_cgroup_dirs") or ():
             try:
                 join_self(d)
@@ -735,7 +734,6 @@ class Monitor:
         if self._left_cgroup or not self.plan.get("monitor_cgroup_dirs"):
             return
         self._left_cgroup = True
-        from .cgjoin import join_self
         for root in self.plan.get("cgroup_roots") or ():
             try:
                 join_self(root)
@@ -855,7 +853,7 @@ class Monitor:
                 return
             if msg.get("rows") and msg.get("cols"):
                 try:
-                    from ..linux.tty import set_winsize
+                    from ..linux.tty import set_winsize     # fcntl, struct: on demand
                     set_winsize(self.ptys[n][0], int(msg["rows"]), int(msg["cols"]))
                 except (OSError, ValueError):
                     pass
@@ -865,7 +863,7 @@ class Monitor:
         elif kind == "winsize":
             try:
                 n = int(msg.get("tty") or 0)
-                from ..linux.tty import set_winsize
+                from ..linux.tty import set_winsize     # fcntl, struct: on demand
                 set_winsize(self.ptys[n][0], int(msg["rows"]), int(msg["cols"]))
                 self.send(c, proto.frame("ok"))
             except (OSError, ValueError, KeyError, IndexError) as e:
