@@ -8,7 +8,9 @@ EPILOG = """examples:
   lxpy-start -F -n web1       stay in the foreground (systemd units, debugging)
   lxpy-start -w web1          return once the guest's systemd has finished booting
                               (READY=1; an init that does not report: once it runs)
-  lxpy-start -w -t 60 web1    the same, giving up (exit 1) after 60 s"""
+  lxpy-start -w -t 60 web1    the same, giving up (exit 1) after 60 s
+  lxpy-start --dry-run web1   print the start plan (namespaces, id map, cgroup, mounts,
+                              init, security); start nothing"""
 
 
 def add_arguments(p) -> None:
@@ -21,6 +23,9 @@ def add_arguments(p) -> None:
                    "(READY=1); an init that does not report: once it runs")
     p.add_argument("-t", "--timeout", type=float, default=None, metavar="SECONDS",
                    help="with -w: wait at most this long (default: no limit), then exit 1")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan of the start (namespaces, id map, cgroup, mounts, "
+                   "init, security) and start nothing")
 
 
 def run(args) -> int:
@@ -31,6 +36,10 @@ def run(args) -> int:
         raise UsageError("lxpy-start takes no command after --",
                          "init.cmd in the config sets init; lxpy-execute runs a command")
     c = Container(args.name, args.lxpath)
+    if args.dry_run:
+        from lxpy.runtime.start import dry_run
+        print("\n".join(dry_run(c)))
+        return 0
     foreground = args.foreground and not args.daemon
     if args.wait_ready and foreground:
         from lxpy.errors import UsageError

@@ -33,13 +33,10 @@ from __future__ import annotations
 
 import marshal
 import os
-
-try:  # the C module itself: the signal wrapper imports enum, ~3 ms of lxpy-attach's start
-    import _signal as signal
-except ImportError:  # pragma: no cover - another Python implementation
-    import signal  # type: ignore[no-redef]
+import signal
 
 from lxpy.errors import ContainerNotFound, LxpyError, StateError
+from .state import alive, read_file, start_time
 
 TYPE_CHECKING = False  # no typing/pathlib/json/re at run time: this path must start fast
 if TYPE_CHECKING:
@@ -134,43 +131,18 @@ class Target:
         self.environment = environment or {}
 
 
-def _start_time(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rindex(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _read_state(run_dir: str | Path) -> dict[str, str]:
-    """<run_dir>/state as lxpy.runtime.state writes it (key=value lines)."""
-    try:
-        with open(os.path.join(run_dir, "state"), "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-    out = {}
-    for line in text.splitlines():
-        k, sep, v = line.partition("=")
-        if sep:
-            out[k] = v
-    return out
-
-
 def target_from_run_dir(name: str, run_dir: str | Path, *, config_loader=None) -> Target:
     """Find the running container's init; StateError (exit 1) if it is not running.
 
     config_loader() -> Config is called only when the monitor left no attach.ctx."""
-    st = _read_state(run_dir)
+    st = read_file(run_dir)
     state = st.get("state", "STOPPED")
     try:
         pid = int(st.get("pid") or 0)
         start = int(st["pid_start"]) if st.get("pid_start") else None
     except ValueError:
         pid, start = 0, None
-    if not pid or state in ("STOPPED", "ABORTING") or _start_time(pid) is None or (
-            start is not None and _start_time(pid) != start):
+    if state in ("STOPPED", "ABORTING") or not alive(pid, start):
         raise StateError(f"container {name!r} is not running", f"lxpy-start {name}")
     if state in ("FROZEN", "FREEZING"):
         raise StateError(f"container {name!r} is frozen", f"lxpy-unfreeze {name} first")
@@ -500,7 +472,7 @@ def attach(target: Target, opts: Options) -> int:
         raise StateError(f"container {target.name!r} is not running") from None
     our_pidns = -1
     try:
-        if target.pid_start is not None and _start_time(target.pid) != target.pid_start:
+        if target.pid_start is not None and start_time(target.pid) != target.pid_start:
             raise StateError(f"container {target.name!r} is not running")
         namespaces = own_namespaces(target.pid, opts.namespaces)
         flags = 0

@@ -36,10 +36,9 @@ def fork_into(d: str) -> int | None:
         os.close(fd)
 
 
-def fork_payload(plan: dict) -> tuple[int, str]:
+def fork_payload(d: str) -> tuple[int, str]:
     """fork() for the namespace helper: on a host with cgroup2, the child is born in the
-    payload cgroup there. (pid, the cgroup2 directory it was born in or "")."""
-    d = plan.get("cgroup_v2_dir") or ""
+    payload cgroup there (d, "" for none). (pid, the cgroup2 directory it was born in or "")."""
     pid = fork_into(d) if d else None
     return (os.fork(), "") if pid is None else (pid, d)
 

@@ -29,8 +29,9 @@ import select
 import sys
 import time
 
-from . import proto
-from .state import write_file
+from . import notify, proto
+from .cgjoin import join_self
+from .state import start_time, write_file
 
 POLL_IN = select.POLLIN | select.POLLPRI
 POLL_ERR = select.POLLHUP | select.POLLERR | select.POLLNVAL
@@ -80,29 +81,16 @@ class Monitor:
         self.pre_go = False             # it was sent "go" already (no network, no userns)
         self.pre_ptys: list[tuple[int, int, str]] = []
         self.pre_notify = -1            # the readiness socket it bound (notify.Listener)
-        # lxpy-start followed the handshake itself (start._early_handshake): init runs
-        # (listen fd, init pid, its start time, started) and lxpy-start has its report...
-        self.adopted: tuple[int, int, int | None, float] | None = None
-        # ... or the start failed there: (init pid or 0, the helper's error message)
-        self.pre_failed: tuple[int, bytes] | None = None
         if pre:
-            if pre.startswith("A,"):
-                _, lfd, init, init_start, started, notify_fd, *ptys = pre.split(",")
-                self.adopted = (int(lfd), int(init), int(init_start) if init_start else None,
-                                float(started))
-            elif pre.startswith("F,"):
-                _, init, err, notify_fd, *ptys = pre.split(",")
-                self.pre_failed = (int(init), bytes.fromhex(err))
-            else:
-                sock, pid, go, notify_fd, *ptys = pre.split(",")
-                self.pre = (int(sock), int(pid))
-                self.pre_go = go == "1"
+            sock, pid, go, notify_fd, *ptys = pre.split(",")
+            self.pre = (int(sock), int(pid))
+            self.pre_go = go == "1"
             self.pre_notify = int(notify_fd)
             for p in ptys:
                 master, slave, path = p.split(":", 2)
                 self.pre_ptys.append((int(master), int(slave), path))
         with open(os.path.join(run_dir, "plan"), "rb") as f:
-            self.plan: dict = marshal.load(f)
+            self.plan: dict = marshal.load(f)      # plan.Plan's fields (Plan.save)
         self.status_fd = status_fd
         self.lock_fd = lock_fd
         self.foreground = foreground
@@ -156,7 +144,6 @@ class Monitor:
                 self.notifier.started(self.init_pid)     # a new init: was it given the socket?
             elif state in ("STARTING", "STOPPING", "ABORTING"):
                 self.notifier.stopped()
-        from .state import alive  # noqa: F401 - already imported with write_file
         write_file(self.run_dir, {
             "state": state,
             "monitor_pid": os.getpid(),
@@ -181,7 +168,7 @@ class Monitor:
     def sd_notify(self, state: str) -> None:
         """lxpy@.service (Type=notify, lxpy-start -F): READY once init runs, STOPPING at stop.
         A no-op when $NOTIFY_SOCKET is unset (see lxpy/sdnotify.py)."""
-        from .. import sdnotify
+        from .. import sdnotify     # socket (and enum): only under systemd (-F)
         name = self.plan["name"]
         if state == "RUNNING":
             log(f"{name} running (init pid {self.init_pid})")      # stderr: the journal
@@ -203,10 +190,9 @@ class Monitor:
     def setup(self) -> None:
         # lxpy-start made us a child subreaper before exec (kept across execve), so that
         # init, forked by the intermediate child, is reparented to us: no ctypes here.
-        from ..linux.tty import openpty
-        from .state import _start_time
-        self.my_start = _start_time(os.getpid())
-        if self.pre is not None or self.adopted is not None or self.pre_failed is not None:
+        from ..linux.tty import openpty     # fcntl, struct: only when lxpy-start made none
+        self.my_start = start_time(os.getpid())
+        if self.pre is not None:
             self.ptys = self.pre_ptys
         elif not self.plan.get("app"):
             for _ in range(1 + int(self.plan.get("tty_max", 0))):
@@ -226,29 +212,23 @@ class Monitor:
                 self.log_size = os.fstat(self.log_fd).st_size
         sock_path = os.path.join(self.run_dir, "monitor.sock")
         self.listen_path = sock_path
-        if self.adopted is not None:       # bound and listening since lxpy-start's report
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, self.adopted[0])
-            os.set_inheritable(self.adopted[0], False)
-        else:
-            try:
-                os.unlink(sock_path)
-            except FileNotFoundError:
-                pass
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            s.bind(sock_path)
-            os.chmod(sock_path, 0o600)
-            s.listen(64)
+        try:
+            os.unlink(sock_path)
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.bind(sock_path)
+        os.chmod(sock_path, 0o600)
+        s.listen(64)
         s.setblocking(False)
         self.listener = s
         self.poll.register(s.fileno(), POLL_IN)
         if not self.plan.get("app"):
             self.notify_setup()
-        if self.adopted is None:        # else the state file says RUNNING already
-            self.set_state("STARTING")
+        self.set_state("STARTING")
 
     def notify_setup(self) -> None:
         """The socket the guest's systemd sends READY=1 to (see notify.py)."""
-        from . import notify
         try:
             if self.pre_notify >= 0:    # bound by lxpy-start, mounted by its helper already
                 self.notifier = notify.Listener(self.run_dir, fd=self.pre_notify)
@@ -258,7 +238,6 @@ class Monitor:
         except OSError as e:
             log(f"notify socket: {e}")       # the container starts without readiness
             return
-        self.plan["notify_socket"] = self.notifier.path
         self.poll.register(self.notifier.fd, POLL_IN)
 
     def on_notify(self) -> None:
@@ -268,19 +247,6 @@ class Monitor:
     def spawn(self) -> None:
         """Fork the intermediate child, follow the handshake, leave init running."""
         plan = self.plan
-        if self.adopted is not None:
-            _, self.init_pid, self.init_start, self.started = self.adopted
-            self.adopted = None         # a reboot spawns a new init here
-            self.pidfd = os.pidfd_open(self.init_pid)   # our child (a zombie at worst)
-            return
-        if self.pre_failed is not None:
-            self.init_pid, err = self.pre_failed
-            if self.init_pid:       # forked, then failed: cleanup() reaps it
-                try:
-                    self.pidfd = os.pidfd_open(self.init_pid)
-                except OSError:
-                    self.init_pid = 0
-            raise StartFailed(proto.decode(err)[1])
         if self.pre is not None:       # forked by lxpy-start already, working meanwhile
             fd, pid = self.pre
             self.pre = None
@@ -292,14 +258,14 @@ class Monitor:
         if pid == 0:
             try:
                 mine.close()
-                signal.set_wakeup_fd(-1)
-                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
-                          signal.SIGCHLD):
-                    signal.signal(s, signal.SIG_DFL)
                 if self.listener is not None:
                     self.listener.close()
+                sys.path[:] = plan["sys_path"]
+                # in this child only: PID 1's side (ctypes, dataclasses) and the typed plan
                 from . import child
-                child.intermediate(plan, theirs, [(p[0], p[2]) for p in self.ptys])
+                from .plan import load
+                child.intermediate(load(self.run_dir), theirs,
+                                   [(p[0], p[2]) for p in self.ptys])
             finally:
                 os._exit(1)
         if theirs is not None:
@@ -318,8 +284,7 @@ class Monitor:
                                    "the namespace helper exited before forking init"})
             self.init_pid = int(msg["pid"])
             self.pidfd = os.pidfd_open(self.init_pid)
-            from .state import _start_time
-            self.init_start = _start_time(self.init_pid)
+            self.init_start = start_time(self.init_pid)
             if plan.get("net_setup"):
                 self.net_setup()
             if self.pre_go:
@@ -385,6 +350,7 @@ class Monitor:
             try:
                 os.close(r)
                 sys.path[:] = self.plan["sys_path"]
+                # in this helper only: the config layer and pyroute2 stay out of the monitor
                 from pathlib import Path
 
                 from ..config.loader import load
@@ -463,7 +429,7 @@ class Monitor:
                 return {"2": 127, "13": 126}.get(e.fields.get("errno", ""), 1)
             return 1
         except BaseException as e:  # noqa: BLE001
-            import traceback
+            import traceback        # an unexpected failure only
             traceback.print_exception(e)
             self.state = "ABORTING"
             self.drop_pre()
@@ -561,9 +527,7 @@ class Monitor:
             how = f"exited with status {code}"
         self.event(f"init (pid {self.init_pid}) {how}")
         self.exit_status = 128 - code if code < 0 else code
-        if self.plan.get("app"):
-            self.exit_status = self.exit_status
-        elif not reboot:
+        if not self.plan.get("app") and not reboot:
             self.exit_status = 0
         if reboot:
             self.set_state("STARTING")
@@ -668,7 +632,7 @@ class Monitor:
 
     def cgroup(self):
         if self._cg is None:
-            from .. import cgroups
+            from .. import cgroups     # pathlib, re: on demand, not in the lean monitor
             self._cg = cgroups.driver().open(self.plan["cgroup"])
         return self._cg
 
@@ -745,7 +709,6 @@ class Monitor:
     def join_monitor_cgroup(self) -> None:
         """Move to the monitor's own cgroup (made by lxpy-start), apart from the payload and
         from the caller's cgroup, as LXC does."""
-        from .cgjoin import join_self
         for d in self.plan.get("monitor_cgroup_dirs") or ():
             try:
                 join_self(d)
@@ -772,7 +735,6 @@ class Monitor:
         if self._left_cgroup or not self.plan.get("monitor_cgroup_dirs"):
             return
         self._left_cgroup = True
-        from .cgjoin import join_self
         for root in self.plan.get("cgroup_roots") or ():
             try:
                 join_self(root)
@@ -825,8 +787,6 @@ class Monitor:
             del self.clients[fd]
         if c.tty is not None and self.holders.get(c.tty) is c:
             del self.holders[c.tty]
-            if c.tty > 0 and c.tty < len(self.ptys):
-                pass
         c.sock.close()
 
     def on_client(self, c: Client, ev: int) -> None:
@@ -894,7 +854,7 @@ class Monitor:
                 return
             if msg.get("rows") and msg.get("cols"):
                 try:
-                    from ..linux.tty import set_winsize
+                    from ..linux.tty import set_winsize     # fcntl, struct: on demand
                     set_winsize(self.ptys[n][0], int(msg["rows"]), int(msg["cols"]))
                 except (OSError, ValueError):
                     pass
@@ -904,7 +864,7 @@ class Monitor:
         elif kind == "winsize":
             try:
                 n = int(msg.get("tty") or 0)
-                from ..linux.tty import set_winsize
+                from ..linux.tty import set_winsize     # fcntl, struct: on demand
                 set_winsize(self.ptys[n][0], int(msg["rows"]), int(msg["cols"]))
                 self.send(c, proto.frame("ok"))
             except (OSError, ValueError, KeyError, IndexError) as e:
@@ -991,20 +951,14 @@ def main(argv: list[str] | None = None) -> None:
     fds = [status_fd, lock_fd]
     if pre:     # the fds in the handover argument (see Monitor.__init__)
         items = pre.split(",")
-        if items[0] == "A":
-            items = items[1:2] + items[5:]
-        elif items[0] == "F":
-            items = items[3:]
-        else:
-            items = items[:1] + items[3:]
-        for item in items:
+        for item in items[:1] + items[3:]:
             fds += [int(x) for x in item.split(":")[:2]]
     for fd in fds:
         if fd >= 0:
             os.set_inheritable(fd, False)
-    try:
+    try:    # prctl(PR_SET_NAME) without ctypes: what top and ps -o comm show
         with open("/proc/self/comm", "w") as f:
-            f.write("lxpy-monitor")
+            f.write("lxpy monitor")
     except OSError:
         pass
     m = Monitor(run_dir, status_fd, lock_fd, mode == "foreground", pre)

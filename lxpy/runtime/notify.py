@@ -139,11 +139,8 @@ def parse(data: bytes) -> dict[str, str]:
 
 # -- the container's side (its PID 1, before exec) ---------------------------------------
 
-def open_for_guest(plan: dict) -> int:
+def open_for_guest(path: str) -> int:
     """Before pivot_root: a detached bind mount of the monitor's socket, or -1."""
-    path = plan.get("notify_socket")
-    if not path or plan.get("app"):
-        return -1
     import encodings.unicode_escape  # noqa: F401 - is_mountpoint needs it after pivot_root
 
     from ..linux import mount as m

@@ -46,7 +46,7 @@ class StateInfo:
         return self.state not in ("STOPPED",)
 
 
-def _start_time(pid: int) -> int | None:
+def start_time(pid: int) -> int | None:
     """Start time of a live process (None when it is gone or a zombie)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -63,13 +63,13 @@ def alive(pid: int | None, start: int | str | None) -> bool:
     """pid is alive and is the same process (same start time) it was when recorded."""
     if not pid:
         return False
-    st = _start_time(int(pid))
+    st = start_time(int(pid))
     return st is not None and (start in (None, "") or st == int(start))
 
 
 def read_file(run_dir: str | Path) -> dict[str, str]:
     try:
-        with open(os.path.join(run_dir, STATE_FILE), encoding="utf-8") as f:
+        with open(os.path.join(run_dir, STATE_FILE), encoding="utf-8", errors="replace") as f:
             text = f.read()
     except (FileNotFoundError, NotADirectoryError):
         return {}

@@ -572,3 +572,47 @@ def test_console_log_rotates(lxpy, lxpath, unique):
         assert old.exists() and "line-" in old.read_text(errors="replace")
     finally:
         lxpy("stop", "-n", unique, "-k")
+
+
+def test_dry_run_prints_the_plan_and_starts_nothing(lxpy, lxpath, unique, tmp_path):
+    from lxpy.paths import run_dir
+    src = tmp_path / "data"
+    src.mkdir()
+    make_busybox(lxpath, unique, extra=f'[[mount]]\nsource = "{src}"\ntarget = "/srv/data"\n'
+                 'options = ["bind", "ro", "create=dir"]\n')
+    before = sorted(p.name for p in lxpath.iterdir())
+    r = lxpy("start", "--dry-run", unique)
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"container {unique} in {lxpath}"
+    assert "namespaces: mnt pid uts ipc net cgroup" in lines
+    assert "id map: none (privileged: its root is the host's)" in lines
+    assert any(x.startswith("cgroup: ") and unique in x for x in lines)
+    mounts = lines[lines.index("mounts:") + 1:lines.index(f"hostname: {unique}-host")]
+    order = [x.strip() for x in mounts]
+    assert order[:2] == ["make / private", f"mount rootfs {lxpath / unique / 'rootfs'}"]
+    assert order.index("mount proc on /proc") < order.index("pivot_root") < \
+        order.index("mount the monitor's pty 0 on /dev/console")
+    assert f"bind {src} on /srv/data (bind,ro,create=dir)" in order
+    assert "init: /sbin/init (cwd /, uid 0, gid 0)" in lines
+    assert "  container=lxpy" in lines
+    assert any(x.startswith("capabilities dropped: ") for x in lines)
+    assert any(x.startswith("seccomp: ") for x in lines)
+    # nothing started, nothing left behind
+    assert info_state(lxpy, unique) == "STOPPED"
+    assert sorted(p.name for p in lxpath.iterdir()) == before
+    assert not run_dir(lxpath, unique).exists()
+    assert_nothing_left(lxpath, unique)
+
+
+def test_monitor_names_itself(lxpy, lxpath, bb):
+    """ps and top tell which container a monitor serves, as LXC's `[lxc monitor] LXPATH
+    NAME`: its argv[0] `[lxpy monitor] LXPATH NAME`, its comm `lxpy monitor`."""
+    lxpy("start", "-n", bb)
+    pid = state_file(lxpath, bb)["monitor_pid"]
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert argv[0].decode() == f"[lxpy monitor] {lxpath} {bb}"
+    assert Path(f"/proc/{pid}/comm").read_text() == "lxpy monitor\n"
+    ps = subprocess.run(["ps", "-ww", "-o", "args=", "-p", pid], capture_output=True, text=True)
+    assert ps.stdout.startswith(f"[lxpy monitor] {lxpath} {bb}")
+    lxpy("stop", "-n", bb)
+    assert_nothing_left(lxpath, bb)

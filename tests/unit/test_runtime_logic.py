@@ -44,8 +44,8 @@ def test_state_query_no_run_dir(tmp_path):
 def test_state_query_live_monitor(tmp_path):
     me = os.getpid()
     state.write_file(tmp_path, {"state": "RUNNING", "monitor_pid": me,
-                                "monitor_start": state._start_time(me), "pid": me,
-                                "pid_start": state._start_time(me), "cgroup": "lxpy/x"})
+                                "monitor_start": state.start_time(me), "pid": me,
+                                "pid_start": state.start_time(me), "cgroup": "lxpy/x"})
     info = state.query_dir(tmp_path)
     assert (info.state, info.pid, info.cgroup, info.monitor_alive) == ("RUNNING", me,
                                                                         "lxpy/x", True)
@@ -55,7 +55,7 @@ def test_state_query_monitor_gone_init_alive(tmp_path):
     me = os.getpid()
     state.write_file(tmp_path, {"state": "RUNNING", "monitor_pid": me,
                                 "monitor_start": 1, "pid": me,   # start time mismatch: gone
-                                "pid_start": state._start_time(me)})
+                                "pid_start": state.start_time(me)})
     info = state.query_dir(tmp_path)
     assert info.state == "RUNNING" and not info.monitor_alive and not info.stale
 
@@ -105,28 +105,6 @@ def test_monitor_adopts_the_helper_lxpy_start_forked(tmp_path):
     assert m.pre == (5, 123) and not m.pre_go and m.pre_ptys == [] and m.pre_notify == -1
     m = Monitor(str(tmp_path), -1, -1, False)
     assert m.pre is None and not m.pre_go
-
-
-def test_monitor_adopts_a_running_init_or_a_failed_start(tmp_path):
-    """A daemonized start without network or user namespace: lxpy-start followed the
-    handshake itself (start._early_handshake) and hands over "A,listen,init,init_start,
-    started,notify,ptys..." (init runs, lxpy-start has reported) or "F,init,error,..."."""
-    import marshal
-
-    from lxpy.runtime import proto
-    from lxpy.runtime.monitor import Monitor, StartFailed
-    (tmp_path / "plan").write_bytes(marshal.dumps({"name": "x", "app": False}))
-    m = Monitor(str(tmp_path), -1, -1, False, "A,6,4242,99,1700000000.5,12,7:8:/dev/pts/3")
-    assert m.adopted == (6, 4242, 99, 1700000000.5) and m.pre is None
-    assert m.pre_notify == 12 and m.pre_ptys == [(7, 8, "/dev/pts/3")]
-    m = Monitor(str(tmp_path), -1, -1, False, "A,6,4242,,1.0,-1")
-    assert m.adopted == (6, 4242, None, 1.0) and m.pre_ptys == []
-    err = proto.encode("error", step="exec init /sbin/nope", message="No such file").hex()
-    m = Monitor(str(tmp_path), 3, 4, False, f"F,0,{err},-1,7:8:/dev/pts/3")
-    assert m.pre_failed is not None and m.adopted is None and m.pre_ptys == [(7, 8, "/dev/pts/3")]
-    with pytest.raises(StartFailed) as e:
-        m.spawn()
-    assert e.value.fields == {"step": "exec init /sbin/nope", "message": "No such file"}
 
 
 def test_parse_states_ready():
@@ -188,3 +166,34 @@ def test_ready_counts_only_while_the_container_runs():
     assert not _reached({"state": "RUNNING", "ready": "0"}, {"READY"})
     assert not _reached({"state": "STOPPED", "ready": "1"}, {"READY"})   # stale state file
     assert _reached({"state": "STOPPED", "ready": "1"}, {"READY", "STOPPED"})
+
+
+def test_the_start_plan_is_data(tmp_path):
+    """lxpy-start's plan is a frozen record that pickles (the monitor's helper reads it back
+    for a reboot); PID 1's mounts are operations in order, each able to say what it does."""
+    import dataclasses
+    import marshal
+    import pickle
+
+    from lxpy.container import Container
+    from lxpy.runtime import plan
+    d = tmp_path / "c1"
+    (d / "rootfs").mkdir(parents=True)
+    (d / "config.toml").write_text('[[mount]]\nsource = "data"\ntarget = "/srv"\n'
+                                   'options = ["bind", "optional"]\n')
+    c = Container("c1", tmp_path)
+    p = plan.build(c, c.config, cgroup=None, monitor_cgroup=None, app_cmd=None, share_pids={},
+                   logs=str(tmp_path / "log"), attach_context={})
+    kinds = [type(op).__name__ for op in p.mounts]
+    assert kinds[:4] == ["Private", "Rootfs", "RootfsDirs", "Mount"]
+    assert kinds.index("PivotRoot") < kinds.index("Pty") < kinds.index("UserMount")
+    user = next(op for op in p.mounts if type(op).__name__ == "UserMount")
+    assert user.source == str(d / "data") and user.describe() == \
+        f"bind {d / 'data'} on /srv (bind,optional)"
+    assert pickle.loads(pickle.dumps(p)) == p
+    assert marshal.loads(marshal.dumps(dataclasses.asdict(p)))["name"] == "c1"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.name = "c2"  # type: ignore[misc]
+    lines = plan.describe(p)
+    assert "  mount proc on /proc" in lines and "  pivot_root" in lines
+    assert "init: /sbin/init (cwd /, uid 0, gid 0)" in lines
