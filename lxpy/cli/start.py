@@ -1,6 +1,14 @@
 """lxpy-start: start a container (daemonized; -F stays in the foreground)."""
 
 from __future__ import annotations
+from lxpy.container import Container
+from lxpy.runtime.start import start
+import sys
+from lxpy.runtime.wait import NoReadiness
+from lxpy.runtime.wait import wait
+from lxpy.errors import UsageError
+from lxpy.runtime.start import dry_run
+from lxpy.runtime.state import query
 
 HELP = "Start a container: its init runs in its own namespaces and cgroup, under a monitor."
 EPILOG = """examples:
@@ -29,23 +37,17 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from lxpy.container import Container
-    from lxpy.runtime.start import start
     if args.extra:
-        from lxpy.errors import UsageError
         raise UsageError("lxpy-start takes no command after --",
                          "init.cmd in the config sets init; lxpy-execute runs a command")
     c = Container(args.name, args.lxpath)
     if args.dry_run:
-        from lxpy.runtime.start import dry_run
         print("\n".join(dry_run(c)))
         return 0
     foreground = args.foreground and not args.daemon
     if args.wait_ready and foreground:
-        from lxpy.errors import UsageError
         raise UsageError("-w waits for a daemonized start; it does not go with -F")
     if args.timeout is not None and (not args.wait_ready or args.timeout < 0):
-        from lxpy.errors import UsageError
         raise UsageError(f"-t {args.timeout:g}: " + ("the timeout cannot be negative"
                          if args.wait_ready else "-t goes with -w (how long to wait)"))
     code = start(c, foreground=foreground, logfile=args.logfile)
@@ -55,12 +57,9 @@ def run(args) -> int:
 
 
 def _wait_ready(c, seconds: float | None) -> int:
-    import sys
 
-    from lxpy.runtime.wait import NoReadiness, wait
     try:
         if wait(c, {"READY", "STOPPED"}, seconds):
-            from lxpy.runtime.state import query
             if query(c).state != "STOPPED":
                 return 0
             print(f"lxpy-start: container {c.name!r} stopped before its guest reported ready",

@@ -37,6 +37,18 @@ import signal
 
 from lxpy.errors import ContainerNotFound, LxpyError, StateError
 from .state import alive, read_file, start_time
+from . import security
+import re
+from .cgjoin import fork_into
+import errno
+from lxpy.linux import ns as _ns
+import socket
+import fcntl
+import struct
+from lxpy.linux.tty import TIOCSPTLCK
+from lxpy.linux import tty
+import select
+from lxpy.linux.tty import TIOCSCTTY
 
 TYPE_CHECKING = False  # no typing/pathlib/json/re at run time: this path must start fast
 if TYPE_CHECKING:
@@ -75,7 +87,6 @@ def make_context(cfg: Any) -> dict[str, Any]:
     """The attach context of a container: its resolved (and compiled) security policy and
     its environment. The monitor writes it with save_context() when the container starts;
     PID 1 can apply context["security"] with security.apply()."""
-    from . import security
     pol = security.resolve(cfg)
     try:
         pol = security.compile_bpf(pol)
@@ -246,7 +257,6 @@ def cgroup_mounts() -> list[tuple[str, frozenset[str]]]:
 
 
 def _unescape(s: str) -> str:
-    import re
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
 
 
@@ -278,7 +288,6 @@ def fork_in_cgroup(cgroup: str | None, init_pid: int,
     """fork(); where the host has cgroup2, the child is born in the container's cgroup
     there (clone3 CLONE_INTO_CGROUP: no cgroup.procs write, which costs the kernel an RCU
     grace period, ~10 ms). Returns (pid, that cgroup2 mount or None)."""
-    from .cgjoin import fork_into
     init_cg: dict = {}
     for mnt, key in mounts:
         if key:
@@ -304,7 +313,6 @@ def join_cgroups(cgroup: str | None, init_pid: int,
     Call it in a freshly forked child (one thread): on cgroup v1 it writes "0" to `tasks`,
     which moves the calling thread without the global lock cgroup.procs takes (that one
     costs an RCU grace period: 8-15 ms measured here on a first move)."""
-    import errno
     init_cg: dict = {}
     for mnt, key in cgroup_mounts() if mounts is None else mounts:
         if mnt == born_in:
@@ -464,7 +472,6 @@ def _exit_status(st: int) -> int:
 def attach(target: Target, opts: Options) -> int:
     """Run opts.command in target; returns its exit status. Raises LxpyError subclasses for
     failures to get there (StateError, AttachError, CommandNotFound ...)."""
-    from lxpy.linux import ns as _ns
 
     try:
         pidfd = os.pidfd_open(target.pid)
@@ -503,7 +510,6 @@ def _preload(target: Target, use_pty: bool) -> None:
     """Import (and dlopen) now what the child needs after setns: from then on it sees the
     container's filesystem, where our modules are not -- and where a library with the
     right name must never be loaded into a process with host privileges."""
-    from . import security
     security.prepare(target.policy or {})
     if use_pty:
         import fcntl  # noqa: F401
@@ -517,7 +523,6 @@ def _run(target: Target, opts: Options, pidfd: int, flags: int, use_pty: bool) -
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     sock_parent = sock_child = None
     if use_pty:
-        import socket
         sock_parent, sock_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     tty_fds = [fd for fd in (0, 1, 2) if os.isatty(fd)] if use_pty else []
     if use_pty and not tty_fds:
@@ -592,7 +597,6 @@ def _run(target: Target, opts: Options, pidfd: int, flags: int, use_pty: bool) -
 
 
 def _recv_master(sock) -> int | None:
-    import socket
     try:
         msg, fds, _flags, _addr = socket.recv_fds(sock, 16, 1)
     except OSError:
@@ -607,7 +611,6 @@ def _child(target: Target, opts: Options, pidfd: int, flags: int, tty_fds: list[
     """In the forked child: enter, set up, exec. Returns an exit code only on failure."""
     for s in (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED, signal.SIGCHLD, signal.SIGWINCH):
         signal.signal(s, signal.SIG_DFL)
-    from lxpy.linux import ns as _ns
 
     # 1. cgroup (before the cgroup namespace: the path must be visible)
     try:
@@ -629,9 +632,7 @@ def _child(target: Target, opts: Options, pidfd: int, flags: int, tty_fds: list[
     if sock is not None:
         slave = _child_pty(sock)
         os.setsid()
-        import fcntl
 
-        from lxpy.linux.tty import TIOCSCTTY
         fcntl.ioctl(slave, TIOCSCTTY, 0)
         for fd in tty_fds:
             os.dup2(slave, fd)
@@ -669,7 +670,6 @@ def _child(target: Target, opts: Options, pidfd: int, flags: int, tty_fds: list[
         os.setresgid(user.gid, user.gid, user.gid)
         os.setresuid(user.uid, user.uid, user.uid)
 
-    from . import security
     try:
         if target.policy is not None:
             security.apply(target.policy, switch_user=switch_user if need_switch else None)
@@ -700,11 +700,7 @@ def _child(target: Target, opts: Options, pidfd: int, flags: int, tty_fds: list[
 def _child_pty(sock) -> int:
     """Open a pty from the container's /dev/ptmx, send the master to the parent, return the
     slave. Falls back to /dev/pts/ptmx when /dev/ptmx is missing."""
-    import fcntl
-    import socket
-    import struct
 
-    from lxpy.linux.tty import TIOCSPTLCK
     master = None
     for path in ("/dev/ptmx", "/dev/pts/ptmx"):
         try:
@@ -746,7 +742,6 @@ def _wait_plain(pid: int) -> int:
 
 def _setup_terminal(master: int):
     """Host terminal raw, window size copied; returns what restores it."""
-    from lxpy.linux import tty
     ws = None
     for fd in (0, 1, 2):
         ws = tty.get_winsize(fd)
@@ -766,9 +761,7 @@ def _setup_terminal(master: int):
 def _relay(pid: int, master: int, old_attrs) -> int:
     """Copy stdin -> pty and pty -> stdout until the child exits; SIGWINCH resizes,
     other signals are forwarded."""
-    import select
 
-    from lxpy.linux import tty
     out_fd = 1 if os.isatty(1) else 2 if os.isatty(2) else 1
     pfd = os.pidfd_open(pid)
     # Signals come in through a wakeup fd: handlers only note them.

@@ -21,7 +21,7 @@ def fork_into(d: str) -> int | None:
     when that cannot be done: d is gone or not a leaf (ENOENT, EBUSY, EOPNOTSUPP), or the
     kernel refuses (ENOSYS before Linux 5.7, EINVAL, EPERM). EAGAIN and ENOMEM raise, as
     fork's would."""
-    from ..linux.proc import fork_into_cgroup
+    from ..linux.proc import fork_into_cgroup  # monitor path: ctypes only when it forks
     try:
         fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:

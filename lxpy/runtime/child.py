@@ -246,7 +246,7 @@ def pid1(plan: Plan, sock, run: Run) -> None:
 def _exec_init(plan: Plan, sock, run: Run) -> None:
     """Limits, console, environment, hooks, security, exec."""
     for name, (soft, hard) in plan.prlimits.items():
-        import resource
+        import resource  # PID 1: only for a container with prlimits
         with step(f"prlimit {name}"):
             rl = getattr(resource, f"RLIMIT_{name.upper()}")
             inf = resource.RLIM_INFINITY

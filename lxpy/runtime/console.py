@@ -9,6 +9,10 @@ import sys
 
 from ..errors import NotRunning, StateError
 from . import proto, state
+from ..linux.tty import get_winsize
+from ..linux.tty import make_raw
+from ..linux.tty import restore
+import signal
 
 
 def console(container, tty: int = 0, escape: int = 1, stdin_fd: int = 0,
@@ -17,7 +21,6 @@ def console(container, tty: int = 0, escape: int = 1, stdin_fd: int = 0,
     if info.state == "STOPPED" or not info.monitor_alive:
         raise NotRunning(f"container {container.name!r} is not running"
                          + ("" if info.state == "STOPPED" else " under a monitor"))
-    from ..linux.tty import get_winsize, make_raw, restore
     ws = get_winsize(stdin_fd) if os.isatty(stdin_fd) else None
     fields = {"tty": tty}
     if ws:
@@ -36,7 +39,6 @@ def console(container, tty: int = 0, escape: int = 1, stdin_fd: int = 0,
         os.write(stdout_fd, f"\r\nConnected to tty {tty}\r\nType <Ctrl+a q> to exit the "
                  "console, <Ctrl+a Ctrl+a> to enter Ctrl+a itself\r\n\r\n".encode())
     if tty_attrs is not None:
-        import signal
 
         def winch(_sig, _frame) -> None:
             ws = get_winsize(stdin_fd)

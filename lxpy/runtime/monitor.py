@@ -386,7 +386,7 @@ class Monitor:
             code = 1
             try:
                 sys.path[:] = self.plan["sys_path"]
-                from ..net.setup import teardown
+                from ..net.setup import teardown  # helper only: pyroute2 stays out of the monitor
                 teardown(self.plan["name"], self.plan["lxpath"])
                 code = 0
             except BaseException as e:  # noqa: BLE001

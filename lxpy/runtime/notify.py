@@ -143,7 +143,7 @@ def open_for_guest(path: str) -> int:
     """Before pivot_root: a detached bind mount of the monitor's socket, or -1."""
     import encodings.unicode_escape  # noqa: F401 - is_mountpoint needs it after pivot_root
 
-    from ..linux import mount as m
+    from ..linux import mount as m  # PID 1 path: ctypes stays out of the monitor
     try:
         return m.open_tree(path)
     except OSError:
@@ -168,7 +168,7 @@ def mount_in_guest(fd: int, cmd: list[str], env: dict) -> dict[str, str]:
     /run/host/notify. Returns what to add to init's environment. Closes fd."""
     if fd < 0:
         return {}
-    from ..linux import mount as m
+    from ..linux import mount as m  # PID 1 path: ctypes stays out of the monitor
     try:
         if not wants_notify(cmd, env):
             return {}

@@ -48,6 +48,14 @@ import errno as _errno
 import os
 
 from lxpy.errors import ConfigError, KernelFeatureError
+import re
+import difflib
+from lxpy.linux import caps
+import json
+from lxpy.linux import seccomp
+from lxpy.linux import prctl
+from lxpy.linux.caps import name
+from lxpy.linux.caps import last_cap
 
 TYPE_CHECKING = False  # typing is not imported at run time: lxpy-attach loads this module
 if TYPE_CHECKING:
@@ -143,7 +151,6 @@ _COND_PATTERN = r"\s*arg([0-5])\s*(?:&\s*(\w+)\s*)?(==|!=|<=|>=|<|>)\s*(\w+)\s*"
 
 
 def _parse_conditions(text: str) -> tuple[tuple[int, int, int, int], ...]:
-    import re
     cond_re = re.compile(_COND_PATTERN)
     out = []
     pos = 0
@@ -177,7 +184,6 @@ def parse_profile(text: str, source: str = "<profile>", *,
     check_name, if given, says whether a syscall name is known (libseccomp's table);
     unknown names are then errors. Raises ConfigError naming the file and line.
     """
-    import re
     default = ACT_ALLOW
     rules: list[list[Any]] = []
     pending: list[tuple[int, str, list[str], str]] = []
@@ -226,7 +232,6 @@ def parse_profile(text: str, source: str = "<profile>", *,
 
 
 def _near_syscall(name: str) -> str | None:
-    import difflib
     words = [r[0] for r in DEFAULT_RULES] + [
         "mount", "umount2", "unshare", "setns", "keyctl", "bpf", "ptrace", "reboot", "kcmp",
         "perf_event_open", "personality", "userfaultfd", "acct", "quotactl", "syslog",
@@ -257,7 +262,6 @@ def load_profile(spec: str, *, strict: bool = True) -> dict[str, Any] | None:
         raise ConfigError(f"security.seccomp: {spec}: cannot read it: {e}") from None
     check_name = None
     if strict:
-        from lxpy.linux import seccomp
         ok, _why = seccomp.available()
         if ok:
             def check_name(n: str) -> bool:
@@ -269,7 +273,6 @@ def load_profile(spec: str, *, strict: bool = True) -> dict[str, Any] | None:
 
 def resolve(cfg: Any) -> dict[str, Any]:
     """Config -> the policy dict (see the module docstring). Raises ConfigError."""
-    from lxpy.linux import caps
     sec = cfg.security
     keep = tuple(sec.cap_keep or ())
     pol: dict[str, Any] = {
@@ -295,7 +298,6 @@ def compile_bpf(policy: dict[str, Any]) -> dict[str, Any]:
 
 def save(policy: dict[str, Any], path: Path) -> None:
     """Write the policy as JSON (temp file + rename)."""
-    import json
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w") as f:
         json.dump(policy, f, separators=(",", ":"))
@@ -303,7 +305,6 @@ def save(policy: dict[str, Any], path: Path) -> None:
 
 
 def load(path: Path) -> dict[str, Any]:
-    import json
     with open(path, "rb") as f:
         pol = json.loads(f.read())
     if not isinstance(pol, dict) or pol.get("v") != POLICY_VERSION:
@@ -315,7 +316,6 @@ def load(path: Path) -> dict[str, Any]:
 def dropped(policy: dict[str, Any], last: int | None = None) -> list[int]:
     """The capability numbers the policy removes, on this kernel."""
     if last is None:
-        from lxpy.linux.caps import last_cap
         last = last_cap()
     keep = policy.get("keep")
     if keep is not None:
@@ -325,7 +325,6 @@ def dropped(policy: dict[str, Any], last: int | None = None) -> list[int]:
 
 
 def _build_filter(prof: dict[str, Any]):
-    from lxpy.linux import seccomp
     f = seccomp.Filter(prof["default"])
     try:
         for name, act, conds in prof["rules"]:
@@ -343,7 +342,6 @@ def prepare(policy: dict[str, Any]) -> None:
     the container's own code must not get."""
     from lxpy.linux import caps, prctl  # noqa: F401
     if policy.get("seccomp") or policy.get("bpf"):
-        from lxpy.linux import seccomp
         if not policy.get("bpf"):
             seccomp._load()
 
@@ -355,7 +353,6 @@ def apply(policy_or_cfg: Any, *, switch_user: Callable[[], None] | None = None) 
     are lowered (so CAP_SETUID/CAP_SETGID are still there for it).
     Raises OSError (naming the syscall) or KernelFeatureError.
     """
-    from lxpy.linux import caps, prctl
     pol = policy_or_cfg if isinstance(policy_or_cfg, dict) else resolve(policy_or_cfg)
     drop = dropped(pol)
     dmask = caps.mask(drop)
@@ -376,7 +373,6 @@ def apply(policy_or_cfg: Any, *, switch_user: Callable[[], None] | None = None) 
         prctl.set_no_new_privs()
     # 4. seccomp
     if pol.get("bpf"):
-        from lxpy.linux import seccomp
         seccomp.load_bpf(bytes.fromhex(pol["bpf"]))
     elif pol.get("seccomp"):
         try:
@@ -401,7 +397,6 @@ def apply(policy_or_cfg: Any, *, switch_user: Callable[[], None] | None = None) 
 
 def describe(policy: dict[str, Any]) -> list[str]:
     """Human lines for logs and lxpy-info."""
-    from lxpy.linux.caps import name
     out = []
     if policy.get("keep") is not None:
         out.append("capabilities kept: " + " ".join(name(c) for c in policy["keep"]))

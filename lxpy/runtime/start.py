@@ -39,6 +39,8 @@ from . import attach, notify, proto, state
 from .cgjoin import fork_payload
 from .monitor import BOOT
 from .plan import NET_TYPES_WITH_LINKS, Plan, build, describe, host_id
+from ..net.setup import teardown
+from .monitor import main
 
 log = logging.getLogger("lxpy.runtime")
 
@@ -74,7 +76,6 @@ def cleanup_stale(container, info: state.StateInfo | None = None) -> None:
             log.warning("stale cgroup %s: %s", cg, e)
     try:
         if any(n.type in NET_TYPES_WITH_LINKS for n in container.config.net):
-            from ..net.setup import teardown
             teardown(container.name, container.lxpath)
     except Exception as e:  # noqa: BLE001 - best effort
         log.warning("stale network of %s: %s", container.name, e)
@@ -296,7 +297,6 @@ def _become_monitor(container, plan: Plan, lock_fd: int) -> None:
         # start (~15-20 ms of every execute). Its memory does not matter as a
         # daemon's does (the bench's monitor PSS goal), nor is it long-lived as a
         # systemd unit's (-F execs the lean monitor below).
-        from .monitor import main
         try:
             main([plan.run_dir, str(w), str(lock_fd), "app", pre])
         finally:

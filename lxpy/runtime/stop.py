@@ -17,6 +17,11 @@ except ImportError:  # pragma: no cover - another Python implementation
 
 from ..errors import NotRunning, StateError
 from . import proto, state
+from .start import cleanup_stale
+from .start import take_lock
+from ..errors import LockBusy
+from ..config.signals import parse_signal
+from .. import cgroups
 
 
 def stop(container, timeout: float | None = None, kill: bool = False, wait: bool = True,
@@ -26,8 +31,6 @@ def stop(container, timeout: float | None = None, kill: bool = False, wait: bool
     if info.state == "STOPPED":
         if info.stale:
             # debris of a dead monitor; under the lock, as a start may be setting up
-            from ..errors import LockBusy
-            from .start import cleanup_stale, take_lock
             try:
                 lock = take_lock(container, "busy")
             except LockBusy:
@@ -98,8 +101,6 @@ def _ask_monitor(name: str, run_dir: str, timeout: float | None, kill: bool, wai
 
 
 def _stop_orphan(container, info: state.StateInfo, timeout: float | None, kill: bool) -> None:
-    from .start import cleanup_stale, take_lock
-    from ..errors import LockBusy
     try:
         lock = take_lock(container, "busy")
     except LockBusy:
@@ -139,7 +140,6 @@ def _stop_orphan(container, info: state.StateInfo, timeout: float | None, kill: 
 
 def _halt_signal(container) -> int:
     try:
-        from ..config.signals import parse_signal
         return parse_signal(container.config.init.halt_signal)
     except Exception:  # noqa: BLE001
         return signal.SIGRTMIN + 3
@@ -149,7 +149,6 @@ def _kill_cgroup(info: state.StateInfo) -> None:
     if not info.cgroup:
         return
     try:
-        from .. import cgroups
         cgroups.driver().open(info.cgroup).kill()
     except Exception:  # noqa: BLE001 - best effort, init's SIGKILL follows
         pass

@@ -16,6 +16,7 @@ import time
 
 from ..errors import StateError, UsageError
 from . import proto, state
+from ..linux import proc
 
 
 READY = "READY"
@@ -52,7 +53,6 @@ def _no_readiness(container, fields: dict, states: set[str]) -> None:
 
 def wait(container, states: set[str], timeout: float | None) -> bool:
     """True when the container reached one of states, False on timeout."""
-    from ..linux import proc
     deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
     rd = container.run_dir
     parent = rd.parent
