@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import logging
 import os
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
+
+from . import paths
 
 CONSOLE_LOG = "console.log"
 LXPY_LOG = "lxpy.log"
@@ -27,22 +30,11 @@ DEFAULT_MAX_BYTES = 1 << 20
 DEFAULT_BACKUPS = 2
 
 
-def log_dir() -> Path:
-    from .paths import system_config
-    return system_config().log_dir
-
-
-def default_lxpath() -> Path:
-    from .paths import default_lxpath
-    return default_lxpath()
-
-
 def container_log_dir(name: str, lxpath: Path | str | None = None, *,
                       create: bool = False) -> Path:
     """The directory of a container's logs (made, mode 0750, when create=True); lxpath None
     is the system's."""
-    from . import paths
-    d = paths.log_dir(lxpath or default_lxpath(), name)
+    d = paths.log_dir(lxpath or paths.default_lxpath(), name)
     if create:
         d.mkdir(mode=0o750, parents=True, exist_ok=True)
     return d
@@ -138,7 +130,6 @@ def handler(name: str, lxpath: Path | str | None = None, *,
     Add it to logging.getLogger("lxpy") in the monitor (and the start/stop commands) so the
     container's history survives the terminal; under systemd stderr goes to the journal too.
     """
-    from logging.handlers import RotatingFileHandler
     path = lxpy_log_path(name, lxpath)
     path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
     h = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")

@@ -16,16 +16,22 @@ and writes only through lxpy.safefs, so nothing lands outside the rootfs.
 from __future__ import annotations
 
 import difflib
+import fnmatch
+import ipaddress
 import os
 import platform
 import re
 import stat
+import subprocess
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import safefs
 from .errors import TemplateError, UsageError
+from .paths import shipped_dir, system_config
 
 TEMPLATE_DIRS = (Path("/etc/lxpy/templates"), Path("/usr/share/lxpy/templates"))
 OPTION_TYPES = ("str", "int", "bool", "list", "file", "arch")
@@ -42,7 +48,6 @@ def host_arch() -> str:
 
 
 def search_dirs() -> list[Path]:
-    from .paths import shipped_dir
     dirs = []
     env = os.environ.get("LXPY_TEMPLATES")
     if env:
@@ -410,9 +415,7 @@ def _context(template: Template, context: dict[str, Any]) -> dict[str, Any]:
         ctx["arch"] = host_arch()
     if "bridge_address" not in ctx or "domain" not in ctx or "bridge" not in ctx:
         try:
-            import ipaddress
 
-            from .paths import system_config
             sc = system_config()
             net = ipaddress.ip_network(sc.subnet, strict=False)
             ctx.setdefault("bridge_address", str(next(net.hosts())))
@@ -466,7 +469,7 @@ def _render_text(env, rel: str, template: Template, ctx: dict[str, Any],
             out = None
         if out is not None:
             return out
-    import jinja2
+    import jinja2  # heavy: only create renders
     if not isinstance(env, jinja2.Environment):
         env = env()
     try:
@@ -503,8 +506,6 @@ def _mode(spec: Any, where: str) -> int:
 def render_rootfs(template: Template, rootfs: Path, context: dict[str, Any]) -> None:
     """Apply the template's per-container [setup] and write its rootfs/ files into rootfs,
     every write resolved inside rootfs (lxpy.safefs)."""
-    from . import safefs
-
     ctx = _context(template, context)
     envs: list[Any] = []
 
@@ -542,7 +543,6 @@ def render_rootfs(template: Template, rootfs: Path, context: dict[str, Any]) -> 
 
 
 def _apply_setup(root, setup: dict[str, Any], template: Template) -> None:
-    import fnmatch
     for pattern in setup.get("remove", []):
         parent, _, name = pattern.rpartition("/")
         try:
@@ -584,14 +584,12 @@ def _apply_options(root, template: Template, options: dict[str, Any]) -> None:
 
 def hash_password(password: str) -> str:
     """A SHA-512 crypt(3) hash ($6$), as chpasswd would write it."""
-    import warnings
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             import crypt  # noqa: PLC0415 - removed in 3.13, hence the fallback
         return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
     except ImportError:
-        import subprocess
         r = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password,
                            capture_output=True, text=True, check=False)
         if r.returncode != 0 or not r.stdout.startswith("$6$"):

@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BootstrapError, TemplateError
+from . import cache
 
 if TYPE_CHECKING:
     from ..templates import Template
@@ -60,7 +61,6 @@ def ensure_cached(template: Template, options: dict[str, Any], cache_root: Path,
     build once (flock); a killed build leaves only a `.build-*` dir, removed by the next.
     flush=True builds a new version and repoints `rootfs`; old versions stay (see
     cache.prune)."""
-    from . import cache
     m = method(template.method)
     ok, why = m.available()
     if not ok:

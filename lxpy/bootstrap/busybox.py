@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BootstrapError
+from ..templates import host_arch
 
 if TYPE_CHECKING:
     from ..templates import Template
@@ -115,7 +116,6 @@ def _digest(bb: Path) -> str:
 
 
 def describe(template: Template, options: dict[str, Any]) -> dict[str, Any]:
-    from ..templates import host_arch
     bb = find_busybox()
     arch = host_arch()
     if bb is None:

@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
 from ..errors import BootstrapError
+from ..linux.mount import MNT_DETACH, mounts_under, umount2
 
 log = logging.getLogger("lxpy.bootstrap")
 
@@ -80,7 +81,6 @@ def locked(entry: Path, what: str, progress: Callable[[str], None] | None) -> It
 def remove_tree(path: Path) -> None:
     """rm -rf that first detaches whatever is mounted below (a killed debootstrap leaves
     proc/sys/dev mounted in its target) and never crosses into another filesystem."""
-    from ..linux.mount import MNT_DETACH, mounts_under, umount2
     if not path.exists() and not path.is_symlink():
         return
     for mp in mounts_under(path):
@@ -139,7 +139,6 @@ def _write_meta(entry: Path, meta: dict[str, Any]) -> None:
 
 
 def _q(v: Any) -> str:
-    import json
     return json.dumps(str(v))
 
 

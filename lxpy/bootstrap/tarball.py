@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import BootstrapError
+from ..templates import host_arch
 
 if TYPE_CHECKING:
     from ..templates import Template
@@ -44,7 +45,6 @@ def sha256(path: Path) -> str:
 
 
 def describe(template: Template, options: dict[str, Any]) -> dict[str, Any]:
-    from ..templates import host_arch
     f = options.get("file")
     if not f:
         raise BootstrapError(f"template {template.name}: which tarball? give -- --file PATH")

@@ -9,13 +9,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cache
 from pathlib import Path
 
 from ..errors import CgroupError
+from ..linux import mount as m
 from ..record import Record
 from .base import LIMIT_KEYS, Cgroup, CgroupDriver, CgroupMount, Hierarchy, Write
+from .v1 import V1Driver
+from .v2 import V2Driver
 
 __all__ = ["layout", "driver", "Layout", "Cgroup", "CgroupDriver", "CgroupMount", "Hierarchy",
            "Write", "LIMIT_KEYS", "DRIVERS", "mount_in_container"]
@@ -137,8 +141,6 @@ def layout() -> Layout:
 
 
 def _drivers() -> dict[str, type[CgroupDriver]]:
-    from .v1 import V1Driver
-    from .v2 import V2Driver
     return {"v2": V2Driver, "v1": V1Driver, "hybrid": V1Driver}
 
 
@@ -159,10 +161,6 @@ def driver() -> CgroupDriver:
 def mount_in_container(steps: list[CgroupMount], root: str = "/") -> None:
     """Carry out Cgroup.container_mounts() in the container's mount namespace, after its
     cgroup namespace was unshared (root: the new root before pivot_root, or "/")."""
-    import os
-
-    from ..linux import mount as m
-
     for s in steps:
         target = os.path.join(root, s.target.lstrip("/"))
         if s.fstype == "symlink":

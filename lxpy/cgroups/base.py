@@ -8,20 +8,20 @@ on every hierarchy the driver uses. Limits are planned as data (`Write` steps) f
 
 from __future__ import annotations
 
+import difflib
 import errno
 import logging
 import os
 import time
-from pathlib import Path
 from collections import namedtuple
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
+from ..config.schema import BY_KEY
 from ..errors import CgroupError
+from ..paths import system_config
 from ..record import Record
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
 
 log = logging.getLogger("lxpy.cgroups")
 
@@ -283,9 +283,7 @@ class Cgroup:
 
     def set_limit(self, key: str, value: Any) -> list[Write]:
         """A live change in the limits vocabulary: set_limit("limits.memory", "2G")."""
-        from ..config.schema import BY_KEY
         if key not in LIMIT_KEYS:
-            import difflib
             near = difflib.get_close_matches(key, LIMIT_KEYS, 1)
             raise CgroupError(f"{key!r} is not a limit" +
                               (f" (did you mean {near[0]}?)" if near else ""),
@@ -491,7 +489,6 @@ class CgroupDriver:
         return ""
 
     def default_parent(self) -> str:
-        from ..paths import system_config
         return system_config().cgroup_parent
 
     def parent_path(self, parent: str | None) -> str:

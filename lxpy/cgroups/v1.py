@@ -6,15 +6,24 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import CgroupError
+from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_REMOUNT
 from . import devices
-from .base import (CPU_PERIOD_US, FREEZE_TIMEOUT, Cgroup, CgroupDriver, CgroupMount,
-                   Hierarchy, Write, keyed, read_int, read_opt, write_file)
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
+from .base import (
+    CPU_PERIOD_US,
+    FREEZE_TIMEOUT,
+    Cgroup,
+    CgroupDriver,
+    CgroupMount,
+    Hierarchy,
+    Write,
+    keyed,
+    read_int,
+    read_opt,
+    write_file,
+)
 
 log = logging.getLogger("lxpy.cgroups")
 
@@ -215,7 +224,6 @@ def container_mounts_v1(layout: Any) -> list[CgroupMount]:
     """tmpfs at /sys/fs/cgroup, every hierarchy mounted in it as on the host (inside a
     cgroup namespace each shows the container's cgroup as its root), the host's symlinks
     (cpu -> cpu,cpuacct), then the tmpfs made read-only."""
-    from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_REMOUNT
     flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME
     root = Path(layout.root)
     out = [CgroupMount("tmpfs", "/sys/fs/cgroup", "tmpfs", flags, "mode=755,size=64k")]

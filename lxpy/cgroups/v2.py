@@ -6,16 +6,26 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import CgroupError, KernelFeatureError
+from ..linux import bpf
+from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME
 from . import devices
-from .base import (CPU_PERIOD_US, FREEZE_TIMEOUT, Cgroup, CgroupDriver, CgroupMount,
-                   Hierarchy, Write, keyed, read_int, read_opt, write_file)
+from .base import (
+    CPU_PERIOD_US,
+    FREEZE_TIMEOUT,
+    Cgroup,
+    CgroupDriver,
+    CgroupMount,
+    Hierarchy,
+    Write,
+    keyed,
+    read_int,
+    read_opt,
+    write_file,
+)
 from .v1 import enable_subtree
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
 
 log = logging.getLogger("lxpy.cgroups")
 
@@ -178,7 +188,6 @@ class V2Cgroup(Cgroup):
             log.warning("%s: %s", NO_DEVICE_POLICY, why)
             return False
         try:
-            from ..linux import bpf
             bpf.attach_device_program(self._dir(), devices.rules(cfg.get("devices.allow")))
         except (OSError, KernelFeatureError) as e:
             log.warning("%s: %s", NO_DEVICE_POLICY, e)
@@ -192,7 +201,6 @@ class V2Cgroup(Cgroup):
 def container_mounts_v2() -> list[CgroupMount]:
     """cgroup2 at /sys/fs/cgroup: inside the cgroup namespace its root is the container's
     cgroup, which systemd may populate (writable; its parents are not visible)."""
-    from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME
     return [CgroupMount("cgroup2", "/sys/fs/cgroup", "cgroup2",
                         MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME, "")]
 
@@ -237,10 +245,6 @@ class V2Driver(CgroupDriver):
         }[key]
 
     def device_support(self) -> tuple[bool, str]:
-        try:
-            from ..linux import bpf
-        except ImportError as e:  # pragma: no cover
-            return False, f"no BPF support: {e}"
         return bpf.device_programs_supported()
 
     def supported(self) -> dict[str, tuple[bool, str]]:
