@@ -15,13 +15,13 @@ import os
 import time
 from collections import namedtuple
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config.schema import BY_KEY
 from ..errors import CgroupError
 from ..paths import system_config
-from ..record import Record
 
 log = logging.getLogger("lxpy.cgroups")
 
@@ -36,33 +36,28 @@ CPU_PERIOD_US = 100_000
 FREEZE_TIMEOUT = 30.0
 
 
-class Hierarchy(Record):
-    """One mounted cgroup hierarchy. (Records, not frozen dataclasses, here and below:
-    dataclasses with inspect is ~5-10 ms of every lxpy-info's import.)"""
-
-    __slots__ = ("mount", "version", "controllers", "options")
-    _defaults = {"options": ""}
+@dataclass(frozen=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy."""
 
     mount: Path                       # /sys/fs/cgroup/memory, /sys/fs/cgroup (v2) ...
     version: int                      # 1 or 2
     controllers: tuple[str, ...]      # ("memory",), ("name=systemd",), v2: enabled at root
-    options: str                      # v1 mount option naming it: "cpu,cpuacct" (or "")
+    options: str = ""                 # v1 mount option naming it: "cpu,cpuacct" (or "")
 
     def path(self, rel: str) -> Path:
         return self.mount / rel.strip("/") if rel.strip("/") else self.mount
 
 
-class Write(Record):
+@dataclass(frozen=True)
+class Write:
     """One planned write of a limit: which controller's file, what value, for which key."""
-
-    __slots__ = ("controller", "file", "value", "key", "optional")
-    _defaults = {"optional": False}
 
     controller: str
     file: str
     value: str
     key: str
-    optional: bool                    # (default False) skip quietly when the file is absent
+    optional: bool = False            # skip quietly when the file is absent
 
     def describe(self) -> str:
         return f"{self.file} = {self.value}  ({self.key})"
@@ -203,27 +198,18 @@ def subtree_pids(top: Path) -> list[int]:
 # The interface.
 
 
+@dataclass(repr=False)
 class Cgroup:
-    """A container's (or monitor's) cgroup: one relative path on every hierarchy.
-    (A plain class with the __init__/__eq__ the dataclass it was generated.)"""
+    """A container's (or monitor's) cgroup: one relative path on every hierarchy."""
 
     driver: CgroupDriver
     path: str                                        # "lxpy/web1"
-    hierarchies: tuple[Hierarchy, ...]
+    hierarchies: tuple[Hierarchy, ...] = ()
 
-    def __init__(self, driver: CgroupDriver, path: str,
-                 hierarchies: tuple[Hierarchy, ...] = ()) -> None:
-        self.driver, self.path, self.hierarchies = driver, path.strip("/"), hierarchies
+    def __post_init__(self) -> None:
+        self.path = self.path.strip("/")
         if not self.hierarchies:
             self.hierarchies = self.driver.hierarchies()
-
-    def __eq__(self, other):
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return ((self.driver, self.path, self.hierarchies)
-                == (other.driver, other.path, other.hierarchies))
-
-    __hash__ = None  # mutable, as the dataclass was
 
     def __repr__(self) -> str:
         return f"<Cgroup {self.path} ({self.driver.name})>"
