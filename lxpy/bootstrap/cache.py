@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import logging
 import os
 import secrets
@@ -32,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..config.edit import toml_str
 from ..errors import BootstrapError
 from ..linux.mount import MNT_DETACH, mounts_under, umount2
 
@@ -126,20 +126,16 @@ def _write_meta(entry: Path, meta: dict[str, Any]) -> None:
     lines = []
     for k, v in meta.items():
         if isinstance(v, (list, tuple)):
-            lines.append(f"{k} = [{', '.join(_q(x) for x in v)}]")
+            lines.append(f"{k} = [{', '.join(toml_str(x) for x in v)}]")
         elif isinstance(v, bool):
             lines.append(f"{k} = {'true' if v else 'false'}")
         elif isinstance(v, (int, float)):
             lines.append(f"{k} = {v}")
         else:
-            lines.append(f"{k} = {_q(v)}")
+            lines.append(f"{k} = {toml_str(v)}")
     tmp = entry / f".meta.toml.{secrets.token_hex(4)}"
     tmp.write_text("\n".join(lines) + "\n")
     os.rename(tmp, entry / "meta.toml")
-
-
-def _q(v: Any) -> str:
-    return json.dumps(str(v))
 
 
 def ensure(entry: Path, build: Callable[[Path], None], meta: dict[str, Any], *,
