@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import namedtuple
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,29 @@ def rmdir_tree(top: Path, timeout: float = 10.0) -> None:
                 raise CgroupError(f"{d}: cannot remove cgroup: {e.strerror}",
                                   "processes are still in it: stop the container first"
                                   if e.errno == errno.EBUSY else None) from None
+
+
+def make_dir(d: Path, exist_ok: bool = True) -> bool:
+    """mkdir a cgroup (0755): True when made, False when it was there already (exist_ok)."""
+    try:
+        os.mkdir(d, 0o755)
+        return True
+    except FileExistsError:
+        if not exist_ok:
+            raise
+        return False
+    except OSError as e:
+        raise CgroupError(f"{d}: cannot create cgroup: {e.strerror}") from None
+
+
+def v2_max(n: int | None) -> str:
+    """A cgroup2 limit file's value: "max" for no limit."""
+    return "max" if n is None else str(n)
+
+
+def wanted(values: dict[str, Any], live: bool) -> Callable[[str], bool]:
+    """Which limits.* keys a plan writes: set ones; None ones too on a live change."""
+    return lambda key: key in values and (values[key] is not None or live)
 
 
 def subtree_pids(top: Path) -> list[int]:
@@ -366,11 +389,22 @@ class Cgroup:
         return not self.pids()
 
     # -- freezer (per driver) --------------------------------------------
-    def freeze(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
+    def _set_frozen(self, frozen: bool) -> None:
         raise NotImplementedError
 
+    def freeze(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
+        self._set_frozen(True)
+        if not wait:
+            return self.freezer_state()
+        st = self._wait_state("FROZEN", timeout)
+        if st != "FROZEN":
+            raise CgroupError(f"cgroup {self.path}: still {st} after {timeout:.0f}s",
+                              "a task is stuck in the kernel; lxpy-unfreeze and retry")
+        return st
+
     def thaw(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
-        raise NotImplementedError
+        self._set_frozen(False)
+        return self._wait_state("THAWED", timeout) if wait else self.freezer_state()
 
     def freezer_state(self) -> str:
         raise NotImplementedError
@@ -388,6 +422,15 @@ class Cgroup:
 
     # -- the rest ---------------------------------------------------------
     def stats(self) -> dict[str, Any]:
+        try:
+            fstate = self.freezer_state()
+        except CgroupError:
+            fstate = None
+        return {"cgroup": self.path, **self._stats(), "freezer_state": fstate,
+                "pids": len(self.pids())}
+
+    def _stats(self) -> dict[str, Any]:
+        """The driver's own part of stats(): version, memory, cpu, pids and io counters."""
         raise NotImplementedError
 
     def kill(self, timeout: float = 10.0) -> None:

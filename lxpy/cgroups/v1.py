@@ -11,19 +11,8 @@ from typing import Any
 from ..errors import CgroupError
 from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_REMOUNT
 from . import devices
-from .base import (
-    CPU_PERIOD_US,
-    FREEZE_TIMEOUT,
-    Cgroup,
-    CgroupDriver,
-    CgroupMount,
-    Hierarchy,
-    Write,
-    keyed,
-    read_int,
-    read_opt,
-    write_file,
-)
+from .base import (CPU_PERIOD_US, Cgroup, CgroupDriver, CgroupMount, Hierarchy, Write, keyed,
+                   make_dir, read_int, read_opt, v2_max, wanted, write_file)
 
 log = logging.getLogger("lxpy.cgroups")
 
@@ -37,20 +26,13 @@ V2_TO_V1 = {
 }
 
 
-def _v2_size(n: int | None) -> str:
-    return "max" if n is None else str(n)
-
-
 def plan_v1(values: dict[str, Any], versions: dict[str, int], live: bool = False,
             has_memsw: bool = True, io_file: str | None = "blkio.weight") -> list[Write]:
     """limits.* values -> writes, per controller version (hybrid: a controller on the
     unified hierarchy gets its v2 file). None means "no limit" on a live change and
     "leave alone" when applying a config."""
     out: list[Write] = []
-
-    def want(key: str) -> bool:
-        return key in values and (values[key] is not None or live)
-
+    want = wanted(values, live)
     mem = values.get("limits.memory")
     swap = values.get("limits.memory_swap")
     if want("limits.memory_swap") and swap is not None and not has_memsw:
@@ -105,7 +87,7 @@ def plan_v1(values: dict[str, Any], versions: dict[str, int], live: bool = False
     if want("limits.hugepages"):
         for size, limit in (values["limits.hugepages"] or {}).items():
             if versions.get("hugetlb") == 2:
-                out.append(Write("hugetlb", f"hugetlb.{size}.max", _v2_size(limit),
+                out.append(Write("hugetlb", f"hugetlb.{size}.max", v2_max(limit),
                                  "limits.hugepages"))
             else:
                 out.append(Write("hugetlb", f"hugetlb.{size}.limit_in_bytes",
@@ -147,21 +129,10 @@ class V1Cgroup(Cgroup):
             raise CgroupError(f"cgroup {self.path}: no freezer.state", "is it running?")
         return s.strip()
 
-    def freeze(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
-        write_file(self.dir_for("freezer") / "freezer.state", "FROZEN")
-        if not wait:
-            return self.freezer_state()
-        st = self._wait_state("FROZEN", timeout)
-        if st != "FROZEN":
-            raise CgroupError(f"cgroup {self.path}: still {st} after {timeout:.0f}s",
-                              "a task is stuck in the kernel; lxpy-unfreeze and retry")
-        return st
+    def _set_frozen(self, frozen: bool) -> None:
+        write_file(self.dir_for("freezer") / "freezer.state", "FROZEN" if frozen else "THAWED")
 
-    def thaw(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
-        write_file(self.dir_for("freezer") / "freezer.state", "THAWED")
-        return self._wait_state("THAWED", timeout) if wait else self.freezer_state()
-
-    def stats(self) -> dict[str, Any]:
+    def _stats(self) -> dict[str, Any]:
         mem = self.hierarchy_for("memory")
         md = mem.path(self.path) if mem else None
         usage = read_int(md / "memory.usage_in_bytes") if md else None
@@ -184,12 +155,7 @@ class V1Cgroup(Cgroup):
                         io_r += int(p[2])
                     elif len(p) == 3 and p[1] == "Write":
                         io_w += int(p[2])
-        try:
-            fstate = self.freezer_state()
-        except CgroupError:
-            fstate = None
         return {
-            "cgroup": self.path,
             "cgroup_version": 1,
             "memory_current": usage,
             "memory_peak": read_int(md / "memory.max_usage_in_bytes") if md else None,
@@ -201,8 +167,6 @@ class V1Cgroup(Cgroup):
             "pids_limit": read_int(pd / "pids.max") if pd else None,
             "io_read_bytes": io_r,
             "io_write_bytes": io_w,
-            "freezer_state": fstate,
-            "pids": len(self.pids()),
         }
 
     def apply_devices(self, cfg: Any) -> bool:
@@ -365,15 +329,7 @@ class V1Driver(CgroupDriver):
                 enable_subtree(cur)
             nxt = cur / p
             last = i == len(parts) - 1
-            try:
-                os.mkdir(nxt, 0o755)
-                made = True
-            except FileExistsError:
-                if last and not exist_ok:
-                    raise
-                made = False
-            except OSError as e:
-                raise CgroupError(f"{nxt}: cannot create cgroup: {e.strerror}") from None
+            made = make_dir(nxt, exist_ok or not last)
             if h.version == 1 and "cpuset" in h.controllers:
                 self._cpuset_init(cur, nxt, made)
             cur = nxt

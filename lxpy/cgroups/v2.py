@@ -12,19 +12,8 @@ from ..errors import CgroupError, KernelFeatureError
 from ..linux import bpf
 from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME
 from . import devices
-from .base import (
-    CPU_PERIOD_US,
-    FREEZE_TIMEOUT,
-    Cgroup,
-    CgroupDriver,
-    CgroupMount,
-    Hierarchy,
-    Write,
-    keyed,
-    read_int,
-    read_opt,
-    write_file,
-)
+from .base import (CPU_PERIOD_US, Cgroup, CgroupDriver, CgroupMount, Hierarchy, Write, keyed,
+                   make_dir, read_int, read_opt, v2_max, wanted, write_file)
 from .v1 import enable_subtree
 
 log = logging.getLogger("lxpy.cgroups")
@@ -41,22 +30,15 @@ V1_TO_V2 = {
 NO_DEVICE_POLICY = "device policy not enforced on this host"
 
 
-def _max(n: int | None) -> str:
-    return "max" if n is None else str(n)
-
-
 def plan_v2(values: dict[str, Any], live: bool = False) -> list[Write]:
     """limits.* values -> cgroup2 writes (pure; unit-tested)."""
     out: list[Write] = []
-
-    def want(key: str) -> bool:
-        return key in values and (values[key] is not None or live)
-
+    want = wanted(values, live)
     mem = values.get("limits.memory")
     if want("limits.memory"):
-        out.append(Write("memory", "memory.max", _max(mem), "limits.memory"))
+        out.append(Write("memory", "memory.max", v2_max(mem), "limits.memory"))
     if want("limits.memory_high"):
-        out.append(Write("memory", "memory.high", _max(values["limits.memory_high"]),
+        out.append(Write("memory", "memory.high", v2_max(values["limits.memory_high"]),
                          "limits.memory_high"))
     if want("limits.memory_swap"):
         swap = values["limits.memory_swap"]
@@ -88,14 +70,14 @@ def plan_v2(values: dict[str, Any], live: bool = False) -> list[Write]:
         out.append(Write("cpuset", "cpuset.mems", values["limits.cpuset_mems"] or "",
                          "limits.cpuset_mems"))
     if want("limits.pids"):
-        out.append(Write("pids", "pids.max", _max(values["limits.pids"]), "limits.pids"))
+        out.append(Write("pids", "pids.max", v2_max(values["limits.pids"]), "limits.pids"))
     if want("limits.io_weight"):
         v = values["limits.io_weight"]
         out.append(Write("io", "io.weight", f"default {100 if v is None else v}",
                          "limits.io_weight"))
     if want("limits.hugepages"):
         for size, limit in (values["limits.hugepages"] or {}).items():
-            out.append(Write("hugetlb", f"hugetlb.{size}.max", _max(limit), "limits.hugepages"))
+            out.append(Write("hugetlb", f"hugetlb.{size}.max", v2_max(limit), "limits.hugepages"))
     return out
 
 
@@ -125,18 +107,8 @@ class V2Cgroup(Cgroup):
             return "FROZEN" if frozen else "FREEZING"
         return "THAWED"
 
-    def freeze(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
-        write_file(self._dir() / "cgroup.freeze", "1")
-        if not wait:
-            return self.freezer_state()
-        st = self._wait_state("FROZEN", timeout)
-        if st != "FROZEN":
-            raise CgroupError(f"cgroup {self.path}: still {st} after {timeout:.0f}s")
-        return st
-
-    def thaw(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
-        write_file(self._dir() / "cgroup.freeze", "0")
-        return self._wait_state("THAWED", timeout) if wait else self.freezer_state()
+    def _set_frozen(self, frozen: bool) -> None:
+        write_file(self._dir() / "cgroup.freeze", "1" if frozen else "0")
 
     def kill(self, timeout: float = 10.0) -> None:
         f = self._dir() / "cgroup.kill"
@@ -146,7 +118,7 @@ class V2Cgroup(Cgroup):
                 return
         super().kill(timeout)
 
-    def stats(self) -> dict[str, Any]:
+    def _stats(self) -> dict[str, Any]:
         d = self._dir()
         events = keyed(read_opt(d / "memory.events"))
         cpu = keyed(read_opt(d / "cpu.stat"))
@@ -161,12 +133,7 @@ class V2Cgroup(Cgroup):
                         io_r += int(v)
                     elif k == "wbytes":
                         io_w += int(v)
-        try:
-            fstate = self.freezer_state()
-        except CgroupError:
-            fstate = None
         return {
-            "cgroup": self.path,
             "cgroup_version": 2,
             "memory_current": read_int(d / "memory.current"),
             "memory_peak": read_int(d / "memory.peak"),
@@ -178,8 +145,6 @@ class V2Cgroup(Cgroup):
             "pids_limit": read_int(d / "pids.max"),
             "io_read_bytes": io_r,
             "io_write_bytes": io_w,
-            "freezer_state": fstate,
-            "pids": len(self.pids()),
         }
 
     def apply_devices(self, cfg: Any) -> bool:
@@ -297,22 +262,11 @@ class V2Driver(CgroupDriver):
         for p in [p for p in parent.split("/") if p]:
             enable_subtree(cur)
             cur = cur / p
-            try:
-                os.mkdir(cur, 0o755)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise CgroupError(f"{cur}: cannot create cgroup: {e.strerror}") from None
+            make_dir(cur)
         enable_subtree(cur)
 
     def make(self, cg: Cgroup) -> None:
-        d = self._h.path(cg.path)
-        try:
-            os.mkdir(d, 0o755)
-        except FileExistsError:
-            raise
-        except OSError as e:
-            raise CgroupError(f"{d}: cannot create cgroup: {e.strerror}") from None
+        make_dir(self._h.path(cg.path), exist_ok=False)
 
 
 def delegated(own: str, mount: Path) -> bool:
