@@ -35,6 +35,16 @@ SOFT_KEYS = ("limits.io_weight",)
 CPU_PERIOD_US = 100_000
 FREEZE_TIMEOUT = 30.0
 
+# cgroup v1 file names -> their cgroup2 counterparts (hints on the other version's names)
+V1_TO_V2 = {
+    "memory.limit_in_bytes": "memory.max", "memory.soft_limit_in_bytes": "memory.high",
+    "memory.usage_in_bytes": "memory.current", "memory.memsw.limit_in_bytes": "memory.swap.max",
+    "memory.max_usage_in_bytes": "memory.peak", "memory.oom_control": "memory.events",
+    "cpu.cfs_quota_us": "cpu.max", "cpu.cfs_period_us": "cpu.max", "cpu.shares": "cpu.weight",
+    "cpuacct.usage": "cpu.stat", "blkio.weight": "io.weight", "freezer.state": "cgroup.freeze",
+    "tasks": "cgroup.procs",
+}
+
 
 @dataclass(frozen=True)
 class Hierarchy:
@@ -479,11 +489,11 @@ class Cgroup:
 class CgroupDriver:
     """One cgroup version on this host: where hierarchies are and how limits map."""
 
-    name = "base"
     version = 0
 
     def __init__(self, layout: Any):
         self.layout = layout
+        self.name = f"cgroup-{layout.kind}"          # cgroup-v2, cgroup-v1, cgroup-hybrid
 
     # -- hierarchies ------------------------------------------------------
     def hierarchies(self) -> tuple[Hierarchy, ...]:
@@ -496,6 +506,13 @@ class CgroupDriver:
         raise NotImplementedError
 
     def name_hint(self, file: str) -> str | None:
+        """A hint for a raw file name of the other cgroup version."""
+        if self.version == 2:
+            names = V1_TO_V2
+        else:   # the first v1 name of each v2 one; cgroup.procs is a v1 name too
+            names = {v2: v1 for v1, v2 in reversed(V1_TO_V2.items()) if v1 != "tasks"}
+        if file in names:
+            return f"this is cgroup v{self.version} here: use {names[file]}, or a limits.* key"
         return None
 
     # -- capability report ------------------------------------------------

@@ -16,15 +16,6 @@ from .base import (CPU_PERIOD_US, Cgroup, CgroupDriver, CgroupMount, Hierarchy, 
 
 log = logging.getLogger("lxpy.cgroups")
 
-# v2 file names -> the v1 name to use instead (for hints on a wrong raw name)
-V2_TO_V1 = {
-    "memory.max": "memory.limit_in_bytes", "memory.high": "memory.soft_limit_in_bytes",
-    "memory.current": "memory.usage_in_bytes", "memory.swap.max": "memory.memsw.limit_in_bytes",
-    "memory.peak": "memory.max_usage_in_bytes", "memory.events": "memory.oom_control",
-    "cpu.max": "cpu.cfs_quota_us", "cpu.weight": "cpu.shares", "cpu.stat": "cpuacct.usage",
-    "io.weight": "blkio.weight", "cgroup.freeze": "freezer.state",
-}
-
 
 def plan_v1(values: dict[str, Any], versions: dict[str, int], live: bool = False,
             has_memsw: bool = True, io_file: str | None = "blkio.weight") -> list[Write]:
@@ -228,14 +219,11 @@ def hugepage_sizes() -> list[str]:
 
 
 class V1Driver(CgroupDriver):
-    name = "cgroup-v1"
     version = 1
     cgroup_class = V1Cgroup
 
     def __init__(self, layout: Any):
         super().__init__(layout)
-        if layout.kind == "hybrid":
-            self.name = "cgroup-hybrid"
         self._ctl = layout.controllers()
 
     def primary(self) -> Hierarchy:
@@ -246,11 +234,6 @@ class V1Driver(CgroupDriver):
 
     def hierarchy_for(self, controller: str) -> Hierarchy | None:
         return self._ctl.get(controller)
-
-    def name_hint(self, file: str) -> str | None:
-        if file in V2_TO_V1:
-            return f"this is cgroup v1 here: use {V2_TO_V1[file]}, or a limits.* key"
-        return None
 
     def _has_memsw(self) -> bool:
         h = self._ctl.get("memory")

@@ -18,15 +18,6 @@ from .v1 import enable_subtree
 
 log = logging.getLogger("lxpy.cgroups")
 
-V1_TO_V2 = {
-    "memory.limit_in_bytes": "memory.max", "memory.soft_limit_in_bytes": "memory.high",
-    "memory.usage_in_bytes": "memory.current", "memory.memsw.limit_in_bytes": "memory.swap.max",
-    "memory.max_usage_in_bytes": "memory.peak", "memory.oom_control": "memory.events",
-    "cpu.cfs_quota_us": "cpu.max", "cpu.cfs_period_us": "cpu.max", "cpu.shares": "cpu.weight",
-    "cpuacct.usage": "cpu.stat", "blkio.weight": "io.weight", "freezer.state": "cgroup.freeze",
-    "tasks": "cgroup.procs",
-}
-
 NO_DEVICE_POLICY = "device policy not enforced on this host"
 
 
@@ -171,7 +162,6 @@ def container_mounts_v2() -> list[CgroupMount]:
 
 
 class V2Driver(CgroupDriver):
-    name = "cgroup-v2"
     version = 2
     cgroup_class = V2Cgroup
 
@@ -189,11 +179,6 @@ class V2Driver(CgroupDriver):
     def hierarchy_for(self, controller: str) -> Hierarchy | None:
         if controller in self._h.controllers or controller == "cgroup":
             return self._h
-        return None
-
-    def name_hint(self, file: str) -> str | None:
-        if file in V1_TO_V2:
-            return f"this is cgroup v2 here: use {V1_TO_V2[file]}, or a limits.* key"
         return None
 
     def plan(self, values: dict[str, Any], live: bool = False) -> list[Write]:
