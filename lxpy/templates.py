@@ -23,13 +23,13 @@ import platform
 import re
 import stat
 import subprocess
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import safefs
+from .config.loader import merge, read_toml
 from .errors import TemplateError, UsageError
 from .paths import shipped_dir, system_config
 
@@ -272,25 +272,9 @@ class Template:
 
 def _read_meta(path: Path) -> dict[str, Any]:
     f = path / "template.toml"
-    try:
-        with open(f, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise TemplateError(f"{path}: not a template (it has no template.toml)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise TemplateError(f"{f}: not valid TOML: {e}") from None
-    except OSError as e:
-        raise TemplateError(f"{f}: cannot read: {e.strerror}") from None
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
+    if not f.is_file():
+        raise TemplateError(f"{path}: not a template (it has no template.toml)")
+    return read_toml(f, TemplateError, hint=None)
 
 
 def _locate(name: str, relative_to: Path | None = None) -> Path:
@@ -367,7 +351,7 @@ def find(name_or_path: str | os.PathLike) -> Template:
         metas.append(_read_meta(ppath))
     meta: dict[str, Any] = {}
     for m in reversed(metas):
-        meta = _merge(meta, m)
+        meta = merge(meta, m)
     meta.pop("extends", None)
     method = meta.get("method", "none")
     if method not in METHODS:
