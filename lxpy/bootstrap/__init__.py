@@ -17,13 +17,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import BootstrapError, TemplateError
+from ..templates import Template
 from . import cache
-
-if TYPE_CHECKING:
-    from ..templates import Template
 
 METHODS = {
     "debootstrap": "lxpy.bootstrap.debootstrap",

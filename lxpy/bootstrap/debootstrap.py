@@ -21,16 +21,13 @@ import signal
 import subprocess
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import safefs
 from ..errors import BootstrapError, Interrupted
 from ..linux.prctl import set_pdeathsig
-from ..templates import host_arch
+from ..templates import Template, host_arch
 from .cache import locked
-
-if TYPE_CHECKING:
-    from ..templates import Template
 
 log = logging.getLogger("lxpy.bootstrap")
 
