@@ -12,7 +12,6 @@ Each method is a module with the same small interface, found through METHODS:
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -21,12 +20,12 @@ from typing import Any
 
 from ..errors import BootstrapError, TemplateError
 from ..templates import Template
-from . import cache
+from . import busybox, cache, debootstrap, tarball
 
-METHODS = {
-    "debootstrap": "lxpy.bootstrap.debootstrap",
-    "busybox": "lxpy.bootstrap.busybox",
-    "tarball": "lxpy.bootstrap.tarball",
+METHODS: dict[str, ModuleType] = {
+    "debootstrap": debootstrap,
+    "busybox": busybox,
+    "tarball": tarball,
 }
 
 Progress = Callable[[str], None] | None
@@ -34,7 +33,7 @@ Progress = Callable[[str], None] | None
 
 def method(name: str) -> ModuleType:
     try:
-        return importlib.import_module(METHODS[name])
+        return METHODS[name]
     except KeyError:
         raise TemplateError(f"bootstrap method {name!r} is unknown",
                             f"use one of {', '.join(METHODS)}") from None
