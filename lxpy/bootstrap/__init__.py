@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..errors import BootstrapError, TemplateError
+from ..errors import BootstrapError, TemplateError, lookup
 from ..templates import Template
 from . import busybox, cache, debootstrap, tarball
 
@@ -32,11 +32,7 @@ Progress = Callable[[str], None] | None
 
 
 def method(name: str) -> ModuleType:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise TemplateError(f"bootstrap method {name!r} is unknown",
-                            f"use one of {', '.join(METHODS)}") from None
+    return lookup(METHODS, name, "bootstrap method", TemplateError)
 
 
 def describe(template: Template, options: dict[str, Any]) -> dict[str, Any]:
