@@ -138,11 +138,8 @@ def layout() -> Layout:
     return parse_mountinfo(text, _v1_subsys(), _read_controllers)
 
 
-def _drivers() -> dict[str, type[CgroupDriver]]:
-    return {"v2": V2Driver, "v1": V1Driver, "hybrid": V1Driver}
-
-
-DRIVERS = ("v2", "v1", "hybrid")
+# the layout's kind -> its driver (hybrid: v1 controllers plus the unified hierarchy)
+DRIVERS: dict[str, type[CgroupDriver]] = {"v2": V2Driver, "v1": V1Driver, "hybrid": V1Driver}
 
 
 @cache
@@ -153,7 +150,7 @@ def driver() -> CgroupDriver:
     if lay.kind == "none":
         raise CgroupError("no cgroup filesystem is mounted",
                           "mount cgroup2 at /sys/fs/cgroup (or the v1 hierarchies)")
-    return _drivers()[lay.kind](lay)
+    return DRIVERS[lay.kind](lay)
 
 
 def mount_in_container(steps: list[CgroupMount], root: str = "/") -> None:
