@@ -29,7 +29,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .container import Container
 from .errors import LxpyError, UsageError
+from .status import state_of
 
 log = logging.getLogger("lxpy.autostart")
 
@@ -117,7 +119,6 @@ def acts_on(action: str, running: bool) -> bool:
 
 def entries(lxpath: Path | str | None = None) -> list[Entry]:
     """Every container of the lxpath with its autostart settings (broken configs carry error)."""
-    from .container import Container
     out = []
     for c in Container.all(lxpath):
         try:
@@ -131,8 +132,6 @@ def entries(lxpath: Path | str | None = None) -> list[Entry]:
 
 
 def is_running(name: str, lxpath: Path | str | None) -> bool:
-    from .container import Container
-    from .status import state_of
     return state_of(Container(name, lxpath)).state in RUNNING_STATES
 
 

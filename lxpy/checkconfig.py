@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import gzip
 import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import cgroups
 
 
 @dataclass
@@ -73,7 +76,6 @@ def checks() -> list[Check]:
                          "sysctl -w kernel.unprivileged_userns_clone=1", required=False))
 
     try:
-        from . import cgroups
         lay = cgroups.layout()
         out.append(Check("Cgroups", "Cgroup layout", True, lay.kind, info=True))
         for h in lay.hierarchies:
@@ -116,7 +118,6 @@ def checks() -> list[Check]:
 
     seccomp = _kc(kc, "CONFIG_SECCOMP_FILTER")
     try:
-        import ctypes.util
         lib = ctypes.util.find_library("seccomp")
     except Exception:  # noqa: BLE001
         lib = None

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class LxpyError(Exception):
     """An expected failure: one line for the admin, and a hint where one helps."""
@@ -85,3 +90,12 @@ class LockBusy(LxpyError):
 
 class Interrupted(LxpyError):
     exit_status = 130
+
+
+def lookup(table: Mapping[str, T], name: str, what: str, error: type[LxpyError]) -> T:
+    """table[name] (a registry: backends, methods, types); an unknown name is an `error` that
+    lists the known ones."""
+    try:
+        return table[name]
+    except KeyError:
+        raise error(f"{what} {name!r} is not known", f"use one of: {', '.join(table)}") from None

@@ -17,14 +17,11 @@ import errno
 import os
 import posixpath
 import stat
+from types import TracebackType
 
 from .config.atomic import write_all
 from .errors import KernelFeatureError
 from .linux import fs
-
-TYPE_CHECKING = False  # (types is not loaded by lxpy-copy -s otherwise)
-if TYPE_CHECKING:
-    from types import TracebackType
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY
 _RESOLVE = fs.RESOLVE_IN_ROOT | fs.RESOLVE_NO_MAGICLINKS

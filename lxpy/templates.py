@@ -16,16 +16,22 @@ and writes only through lxpy.safefs, so nothing lands outside the rootfs.
 from __future__ import annotations
 
 import difflib
+import fnmatch
+import ipaddress
 import os
 import platform
 import re
 import stat
-import tomllib
+import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import safefs
+from .config.loader import merge, read_toml
 from .errors import TemplateError, UsageError
+from .paths import shipped_dir, system_config
 
 TEMPLATE_DIRS = (Path("/etc/lxpy/templates"), Path("/usr/share/lxpy/templates"))
 OPTION_TYPES = ("str", "int", "bool", "list", "file", "arch")
@@ -42,7 +48,6 @@ def host_arch() -> str:
 
 
 def search_dirs() -> list[Path]:
-    from .paths import shipped_dir
     dirs = []
     env = os.environ.get("LXPY_TEMPLATES")
     if env:
@@ -267,25 +272,9 @@ class Template:
 
 def _read_meta(path: Path) -> dict[str, Any]:
     f = path / "template.toml"
-    try:
-        with open(f, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise TemplateError(f"{path}: not a template (it has no template.toml)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise TemplateError(f"{f}: not valid TOML: {e}") from None
-    except OSError as e:
-        raise TemplateError(f"{f}: cannot read: {e.strerror}") from None
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
+    if not f.is_file():
+        raise TemplateError(f"{path}: not a template (it has no template.toml)")
+    return read_toml(f, TemplateError, hint=None)
 
 
 def _locate(name: str, relative_to: Path | None = None) -> Path:
@@ -362,7 +351,7 @@ def find(name_or_path: str | os.PathLike) -> Template:
         metas.append(_read_meta(ppath))
     meta: dict[str, Any] = {}
     for m in reversed(metas):
-        meta = _merge(meta, m)
+        meta = merge(meta, m)
     meta.pop("extends", None)
     method = meta.get("method", "none")
     if method not in METHODS:
@@ -410,9 +399,7 @@ def _context(template: Template, context: dict[str, Any]) -> dict[str, Any]:
         ctx["arch"] = host_arch()
     if "bridge_address" not in ctx or "domain" not in ctx or "bridge" not in ctx:
         try:
-            import ipaddress
 
-            from .paths import system_config
             sc = system_config()
             net = ipaddress.ip_network(sc.subnet, strict=False)
             ctx.setdefault("bridge_address", str(next(net.hosts())))
@@ -466,7 +453,7 @@ def _render_text(env, rel: str, template: Template, ctx: dict[str, Any],
             out = None
         if out is not None:
             return out
-    import jinja2
+    import jinja2  # heavy: only create renders
     if not isinstance(env, jinja2.Environment):
         env = env()
     try:
@@ -503,8 +490,6 @@ def _mode(spec: Any, where: str) -> int:
 def render_rootfs(template: Template, rootfs: Path, context: dict[str, Any]) -> None:
     """Apply the template's per-container [setup] and write its rootfs/ files into rootfs,
     every write resolved inside rootfs (lxpy.safefs)."""
-    from . import safefs
-
     ctx = _context(template, context)
     envs: list[Any] = []
 
@@ -542,7 +527,6 @@ def render_rootfs(template: Template, rootfs: Path, context: dict[str, Any]) -> 
 
 
 def _apply_setup(root, setup: dict[str, Any], template: Template) -> None:
-    import fnmatch
     for pattern in setup.get("remove", []):
         parent, _, name = pattern.rpartition("/")
         try:
@@ -584,14 +568,12 @@ def _apply_options(root, template: Template, options: dict[str, Any]) -> None:
 
 def hash_password(password: str) -> str:
     """A SHA-512 crypt(3) hash ($6$), as chpasswd would write it."""
-    import warnings
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             import crypt  # noqa: PLC0415 - removed in 3.13, hence the fallback
         return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
     except ImportError:
-        import subprocess
         r = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password,
                            capture_output=True, text=True, check=False)
         if r.returncode != 0 or not r.stdout.startswith("$6$"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lxpy.manpages import write_all  # noqa: E402
+from lxpy.cli.manpages import write_all  # noqa: E402
 
 
 def main() -> int:

@@ -12,33 +12,27 @@ Each method is a module with the same small interface, found through METHODS:
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import BootstrapError, TemplateError
+from ..errors import BootstrapError, TemplateError, lookup
+from ..templates import Template
+from . import busybox, cache, debootstrap, tarball
 
-if TYPE_CHECKING:
-    from ..templates import Template
-
-METHODS = {
-    "debootstrap": "lxpy.bootstrap.debootstrap",
-    "busybox": "lxpy.bootstrap.busybox",
-    "tarball": "lxpy.bootstrap.tarball",
+METHODS: dict[str, ModuleType] = {
+    "debootstrap": debootstrap,
+    "busybox": busybox,
+    "tarball": tarball,
 }
 
 Progress = Callable[[str], None] | None
 
 
 def method(name: str) -> ModuleType:
-    try:
-        return importlib.import_module(METHODS[name])
-    except KeyError:
-        raise TemplateError(f"bootstrap method {name!r} is unknown",
-                            f"use one of {', '.join(METHODS)}") from None
+    return lookup(METHODS, name, "bootstrap method", TemplateError)
 
 
 def describe(template: Template, options: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +54,6 @@ def ensure_cached(template: Template, options: dict[str, Any], cache_root: Path,
     build once (flock); a killed build leaves only a `.build-*` dir, removed by the next.
     flush=True builds a new version and repoints `rootfs`; old versions stay (see
     cache.prune)."""
-    from . import cache
     m = method(template.method)
     ok, why = m.available()
     if not ok:

@@ -6,19 +6,17 @@ that the template's rendered files complete (hostname, network)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import struct
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import BootstrapError
-
-if TYPE_CHECKING:
-    from ..templates import Template
+from ..templates import Template, host_arch
+from .tarball import sha256
 
 CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 
@@ -106,22 +104,13 @@ def _version(bb: Path) -> str:
     return m.group(1) if m else "unknown"
 
 
-def _digest(bb: Path) -> str:
-    h = hashlib.sha256()
-    with open(bb, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def describe(template: Template, options: dict[str, Any]) -> dict[str, Any]:
-    from ..templates import host_arch
     bb = find_busybox()
     arch = host_arch()
     if bb is None:
         return {"release": "", "arch": arch, "key": f"none-{arch}"}
     version = _version(bb)
-    digest = _digest(bb)
+    digest = sha256(bb)
     return {"release": version, "arch": arch, "busybox": str(bb), "sha256": digest,
             "key": f"{version}-{arch}-{digest[:8]}"}
 

@@ -26,13 +26,14 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from collections.abc import Iterator
 
+from ..config.edit import toml_str
 from ..errors import BootstrapError
+from ..linux.mount import MNT_DETACH, mounts_under, umount2
 
 log = logging.getLogger("lxpy.bootstrap")
 
@@ -80,7 +81,6 @@ def locked(entry: Path, what: str, progress: Callable[[str], None] | None) -> It
 def remove_tree(path: Path) -> None:
     """rm -rf that first detaches whatever is mounted below (a killed debootstrap leaves
     proc/sys/dev mounted in its target) and never crosses into another filesystem."""
-    from ..linux.mount import MNT_DETACH, mounts_under, umount2
     if not path.exists() and not path.is_symlink():
         return
     for mp in mounts_under(path):
@@ -126,21 +126,16 @@ def _write_meta(entry: Path, meta: dict[str, Any]) -> None:
     lines = []
     for k, v in meta.items():
         if isinstance(v, (list, tuple)):
-            lines.append(f"{k} = [{', '.join(_q(x) for x in v)}]")
+            lines.append(f"{k} = [{', '.join(toml_str(x) for x in v)}]")
         elif isinstance(v, bool):
             lines.append(f"{k} = {'true' if v else 'false'}")
         elif isinstance(v, (int, float)):
             lines.append(f"{k} = {v}")
         else:
-            lines.append(f"{k} = {_q(v)}")
+            lines.append(f"{k} = {toml_str(v)}")
     tmp = entry / f".meta.toml.{secrets.token_hex(4)}"
     tmp.write_text("\n".join(lines) + "\n")
     os.rename(tmp, entry / "meta.toml")
-
-
-def _q(v: Any) -> str:
-    import json
-    return json.dumps(str(v))
 
 
 def ensure(entry: Path, build: Callable[[Path], None], meta: dict[str, Any], *,

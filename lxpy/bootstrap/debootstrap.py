@@ -21,12 +21,13 @@ import signal
 import subprocess
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .. import safefs
 from ..errors import BootstrapError, Interrupted
-
-if TYPE_CHECKING:
-    from ..templates import Template
+from ..linux.prctl import set_pdeathsig
+from ..templates import Template, host_arch
+from .cache import locked
 
 log = logging.getLogger("lxpy.bootstrap")
 
@@ -53,7 +54,6 @@ def packages(template: Template, options: dict[str, Any]) -> tuple[list[str], li
 
 
 def describe(template: Template, options: dict[str, Any]) -> dict[str, Any]:
-    from ..templates import host_arch
     release = str(options.get("release") or template.defaults.get("release") or "")
     arch = str(options.get("arch") or host_arch())
     base, extra = packages(template, options)
@@ -135,7 +135,6 @@ def build(template: Template, options: dict[str, Any], target: Path, entry: Path
         progress(f"bootstrapping {label} from {mirror} (once; later creates use the cache)")
     log.info("debootstrap %s", " ".join(args))
     env = {**os.environ, "PATH": _path(), "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
-    from .cache import locked
     with locked(debs, f"{release}-{arch} downloads", progress), \
             open(logpath, "w", buffering=1) as logf:
         logf.write(f"# debootstrap {' '.join(args)}\n")
@@ -190,7 +189,6 @@ def build(template: Template, options: dict[str, Any], target: Path, entry: Path
 
 
 def _die_with_parent() -> None:
-    from ..linux.prctl import set_pdeathsig
     set_pdeathsig(signal.SIGTERM)
 
 
@@ -208,7 +206,6 @@ def _stop(proc) -> None:
 
 def prepare_shared(target: Path, template: Template) -> None:
     """Make a fresh debootstrap fit to be shared by many containers (see the module doc)."""
-    from .. import safefs
     with safefs.Root(target) as root:
         root.write("etc/machine-id", b"", mode=0o444)
         root.unlink("var/lib/dbus/machine-id")

@@ -17,12 +17,10 @@ import posixpath
 import subprocess
 import tarfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from ..errors import BootstrapError
-
-if TYPE_CHECKING:
-    from ..templates import Template
+from ..templates import Template, host_arch
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # our own checks (check_member) replace tarfile's filters, which would drop owners,
@@ -36,15 +34,11 @@ def available() -> tuple[bool, str]:
 
 
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def describe(template: Template, options: dict[str, Any]) -> dict[str, Any]:
-    from ..templates import host_arch
     f = options.get("file")
     if not f:
         raise BootstrapError(f"template {template.name}: which tarball? give -- --file PATH")

@@ -9,13 +9,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from ..errors import CgroupError
-from ..record import Record
+from ..linux import mount as m
 from .base import LIMIT_KEYS, Cgroup, CgroupDriver, CgroupMount, Hierarchy, Write
+from .v1 import V1Driver
+from .v2 import V2Driver
 
 __all__ = ["layout", "driver", "Layout", "Cgroup", "CgroupDriver", "CgroupMount", "Hierarchy",
            "Write", "LIMIT_KEYS", "DRIVERS", "mount_in_container"]
@@ -24,15 +28,13 @@ MOUNTINFO = Path("/proc/self/mountinfo")
 PROC_CGROUPS = Path("/proc/cgroups")
 
 
-class Layout(Record):
-    # a Record, not a frozen dataclass (dataclasses with inspect: ~5-10 ms of import)
+@dataclass(frozen=True)
+class Layout:
     # kind: "v2", "v1", "hybrid" or "none"; hierarchies: v1 ones first, then the unified
     # one; root: where the cgroup filesystems live
-    __slots__ = ("kind", "hierarchies", "root")
-    _defaults = {"root": Path("/sys/fs/cgroup")}
     kind: str
     hierarchies: tuple[Hierarchy, ...]
-    root: Path
+    root: Path = Path("/sys/fs/cgroup")
 
     @property
     def unified(self) -> Hierarchy | None:
@@ -136,13 +138,8 @@ def layout() -> Layout:
     return parse_mountinfo(text, _v1_subsys(), _read_controllers)
 
 
-def _drivers() -> dict[str, type[CgroupDriver]]:
-    from .v1 import V1Driver
-    from .v2 import V2Driver
-    return {"v2": V2Driver, "v1": V1Driver, "hybrid": V1Driver}
-
-
-DRIVERS = ("v2", "v1", "hybrid")
+# the layout's kind -> its driver (hybrid: v1 controllers plus the unified hierarchy)
+DRIVERS: dict[str, type[CgroupDriver]] = {"v2": V2Driver, "v1": V1Driver, "hybrid": V1Driver}
 
 
 @cache
@@ -153,16 +150,12 @@ def driver() -> CgroupDriver:
     if lay.kind == "none":
         raise CgroupError("no cgroup filesystem is mounted",
                           "mount cgroup2 at /sys/fs/cgroup (or the v1 hierarchies)")
-    return _drivers()[lay.kind](lay)
+    return DRIVERS[lay.kind](lay)
 
 
 def mount_in_container(steps: list[CgroupMount], root: str = "/") -> None:
     """Carry out Cgroup.container_mounts() in the container's mount namespace, after its
     cgroup namespace was unshared (root: the new root before pivot_root, or "/")."""
-    import os
-
-    from ..linux import mount as m
-
     for s in steps:
         target = os.path.join(root, s.target.lstrip("/"))
         if s.fstype == "symlink":

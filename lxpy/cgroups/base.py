@@ -8,20 +8,20 @@ on every hierarchy the driver uses. Limits are planned as data (`Write` steps) f
 
 from __future__ import annotations
 
+import difflib
 import errno
 import logging
 import os
 import time
-from pathlib import Path
 from collections import namedtuple
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from ..config.schema import BY_KEY
 from ..errors import CgroupError
-from ..record import Record
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
+from ..paths import system_config
 
 log = logging.getLogger("lxpy.cgroups")
 
@@ -35,34 +35,39 @@ SOFT_KEYS = ("limits.io_weight",)
 CPU_PERIOD_US = 100_000
 FREEZE_TIMEOUT = 30.0
 
+# cgroup v1 file names -> their cgroup2 counterparts (hints on the other version's names)
+V1_TO_V2 = {
+    "memory.limit_in_bytes": "memory.max", "memory.soft_limit_in_bytes": "memory.high",
+    "memory.usage_in_bytes": "memory.current", "memory.memsw.limit_in_bytes": "memory.swap.max",
+    "memory.max_usage_in_bytes": "memory.peak", "memory.oom_control": "memory.events",
+    "cpu.cfs_quota_us": "cpu.max", "cpu.cfs_period_us": "cpu.max", "cpu.shares": "cpu.weight",
+    "cpuacct.usage": "cpu.stat", "blkio.weight": "io.weight", "freezer.state": "cgroup.freeze",
+    "tasks": "cgroup.procs",
+}
 
-class Hierarchy(Record):
-    """One mounted cgroup hierarchy. (Records, not frozen dataclasses, here and below:
-    dataclasses with inspect is ~5-10 ms of every lxpy-info's import.)"""
 
-    __slots__ = ("mount", "version", "controllers", "options")
-    _defaults = {"options": ""}
+@dataclass(frozen=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy."""
 
     mount: Path                       # /sys/fs/cgroup/memory, /sys/fs/cgroup (v2) ...
     version: int                      # 1 or 2
     controllers: tuple[str, ...]      # ("memory",), ("name=systemd",), v2: enabled at root
-    options: str                      # v1 mount option naming it: "cpu,cpuacct" (or "")
+    options: str = ""                 # v1 mount option naming it: "cpu,cpuacct" (or "")
 
     def path(self, rel: str) -> Path:
         return self.mount / rel.strip("/") if rel.strip("/") else self.mount
 
 
-class Write(Record):
+@dataclass(frozen=True)
+class Write:
     """One planned write of a limit: which controller's file, what value, for which key."""
-
-    __slots__ = ("controller", "file", "value", "key", "optional")
-    _defaults = {"optional": False}
 
     controller: str
     file: str
     value: str
     key: str
-    optional: bool                    # (default False) skip quietly when the file is absent
+    optional: bool = False            # skip quietly when the file is absent
 
     def describe(self) -> str:
         return f"{self.file} = {self.value}  ({self.key})"
@@ -190,6 +195,29 @@ def rmdir_tree(top: Path, timeout: float = 10.0) -> None:
                                   if e.errno == errno.EBUSY else None) from None
 
 
+def make_dir(d: Path, exist_ok: bool = True) -> bool:
+    """mkdir a cgroup (0755): True when made, False when it was there already (exist_ok)."""
+    try:
+        os.mkdir(d, 0o755)
+        return True
+    except FileExistsError:
+        if not exist_ok:
+            raise
+        return False
+    except OSError as e:
+        raise CgroupError(f"{d}: cannot create cgroup: {e.strerror}") from None
+
+
+def v2_max(n: int | None) -> str:
+    """A cgroup2 limit file's value: "max" for no limit."""
+    return "max" if n is None else str(n)
+
+
+def wanted(values: dict[str, Any], live: bool) -> Callable[[str], bool]:
+    """Which limits.* keys a plan writes: set ones; None ones too on a live change."""
+    return lambda key: key in values and (values[key] is not None or live)
+
+
 def subtree_pids(top: Path) -> list[int]:
     out: set[int] = set()
     for d, _, _ in os.walk(top):
@@ -203,27 +231,18 @@ def subtree_pids(top: Path) -> list[int]:
 # The interface.
 
 
+@dataclass(repr=False)
 class Cgroup:
-    """A container's (or monitor's) cgroup: one relative path on every hierarchy.
-    (A plain class with the __init__/__eq__ the dataclass it was generated.)"""
+    """A container's (or monitor's) cgroup: one relative path on every hierarchy."""
 
     driver: CgroupDriver
     path: str                                        # "lxpy/web1"
-    hierarchies: tuple[Hierarchy, ...]
+    hierarchies: tuple[Hierarchy, ...] = ()
 
-    def __init__(self, driver: CgroupDriver, path: str,
-                 hierarchies: tuple[Hierarchy, ...] = ()) -> None:
-        self.driver, self.path, self.hierarchies = driver, path.strip("/"), hierarchies
+    def __post_init__(self) -> None:
+        self.path = self.path.strip("/")
         if not self.hierarchies:
             self.hierarchies = self.driver.hierarchies()
-
-    def __eq__(self, other):
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return ((self.driver, self.path, self.hierarchies)
-                == (other.driver, other.path, other.hierarchies))
-
-    __hash__ = None  # mutable, as the dataclass was
 
     def __repr__(self) -> str:
         return f"<Cgroup {self.path} ({self.driver.name})>"
@@ -283,9 +302,7 @@ class Cgroup:
 
     def set_limit(self, key: str, value: Any) -> list[Write]:
         """A live change in the limits vocabulary: set_limit("limits.memory", "2G")."""
-        from ..config.schema import BY_KEY
         if key not in LIMIT_KEYS:
-            import difflib
             near = difflib.get_close_matches(key, LIMIT_KEYS, 1)
             raise CgroupError(f"{key!r} is not a limit" +
                               (f" (did you mean {near[0]}?)" if near else ""),
@@ -382,11 +399,22 @@ class Cgroup:
         return not self.pids()
 
     # -- freezer (per driver) --------------------------------------------
-    def freeze(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
+    def _set_frozen(self, frozen: bool) -> None:
         raise NotImplementedError
 
+    def freeze(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
+        self._set_frozen(True)
+        if not wait:
+            return self.freezer_state()
+        st = self._wait_state("FROZEN", timeout)
+        if st != "FROZEN":
+            raise CgroupError(f"cgroup {self.path}: still {st} after {timeout:.0f}s",
+                              "a task is stuck in the kernel; lxpy-unfreeze and retry")
+        return st
+
     def thaw(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
-        raise NotImplementedError
+        self._set_frozen(False)
+        return self._wait_state("THAWED", timeout) if wait else self.freezer_state()
 
     def freezer_state(self) -> str:
         raise NotImplementedError
@@ -404,6 +432,15 @@ class Cgroup:
 
     # -- the rest ---------------------------------------------------------
     def stats(self) -> dict[str, Any]:
+        try:
+            fstate = self.freezer_state()
+        except CgroupError:
+            fstate = None
+        return {"cgroup": self.path, **self._stats(), "freezer_state": fstate,
+                "pids": len(self.pids())}
+
+    def _stats(self) -> dict[str, Any]:
+        """The driver's own part of stats(): version, memory, cpu, pids and io counters."""
         raise NotImplementedError
 
     def kill(self, timeout: float = 10.0) -> None:
@@ -452,11 +489,11 @@ class Cgroup:
 class CgroupDriver:
     """One cgroup version on this host: where hierarchies are and how limits map."""
 
-    name = "base"
     version = 0
 
     def __init__(self, layout: Any):
         self.layout = layout
+        self.name = f"cgroup-{layout.kind}"          # cgroup-v2, cgroup-v1, cgroup-hybrid
 
     # -- hierarchies ------------------------------------------------------
     def hierarchies(self) -> tuple[Hierarchy, ...]:
@@ -469,6 +506,13 @@ class CgroupDriver:
         raise NotImplementedError
 
     def name_hint(self, file: str) -> str | None:
+        """A hint for a raw file name of the other cgroup version."""
+        if self.version == 2:
+            names = V1_TO_V2
+        else:   # the first v1 name of each v2 one; cgroup.procs is a v1 name too
+            names = {v2: v1 for v1, v2 in reversed(V1_TO_V2.items()) if v1 != "tasks"}
+        if file in names:
+            return f"this is cgroup v{self.version} here: use {names[file]}, or a limits.* key"
         return None
 
     # -- capability report ------------------------------------------------
@@ -491,7 +535,6 @@ class CgroupDriver:
         return ""
 
     def default_parent(self) -> str:
-        from ..paths import system_config
         return system_config().cgroup_parent
 
     def parent_path(self, parent: str | None) -> str:

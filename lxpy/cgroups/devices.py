@@ -3,19 +3,17 @@ v1 writes each rule to devices.allow; v2 compiles them into a BPF device program
 
 from __future__ import annotations
 
-from ..record import Record
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 
-class DeviceRule(Record):
-    # a Record, not a frozen dataclass: dataclasses (with inspect) is ~5-10 ms of import
-    __slots__ = ("type", "major", "minor", "access", "what")
-    _defaults = {"what": ""}
+@dataclass(frozen=True)
+class DeviceRule:
     type: str              # "c", "b" or "a"
     major: int | None      # None: any
     minor: int | None      # None: any
     access: str            # subset of "rwm"
-    what: str              # default ""
+    what: str = ""
 
     def v1(self) -> str:
         if self.type == "a":

@@ -6,30 +6,15 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import CgroupError
+from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_REMOUNT
 from . import devices
-from .base import (CPU_PERIOD_US, FREEZE_TIMEOUT, Cgroup, CgroupDriver, CgroupMount,
-                   Hierarchy, Write, keyed, read_int, read_opt, write_file)
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
+from .base import (CPU_PERIOD_US, Cgroup, CgroupDriver, CgroupMount, Hierarchy, Write, keyed,
+                   make_dir, read_int, read_opt, v2_max, wanted, write_file)
 
 log = logging.getLogger("lxpy.cgroups")
-
-# v2 file names -> the v1 name to use instead (for hints on a wrong raw name)
-V2_TO_V1 = {
-    "memory.max": "memory.limit_in_bytes", "memory.high": "memory.soft_limit_in_bytes",
-    "memory.current": "memory.usage_in_bytes", "memory.swap.max": "memory.memsw.limit_in_bytes",
-    "memory.peak": "memory.max_usage_in_bytes", "memory.events": "memory.oom_control",
-    "cpu.max": "cpu.cfs_quota_us", "cpu.weight": "cpu.shares", "cpu.stat": "cpuacct.usage",
-    "io.weight": "blkio.weight", "cgroup.freeze": "freezer.state",
-}
-
-
-def _v2_size(n: int | None) -> str:
-    return "max" if n is None else str(n)
 
 
 def plan_v1(values: dict[str, Any], versions: dict[str, int], live: bool = False,
@@ -38,10 +23,7 @@ def plan_v1(values: dict[str, Any], versions: dict[str, int], live: bool = False
     unified hierarchy gets its v2 file). None means "no limit" on a live change and
     "leave alone" when applying a config."""
     out: list[Write] = []
-
-    def want(key: str) -> bool:
-        return key in values and (values[key] is not None or live)
-
+    want = wanted(values, live)
     mem = values.get("limits.memory")
     swap = values.get("limits.memory_swap")
     if want("limits.memory_swap") and swap is not None and not has_memsw:
@@ -96,7 +78,7 @@ def plan_v1(values: dict[str, Any], versions: dict[str, int], live: bool = False
     if want("limits.hugepages"):
         for size, limit in (values["limits.hugepages"] or {}).items():
             if versions.get("hugetlb") == 2:
-                out.append(Write("hugetlb", f"hugetlb.{size}.max", _v2_size(limit),
+                out.append(Write("hugetlb", f"hugetlb.{size}.max", v2_max(limit),
                                  "limits.hugepages"))
             else:
                 out.append(Write("hugetlb", f"hugetlb.{size}.limit_in_bytes",
@@ -138,21 +120,10 @@ class V1Cgroup(Cgroup):
             raise CgroupError(f"cgroup {self.path}: no freezer.state", "is it running?")
         return s.strip()
 
-    def freeze(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
-        write_file(self.dir_for("freezer") / "freezer.state", "FROZEN")
-        if not wait:
-            return self.freezer_state()
-        st = self._wait_state("FROZEN", timeout)
-        if st != "FROZEN":
-            raise CgroupError(f"cgroup {self.path}: still {st} after {timeout:.0f}s",
-                              "a task is stuck in the kernel; lxpy-unfreeze and retry")
-        return st
+    def _set_frozen(self, frozen: bool) -> None:
+        write_file(self.dir_for("freezer") / "freezer.state", "FROZEN" if frozen else "THAWED")
 
-    def thaw(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
-        write_file(self.dir_for("freezer") / "freezer.state", "THAWED")
-        return self._wait_state("THAWED", timeout) if wait else self.freezer_state()
-
-    def stats(self) -> dict[str, Any]:
+    def _stats(self) -> dict[str, Any]:
         mem = self.hierarchy_for("memory")
         md = mem.path(self.path) if mem else None
         usage = read_int(md / "memory.usage_in_bytes") if md else None
@@ -175,12 +146,7 @@ class V1Cgroup(Cgroup):
                         io_r += int(p[2])
                     elif len(p) == 3 and p[1] == "Write":
                         io_w += int(p[2])
-        try:
-            fstate = self.freezer_state()
-        except CgroupError:
-            fstate = None
         return {
-            "cgroup": self.path,
             "cgroup_version": 1,
             "memory_current": usage,
             "memory_peak": read_int(md / "memory.max_usage_in_bytes") if md else None,
@@ -192,8 +158,6 @@ class V1Cgroup(Cgroup):
             "pids_limit": read_int(pd / "pids.max") if pd else None,
             "io_read_bytes": io_r,
             "io_write_bytes": io_w,
-            "freezer_state": fstate,
-            "pids": len(self.pids()),
         }
 
     def apply_devices(self, cfg: Any) -> bool:
@@ -215,7 +179,6 @@ def container_mounts_v1(layout: Any) -> list[CgroupMount]:
     """tmpfs at /sys/fs/cgroup, every hierarchy mounted in it as on the host (inside a
     cgroup namespace each shows the container's cgroup as its root), the host's symlinks
     (cpu -> cpu,cpuacct), then the tmpfs made read-only."""
-    from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_REMOUNT
     flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME
     root = Path(layout.root)
     out = [CgroupMount("tmpfs", "/sys/fs/cgroup", "tmpfs", flags, "mode=755,size=64k")]
@@ -256,14 +219,11 @@ def hugepage_sizes() -> list[str]:
 
 
 class V1Driver(CgroupDriver):
-    name = "cgroup-v1"
     version = 1
     cgroup_class = V1Cgroup
 
     def __init__(self, layout: Any):
         super().__init__(layout)
-        if layout.kind == "hybrid":
-            self.name = "cgroup-hybrid"
         self._ctl = layout.controllers()
 
     def primary(self) -> Hierarchy:
@@ -274,11 +234,6 @@ class V1Driver(CgroupDriver):
 
     def hierarchy_for(self, controller: str) -> Hierarchy | None:
         return self._ctl.get(controller)
-
-    def name_hint(self, file: str) -> str | None:
-        if file in V2_TO_V1:
-            return f"this is cgroup v1 here: use {V2_TO_V1[file]}, or a limits.* key"
-        return None
 
     def _has_memsw(self) -> bool:
         h = self._ctl.get("memory")
@@ -357,15 +312,7 @@ class V1Driver(CgroupDriver):
                 enable_subtree(cur)
             nxt = cur / p
             last = i == len(parts) - 1
-            try:
-                os.mkdir(nxt, 0o755)
-                made = True
-            except FileExistsError:
-                if last and not exist_ok:
-                    raise
-                made = False
-            except OSError as e:
-                raise CgroupError(f"{nxt}: cannot create cgroup: {e.strerror}") from None
+            made = make_dir(nxt, exist_ok or not last)
             if h.version == 1 and "cpuset" in h.controllers:
                 self._cpuset_init(cur, nxt, made)
             cur = nxt

@@ -6,47 +6,30 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from ..errors import CgroupError, KernelFeatureError
+from ..linux import bpf
+from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME
 from . import devices
-from .base import (CPU_PERIOD_US, FREEZE_TIMEOUT, Cgroup, CgroupDriver, CgroupMount,
-                   Hierarchy, Write, keyed, read_int, read_opt, write_file)
+from .base import (CPU_PERIOD_US, Cgroup, CgroupDriver, CgroupMount, Hierarchy, Write, keyed,
+                   make_dir, read_int, read_opt, v2_max, wanted, write_file)
 from .v1 import enable_subtree
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
 
 log = logging.getLogger("lxpy.cgroups")
 
-V1_TO_V2 = {
-    "memory.limit_in_bytes": "memory.max", "memory.soft_limit_in_bytes": "memory.high",
-    "memory.usage_in_bytes": "memory.current", "memory.memsw.limit_in_bytes": "memory.swap.max",
-    "memory.max_usage_in_bytes": "memory.peak", "memory.oom_control": "memory.events",
-    "cpu.cfs_quota_us": "cpu.max", "cpu.cfs_period_us": "cpu.max", "cpu.shares": "cpu.weight",
-    "cpuacct.usage": "cpu.stat", "blkio.weight": "io.weight", "freezer.state": "cgroup.freeze",
-    "tasks": "cgroup.procs",
-}
-
 NO_DEVICE_POLICY = "device policy not enforced on this host"
-
-
-def _max(n: int | None) -> str:
-    return "max" if n is None else str(n)
 
 
 def plan_v2(values: dict[str, Any], live: bool = False) -> list[Write]:
     """limits.* values -> cgroup2 writes (pure; unit-tested)."""
     out: list[Write] = []
-
-    def want(key: str) -> bool:
-        return key in values and (values[key] is not None or live)
-
+    want = wanted(values, live)
     mem = values.get("limits.memory")
     if want("limits.memory"):
-        out.append(Write("memory", "memory.max", _max(mem), "limits.memory"))
+        out.append(Write("memory", "memory.max", v2_max(mem), "limits.memory"))
     if want("limits.memory_high"):
-        out.append(Write("memory", "memory.high", _max(values["limits.memory_high"]),
+        out.append(Write("memory", "memory.high", v2_max(values["limits.memory_high"]),
                          "limits.memory_high"))
     if want("limits.memory_swap"):
         swap = values["limits.memory_swap"]
@@ -78,14 +61,14 @@ def plan_v2(values: dict[str, Any], live: bool = False) -> list[Write]:
         out.append(Write("cpuset", "cpuset.mems", values["limits.cpuset_mems"] or "",
                          "limits.cpuset_mems"))
     if want("limits.pids"):
-        out.append(Write("pids", "pids.max", _max(values["limits.pids"]), "limits.pids"))
+        out.append(Write("pids", "pids.max", v2_max(values["limits.pids"]), "limits.pids"))
     if want("limits.io_weight"):
         v = values["limits.io_weight"]
         out.append(Write("io", "io.weight", f"default {100 if v is None else v}",
                          "limits.io_weight"))
     if want("limits.hugepages"):
         for size, limit in (values["limits.hugepages"] or {}).items():
-            out.append(Write("hugetlb", f"hugetlb.{size}.max", _max(limit), "limits.hugepages"))
+            out.append(Write("hugetlb", f"hugetlb.{size}.max", v2_max(limit), "limits.hugepages"))
     return out
 
 
@@ -115,18 +98,8 @@ class V2Cgroup(Cgroup):
             return "FROZEN" if frozen else "FREEZING"
         return "THAWED"
 
-    def freeze(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
-        write_file(self._dir() / "cgroup.freeze", "1")
-        if not wait:
-            return self.freezer_state()
-        st = self._wait_state("FROZEN", timeout)
-        if st != "FROZEN":
-            raise CgroupError(f"cgroup {self.path}: still {st} after {timeout:.0f}s")
-        return st
-
-    def thaw(self, wait: bool = True, timeout: float = FREEZE_TIMEOUT) -> str:
-        write_file(self._dir() / "cgroup.freeze", "0")
-        return self._wait_state("THAWED", timeout) if wait else self.freezer_state()
+    def _set_frozen(self, frozen: bool) -> None:
+        write_file(self._dir() / "cgroup.freeze", "1" if frozen else "0")
 
     def kill(self, timeout: float = 10.0) -> None:
         f = self._dir() / "cgroup.kill"
@@ -136,7 +109,7 @@ class V2Cgroup(Cgroup):
                 return
         super().kill(timeout)
 
-    def stats(self) -> dict[str, Any]:
+    def _stats(self) -> dict[str, Any]:
         d = self._dir()
         events = keyed(read_opt(d / "memory.events"))
         cpu = keyed(read_opt(d / "cpu.stat"))
@@ -151,12 +124,7 @@ class V2Cgroup(Cgroup):
                         io_r += int(v)
                     elif k == "wbytes":
                         io_w += int(v)
-        try:
-            fstate = self.freezer_state()
-        except CgroupError:
-            fstate = None
         return {
-            "cgroup": self.path,
             "cgroup_version": 2,
             "memory_current": read_int(d / "memory.current"),
             "memory_peak": read_int(d / "memory.peak"),
@@ -168,8 +136,6 @@ class V2Cgroup(Cgroup):
             "pids_limit": read_int(d / "pids.max"),
             "io_read_bytes": io_r,
             "io_write_bytes": io_w,
-            "freezer_state": fstate,
-            "pids": len(self.pids()),
         }
 
     def apply_devices(self, cfg: Any) -> bool:
@@ -178,7 +144,6 @@ class V2Cgroup(Cgroup):
             log.warning("%s: %s", NO_DEVICE_POLICY, why)
             return False
         try:
-            from ..linux import bpf
             bpf.attach_device_program(self._dir(), devices.rules(cfg.get("devices.allow")))
         except (OSError, KernelFeatureError) as e:
             log.warning("%s: %s", NO_DEVICE_POLICY, e)
@@ -192,13 +157,11 @@ class V2Cgroup(Cgroup):
 def container_mounts_v2() -> list[CgroupMount]:
     """cgroup2 at /sys/fs/cgroup: inside the cgroup namespace its root is the container's
     cgroup, which systemd may populate (writable; its parents are not visible)."""
-    from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME
     return [CgroupMount("cgroup2", "/sys/fs/cgroup", "cgroup2",
                         MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME, "")]
 
 
 class V2Driver(CgroupDriver):
-    name = "cgroup-v2"
     version = 2
     cgroup_class = V2Cgroup
 
@@ -218,11 +181,6 @@ class V2Driver(CgroupDriver):
             return self._h
         return None
 
-    def name_hint(self, file: str) -> str | None:
-        if file in V1_TO_V2:
-            return f"this is cgroup v2 here: use {V1_TO_V2[file]}, or a limits.* key"
-        return None
-
     def plan(self, values: dict[str, Any], live: bool = False) -> list[Write]:
         return plan_v2(values, live)
 
@@ -237,10 +195,6 @@ class V2Driver(CgroupDriver):
         }[key]
 
     def device_support(self) -> tuple[bool, str]:
-        try:
-            from ..linux import bpf
-        except ImportError as e:  # pragma: no cover
-            return False, f"no BPF support: {e}"
         return bpf.device_programs_supported()
 
     def supported(self) -> dict[str, tuple[bool, str]]:
@@ -293,22 +247,11 @@ class V2Driver(CgroupDriver):
         for p in [p for p in parent.split("/") if p]:
             enable_subtree(cur)
             cur = cur / p
-            try:
-                os.mkdir(cur, 0o755)
-            except FileExistsError:
-                pass
-            except OSError as e:
-                raise CgroupError(f"{cur}: cannot create cgroup: {e.strerror}") from None
+            make_dir(cur)
         enable_subtree(cur)
 
     def make(self, cg: Cgroup) -> None:
-        d = self._h.path(cg.path)
-        try:
-            os.mkdir(d, 0o755)
-        except FileExistsError:
-            raise
-        except OSError as e:
-            raise CgroupError(f"{d}: cannot create cgroup: {e.strerror}") from None
+        make_dir(self._h.path(cg.path), exist_ok=False)
 
 
 def delegated(own: str, mount: Path) -> bool:

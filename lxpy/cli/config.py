@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 import sys
 
+from lxpy.cli._live import apply_live
+from lxpy.config.edit import set_keys
+from lxpy.config.schema import BY_KEY, LIST_SECTIONS, SETTINGS, did_you_mean
+from lxpy.container import Container
+from lxpy.errors import ConfigError, UsageError
+
 HELP = "Show, get, set, unset or validate a container's config.toml; 'help' lists the keys."
 EPILOG = """examples:
   lxpy-config -n web1 show                    the effective config, profiles merged
@@ -53,15 +59,12 @@ def _fmt(value) -> str:
 
 
 def _help(key: str | None) -> int:
-    from lxpy.config.schema import LIST_SECTIONS, SETTINGS
     rows = [(s.key, s) for s in SETTINGS]
     for sec, table in LIST_SECTIONS.items():
         rows += [(f"{sec}.N.{s.key}", s) for s in table]
     if key:
         rows = [r for r in rows if r[0] == key or r[0].startswith(key + ".")]
         if not rows:
-            from lxpy.config.schema import did_you_mean
-            from lxpy.errors import ConfigError
             raise ConfigError(f"{key!r} is not a config key{did_you_mean(key)}")
     for k, s in rows:
         default = _fmt(s.default) if s.default not in (None, "", (), {}) else "-"
@@ -71,7 +74,6 @@ def _help(key: str | None) -> int:
 
 
 def run(args) -> int:
-    from lxpy.errors import UsageError
     if args.action is None:
         raise UsageError("say what to do: show, get, set, unset, validate or help",
                          "see lxpy-config -h")
@@ -79,7 +81,6 @@ def run(args) -> int:
         return _help(args.key)
     if not args.name:
         raise UsageError("which container? give -n NAME")
-    from lxpy.container import Container
     c = Container(args.name, args.lxpath).require()
     if args.action == "validate":
         cfg = c.config
@@ -91,7 +92,7 @@ def run(args) -> int:
             json.dump(data, sys.stdout, indent=2)
             print()
         else:
-            import tomlkit
+            import tomlkit  # heavy: only the TOML output needs it
             sys.stdout.write(tomlkit.dumps(data))
         return 0
     if args.action == "get":
@@ -101,18 +102,14 @@ def run(args) -> int:
         else:
             print(_fmt(value))
         return 0
-    from lxpy.config.edit import set_keys
     if args.action == "set":
         if args.live:
-            from lxpy.config.schema import BY_KEY
             s = BY_KEY.get(args.key)
             if s is None or not s.live:
-                from lxpy.errors import ConfigError
                 raise ConfigError(f"{args.key} cannot be changed on a running container",
                                   "set it without --live and restart the container")
         set_keys(c.config_path, {args.key: args.value})
         if args.live:
-            from lxpy.cli._live import apply_live
             apply_live(c, args.key, args.value)
         return 0
     if args.action == "unset":

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
+
+from lxpy import storage
+from lxpy.container import Container
+from lxpy.errors import ConfigError
+from lxpy.status import addresses, cgroup_stats, state_of, unprivileged
+from lxpy.storage.base import rootfs_dir
+from lxpy.storage.clone import fallback_config
 
 HELP = "Show a container's state, pid, rootfs, backend, disk and resource use, addresses."
 
@@ -28,15 +36,11 @@ def _human(n, raw: bool) -> str:
 
 
 def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
-    from lxpy.errors import ConfigError
-    from lxpy.status import addresses, cgroup_stats, state_of, unprivileged
-    from lxpy.storage.base import rootfs_dir
     st = state_of(c)
     info: dict = {"name": c.name, "state": st.state, "pid": st.pid}
     try:
         cfg = c.config
     except ConfigError as e:        # a broken config never hides a container
-        from lxpy.storage.clone import fallback_config
         cfg = fallback_config(c)
         info["config_error"] = str(e)
         info["config_hint"] = e.hint
@@ -73,7 +77,6 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
             info["guest_status"] = f.get("status") or None
     if with_size:
         try:
-            from lxpy import storage
             info["disk_usage"] = storage.get(cfg.rootfs.backend).usage(c.dir, cfg)
         except Exception:  # noqa: BLE001 - size is informational
             info["disk_usage"] = None
@@ -84,10 +87,8 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
 
 
 def run(args) -> int:
-    from lxpy.container import Container
     c = Container(args.name, args.lxpath).require()
     if args.state or args.pid:
-        from lxpy.status import state_of
         st = state_of(c)
         if args.state:
             print(f"State: {st.state}" if not args.pid else f"State: {st.state}")
@@ -96,7 +97,6 @@ def run(args) -> int:
         return 0
     info = gather(c, with_size=not args.no_size, skip_loopback=not args.json)
     if args.json:
-        import json
         json.dump(info, sys.stdout, indent=2, default=str)
         print()
         return 0

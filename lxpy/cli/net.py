@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
+from pathlib import Path
+
+from lxpy.container import Container, check_name
+from lxpy.errors import NetworkError, UsageError
+from lxpy.net import bridge, forward
+from lxpy.net.setup import cleanup_stale
+from lxpy.paths import default_lxpath
+from lxpy.status import addresses, state_of
 
 HELP = "Manage lxpy's bridge (DHCP, DNS, NAT) and port forwards to containers."
 EPILOG = """commands:
@@ -44,7 +53,6 @@ def add_arguments(p) -> None:
 
 
 def _ports(spec: str, need_both: bool):
-    from lxpy.errors import UsageError
     hp, sep, cp = spec.partition(":")
     try:
         h = int(hp)
@@ -60,10 +68,6 @@ def _ports(spec: str, need_both: bool):
 def _target(name: str, lxpath) -> tuple[str | None, str | None, str]:
     """The container's address to forward to: static (or reserved) in its config,
     else what its running netns has."""
-    import ipaddress
-
-    from lxpy.container import Container
-    from lxpy.errors import NetworkError
     c = Container(name, lxpath).require()
     cfg = c.config
     v4 = v6 = None
@@ -78,7 +82,6 @@ def _target(name: str, lxpath) -> tuple[str | None, str | None, str]:
             v6 = str(ipaddress.ip_interface(e.ipv6[0]))
             dev = dev or e.link
     if not v4 and not v6:
-        from lxpy.status import addresses, state_of
         st = state_of(c)
         for ifname, a in addresses(st.pid).items() if st.pid else []:
             if ifname == "lo":
@@ -118,7 +121,6 @@ def _fwd_line(f: dict) -> str:
 
 
 def run(args) -> int:
-    from lxpy.net import bridge, forward
     if args.cmd == "start":
         st = bridge.start()
         print(f"{st['bridge']}: {' '.join(st['addresses'])}, dnsmasq {st['dnsmasq_pid']}, "
@@ -137,16 +139,13 @@ def run(args) -> int:
             _print_status(st)
         return 0
     if args.cmd == "cleanup":
-        from lxpy.net.setup import cleanup_stale
         done = cleanup_stale()
         for k, v in done.items():
             for x in v:
                 print(f"{k}: {x}")
         return 0
     if args.cmd == "forward":
-        from pathlib import Path
 
-        from lxpy.paths import default_lxpath
         lxpath = Path(args.lxpath) if args.lxpath else default_lxpath()
         if args.fcmd == "list":
             recs = forward.list_all()
@@ -157,15 +156,12 @@ def run(args) -> int:
                     print(_fwd_line(f))
             return 0
         if args.fcmd == "add":
-            from lxpy.container import check_name
             check_name(args.container)
             hp, cp = _ports(args.ports, need_both=True)
             v4, v6, dev = _target(args.container, lxpath)
             forward.add(args.container, lxpath, args.proto, hp, cp, v4, v6, dev=dev)
             return 0
         if args.fcmd == "remove":
-            from lxpy.container import check_name
-            from lxpy.errors import NetworkError
             check_name(args.container)
             hp, _cp = _ports(args.ports, need_both=False)
             if not forward.remove(args.container, lxpath, args.proto, hp):

@@ -74,7 +74,7 @@ def coerce(setting: Setting, key: str, text: Any) -> Any:
 
 
 def _doc(path: Path):
-    import tomlkit
+    import tomlkit  # heavy: only an edit of the file needs it
     try:
         return tomlkit.parse(path.read_text())
     except FileNotFoundError:
@@ -84,7 +84,7 @@ def _doc(path: Path):
 
 
 def _store(doc, path_parts: list[str | int], value: Any, key: str) -> None:
-    import tomlkit
+    import tomlkit  # heavy: only an edit of the file needs it
     node = doc
     for i, p in enumerate(path_parts[:-1]):
         if isinstance(p, int):
@@ -162,7 +162,7 @@ def set_keys(path: Path, changes: dict[str, Any], unset: list[str] = ()) -> None
         _setting_for(key)
         _, parts = _setting_for(key)
         _remove(doc, parts)
-    import tomlkit
+    import tomlkit  # heavy: only an edit of the file needs it
     text = tomlkit.dumps(doc)
     data = tomllib.loads(text)
     files: list[str] = []

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LxpyError
 from ..paths import profile_dirs
 from .schema import BY_KEY, LIST_SECTIONS, SECTIONS, SETTINGS, Setting, closest, did_you_mean
 from .view import ENTRIES, Config
@@ -19,17 +19,19 @@ from .view import ENTRIES, Config
 # Reading and merging files
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, error: type[LxpyError] = ConfigError,
+              hint: str | None = "fix the syntax, or check it with lxpy-config validate"
+              ) -> dict[str, Any]:
+    """A TOML file's table; each failure an `error` that names the file."""
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raise error(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}",
-                          "fix the syntax, or check it with lxpy-config validate") from None
+        raise error(f"{path}: not valid TOML: {e}", hint) from None
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        raise error(f"{path}: cannot read: {e.strerror}") from None
 
 
 _PROFILES: dict[str, tuple[tuple[int, int, int, int], dict[str, Any]]] = {}

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..linux import caps
 from .signals import parse_signal
 
 # ---------------------------------------------------------------------------
@@ -240,21 +241,11 @@ def _idmap(v: Any) -> tuple[tuple[int, int, int], ...]:
     return tuple(out)
 
 
-CAPABILITIES = (
-    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid",
-    "setpcap", "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw",
-    "ipc_lock", "ipc_owner", "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct",
-    "sys_admin", "sys_boot", "sys_nice", "sys_resource", "sys_time", "sys_tty_config", "mknod",
-    "lease", "audit_write", "audit_control", "setfcap", "mac_override", "mac_admin", "syslog",
-    "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore",
-)
-
-
 def _caps(v: Any) -> tuple[str, ...]:
     t = tuple(x.lower().removeprefix("cap_") for x in _str_list(v))
     for c in t:
-        if c not in CAPABILITIES:
-            near = difflib.get_close_matches(c, CAPABILITIES, 1)
+        if c not in caps.NAMES:
+            near = difflib.get_close_matches(c, caps.NAMES, 1)
             hint = f" (did you mean {near[0]}?)" if near else ""
             raise ValueError(f"{c!r} is not a capability{hint}")
     return t

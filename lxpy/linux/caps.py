@@ -7,7 +7,7 @@ lxpy's config spells capabilities in lower case without the cap_ prefix ("sys_ad
 from __future__ import annotations
 
 import ctypes
-from _collections_abc import Iterable  # loaded at start-up; collections costs ~3 ms
+from collections.abc import Iterable
 
 from .libc import check, libc
 from .prctl import (

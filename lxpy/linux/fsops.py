@@ -95,53 +95,46 @@ def _dirfd(path: str | os.PathLike) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def btrfs_subvol_create(path: str | os.PathLike) -> None:
-    """Create a new, empty subvolume at path (its parent must exist)."""
-    parent, name = os.path.split(os.path.abspath(path))
-    args = bytearray(struct.pack("q4088s", 0, _name_arg(name, BTRFS_PATH_NAME_MAX)))
-    fd = _dirfd(parent)
+def _ioctl_in_parent(path: str | os.PathLike, request: int, name: str, args) -> None:
+    """ioctl(request) on the directory that holds path; a failure names the call and path."""
+    fd = _dirfd(os.path.dirname(os.path.abspath(path)))
     try:
-        fcntl.ioctl(fd, BTRFS_IOC_SUBVOL_CREATE, args, True)
+        fcntl.ioctl(fd, request, args, True)
     except OSError as e:
-        raise OSError(e.errno, f"ioctl(BTRFS_IOC_SUBVOL_CREATE): {os.strerror(e.errno)}",
+        raise OSError(e.errno, f"ioctl({name}): {os.strerror(e.errno)}",
                       os.fspath(path)) from None
     finally:
         os.close(fd)
 
 
+def _vol_args(path: str | os.PathLike) -> bytearray:
+    """struct btrfs_ioctl_vol_args naming path's last component."""
+    name = os.path.basename(os.path.abspath(path))
+    return bytearray(struct.pack("q4088s", 0, _name_arg(name, BTRFS_PATH_NAME_MAX)))
+
+
+def btrfs_subvol_create(path: str | os.PathLike) -> None:
+    """Create a new, empty subvolume at path (its parent must exist)."""
+    _ioctl_in_parent(path, BTRFS_IOC_SUBVOL_CREATE, "BTRFS_IOC_SUBVOL_CREATE", _vol_args(path))
+
+
 def btrfs_snapshot(source: str | os.PathLike, dest: str | os.PathLike,
                    readonly: bool = False) -> None:
     """Snapshot the subvolume source as dest (same filesystem, dest must not exist)."""
-    parent, name = os.path.split(os.path.abspath(dest))
+    name = os.path.basename(os.path.abspath(dest))
     src = _dirfd(source)
     try:
-        dfd = _dirfd(parent)
-        try:
-            args = bytearray(struct.pack("qQQ32s4040s", src, 0,
-                                         BTRFS_SUBVOL_RDONLY if readonly else 0,
-                                         b"", _name_arg(name, BTRFS_SUBVOL_NAME_MAX)))
-            fcntl.ioctl(dfd, BTRFS_IOC_SNAP_CREATE_V2, args, True)
-        except OSError as e:
-            raise OSError(e.errno, f"ioctl(BTRFS_IOC_SNAP_CREATE_V2): {os.strerror(e.errno)}",
-                          os.fspath(dest)) from None
-        finally:
-            os.close(dfd)
+        args = bytearray(struct.pack("qQQ32s4040s", src, 0,
+                                     BTRFS_SUBVOL_RDONLY if readonly else 0,
+                                     b"", _name_arg(name, BTRFS_SUBVOL_NAME_MAX)))
+        _ioctl_in_parent(dest, BTRFS_IOC_SNAP_CREATE_V2, "BTRFS_IOC_SNAP_CREATE_V2", args)
     finally:
         os.close(src)
 
 
 def btrfs_subvol_delete(path: str | os.PathLike) -> None:
     """Delete the subvolume at path, with its contents (not the subvolumes nested in it)."""
-    parent, name = os.path.split(os.path.abspath(path))
-    args = bytearray(struct.pack("q4088s", 0, _name_arg(name, BTRFS_PATH_NAME_MAX)))
-    fd = _dirfd(parent)
-    try:
-        fcntl.ioctl(fd, BTRFS_IOC_SNAP_DESTROY, args, True)
-    except OSError as e:
-        raise OSError(e.errno, f"ioctl(BTRFS_IOC_SNAP_DESTROY): {os.strerror(e.errno)}",
-                      os.fspath(path)) from None
-    finally:
-        os.close(fd)
+    _ioctl_in_parent(path, BTRFS_IOC_SNAP_DESTROY, "BTRFS_IOC_SNAP_DESTROY", _vol_args(path))
 
 
 def ficlone(src_fd: int, dst_fd: int) -> None:

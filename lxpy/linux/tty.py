@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
+import termios
 
 TIOCSCTTY = 0x540E
 TIOCGPTN = 0x80045430
@@ -45,7 +46,6 @@ def set_controlling(fd: int) -> None:
 
 def make_raw(fd: int) -> list:
     """Put a terminal in raw mode; returns the old attributes for restore()."""
-    import termios
     old = termios.tcgetattr(fd)
     new = termios.tcgetattr(fd)
     new[0] &= ~(termios.BRKINT | termios.ICRNL | termios.INPCK | termios.ISTRIP | termios.IXON)
@@ -60,5 +60,4 @@ def make_raw(fd: int) -> list:
 
 
 def restore(fd: int, attrs: list) -> None:
-    import termios
     termios.tcsetattr(fd, termios.TCSAFLUSH, attrs)

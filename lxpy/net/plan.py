@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
-from ..errors import NetworkError
+from ..errors import NetworkError, lookup
 from . import dnsmasq, forward, records, rtnl
 from .iface import HostView, IfacePlan, IfaceType
 from .macvlan import Macvlan
@@ -37,11 +37,7 @@ DEVICES = ("veth", "macvlan", "phys")   # the types that make a device
 
 
 def type_of(name: str) -> IfaceType:
-    try:
-        return TYPES[name]
-    except KeyError:
-        raise NetworkError(f"network type {name!r} is not known",
-                           f"use one of: {', '.join(TYPES)}") from None
+    return lookup(TYPES, name, "network type", NetworkError)
 
 
 @dataclass

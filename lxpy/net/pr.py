@@ -16,7 +16,7 @@ from ..errors import NetworkError
 
 def _pyroute2():
     try:
-        import pyroute2
+        import pyroute2  # heavy: only network setup needs it
     except ImportError:  # pragma: no cover - a dependency
         raise NetworkError("pyroute2 is not installed", "apt install python3-pyroute2") from None
     return pyroute2

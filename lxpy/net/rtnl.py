@@ -8,6 +8,7 @@ setns()es into it, opens the socket and exits; the socket keeps the netns).
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import socket
@@ -72,27 +73,32 @@ def _cstr(b: bytes) -> str:
     return b.split(b"\0", 1)[0].decode(errors="replace")
 
 
-def _dump(sock: socket.socket, msg_type: int, body: bytes, seq: int) -> list[tuple[int, bytes]]:
-    msg = _HDR.pack(_HDR.size + len(body), msg_type, NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body
-    sock.send(msg)
-    out = []
+def _replies(sock: socket.socket, msg_type: int, body: bytes, flags: int, what: str):
+    """Send one request; yield (type, payload) of each reply to it until its ack or
+    NLMSG_DONE. A netlink error is OSError(errno, "what: strerror")."""
+    _seq[0] += 1
+    seq = _seq[0]
+    sock.send(_HDR.pack(_HDR.size + len(body), msg_type, NLM_F_REQUEST | flags, seq, 0) + body)
     while True:
         data = sock.recv(1 << 16)
         off = 0
         while off + _HDR.size <= len(data):
             ln, typ, _flags, rseq, _pid = _HDR.unpack_from(data, off)
             if ln < _HDR.size:
-                return out
+                return
             if rseq == seq:
                 if typ == NLMSG_DONE:
-                    return out
+                    return
                 if typ == NLMSG_ERROR:
                     err = struct.unpack_from("=i", data, off + _HDR.size)[0]
                     if err:
-                        raise OSError(-err, f"netlink dump: {os.strerror(-err)}")
-                    return out
-                out.append((typ, data[off + _HDR.size:off + ln]))
+                        raise OSError(-err, f"{what}: {os.strerror(-err)}")
+                    return
+                yield typ, data[off + _HDR.size:off + ln]
             off += (ln + 3) & ~3
+
+
+_seq = [100]
 
 
 def open_socket(pid: int | None = None) -> socket.socket:
@@ -133,8 +139,8 @@ def links(pid: int | None = None, with_addresses: bool = True) -> dict[int, Link
     """Every link of the netns of pid, by index, with its addresses."""
     with open_socket(pid) as sock:
         out: dict[int, Link] = {}
-        for _typ, body in _dump(sock, RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0),
-                                1):
+        for _typ, body in _replies(sock, RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0),
+                                   NLM_F_DUMP, "netlink dump"):
             _fam, _type, index, flags, _change = _IFINFO.unpack_from(body, 0)
             a = _attrs(body, _IFINFO.size, len(body))
             link = Link(index=index, name=_cstr(a.get(IFLA_IFNAME, b"")), up=bool(flags & IFF_UP))
@@ -156,8 +162,9 @@ def links(pid: int | None = None, with_addresses: bool = True) -> dict[int, Link
                     "=QQQQ", a[IFLA_STATS64], 0)
             out[index] = link
         if with_addresses:
-            for _typ, body in _dump(sock, RTM_GETADDR, _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0),
-                                    2):
+            for _typ, body in _replies(sock, RTM_GETADDR,
+                                       _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0),
+                                       NLM_F_DUMP, "netlink dump"):
                 fam, plen, _fl, _scope, index = _IFADDR.unpack_from(body, 0)
                 a = _attrs(body, _IFADDR.size, len(body))
                 raw = a.get(IFA_LOCAL) or a.get(IFA_ADDRESS)
@@ -186,16 +193,8 @@ def addresses(pid: int) -> dict[str, dict[str, Any]]:
 def link_up(pid: int | None, index: int = 1) -> None:
     """Set a link up (default: lo) in the netns of pid, without pyroute2."""
     body = _IFINFO.pack(socket.AF_UNSPEC, 0, index, IFF_UP, IFF_UP)
-    NLM_F_ACK = 0x4
     with open_socket(pid) as sock:
-        sock.send(_HDR.pack(_HDR.size + len(body), RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, 7, 0)
-                  + body)
-        data = sock.recv(4096)
-        ln, typ, _f, _seq, _pid = _HDR.unpack_from(data, 0)
-        if typ == NLMSG_ERROR:
-            err = struct.unpack_from("=i", data, _HDR.size)[0]
-            if err:
-                raise OSError(-err, f"set link {index} up: {os.strerror(-err)}")
+        request(sock, RTM_NEWLINK, body, what=f"set link {index} up")
 
 
 # ---------------------------------------------------------------------------
@@ -226,53 +225,24 @@ def _name(name: str) -> bytes:
     return name.encode() + b"\0"
 
 
-_seq = [100]
-
-
 def request(sock: socket.socket, msg_type: int, body: bytes, flags: int = 0,
             what: str = "netlink request") -> None:
     """Send one request and wait for its ack; OSError(errno, what) on failure."""
-    _seq[0] += 1
-    seq = _seq[0]
-    sock.send(_HDR.pack(_HDR.size + len(body), msg_type,
-                        NLM_F_REQUEST | NLM_F_ACK | flags, seq, 0) + body)
-    while True:
-        data = sock.recv(1 << 16)
-        off = 0
-        while off + _HDR.size <= len(data):
-            ln, typ, _f, rseq, _pid = _HDR.unpack_from(data, off)
-            if ln < _HDR.size:
-                break
-            if rseq == seq and typ == NLMSG_ERROR:
-                err = struct.unpack_from("=i", data, off + _HDR.size)[0]
-                if err:
-                    raise OSError(-err, f"{what}: {os.strerror(-err)}")
-                return
-            off += (ln + 3) & ~3
+    for _reply in _replies(sock, msg_type, body, NLM_F_ACK | flags, what):
+        pass
 
 
 def link_index(sock: socket.socket, name: str) -> int | None:
     """Index of link `name` in the socket's netns (one RTM_GETLINK by name)."""
-    _seq[0] += 1
-    seq = _seq[0]
     body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _rta(IFLA_IFNAME, _name(name))
-    sock.send(_HDR.pack(_HDR.size + len(body), RTM_GETLINK, NLM_F_REQUEST, seq, 0) + body)
-    while True:
-        data = sock.recv(1 << 16)
-        off = 0
-        while off + _HDR.size <= len(data):
-            ln, typ, _f, rseq, _pid = _HDR.unpack_from(data, off)
-            if ln < _HDR.size:
-                break
-            if rseq == seq:
-                if typ == NLMSG_ERROR:
-                    err = struct.unpack_from("=i", data, off + _HDR.size)[0]
-                    if err == -19:      # ENODEV
-                        return None
-                    raise OSError(-err, f"look up {name}: {os.strerror(-err)}")
-                if typ == RTM_NEWLINK:
-                    return _IFINFO.unpack_from(data, off + _HDR.size)[2]
-            off += (ln + 3) & ~3
+    try:
+        for typ, reply in _replies(sock, RTM_GETLINK, body, 0, f"look up {name}"):
+            if typ == RTM_NEWLINK:
+                return _IFINFO.unpack_from(reply, 0)[2]
+    except OSError as e:
+        if e.errno != errno.ENODEV:
+            raise
+    return None
 
 
 def add_veth(sock: socket.socket, name: str, peer: str, mtu: int = 0, mac: str = "",

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from lxpy import manpages
+from lxpy.cli import manpages
 from lxpy.cli import COMMANDS
 from lxpy.cli._run import build_parser
 from lxpy.config.schema import LIST_SECTIONS, SETTINGS

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lxpy.config.schema import CAPABILITIES
 from lxpy.errors import ConfigError
 from lxpy.linux import caps
 from lxpy.runtime import security
@@ -33,10 +32,6 @@ def test_capability_table_is_the_kernels():
     assert caps.CAP_LAST_KNOWN == 40
     for i, n in enumerate(caps.NAMES):
         assert getattr(caps, "CAP_" + n.upper()) == i
-
-
-def test_config_names_are_the_same_table():
-    assert tuple(CAPABILITIES) == caps.NAMES
 
 
 @pytest.mark.parametrize("spelling", ["sys_admin", "SYS_ADMIN", "cap_sys_admin", "CAP_SYS_ADMIN"])

@@ -17,6 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lxpy import __version__
+from lxpy.cli import COMMANDS
+from lxpy.cli._run import build_parser
+from lxpy.config.schema import LIST_SECTIONS, SETTINGS
+from lxpy.paths import SYSTEM_SETTINGS
+
 SOURCE = "lxpy"
 
 
@@ -38,7 +44,6 @@ def _date() -> str:
 
 
 def header(name: str, section: int, title: str) -> str:
-    from lxpy import __version__
     return (f'.TH "{name.upper()}" "{section}" "{_date()}" "{SOURCE} {__version__}" '
             f'"{title}"\n.nh\n')
 
@@ -97,8 +102,6 @@ def _actions_roff(actions: list[argparse.Action]) -> str:
 
 
 def command_page(verb: str, module: str | None = None) -> str:
-    from lxpy.cli import COMMANDS
-    from lxpy.cli._run import build_parser
     mod = importlib.import_module(module or COMMANDS[verb])
     p = build_parser(verb, mod)
     prog = f"lxpy-{verb}"
@@ -150,14 +153,12 @@ def command_page(verb: str, module: str | None = None) -> str:
 
 
 def _see_also(verb: str | None) -> str:
-    from lxpy.cli import COMMANDS
     refs = [f"\\fBlxpy\\-{esc(v)}\\fR(1)" for v in sorted(COMMANDS) if v != verb]
     refs += ["\\fBlxpy.container.toml\\fR(5)", "\\fBlxpy.toml\\fR(5)"]
     return ".SH SEE ALSO\n" + ",\n".join(refs) + "\n"
 
 
 def umbrella_page(verbs: list[str]) -> str:
-    from lxpy.cli import COMMANDS
     out = header("lxpy", 1, "lxpy commands")
     out += ".SH NAME\nlxpy \\- a system container manager in the tradition of LXC\n"
     out += ".SH SYNOPSIS\n.nf\nlxpy \\fICOMMAND\\fR [\\fIOPTIONS\\fR]\n" \
@@ -197,7 +198,6 @@ def _setting_roff(key: str, s) -> str:
 
 
 def container_config_page() -> str:
-    from lxpy.config.schema import LIST_SECTIONS, SETTINGS
     out = header("lxpy.container.toml", 5, "lxpy file formats")
     out += (".SH NAME\nlxpy.container.toml \\- the config.toml of an lxpy container\n"
             ".SH SYNOPSIS\n/var/lib/lxpy/\\fINAME\\fR/config.toml\n"
@@ -234,7 +234,6 @@ def container_config_page() -> str:
 
 
 def system_config_page() -> str:
-    from lxpy.paths import SYSTEM_SETTINGS
     out = header("lxpy.toml", 5, "lxpy file formats")
     out += (".SH NAME\nlxpy.toml \\- lxpy system defaults\n.SH SYNOPSIS\n/etc/lxpy/lxpy.toml\n"
             ".SH DESCRIPTION\nA TOML file read by every lxpy command; every key is optional. "
@@ -256,7 +255,6 @@ def system_config_page() -> str:
 def write_all(outdir: Path, strict: bool = False) -> tuple[list[Path], dict[str, str]]:
     """Write every page; returns (paths written, {verb: why skipped}). A command module that
     cannot be imported is skipped (strict: the ImportError propagates)."""
-    from lxpy.cli import COMMANDS
     outdir = Path(outdir)
     (outdir / "man1").mkdir(parents=True, exist_ok=True)
     (outdir / "man5").mkdir(parents=True, exist_ok=True)
