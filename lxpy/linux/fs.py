@@ -18,7 +18,7 @@ RESOLVE_CACHED = 0x20
 
 __all__ = ["AT_FDCWD", "RESOLVE_BENEATH", "RESOLVE_CACHED", "RESOLVE_IN_ROOT",
            "RESOLVE_NO_MAGICLINKS", "RESOLVE_NO_SYMLINKS", "RESOLVE_NO_XDEV", "have_openat2",
-           "openat2"]
+           "openat2", "read_to_eof"]
 
 
 class OpenHow(ctypes.Structure):
@@ -43,3 +43,11 @@ def have_openat2() -> bool:
         return False
     os.close(fd)
     return True
+
+
+def read_to_eof(fd: int) -> bytes:
+    """All that fd gives until its writer closes it (a pipe)."""
+    chunks = []
+    while b := os.read(fd, 65536):
+        chunks.append(b)
+    return b"".join(chunks)

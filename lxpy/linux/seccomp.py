@@ -11,6 +11,7 @@ import os
 import struct
 from collections.abc import Iterable, Sequence
 
+from .fs import read_to_eof
 from .libc import check, libc
 from .prctl import PR_SET_SECCOMP
 
@@ -192,13 +193,7 @@ class Filter:
             _rc(self._lib.seccomp_export_bpf(self._ctx, w), "seccomp_export_bpf")
             os.close(w)
             w = -1
-            chunks = []
-            while True:
-                b = os.read(r, 65536)
-                if not b:
-                    break
-                chunks.append(b)
-            return b"".join(chunks)
+            return read_to_eof(r)
         finally:
             os.close(r)
             if w >= 0:

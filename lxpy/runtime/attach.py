@@ -49,6 +49,7 @@ from lxpy.linux.tty import TIOCSPTLCK
 from lxpy.linux import tty
 import select
 from lxpy.linux.tty import TIOCSCTTY
+from lxpy.linux.fs import read_to_eof
 
 TYPE_CHECKING = False  # no typing/pathlib/json/re at run time: this path must start fast
 if TYPE_CHECKING:
@@ -567,17 +568,12 @@ def _run(target: Target, opts: Options, pidfd: int, flags: int, use_pty: bool) -
             master = _recv_master(sock_parent)
             sock_parent.close()
         # The child reports a failure here, or exec closes the pipe.
-        chunks = []
-        while True:
-            b = os.read(err_r, 4096)
-            if not b:
-                break
-            chunks.append(b)
+        failure = read_to_eof(err_r)
         os.close(err_r)
         err_r = -1
-        if chunks:
+        if failure:
             _, st = os.waitpid(pid, 0)
-            code_s, _, msg = b"".join(chunks).decode(errors="replace").partition("\n")
+            code_s, _, msg = failure.decode(errors="replace").partition("\n")
             code = int(code_s) if code_s.isdigit() else 1
             if master is not None:
                 os.close(master)

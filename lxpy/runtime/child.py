@@ -28,6 +28,7 @@ from ..linux import mount as m
 from ..linux import ns
 from ..linux.tty import set_controlling
 from . import cgjoin, proto, security
+from .hook import run_shell
 from .mounts import PivotRoot, Run
 from .plan import Plan
 
@@ -352,14 +353,7 @@ def _app_init(sock, cmd: list[str], env: dict) -> None:
 
 
 def _run_hook(cmd: str, env: dict) -> None:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.execve("/bin/sh", ["/bin/sh", "-c", cmd], env)
-        finally:
-            os._exit(127)
-    _, st = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(st)
+    code = run_shell(cmd, env)
     if code != 0:
         raise OSError(0, f"hook(): exited with status {code}", cmd)
 

@@ -31,6 +31,7 @@ import time
 
 from . import notify, proto
 from .cgjoin import join_self
+from .hook import run_shell
 from .state import start_time, write_file
 
 POLL_IN = select.POLLIN | select.POLLPRI
@@ -652,14 +653,7 @@ class Monitor:
         if self.init_pid:
             env["LXPY_PID"] = str(self.init_pid)
         for h in hooks:
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    os.execve("/bin/sh", ["/bin/sh", "-c", h], env)
-                finally:
-                    os._exit(127)
-            _, st = os.waitpid(pid, 0)
-            code = os.waitstatus_to_exitcode(st)
+            code = run_shell(h, env)
             if code != 0:
                 log(f"{which} hook {h!r} exited with status {code}")
 

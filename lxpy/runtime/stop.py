@@ -31,11 +31,7 @@ def stop(container, timeout: float | None = None, kill: bool = False, wait: bool
     if info.state == "STOPPED":
         if info.stale:
             # debris of a dead monitor; under the lock, as a start may be setting up
-            try:
-                lock = take_lock(container, "busy")
-            except LockBusy:
-                raise StateError(f"container {container.name!r} is starting",
-                                 "try again in a moment") from None
+            lock = _lock(container, "is starting", "try again in a moment")
             try:
                 info = state.query(container)
                 if info.state == "STOPPED":
@@ -100,12 +96,15 @@ def _ask_monitor(name: str, run_dir: str, timeout: float | None, kill: bool, wai
     return True
 
 
-def _stop_orphan(container, info: state.StateInfo, timeout: float | None, kill: bool) -> None:
+def _lock(container, what: str, hint: str) -> int:
     try:
-        lock = take_lock(container, "busy")
+        return take_lock(container, "busy")
     except LockBusy:
-        raise StateError(f"container {container.name!r} is busy",
-                         "another lxpy command is starting or stopping it") from None
+        raise StateError(f"container {container.name!r} {what}", hint) from None
+
+
+def _stop_orphan(container, info: state.StateInfo, timeout: float | None, kill: bool) -> None:
+    lock = _lock(container, "is busy", "another lxpy command is starting or stopping it")
     try:
         pid = info.pid
         fd = -1
