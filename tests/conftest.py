@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -24,6 +25,19 @@ def loaded_by(imports: str, candidates) -> list[str]:
     r = subprocess.run([sys.executable, "-I", "-S", "-c", code, str(REPO)],
                        capture_output=True, text=True, check=True)
     return r.stdout.split()
+
+
+def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
+    """pred()'s first true value, asked again every 20 ms (for what no event tells: a
+    process's state, a link, a file); AssertionError naming what after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
 
 
 def _is_root() -> bool:

@@ -4,10 +4,11 @@ kill and reboot, observed through the containers' own hooks and state."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_for
 
 
 def info(lxpy, name: str) -> dict:
@@ -77,10 +78,9 @@ def test_groups_unnamed_group_kill_and_reboot(lxpy, three):
                                                                         f"{n30} 0"]
     pid20 = info(lxpy, n20)["pid"]
     lxpy("autostart", "-g", "web", "-r", "-t", "20")
-    deadline = time.monotonic() + 60          # a reboot is asynchronous: wait for the new init
-    while (after := info(lxpy, n20))["pid"] in (pid20, None) or after["state"] != "RUNNING":
-        assert time.monotonic() < deadline, after
-        time.sleep(0.1)
+    # a reboot is asynchronous: wait for the new init
+    wait_for(lambda: (i := info(lxpy, n20))["pid"] not in (pid20, None)
+             and i["state"] == "RUNNING", 60, f"{n20} rebooted")
     lxpy("autostart", "-a", "-A", "-k")
     assert info(lxpy, n20)["state"] == "STOPPED"
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for
+
 from lxpy import cgroups
 from lxpy.config import validate
 from lxpy.errors import CgroupError
@@ -25,17 +27,6 @@ PY = "/usr/bin/python3"
 ALLOC = ("import sys\nb=[]\nn=int(sys.argv[1])\nfor i in range(n): b.append(bytearray(1<<20))\n"
          "print('allocated', flush=True)\n")
 pytestmark = pytest.mark.root
-
-
-def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

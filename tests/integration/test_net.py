@@ -14,11 +14,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_for
 
 from lxpy import paths
 from lxpy.config import validate
@@ -30,16 +31,6 @@ from lxpy.net.setup import cleanup_stale, loopback_up, setup, teardown
 pytestmark = pytest.mark.root
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
-
-
-def wait_for(pred, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def host_links() -> set[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, REPO
+from tests.conftest import BIN, REPO, wait_for
 
 UNITS = REPO / "packaging" / "systemd"
 UNIT_FILES = ["lxpy.service", "lxpy-net.service", "lxpy@.service"]
@@ -259,10 +259,9 @@ def test_no_notify_socket_no_notification(lxpy, lxpath, bb):
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while info(lxpy, bb)["state"] != "RUNNING":
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(lambda: proc.poll() is not None or info(lxpy, bb)["state"] == "RUNNING",
+                 60, f"{bb} running")
+        assert proc.poll() is None
         lxpy("stop", "-n", bb, "-t", "20")
         assert proc.wait(timeout=60) == 0
     finally:

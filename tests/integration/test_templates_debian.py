@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for
+
 pytestmark = [pytest.mark.slow, pytest.mark.debian]
 
 
@@ -143,7 +145,6 @@ def test_killed_debian_create_leaves_nothing_and_does_not_block(lxpath, tmp_path
     is mounted or listed, the cache lock is free, the next build sweeps the leftovers."""
     import fcntl
     import signal
-    import time
 
     from tests.conftest import BIN
     cache = tmp_path / "cache"
@@ -151,24 +152,20 @@ def test_killed_debian_create_leaves_nothing_and_does_not_block(lxpath, tmp_path
     p = subprocess.Popen([str(BIN / "lxpy-create"), "-P", str(lxpath), "-n", "killed",
                           "-t", "debian", "-q"], env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-    log = next(iter(cache.glob("debian/*/debootstrap.log")), None)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        log = next(iter(cache.glob("debian/*/debootstrap.log")), None)
-        if log is not None and "I: Retrieving" in log.read_text(errors="replace"):
-            break
+    def retrieving():
         assert p.poll() is None, "lxpy-create ended before debootstrap got going"
-        time.sleep(0.1)
-    else:
+        log = next(iter(cache.glob("debian/*/debootstrap.log")), None)
+        return log if log is not None and "I: Retrieving" in log.read_text(errors="replace") \
+            else None
+    try:
+        log = wait_for(retrieving, 120, "debootstrap to start")
+    except AssertionError:
         p.kill()
-        pytest.fail("debootstrap did not start within 120 s")
+        raise
     entry = log.parent
     p.send_signal(signal.SIGKILL)
     p.wait(30)
-    deadline = time.monotonic() + 60
-    while _procs_using(str(entry)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _procs_using(str(entry)) == [], "debootstrap outlived lxpy-create"
+    wait_for(lambda: _procs_using(str(entry)) == [], 60, "debootstrap to end with lxpy-create")
     with open("/proc/self/mountinfo") as f:
         assert str(entry) not in f.read()
     assert not (lxpath / "killed").exists()
