@@ -36,7 +36,7 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
     try:
         cfg = c.config
     except ConfigError as e:        # a broken config never hides a container
-        from lxpy.storage.clone import fallback_config
+        from lxpy.lifecycle.destroy import fallback_config
         cfg = fallback_config(c)
         info["config_error"] = str(e)
         info["config_hint"] = e.hint

@@ -8,7 +8,7 @@ import time
 
 from lxpy.container import Container, check_name
 from lxpy.errors import UsageError
-from lxpy.storage import snapshot as snap
+from lxpy.lifecycle import snapshot as snap
 
 HELP = "Snapshot a container (snaps/snapN), list, restore (in place or to a new name), destroy."
 EPILOG = """examples:

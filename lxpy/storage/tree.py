@@ -83,7 +83,7 @@ def copy_file(src: Path, dst: Path) -> None:
         os.close(fin)
 
 
-def _unmount_under(path: Path) -> None:
+def unmount_under(path: Path) -> None:
     for mp in mounts_under(path):
         try:
             umount2(mp, MNT_DETACH)
@@ -126,7 +126,7 @@ def remove_tree(path: Path) -> None:
     if path.is_symlink() or not path.is_dir():
         path.unlink()
         return
-    _unmount_under(path)
+    unmount_under(path)
     for sv in _subvolumes_under(path):
         try:
             btrfs_subvol_delete(sv)
@@ -200,4 +200,13 @@ def is_empty_dir(path: str | Path) -> bool:
         with os.scandir(path) as it:
             return next(it, None) is None
     except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def is_inside(path: str | Path, directory: str | Path) -> bool:
+    """Whether path, symlinks resolved, is directory or below it."""
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(directory))
+        return True
+    except ValueError:
         return False
