@@ -83,7 +83,6 @@ def run(args) -> int:
 def _password_from_stdin(targs: list[str]) -> list[str]:
     """`--root-password -` reads the password from stdin (first line), so it never shows
     in ps or in shell history."""
-    from lxpy.errors import UsageError
     out = list(targs)
     for i, a in enumerate(out):
         if a == "--root-password=-" or (a == "--root-password" and out[i + 1:i + 2] == ["-"]):

@@ -33,11 +33,10 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Backend:
-    try:
-        return BACKENDS[name]
-    except KeyError:
+    if name not in BACKENDS:
         raise StorageError(f"{name!r} is not a storage backend",
-                           f"use one of: {', '.join(names())}, or best") from None
+                           f"use one of: {', '.join(names())}, or best")
+    return BACKENDS[name]
 
 
 def best(lxpath: Path) -> Backend:
