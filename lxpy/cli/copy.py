@@ -89,10 +89,8 @@ def run(args) -> int:
     if backend == "best":
         backend = storage.best(Path(args.newpath) if args.newpath else src.lxpath).name
 
-    def _term(signum, frame):          # clean up as for Ctrl-C (the temp copy goes)
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGHUP, _term)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # clean up as for Ctrl-C (temp dirs go)
+        signal.signal(sig, signal.default_int_handler)
     if args.rename:
         dst = rename_container(src.require(), new, keep_hostname=args.keepname)
         if not args.quiet:

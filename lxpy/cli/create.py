@@ -65,11 +65,8 @@ def run(args) -> int:
                         template_args=template_args, backend=args.backend,
                         extra_config=Path(args.extra_config) if args.extra_config else None,
                         flush_cache=args.flush_cache, progress=progress)
-
-    def _term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGHUP, _term)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # clean up as for Ctrl-C (temp dirs go)
+        signal.signal(sig, signal.default_int_handler)
     try:
         c = create(req)
     finally:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from ..linux.fsops import btrfs_subvol_create, is_btrfs
 from .base import Backend
 from .btrfs import BtrfsBackend
 from .dir import DirBackend
@@ -45,20 +44,6 @@ def best(lxpath: Path) -> Backend:
         if b.available(Path(lxpath))[0]:
             return b
     raise StorageError(f"no storage backend is available for {lxpath}")
-
-
-def new_tree_dir(path: Path, mode: int = 0o755) -> None:
-    """mkdir for a tree others will clone (a cache entry): a btrfs subvolume where the
-    filesystem is btrfs, so the btrfs backend can snapshot it in O(1)."""
-    path = Path(path)
-    try:
-        if is_btrfs(path.parent):
-            btrfs_subvol_create(path)
-            path.chmod(mode)
-            return
-    except OSError:
-        pass
-    path.mkdir(mode=mode)
 
 
 def for_config(cfg: Any) -> Backend:
