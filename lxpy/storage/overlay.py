@@ -26,7 +26,7 @@ from ..linux.mount import MNT_DETACH, is_mountpoint, mount, umount2
 from .base import Backend, join_lowers, own_path, rootfs_dir, split_lowers
 from .copyup import copy_up
 from .layers import LAYERS, MAX_LOWERS, MAX_OPTIONS, too_deep  # noqa: F401 - also for others
-from .tree import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree, tree_usage, unmount_under
+from .tree import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree, tree_usage
 
 log = logging.getLogger("lxpy.storage")
 
@@ -165,7 +165,8 @@ class OverlayBackend(Backend):
         This avoids a mount and the sync of the upper filesystem on unmount."""
         upper = self.delta(cdir)
         try:
-            direct = all(self._copy_up(upper, self.lowers(cdir, cfg), rel) for rel in rels)
+            lowers = [os.fspath(p) for p in self.lowers(cdir, cfg)]
+            direct = all(copy_up(os.fspath(upper), lowers, rel) for rel in rels)
         except OSError as e:
             log.debug("copy-up by hand in %s failed (%s): mounting", upper, e)
             direct = False
@@ -175,16 +176,10 @@ class OverlayBackend(Backend):
             with self.mounted(cdir, cfg) as root:
                 yield root
 
-    @staticmethod
-    def _copy_up(upper: Path, lowers: list[Path], rel: str) -> bool:
-        """copyup.copy_up: rel's parent dirs and rel itself copied up into upper by hand."""
-        return copy_up(os.fspath(upper), [os.fspath(p) for p in lowers], rel)
-
     def destroy(self, cdir: Path, cfg: Any) -> None:
         root = rootfs_dir(cdir, cfg)
         if own_path(cdir, root):      # a mount point elsewhere is the admin's: kept
-            unmount_under(root)
-            remove_tree(root)
+            remove_tree(root)         # unmounts first
         for p in (self.delta(cdir), self.work(cdir)):
             remove_tree(p)
 

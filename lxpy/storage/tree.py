@@ -76,7 +76,7 @@ def copy_file(src: Path, dst: Path) -> None:
         os.close(fin)
 
 
-def unmount_under(path: Path) -> None:
+def _unmount_under(path: Path) -> None:
     for mp in mounts_under(path):
         try:
             umount2(mp, MNT_DETACH)
@@ -119,7 +119,7 @@ def remove_tree(path: Path) -> None:
     if path.is_symlink() or not path.is_dir():
         path.unlink()
         return
-    unmount_under(path)
+    _unmount_under(path)
     for sv in _subvolumes_under(path):
         try:
             btrfs_subvol_delete(sv)
