@@ -26,7 +26,7 @@ from ..config.loader import load
 from ..container import CONFIG_NAME, Container
 from ..errors import StorageError, UsageError
 from ..linux.fsops import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
-from ..storage.tree import remove_tree, tree_usage
+from ..storage.tree import remove_tree
 from . import require_stopped
 from .copy import MERGED, make_another
 from .destroy import dependants
@@ -47,13 +47,10 @@ class Snapshot:
     comment: str
     backend: str
 
-    def as_dict(self, size: bool = False) -> dict[str, Any]:
-        d = {"name": self.name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                      time.gmtime(self.time)),
-             "comment": self.comment, "backend": self.backend, "path": str(self.path)}
-        if size:
-            d["size"] = tree_usage(self.path)
-        return d
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                         time.gmtime(self.time)),
+                "comment": self.comment, "backend": self.backend, "path": str(self.path)}
 
 
 def snaps_dir(c: Container) -> Path:
