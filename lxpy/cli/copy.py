@@ -9,11 +9,12 @@ from pathlib import Path
 
 from lxpy import storage
 from lxpy.container import Container, check_name
-from lxpy.destroy import destroy
 from lxpy.errors import UsageError
+from lxpy.lifecycle.copy import changes_on_tmpfs, copy_container
+from lxpy.lifecycle.destroy import destroy
+from lxpy.lifecycle.rename import rename_container
 from lxpy.runtime.start import start
 from lxpy.runtime.wait import wait
-from lxpy.storage import clone
 
 HELP = "Copy a container: a full independent copy, a copy-on-write snapshot clone (-s), " \
        "a rename (-R), or an ephemeral clone that is destroyed when it stops (-e)."
@@ -23,24 +24,24 @@ EPILOG = """examples:
   lxpy-copy -n gold -N tmp1 -e       ephemeral: started at once, destroyed when it stops
   lxpy-copy -n web2 -N web9 -R       rename"""
 
+FLAGS = (("-s --snapshot", "copy-on-write snapshot clone (depends on the source)"),
+         ("-K --keepname", "keep the hostname"),
+         ("-M --keepmac", "keep the MAC addresses"),
+         ("-R --rename", "rename the container"),
+         ("-a --allowrunning", "allow copying a running container (its tree may be "
+                               "inconsistent)"),
+         ("-e --ephemeral", "start the copy at once and destroy it when it stops"),
+         ("-t --tmpfs", "-e: keep the ephemeral copy's changes on a tmpfs (overlay)"),
+         ("-q --quiet", None))
+
 
 def add_arguments(p) -> None:
     p.add_argument("-N", "--newname", help="name of the new container")
     p.add_argument("-p", "--newpath", help="lxpath of the new container (default: the same)")
-    p.add_argument("-s", "--snapshot", action="store_true",
-                   help="copy-on-write snapshot clone (depends on the source)")
     p.add_argument("-B", "--backingstorage", "--backend", dest="backend", metavar="BACKEND",
                    help="storage backend of the new container: dir, overlay, btrfs or best")
-    p.add_argument("-K", "--keepname", action="store_true", help="keep the hostname")
-    p.add_argument("-M", "--keepmac", action="store_true", help="keep the MAC addresses")
-    p.add_argument("-R", "--rename", action="store_true", help="rename the container")
-    p.add_argument("-a", "--allowrunning", action="store_true",
-                   help="allow copying a running container (its tree may be inconsistent)")
-    p.add_argument("-e", "--ephemeral", action="store_true",
-                   help="start the copy at once and destroy it when it stops")
-    p.add_argument("-t", "--tmpfs", action="store_true",
-                   help="-e: keep the ephemeral copy's changes on a tmpfs (overlay)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    for flag, help in FLAGS:
+        p.add_argument(*flag.split(), action="store_true", help=help)
 
 
 def _ephemeral_name(src: str) -> str:
@@ -88,21 +89,19 @@ def run(args) -> int:
     if backend == "best":
         backend = storage.best(Path(args.newpath) if args.newpath else src.lxpath).name
 
-    def _term(signum, frame):          # clean up as for Ctrl-C (the temp copy goes)
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGHUP, _term)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # clean up as for Ctrl-C (temp dirs go)
+        signal.signal(sig, signal.default_int_handler)
     if args.rename:
-        dst = clone.rename_container(src.require(), new, keep_hostname=args.keepname)
+        dst = rename_container(src.require(), new, keep_hostname=args.keepname)
         if not args.quiet:
             print(f"renamed {src.name} to {dst.name}")
         return 0
-    dst = clone.copy_container(
+    dst = copy_container(
         src, new, snapshot=args.snapshot or (args.ephemeral and not backend),
         backend=backend, keep_hostname=args.keepname, keep_macs=args.keepmac,
         allow_running=args.allowrunning,
         new_lxpath=Path(args.newpath) if args.newpath else None,
-        before_publish=clone.changes_on_tmpfs if args.tmpfs else None)
+        before_publish=changes_on_tmpfs if args.tmpfs else None)
     if not args.ephemeral:
         if not args.quiet:
             print(f"created {dst.name} as a {'snapshot clone' if args.snapshot else 'copy'} "

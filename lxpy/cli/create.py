@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
+
+from lxpy import templates
+from lxpy.errors import LxpyError, UsageError
+from lxpy.lifecycle.create import CreateRequest, create
+from lxpy.paths import default_lxpath
 
 HELP = "Create a container from a template (debian, busybox, local, or a template path)."
 EPILOG = """examples:
@@ -34,8 +40,6 @@ def pre_parse(parser, own: list[str], extra: list[str] | None):
     if i + 1 >= len(own):
         return None
     parser.print_help()
-    from lxpy import templates
-    from lxpy.errors import LxpyError
     try:
         t = templates.find(own[i + 1])
     except LxpyError as e:
@@ -46,8 +50,6 @@ def pre_parse(parser, own: list[str], extra: list[str] | None):
 
 
 def run(args) -> int:
-    from lxpy.create import CreateRequest, create
-    from lxpy.errors import UsageError
     if not args.template:
         raise UsageError("which template? give -t debian, -t busybox, -t local or a path")
     if args.extra_config and not Path(args.extra_config).is_file():
@@ -58,18 +60,13 @@ def run(args) -> int:
         def progress(msg: str) -> None:
             sys.stderr.write(f"\r\033[K{msg[:100]}")
             sys.stderr.flush()
-    from lxpy.paths import default_lxpath
     req = CreateRequest(name=args.name, lxpath=Path(args.lxpath) if args.lxpath else
                         default_lxpath(), template=args.template,
                         template_args=template_args, backend=args.backend,
                         extra_config=Path(args.extra_config) if args.extra_config else None,
                         flush_cache=args.flush_cache, progress=progress)
-    import signal
-
-    def _term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGHUP, _term)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # clean up as for Ctrl-C (temp dirs go)
+        signal.signal(sig, signal.default_int_handler)
     try:
         c = create(req)
     finally:
@@ -83,7 +80,6 @@ def run(args) -> int:
 def _password_from_stdin(targs: list[str]) -> list[str]:
     """`--root-password -` reads the password from stdin (first line), so it never shows
     in ps or in shell history."""
-    from lxpy.errors import UsageError
     out = list(targs)
     for i, a in enumerate(out):
         if a == "--root-password=-" or (a == "--root-password" and out[i + 1:i + 2] == ["-"]):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from lxpy.container import Container
+from lxpy.lifecycle.destroy import destroy
+
 HELP = "Destroy a container (its rootfs and config)."
 
 
@@ -12,8 +15,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from lxpy.container import Container
-    from lxpy.destroy import destroy
     c = Container(args.name, args.lxpath)
     destroy(c, force=args.force, snapshots=args.snapshots)
     if not args.quiet:

@@ -10,7 +10,7 @@ from lxpy.container import Container
 from lxpy.errors import ConfigError
 from lxpy.status import addresses, cgroup_stats, state_of, unprivileged
 from lxpy.storage.base import rootfs_dir
-from lxpy.storage.clone import fallback_config
+from lxpy.lifecycle.destroy import fallback_config
 
 HELP = "Show a container's state, pid, rootfs, backend, disk and resource use, addresses."
 

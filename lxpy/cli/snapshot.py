@@ -8,7 +8,7 @@ import time
 
 from lxpy.container import Container, check_name
 from lxpy.errors import UsageError
-from lxpy.storage import snapshot as snap
+from lxpy.lifecycle import snapshot as snap
 
 HELP = "Snapshot a container (snaps/snapN), list, restore (in place or to a new name), destroy."
 EPILOG = """examples:
@@ -34,10 +34,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     c = Container(args.name, args.lxpath).require()
 
-    def _term(signum, frame):          # clean up as for Ctrl-C (the temp copy goes)
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, _term)
-    signal.signal(signal.SIGHUP, _term)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # clean up as for Ctrl-C (temp dirs go)
+        signal.signal(sig, signal.default_int_handler)
     if args.extra:
         raise UsageError("lxpy-snapshot takes nothing after --")
     if args.newname and not args.restore:

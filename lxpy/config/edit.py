@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def coerce(setting: Setting, key: str, text: Any) -> Any:
 
 
 def _doc(path: Path):
-    import tomlkit  # heavy: only an edit of the file needs it
+    import tomlkit  # reason: heavy third-party, only config edits need it
     try:
         return tomlkit.parse(path.read_text())
     except FileNotFoundError:
@@ -84,7 +85,7 @@ def _doc(path: Path):
 
 
 def _store(doc, path_parts: list[str | int], value: Any, key: str) -> None:
-    import tomlkit  # heavy: only an edit of the file needs it
+    import tomlkit  # reason: heavy third-party, only config edits need it
     node = doc
     for i, p in enumerate(path_parts[:-1]):
         if isinstance(p, int):
@@ -150,22 +151,64 @@ def _remove(doc, path_parts: list[str | int]) -> bool:
     return False
 
 
+def _edit(doc, changes: dict[str, Any], unset) -> None:
+    for key in unset:
+        _remove(doc, _setting_for(key)[1])
+    for key, value in changes.items():
+        _store(doc, _setting_for(key)[1], value, key)
+
+
 def set_keys(path: Path, changes: dict[str, Any], unset: list[str] = ()) -> None:
     """Set (and unset) dotted keys in path, keeping comments and order; the result is
     validated (with profiles) before it replaces the file."""
     path = Path(path)
     doc = _doc(path)
-    for key, text in changes.items():
-        setting, parts = _setting_for(key)
-        _store(doc, parts, coerce(setting, key, text), key)
-    for key in unset:
-        _setting_for(key)
-        _, parts = _setting_for(key)
-        _remove(doc, parts)
-    import tomlkit  # heavy: only an edit of the file needs it
+    _edit(doc, {key: coerce(_setting_for(key)[0], key, text) for key, text in changes.items()},
+          unset)
+    import tomlkit  # reason: heavy third-party, only config edits need it
     text = tomlkit.dumps(doc)
     data = tomllib.loads(text)
     files: list[str] = []
     merged = expand(data, path, (path.resolve(),), files)
     validate(merged, str(path), tuple(files))
     write_new(path, text)
+
+
+def _merge_into(node, data: dict[str, Any]) -> None:
+    for k, v in data.items():
+        if isinstance(v, dict) and k in node and hasattr(node[k], "items"):
+            _merge_into(node[k], v)
+        else:
+            node[k] = v
+
+
+def _map_strings(node, fn: Callable[[str], str]) -> None:
+    items = node.items() if hasattr(node, "items") else enumerate(node)
+    for k, v in list(items):
+        if isinstance(v, str):
+            if fn(v) != v:
+                node[k] = fn(v)
+        elif hasattr(v, "items") or isinstance(v, list):
+            _map_strings(v, fn)
+
+
+def edit_text(text: str, changes: dict[str, Any] | None = None, unset: Iterable[str] = (), *,
+              merge: dict[str, Any] | None = None, strings: Callable[[str], str] | None = None,
+              hwaddr: Callable[[str, str | None], str | None] | None = None) -> str:
+    """text (a config.toml) edited, comments kept: merge (a table) merged in, strings applied
+    to every string value, the dotted keys unset, then changes set (TOML values), and each
+    [[net]] entry's hwaddr set to hwaddr(type, hwaddr or None) where that is not None. Not
+    validated: the caller loads the result."""
+    import tomlkit  # reason: heavy third-party, only config edits need it
+    doc = tomlkit.parse(text)
+    if merge:
+        _merge_into(doc, merge)
+    if strings is not None:
+        _map_strings(doc, strings)
+    _edit(doc, changes or {}, unset)
+    if hwaddr is not None:
+        for entry in doc.get("net", []):
+            new = hwaddr(str(entry.get("type", "veth")), entry.get("hwaddr"))
+            if new is not None:
+                entry["hwaddr"] = new
+    return tomlkit.dumps(doc)

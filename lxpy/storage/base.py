@@ -7,12 +7,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, ClassVar
 
 from ..errors import StorageError
+from .tree import tree_usage
 
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any, ClassVar
 
 def rootfs_dir(cdir: Path, cfg: Any) -> Path:
     """cfg.rootfs.path resolved against the container directory cdir (which may be a temp
@@ -96,10 +95,9 @@ class Backend:
 
     def usage(self, cdir: Path, cfg: Any) -> int:
         """Bytes of disk used by this container's own data."""
-        from .copy import tree_usage
         return tree_usage(self.data_path(cdir, cfg))
 
-    # -- used by clone and snapshot (lxpy/storage/clone.py) -------------------------------
+    # -- used by copy and snapshot (lxpy/lifecycle/) -----------------------------------------
     def data_path(self, cdir: Path, cfg: Any) -> Path:
         """The directory that holds this container's own data (rootfs, or overlay's delta)."""
         return rootfs_dir(cdir, cfg)

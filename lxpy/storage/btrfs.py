@@ -6,16 +6,15 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 from ..errors import StorageError
+from ..linux.fsops import btrfs_snapshot, btrfs_subvol_create, fs_name, is_btrfs, is_btrfs_subvolume
 from .base import Backend, own_path, rootfs_dir
-from .copy import copy_contents, copy_dir_attrs, remove_tree
 from .dir import bind_rootfs
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
+from .tree import copy_contents, copy_dir_attrs, remove_tree
 
 log = logging.getLogger("lxpy.storage")
 
@@ -40,7 +39,6 @@ class BtrfsBackend(Backend):
     description = "btrfs subvolumes; clones and snapshots are subvolume snapshots"
 
     def available(self, lxpath: Path) -> tuple[bool, str]:
-        from ..linux.fsops import fs_name, is_btrfs
         p = _existing(Path(lxpath))
         try:
             if is_btrfs(p):
@@ -58,7 +56,6 @@ class BtrfsBackend(Backend):
     def _snapshot_or_copy(self, src: Path, dst: Path, readonly: bool = False) -> None:
         """dst becomes a subvolume holding src's tree: a snapshot when src is a subvolume on
         the same filesystem, else a new subvolume with a (reflinked) copy."""
-        from ..linux.fsops import btrfs_snapshot, btrfs_subvol_create, is_btrfs_subvolume
         if not Path(src).is_dir():
             raise StorageError(f"{src}: the tree to copy is missing")
         if is_btrfs_subvolume(src):
@@ -84,7 +81,6 @@ class BtrfsBackend(Backend):
 
     @staticmethod
     def _set_readonly(path: Path) -> None:
-        import subprocess
         subprocess.run(["btrfs", "property", "set", "-ts", os.fspath(path), "ro", "true"],
                        check=False, capture_output=True)
 

@@ -8,7 +8,7 @@ import os
 import stat
 
 from ..config.atomic import write_all
-from .copy import copy_dir_attrs, copy_file
+from .tree import copy_dir_attrs, copy_file
 
 
 def xattr(path: str, name: str) -> bytes | None:

@@ -4,18 +4,15 @@ reflinks where the filesystem can; snapshot clones of a dir container are overla
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..errors import StorageError
+from ..linux.mount import MS_BIND, MS_REC, mount
 from .base import Backend, own_path, rootfs_dir
-from .copy import copy_tree, remove_tree
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
+from .tree import copy_tree, remove_tree
 
 
 def bind_rootfs(src: Path, target: Path) -> None:
-    from ..linux.mount import MS_BIND, MS_REC, mount
     if not src.is_dir():
         raise StorageError(f"{src}: the container's rootfs is missing",
                            "the container directory is damaged; restore a snapshot or recreate")

@@ -23,7 +23,7 @@ from ..errors import StorageError
 from ..linux.fsops import RENAME_EXCHANGE, renameat2
 from ..linux.mount import is_mountpoint
 from .base import rootfs_dir, split_lowers
-from .copy import copy_dir_attrs, is_empty_dir
+from .tree import copy_dir_attrs, is_empty_dir
 
 log = logging.getLogger("lxpy.storage")
 

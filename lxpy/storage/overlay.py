@@ -18,19 +18,20 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ..errors import StorageError
+from ..linux.fsops import OVERLAYFS_SUPER_MAGIC, fs_name, statfs_type
+from ..linux.mount import MNT_DETACH, is_mountpoint, mount, umount2
 from .base import Backend, join_lowers, own_path, rootfs_dir, split_lowers
-from .copy import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree
+from .copyup import copy_up
 from .layers import LAYERS, MAX_LOWERS, MAX_OPTIONS, too_deep  # noqa: F401 - also for others
-
-TYPE_CHECKING = False  # typing costs every command ~5 ms of import
-if TYPE_CHECKING:
-    from typing import Any
+from .tree import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree, tree_usage
 
 log = logging.getLogger("lxpy.storage")
 
 _available: bool | None = None
+
 
 def _kernel_has_overlay() -> bool:
     global _available
@@ -57,7 +58,6 @@ def mount_options(lowers: list[Path], upper: Path, work: Path) -> str:
 
 
 def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
-    from ..linux.mount import mount
     data = mount_options(lowers, upper, work)
     if len(data) > MAX_OPTIONS or len(lowers) > MAX_LOWERS:
         raise StorageError(f"overlay: too many lower layers for one mount ({len(lowers)})",
@@ -81,7 +81,6 @@ class OverlayBackend(Backend):
     def available(self, lxpath: Path) -> tuple[bool, str]:
         if not _kernel_has_overlay():
             return False, "the kernel has no overlay filesystem (modprobe overlay)"
-        from ..linux.fsops import OVERLAYFS_SUPER_MAGIC, fs_name, statfs_type
         p = Path(lxpath)
         while not p.exists() and p != p.parent:
             p = p.parent
@@ -144,7 +143,6 @@ class OverlayBackend(Backend):
 
     @contextmanager
     def mounted(self, cdir: Path, cfg: Any) -> Iterator[Path]:
-        from ..linux.mount import MNT_DETACH, is_mountpoint, umount2
         target = rootfs_dir(cdir, cfg)
         target.mkdir(mode=0o755, exist_ok=True)
         if is_mountpoint(target):          # left by a killed command: replace it
@@ -167,7 +165,8 @@ class OverlayBackend(Backend):
         This avoids a mount and the sync of the upper filesystem on unmount."""
         upper = self.delta(cdir)
         try:
-            direct = all(self._copy_up(upper, self.lowers(cdir, cfg), rel) for rel in rels)
+            lowers = [os.fspath(p) for p in self.lowers(cdir, cfg)]
+            direct = all(copy_up(os.fspath(upper), lowers, rel) for rel in rels)
         except OSError as e:
             log.debug("copy-up by hand in %s failed (%s): mounting", upper, e)
             direct = False
@@ -177,18 +176,10 @@ class OverlayBackend(Backend):
             with self.mounted(cdir, cfg) as root:
                 yield root
 
-    @staticmethod
-    def _copy_up(upper: Path, lowers: list[Path], rel: str) -> bool:
-        """copyup.copy_up: rel's parent dirs and rel itself copied up into upper by hand."""
-        from .copyup import copy_up
-        return copy_up(os.fspath(upper), [os.fspath(p) for p in lowers], rel)
-
     def destroy(self, cdir: Path, cfg: Any) -> None:
-        from .copy import _unmount_under
         root = rootfs_dir(cdir, cfg)
         if own_path(cdir, root):      # a mount point elsewhere is the admin's: kept
-            _unmount_under(root)
-            remove_tree(root)
+            remove_tree(root)         # unmounts first
         for p in (self.delta(cdir), self.work(cdir)):
             remove_tree(p)
 
@@ -196,8 +187,7 @@ class OverlayBackend(Backend):
         return self.delta(cdir)
 
     def usage(self, cdir: Path, cfg: Any) -> int:
-        """The delta, plus its own frozen tree when it has one (see clone.freeze)."""
-        from .copy import tree_usage
+        """The delta, plus its own sealed tree when it has one (lifecycle.copy.seal_for_clone)."""
         total = tree_usage(self.delta(cdir))
         real = os.path.realpath(cdir)
         for low in self.lowers(cdir, cfg):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from lxpy import storage
+from lxpy.lifecycle.sweep import sweep
 from lxpy.container import Container
 from tests.conftest import BIN, Runner
 from tests.integration.test_copy import names, write
@@ -57,7 +57,7 @@ def duration(run, *args: str) -> float:
 
 def drop(lxpath, name: str) -> None:
     """Destroy a container quickly, from this process (no CLI start-up)."""
-    from lxpy.destroy import destroy
+    from lxpy.lifecycle.destroy import destroy
     destroy(Container(name, lxpath), force=False, snapshots=True)
 
 
@@ -91,7 +91,7 @@ def test_kill_copy(lxpath, backend, snap):
             assert status != 0
             run("copy", "-n", "src", "-N", "new", *extra)      # the retry works
         drop(lxpath, "new")
-    storage.sweep(lxpath)
+    sweep(lxpath)
     assert sorted(p.name for p in lxpath.iterdir() if not p.name.endswith(".lock")) == ["src"]
 
 
@@ -107,18 +107,18 @@ def test_rename_killed_right_after_the_hostname_changed(lxpath):
     ref = container_sum(lxpath, "a", file_times=False)
     code = ("import os, sys; from pathlib import Path\n"
             "from lxpy.container import Container\n"
-            "from lxpy.storage import clone\n"
-            "real = clone.update_hostname\n"
+            "from lxpy.lifecycle import rename\n"
+            "real = rename.update_hostname\n"
             "def update_then_die(*a, **k):\n"
             "    real(*a, **k)\n"
             "    os.kill(os.getpid(), 9)\n"
-            "clone.update_hostname = update_then_die\n"
-            "clone.rename_container(Container('a', Path(sys.argv[1])), 'b')\n")
+            "rename.update_hostname = update_then_die\n"
+            "rename.rename_container(Container('a', Path(sys.argv[1])), 'b')\n")
     p = subprocess.run([sys.executable, "-c", code, str(lxpath)], capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == -signal.SIGKILL, p.stderr
     assert names(run) == []                     # neither name while it is half-renamed
-    storage.sweep(lxpath)
+    sweep(lxpath)
     assert names(run) == ["a"]
     assert container_sum(lxpath, "a", file_times=False) == ref
     run("copy", "-n", "a", "-N", "b", "-R")     # and the retry works
@@ -136,7 +136,7 @@ def test_kill_rename(lxpath):
     ref = container_sum(lxpath, "a", file_times=False)
     for trial in range(4):
         killed(lxpath, "copy", "-n", "a", "-N", "b", "-R", within=within, rng=rng)
-        storage.sweep(lxpath)                  # what the next lxpy-copy/snapshot does first
+        sweep(lxpath)                  # what the next lxpy-copy/snapshot does first
         listed = names(run)
         assert listed in (["a"], ["b"]), (trial, SEED, listed)
         if listed == ["a"]:

@@ -12,7 +12,7 @@ import pytest
 
 from lxpy.container import Container
 from lxpy.errors import StorageError
-from lxpy.storage.copy import tree_usage
+from lxpy.storage.tree import tree_usage
 from tests.conftest import Runner
 from tests.integration.test_copy import names, one_line_error, read, rootfs_of, write
 from tests.integration.test_storage_helpers import container_sum
@@ -167,7 +167,7 @@ def test_snapshot_and_restore_with_clones(lxpath, src):
 
 def test_too_deep_is_refused_cleanly(lxpath, src, monkeypatch):
     from lxpy.storage import layers
-    from lxpy.storage.clone import copy_container
+    from lxpy.lifecycle.copy import copy_container
     src_c = Container("src", lxpath)
     before_cfg = (lxpath / "src" / "config.toml").read_text()
     before = container_sum(lxpath, "src")
@@ -190,7 +190,7 @@ def test_killed_between_config_and_exchange(lxpath, src, monkeypatch):
     works."""
     from lxpy.linux import fsops
     from lxpy.storage import layers
-    from lxpy.storage.clone import copy_container
+    from lxpy.lifecycle.copy import copy_container
     before = container_sum(lxpath, "src")
     real = fsops.renameat2
 

@@ -10,6 +10,7 @@ import pytest
 
 from lxpy import storage
 from lxpy.config.loader import load
+from lxpy.lifecycle.destroy import destroy_container
 from lxpy.linux.mount import is_mountpoint, mounts_under, umount2
 from tests.integration.test_storage_helpers import (  # noqa: F401 - fixture
     btrfs_lxpath,
@@ -95,7 +96,7 @@ def test_backend_lifecycle(lx, base, tmp_path):
 @pytest.mark.parametrize("lx", BACKENDS, indirect=True)
 def test_full_copy_keeps_everything(lx, base):
     from lxpy.container import Container
-    from lxpy.storage.clone import copy_container
+    from lxpy.lifecycle.copy import copy_container
     lxpath, backend = lx
     make_container(lxpath, "src", backend, base)
     copy_container(Container("src", lxpath), "dst", keep_hostname=True, keep_macs=True)
@@ -123,7 +124,7 @@ def test_btrfs_create_from_a_subvolume_is_a_snapshot(btrfs_lxpath, tmp_path):  #
     assert is_btrfs_subvolume(cdir / "rootfs")
     (cdir / "rootfs" / "etc" / "hostname").write_text("mine\n")
     assert (base / "etc" / "hostname").read_text() == "base\n"
-    storage.destroy_container(cdir, load(cdir / "config.toml"))
+    destroy_container(cdir, load(cdir / "config.toml"))
     assert not cdir.exists()
     assert is_btrfs_subvolume(base)
 
@@ -140,7 +141,7 @@ def test_overlay_mounted_replaces_a_stale_mount(tmp_path, base):
         for mp in mounts_under(cdir):
             umount2(mp, 2)
     assert not is_mountpoint(cdir / "rootfs")
-    storage.destroy_container(cdir, cfg)
+    destroy_container(cdir, cfg)
     assert not cdir.exists()
 
 

@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from lxpy.create import _config_text
+from lxpy.lifecycle.create import _config_text
 
 BUSYBOX = ('# lxpy container c1, created from the busybox template\ninclude = ["busybox"]\n'
            'hostname = "c1"\narch = "amd64"\n')

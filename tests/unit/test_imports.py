@@ -127,3 +127,39 @@ def test_linux_imports_nothing_of_lxpy_above_it():
     bad = {m: sorted(d for d in deps if not d.startswith("lxpy.linux") and d != "lxpy")
            for m, deps in graph.items() if m.startswith("lxpy.linux")}
     assert {m: d for m, d in bad.items() if d} == {}
+
+
+# Imports inside functions: only of heavy third-party packages, or on the paths that must
+# stay lean (the monitor, PID 1), and then with a reason on the line or the comment above.
+HEAVY = {"pyroute2", "jinja2", "tomlkit", "sh"}
+
+
+def local_imports_without_a_reason() -> list[str]:
+    out = []
+    for path in sorted(PKG.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for f in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(f):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                names = ({a.name.split(".")[0] for a in node.names}
+                         if isinstance(node, ast.Import) else {(node.module or "").split(".")[0]})
+                if not getattr(node, "level", 0) and names <= HEAVY:
+                    continue
+                i = node.lineno - 1
+                reason = "#" in lines[i]
+                above = ("from ", "import ", "#")
+                while not reason and i > 0 and (lines[i - 1].strip().startswith(above)
+                                                or not lines[i - 1].strip()):
+                    i -= 1
+                    reason = lines[i].strip().startswith("#")
+                if not reason:
+                    out.append(f"{path.relative_to(PKG.parent)}:{node.lineno}: "
+                               f"{lines[node.lineno - 1].strip()}")
+    return out
+
+
+def test_imports_inside_functions_are_heavy_packages_or_say_why():
+    assert local_imports_without_a_reason() == []

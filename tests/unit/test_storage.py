@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from lxpy import storage
 from lxpy.errors import StorageError
 from lxpy.storage.base import join_lowers, rootfs_dir, split_lowers
-from lxpy.storage.clone import _tmp_owner, new_hwaddr, render_config
-from lxpy.storage.snapshot import SNAP_RE
+from lxpy.lifecycle.identity import clone_config, new_hwaddr
+from lxpy.lifecycle.snapshot import SNAP_RE
+from lxpy.lifecycle.sweep import _tmp_owner
 
 
 def test_registry():
@@ -99,7 +100,7 @@ hwaddr = "00:16:3e:aa:bb:cc"
 
 
 def test_render_config_for_a_snapshot_clone():
-    text = render_config(SRC, keys={"rootfs.backend": "overlay", "rootfs.path": "rootfs",
+    text = clone_config(SRC, keys={"rootfs.backend": "overlay", "rootfs.path": "rootfs",
                                     "rootfs.lower": "/var/cache/lxpy/busybox/rootfs"},
                          old_dir=Path("/var/lib/lxpy/gold"), new_dir=Path("/var/lib/lxpy/web"),
                          old_name="gold", new_name="web", keep_hostname=False,
@@ -114,7 +115,7 @@ def test_render_config_for_a_snapshot_clone():
 
 
 def test_render_config_full_copy_to_dir_keeps_what_was_asked():
-    text = render_config(SRC, keys={"rootfs.backend": "dir", "rootfs.path": "rootfs"},
+    text = clone_config(SRC, keys={"rootfs.backend": "dir", "rootfs.path": "rootfs"},
                          old_dir=Path("/var/lib/lxpy/gold"), new_dir=Path("/x/web"),
                          old_name="gold", new_name="web", keep_hostname=True,
                          keep_macs=True, origin=None)

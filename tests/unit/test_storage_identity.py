@@ -1,6 +1,6 @@
 """storage/identity.py: the names replaced in /etc/hosts."""
 
-from lxpy.storage.identity import renamed_host_files, replace_names
+from lxpy.lifecycle.identity import renamed_host_files, replace_names
 
 
 def test_replace_names_in_a_hosts_line():

@@ -4,26 +4,25 @@ blocks a retry."""
 
 from __future__ import annotations
 
-import logging
+import errno
 import os
 import random
-import secrets
-import shutil
+import tomllib
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config.atomic import write_new
-from .config.loader import expand, load, read_toml, validate
-from .container import CONFIG_NAME, Container
-from .errors import ContainerExists, StorageError
-from .linux.mount import MNT_DETACH, mounts_under, umount2
-from .paths import system_config
-
-log = logging.getLogger("lxpy.create")
-
-TMP_PREFIX = ".tmp-create-"
+from .. import bootstrap, storage, templates
+from ..config.atomic import write_new
+from ..config.edit import edit_text
+from ..config.loader import expand, load, read_toml, validate
+from ..container import CONFIG_NAME, Container
+from ..errors import ContainerExists, StorageError
+from ..paths import system_config
+from ..storage.tree import remove_tree
+from .sweep import new_tmp, sweep
 
 
 @dataclass
@@ -44,56 +43,19 @@ def fill_hwaddr(mac: str, rng: random.Random | None = None) -> str:
                     for part in mac.split(":"))
 
 
-def sweep_stale(lxpath: Path, name: str) -> None:
-    """Remove what a killed create of this name left (we hold the name's lock)."""
-    try:
-        entries = os.listdir(lxpath)
-    except FileNotFoundError:
-        return
-    for e in entries:
-        if e.startswith(f"{TMP_PREFIX}{name}-"):
-            p = lxpath / e
-            for mp in mounts_under(p):
-                try:
-                    umount2(mp, MNT_DETACH)
-                except OSError:
-                    pass
-            shutil.rmtree(p, ignore_errors=True)
-            log.info("removed %s left by an interrupted create", p)
-
-
-def _merge_into(doc, data: dict[str, Any]) -> None:
-    for k, v in data.items():
-        if isinstance(v, dict) and k in doc and hasattr(doc[k], "items"):
-            _merge_into(doc[k], v)
-        else:
-            doc[k] = v
-
-
 def _config_text(rendered: str, extra: dict[str, Any] | None, rootfs_keys: dict[str, str],
                  template: str) -> str:
     """The new config's text: the rendered template config, extra merged in, the rootfs
     keys, the template name, and MAC addresses drawn."""
-    import tomlkit
-    doc = tomlkit.parse(rendered)
-    if extra:
-        _merge_into(doc, extra)
-    rootfs_tbl = doc.get("rootfs")
-    if rootfs_tbl is None:
-        doc["rootfs"] = rootfs_tbl = tomlkit.table()
-    for k, v in rootfs_keys.items():
-        rootfs_tbl[k.removeprefix("rootfs.")] = v
-    if "template" not in doc:
-        doc["template"] = template
-    for entry in doc.get("net", []):
-        if entry.get("type", "veth") in ("veth", "macvlan"):
-            entry["hwaddr"] = fill_hwaddr(str(entry.get("hwaddr") or "00:16:3e:xx:xx:xx"))
-    return tomlkit.dumps(doc)
+    has_template = "template" in tomllib.loads(rendered) or "template" in (extra or {})
+    return edit_text(
+        rendered, {**rootfs_keys, **({} if has_template else {"template": template})},
+        merge=extra,
+        hwaddr=lambda kind, mac: fill_hwaddr(str(mac or "00:16:3e:xx:xx:xx"))
+        if kind in ("veth", "macvlan") else None)
 
 
 def create(req: CreateRequest) -> Container:
-    from . import bootstrap, storage, templates
-
     c = Container(req.name, req.lxpath)
     if c.dir.exists() or c.dir.is_symlink():
         raise ContainerExists(f"container {req.name!r} already exists in {c.lxpath}",
@@ -118,14 +80,14 @@ def create(req: CreateRequest) -> Container:
             raise StorageError(f"backend {backend_name!r} is not available here: {why}",
                                f"pick another with -B ({', '.join(storage.names())})")
     c.lxpath.mkdir(parents=True, exist_ok=True)
+    sweep(c.lxpath)             # what a killed create (or copy...) left, when its lock is free
     with c.lock(wait=0, what="being created"):
         if c.dir.exists():
             raise ContainerExists(f"container {req.name!r} already exists in {c.lxpath}",
                                   "pick another name, or lxpy-destroy it first")
-        sweep_stale(c.lxpath, req.name)
         base = bootstrap.ensure_cached(tmpl, options, sysconf.cache, flush=req.flush_cache,
                                        progress=req.progress)
-        tmp = c.lxpath / f"{TMP_PREFIX}{req.name}-{secrets.token_hex(4)}"
+        tmp = new_tmp(c.lxpath, "create", req.name)
         tmp.mkdir(mode=0o700)
         made = False
         try:
@@ -148,16 +110,14 @@ def create(req: CreateRequest) -> Container:
             os.rename(tmp, c.dir)
             made = True
         except OSError as e:
-            if e.errno in (17, 39) and c.dir.exists():  # EEXIST/ENOTEMPTY on rename
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY) and c.dir.exists():
                 raise ContainerExists(f"container {req.name!r} already exists") from None
             raise
         finally:
-            if not made:
-                try:
-                    cfgp = tmp / CONFIG_NAME
-                    if cfgp.exists():
-                        backend.destroy(tmp, load(cfgp))
-                except Exception:  # noqa: BLE001 - best effort, the sweep below finishes it
-                    pass
-                sweep_stale(c.lxpath, req.name)
+            if not made:     # best effort: the next command's sweep finishes it
+                with suppress(Exception):
+                    if (tmp / CONFIG_NAME).exists():
+                        backend.destroy(tmp, load(tmp / CONFIG_NAME))
+                with suppress(OSError):
+                    remove_tree(tmp)
     return c

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
+from ..config.edit import edit_text
 from ..safefs import Root
 
 HOST_FILES = ("etc/hostname", "etc/hosts")
@@ -102,3 +105,21 @@ def restore_files(root: Any, before: dict[str, bytes | None]) -> None:
                 r.unlink(rel)
             else:
                 r.write(rel, data)
+
+
+def clone_config(src_text: str, *, keys: dict[str, str] | None, old_dir: Path, new_dir: Path,
+                 old_name: str, new_name: str, keep_hostname: bool, keep_macs: bool,
+                 origin: str | None) -> str:
+    """The clone's config.toml: the source's, comments kept, with the rootfs keys (lower
+    and origin only when given; keys None: all kept, as a rename does), paths, hostname and
+    MAC addresses changed."""
+    old, new = os.fspath(old_dir), os.fspath(new_dir)
+    changes: dict[str, Any] = {**(keys or {}), **({"rootfs.origin": origin} if origin else {})}
+    if not keep_hostname and tomllib.loads(src_text).get("hostname") == old_name:
+        changes["hostname"] = new_name
+    return edit_text(
+        src_text, changes, () if keys is None else ("rootfs.lower", "rootfs.origin"),
+        strings=lambda v: v.replace(old, new) if rewritten(v, old) else v,
+        hwaddr=None if keep_macs else
+        lambda kind, mac: new_hwaddr(str(mac or "")) if kind in ("veth", "macvlan") or
+        mac is not None else None)

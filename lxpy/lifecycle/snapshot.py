@@ -19,17 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import storage
 from ..config.atomic import write_new
-from ..config.edit import toml_str
+from ..config.edit import edit_text, toml_str
 from ..config.loader import load
 from ..container import CONFIG_NAME, Container
-from ..errors import ContainerExists, StorageError, UsageError
+from ..errors import StorageError, UsageError
 from ..linux.fsops import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
-from .clone import (HOST_FILES, MERGED, TMP, dependants, new_tmp, publish, render_config,
-                    require_stopped, run_clone_hooks, sweep, update_hostname)
-from .copy import remove_tree, tree_usage
+from ..storage.tree import remove_tree
+from . import require_stopped
+from .copy import MERGED, make_another
+from .destroy import dependants
+from .identity import clone_config
+from .sweep import TMP, claim, new_tmp, publish
 
-log = logging.getLogger("lxpy.storage")
+log = logging.getLogger("lxpy.lifecycle")
 
 SNAP_RE = re.compile(r"^snap(\d{1,9})$")
 META = "meta.toml"
@@ -43,13 +47,10 @@ class Snapshot:
     comment: str
     backend: str
 
-    def as_dict(self, size: bool = False) -> dict[str, Any]:
-        d = {"name": self.name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                      time.gmtime(self.time)),
-             "comment": self.comment, "backend": self.backend, "path": str(self.path)}
-        if size:
-            d["size"] = tree_usage(self.path)
-        return d
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                         time.gmtime(self.time)),
+                "comment": self.comment, "backend": self.backend, "path": str(self.path)}
 
 
 def snaps_dir(c: Container) -> Path:
@@ -95,13 +96,12 @@ def get_snapshot(c: Container, name: str) -> Snapshot:
 
 
 def create_snapshot(c: Container, comment: str = "") -> Snapshot:
-    from . import for_config
     c.require()
     with c.lock(wait=5, what="busy"):
         require_stopped(c, "a snapshot")
         _sweep_snaps(c)
         cfg = load(c.config_path)
-        b = for_config(cfg)
+        b = storage.for_config(cfg)
         d = snaps_dir(c)
         d.mkdir(mode=0o700, exist_ok=True)
         used = [int(m.group(1)) for e in os.listdir(d) if (m := SNAP_RE.match(e))]
@@ -144,13 +144,12 @@ def restore_snapshot(c: Container, name: str, new_name: str | None = None) -> Co
 
 
 def _restore_in_place(c: Container, name: str) -> Container:
-    from . import get
     with c.lock(wait=5, what="busy"):
         require_stopped(c, "restoring a snapshot")
         _sweep_snaps(c)
         snap = get_snapshot(c, name)
         snap_cfg = load(snap.path / CONFIG_NAME)
-        sb = get(snap_cfg.rootfs.backend)
+        sb = storage.get(snap_cfg.rootfs.backend)
         # an overlay restore swaps the delta only: the trees clones use as lowers (the own
         # layers, a frozen dir tree) stay as they are
         deps = [] if sb.snapshot_part == "delta" else dependants(c, hard_only=True)
@@ -171,7 +170,8 @@ def _restore_in_place(c: Container, name: str) -> Container:
             lower = str(snap_cfg.rootfs.lower or "")
             if lower:
                 keys["rootfs.lower"] = lower      # its relative parts are relative to c: keep
-            text = _config_with(snap.path / CONFIG_NAME, keys, c, c.dir)
+            text = edit_text((snap.path / CONFIG_NAME).read_text(), keys,
+                             () if "rootfs.lower" in keys else ("rootfs.lower",))
             write_new(stage / CONFIG_NAME, text)
             part = sb.snapshot_part
             cur = c.dir / part
@@ -184,7 +184,7 @@ def _restore_in_place(c: Container, name: str) -> Container:
                 remove_tree(c.dir / "work")
                 (c.dir / "work").mkdir(mode=0o700)
             elif cur_cfg.rootfs.backend == "overlay":
-                # a dir snapshot restored over a frozen dir container (see clone.freeze):
+                # a dir snapshot restored over a sealed dir container (copy.seal_for_clone):
                 # it is a dir container again; its overlay parts go
                 for p in ("delta", "work", MERGED):
                     if p != part:
@@ -195,51 +195,24 @@ def _restore_in_place(c: Container, name: str) -> Container:
     return c
 
 
-def _config_with(snap_config: Path, keys: dict[str, str], c: Container, new_dir: Path) -> str:
-    """The snapshot's config text with the restored rootfs keys."""
-    import tomlkit
-    doc = tomlkit.parse(snap_config.read_text())
-    if "rootfs" not in doc:
-        doc["rootfs"] = tomlkit.table()
-    rt = doc["rootfs"]
-    if "lower" in rt and "rootfs.lower" not in keys:
-        del rt["lower"]
-    for k, v in keys.items():
-        rt[k.removeprefix("rootfs.")] = v
-    return tomlkit.dumps(doc)
-
-
 def _restore_new(c: Container, name: str, new_name: str) -> Container:
-    from . import get
     dst = Container(new_name, c.lxpath)
     if dst.name == c.name:
         raise UsageError("to restore in place, leave out -N")
-    sweep(c.lxpath)
     with ExitStack() as stack:
-        stack.enter_context(c.lock(wait=5, what="busy"))
-        stack.enter_context(dst.lock(wait=0, what="being created"))
-        if dst.dir.exists() or dst.dir.is_symlink():
-            raise ContainerExists(f"container {new_name!r} already exists in {dst.lxpath}",
-                                  "pick another name, or lxpy-destroy it first")
+        claim(stack, c, dst)
         snap = get_snapshot(c, name)
         snap_cfg = load(snap.path / CONFIG_NAME)
-        sb = get(snap_cfg.rootfs.backend)
+        sb = storage.get(snap_cfg.rootfs.backend)
         tmp = new_tmp(c.lxpath, "copy", new_name)
         tmp.mkdir(mode=0o700)
         stack.callback(remove_tree, tmp)
         keys = sb.from_snapshot(snap.path, snap_cfg, tmp)
-        text = render_config((snap.path / CONFIG_NAME).read_text(), keys=keys, old_dir=c.dir,
-                             new_dir=dst.dir, old_name=c.name, new_name=new_name,
-                             keep_hostname=False, keep_macs=False, origin=None)
+        text = clone_config((snap.path / CONFIG_NAME).read_text(), keys=keys, old_dir=c.dir,
+                            new_dir=dst.dir, old_name=c.name, new_name=new_name,
+                            keep_hostname=False, keep_macs=False, origin=None)
         write_new(tmp / CONFIG_NAME, text)
         os.chmod(tmp, 0o755)
-        cfg = load(tmp / CONFIG_NAME)
-        if cfg.hooks.clone:
-            with sb.mounted(tmp, cfg) as root:
-                update_hostname(root, snap_cfg.hostname or c.name, cfg.hostname or new_name)
-                run_clone_hooks(cfg, tmp, root, new_name, c.name, c.lxpath)
-        else:
-            with sb.editable(tmp, cfg, HOST_FILES) as root:
-                update_hostname(root, snap_cfg.hostname or c.name, cfg.hostname or new_name)
+        make_another(sb, tmp, c.name, snap_cfg.hostname or c.name, dst)
         publish(tmp, dst.dir)
     return dst

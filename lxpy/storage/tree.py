@@ -26,32 +26,25 @@ def _tail(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def copy_tree(src: Path, dst: Path) -> None:
-    """Copy the tree src as dst (dst must not exist; its parent must). The root directory's
-    own owner, mode, times and xattrs are copied too."""
-    src, dst = Path(src), Path(dst)
-    if not src.is_dir():
-        raise StorageError(f"{src}: not a directory, nothing to copy")
-    if dst.exists() or dst.is_symlink():
-        raise StorageError(f"{dst}: already exists")
-    cmd = ["cp", "-a", "--reflink=auto", "--one-file-system", "--no-target-directory",
-           "--", os.fspath(src), os.fspath(dst)]
-    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True, errors="replace")
-    if r.returncode != 0:
-        tail = _tail(r.stderr)
-        hint = "the disk may be full" if "No space" in r.stderr else None
-        raise StorageError(f"copying {src} to {dst} failed: {tail}", hint)
-
-
 def copy_contents(src: Path, dst: Path) -> None:
-    """Copy what is inside src into the existing directory dst (and src's root attributes)."""
+    """Copy what is inside src into dst (made when it does not exist), and src's root
+    directory's own owner, mode, times and xattrs."""
     cmd = ["cp", "-a", "--reflink=auto", "--one-file-system", "--no-target-directory",
            "--", os.fspath(src), os.fspath(dst)]
     r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True, errors="replace")
     if r.returncode != 0:
-        raise StorageError(f"copying {src} into {dst} failed: {_tail(r.stderr)}")
+        hint = "the disk may be full" if "No space" in r.stderr else None
+        raise StorageError(f"copying {src} to {dst} failed: {_tail(r.stderr)}", hint)
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy the tree src as dst (dst must not exist; its parent must)."""
+    if not Path(src).is_dir():
+        raise StorageError(f"{src}: not a directory, nothing to copy")
+    if Path(dst).exists() or Path(dst).is_symlink():
+        raise StorageError(f"{dst}: already exists")
+    copy_contents(src, dst)
 
 
 def copy_dir_attrs(src: Path, dst: Path) -> None:
@@ -200,4 +193,13 @@ def is_empty_dir(path: str | Path) -> bool:
         with os.scandir(path) as it:
             return next(it, None) is None
     except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def is_inside(path: str | Path, directory: str | Path) -> bool:
+    """Whether path, symlinks resolved, is directory or below it."""
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(directory))
+        return True
+    except ValueError:
         return False
