@@ -8,9 +8,9 @@ import sys
 from lxpy import storage
 from lxpy.container import Container
 from lxpy.errors import ConfigError
+from lxpy.lifecycle.destroy import fallback_config
 from lxpy.status import addresses, cgroup_stats, state_of, unprivileged
 from lxpy.storage.base import rootfs_dir
-from lxpy.lifecycle.destroy import fallback_config
 
 HELP = "Show a container's state, pid, rootfs, backend, disk and resource use, addresses."
 

@@ -1,14 +1,14 @@
 """lxpy-start: start a container (daemonized; -F stays in the foreground)."""
 
 from __future__ import annotations
-from lxpy.container import Container
-from lxpy.runtime.start import start
+
 import sys
-from lxpy.runtime.wait import NoReadiness
-from lxpy.runtime.wait import wait
+
+from lxpy.container import Container
 from lxpy.errors import UsageError
-from lxpy.runtime.start import dry_run
+from lxpy.runtime.start import dry_run, start
 from lxpy.runtime.state import query
+from lxpy.runtime.wait import NoReadiness, wait
 
 HELP = "Start a container: its init runs in its own namespaces and cgroup, under a monitor."
 EPILOG = """examples:

@@ -14,7 +14,6 @@ from ..paths import profile_dirs
 from .schema import BY_KEY, LIST_SECTIONS, SECTIONS, SETTINGS, Setting, closest, did_you_mean
 from .view import ENTRIES, Config
 
-
 # ---------------------------------------------------------------------------
 # Reading and merging files
 

@@ -31,25 +31,25 @@ Imports stay small on purpose: admins call lxpy-attach in loops.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import marshal
 import os
+import re
+import select
 import signal
+import socket
+import struct
 
 from lxpy.errors import ContainerNotFound, LxpyError, StateError
-from .state import alive, read_file, start_time
-from . import security
-import re
-from .cgjoin import fork_into
-import errno
 from lxpy.linux import ns as _ns
-import socket
-import fcntl
-import struct
-from lxpy.linux.tty import TIOCSPTLCK
 from lxpy.linux import tty
-import select
-from lxpy.linux.tty import TIOCSCTTY
 from lxpy.linux.fs import read_to_eof
+from lxpy.linux.tty import TIOCSCTTY, TIOCSPTLCK
+
+from . import security
+from .cgjoin import fork_into
+from .state import alive, read_file, start_time
 
 TYPE_CHECKING = False  # no typing/pathlib/json/re at run time: this path must start fast
 if TYPE_CHECKING:

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import sys
 
 from ..errors import NotRunning, StateError
+from ..linux.tty import get_winsize, make_raw, restore
 from . import proto, state
-from ..linux.tty import get_winsize
-from ..linux.tty import make_raw
-from ..linux.tty import restore
-import signal
 
 
 def console(container, tty: int = 0, escape: int = 1, stdin_fd: int = 0,

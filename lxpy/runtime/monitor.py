@@ -21,8 +21,8 @@ Command socket (<run_dir>/monitor.sock, SOCK_STREAM, messages framed by proto.fr
 
 from __future__ import annotations
 
-import _signal as signal   # not "signal": its enums cost the monitor memory
-import _socket as socket   # not "socket": same reason
+import _signal as signal  # not "signal": its enums cost the monitor memory
+import _socket as socket  # not "socket": same reason
 import marshal
 import os
 import select
@@ -169,7 +169,7 @@ class Monitor:
     def sd_notify(self, state: str) -> None:
         """lxpy@.service (Type=notify, lxpy-start -F): READY once init runs, STOPPING at stop.
         A no-op when $NOTIFY_SOCKET is unset (see lxpy/sdnotify.py)."""
-        from .. import sdnotify     # socket (and enum): only under systemd (-F)
+        from .. import sdnotify  # socket (and enum): only under systemd (-F)
         name = self.plan["name"]
         if state == "RUNNING":
             log(f"{name} running (init pid {self.init_pid})")      # stderr: the journal
@@ -191,7 +191,7 @@ class Monitor:
     def setup(self) -> None:
         # lxpy-start made us a child subreaper before exec (kept across execve), so that
         # init, forked by the intermediate child, is reparented to us: no ctypes here.
-        from ..linux.tty import openpty     # fcntl, struct: only when lxpy-start made none
+        from ..linux.tty import openpty  # fcntl, struct: only when lxpy-start made none
         self.my_start = start_time(os.getpid())
         if self.pre is not None:
             self.ptys = self.pre_ptys
@@ -430,7 +430,7 @@ class Monitor:
                 return {"2": 127, "13": 126}.get(e.fields.get("errno", ""), 1)
             return 1
         except BaseException as e:  # noqa: BLE001
-            import traceback        # an unexpected failure only
+            import traceback  # an unexpected failure only
             traceback.print_exception(e)
             self.state = "ABORTING"
             self.drop_pre()
@@ -633,7 +633,7 @@ class Monitor:
 
     def cgroup(self):
         if self._cg is None:
-            from .. import cgroups     # pathlib, re: on demand, not in the lean monitor
+            from .. import cgroups  # pathlib, re: on demand, not in the lean monitor
             self._cg = cgroups.driver().open(self.plan["cgroup"])
         return self._cg
 
@@ -848,7 +848,7 @@ class Monitor:
                 return
             if msg.get("rows") and msg.get("cols"):
                 try:
-                    from ..linux.tty import set_winsize     # fcntl, struct: on demand
+                    from ..linux.tty import set_winsize  # fcntl, struct: on demand
                     set_winsize(self.ptys[n][0], int(msg["rows"]), int(msg["cols"]))
                 except (OSError, ValueError):
                     pass
@@ -858,7 +858,7 @@ class Monitor:
         elif kind == "winsize":
             try:
                 n = int(msg.get("tty") or 0)
-                from ..linux.tty import set_winsize     # fcntl, struct: on demand
+                from ..linux.tty import set_winsize  # fcntl, struct: on demand
                 set_winsize(self.ptys[n][0], int(msg["rows"]), int(msg["cols"]))
                 self.send(c, proto.frame("ok"))
             except (OSError, ValueError, KeyError, IndexError) as e:

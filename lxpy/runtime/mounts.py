@@ -119,7 +119,7 @@ class BackendRootfs(Op):
         return f"mount rootfs ({self.backend} backend)"
 
     def execute(self, run: Run) -> None:
-        from .. import storage     # the backends, only for a rootfs that is not a dir
+        from .. import storage  # the backends, only for a rootfs that is not a dir
         os.makedirs(self.target, exist_ok=True)
         storage.get(self.backend).mount(Path(self.dir), _RootfsOnly(dict(self.rootfs)),
                                         Path(self.target))

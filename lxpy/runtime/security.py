@@ -44,18 +44,15 @@ aarch64). An unknown syscall name is an error (with a suggestion), an unknown er
 
 from __future__ import annotations
 
+import difflib
 import errno as _errno
+import json
 import os
+import re
 
 from lxpy.errors import ConfigError, KernelFeatureError
-import re
-import difflib
-from lxpy.linux import caps
-import json
-from lxpy.linux import seccomp
-from lxpy.linux import prctl
-from lxpy.linux.caps import name
-from lxpy.linux.caps import last_cap
+from lxpy.linux import caps, prctl, seccomp
+from lxpy.linux.caps import last_cap, name
 
 TYPE_CHECKING = False  # typing is not imported at run time: lxpy-attach loads this module
 if TYPE_CHECKING:

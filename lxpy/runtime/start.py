@@ -32,15 +32,13 @@ from ..errors import ConfigError, KernelFeatureError, LockBusy, RuntimeStartErro
 from ..linux.proc import set_child_subreaper
 from ..linux.tty import openpty
 from ..net.plan import prepare as prepare_net
-from ..net.setup import ensure_managed_bridge
+from ..net.setup import ensure_managed_bridge, teardown
 from ..paths import log_dir, system_config
 from ..status import running_neighbours
 from . import attach, notify, proto, state
 from .cgjoin import fork_payload
-from .monitor import BOOT
+from .monitor import BOOT, main
 from .plan import NET_TYPES_WITH_LINKS, Plan, build, describe, host_id
-from ..net.setup import teardown
-from .monitor import main
 
 log = logging.getLogger("lxpy.runtime")
 
@@ -354,7 +352,7 @@ def _prefork(plan: Plan) -> str:
     pid, born_in = fork_payload(plan.cgroup_v2_dir)
     if pid == 0:
         try:
-            from . import child     # PID 1's side: only in the child
+            from . import child  # PID 1's side: only in the child
             mine.close()
             child.intermediate(plan, theirs, [(p[0], p[2]) for p in ptys], born_in)
         finally:

@@ -15,13 +15,11 @@ try:  # the C module: the signal wrapper imports enum (~3 ms of every lxpy-stop)
 except ImportError:  # pragma: no cover - another Python implementation
     import signal  # type: ignore[no-redef]
 
-from ..errors import NotRunning, StateError
-from . import proto, state
-from .start import cleanup_stale
-from .start import take_lock
-from ..errors import LockBusy
-from ..config.signals import parse_signal
 from .. import cgroups
+from ..config.signals import parse_signal
+from ..errors import LockBusy, NotRunning, StateError
+from . import proto, state
+from .start import cleanup_stale, take_lock
 
 
 def stop(container, timeout: float | None = None, kill: bool = False, wait: bool = True,

@@ -15,9 +15,8 @@ import select
 import time
 
 from ..errors import StateError, UsageError
-from . import proto, state
 from ..linux import proc
-
+from . import proto, state
 
 READY = "READY"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ptyio import read_until as _read_until
 from tests.conftest import BIN, Runner
+from tests.ptyio import read_until as _read_until
 
 # Capabilities the default policy drops (security.cap_drop's default).
 DEFAULT_DROPPED = {"sys_module": 16, "sys_rawio": 17, "sys_time": 25, "mac_override": 32,

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
-
 from lxpy import cgroups
 from lxpy.config import validate
 from lxpy.errors import CgroupError
+from tests.conftest import wait_for
 
 PY = "/usr/bin/python3"
 ALLOC = ("import sys\nb=[]\nn=int(sys.argv[1])\nfor i in range(n): b.append(bytearray(1<<20))\n"

@@ -203,8 +203,8 @@ def test_origin_with_20_snapshot_clones_cannot_be_destroyed(lxpath):
     run = Runner(lxpath)
     run("create", "-n", "origin", "-t", "busybox", "-B", "dir")
     from lxpy.container import Container
-    from lxpy.lifecycle.destroy import destroy
     from lxpy.lifecycle.copy import copy_container
+    from lxpy.lifecycle.destroy import destroy
     clones = [f"c{i:02d}" for i in range(20)]
     for c in clones[:2]:
         run("copy", "-n", "origin", "-N", c, "-s")

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from lxpy.lifecycle.sweep import sweep
 from lxpy.container import Container
+from lxpy.lifecycle.sweep import sweep
 from tests.conftest import BIN, Runner
 from tests.integration.test_copy import names, write
 from tests.integration.test_storage_helpers import container_sum

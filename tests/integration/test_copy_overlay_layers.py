@@ -166,8 +166,8 @@ def test_snapshot_and_restore_with_clones(lxpath, src):
 
 
 def test_too_deep_is_refused_cleanly(lxpath, src, monkeypatch):
-    from lxpy.storage import layers
     from lxpy.lifecycle.copy import copy_container
+    from lxpy.storage import layers
     src_c = Container("src", lxpath)
     before_cfg = (lxpath / "src" / "config.toml").read_text()
     before = container_sum(lxpath, "src")
@@ -188,9 +188,9 @@ def test_too_deep_is_refused_cleanly(lxpath, src, monkeypatch):
 def test_killed_between_config_and_exchange(lxpath, src, monkeypatch):
     """The seal's two steps: after the first only, the source is as it was, and a retry
     works."""
+    from lxpy.lifecycle.copy import copy_container
     from lxpy.linux import fsops
     from lxpy.storage import layers
-    from lxpy.lifecycle.copy import copy_container
     before = container_sum(lxpath, "src")
     real = fsops.renameat2
 

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
-
 from lxpy import paths
 from lxpy.config import validate
 from lxpy.errors import NetworkError
 from lxpy.net import forward, records, rtnl
 from lxpy.net.plan import host_name_for, prepare
 from lxpy.net.setup import cleanup_stale, loopback_up, setup, teardown
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.root
 

@@ -9,8 +9,7 @@ import subprocess
 
 import pytest
 
-from lxpy.cli import manpages
-from lxpy.cli import COMMANDS
+from lxpy.cli import COMMANDS, manpages
 from lxpy.cli._run import build_parser
 from lxpy.config.schema import LIST_SECTIONS, SETTINGS
 from lxpy.paths import SYSTEM_SETTINGS

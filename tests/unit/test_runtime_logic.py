@@ -124,6 +124,7 @@ def test_notify_listener_takes_only_init(tmp_path):
     """READY=1 counts only from the init that was given the socket (its pid, from the
     kernel's credentials); STOPPING=1 clears it; a new init starts over."""
     import socket
+
     from lxpy.runtime import notify
     listener = notify.Listener(str(tmp_path))
     try:

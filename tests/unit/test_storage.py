@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from lxpy import storage
 from lxpy.errors import StorageError
-from lxpy.storage.base import join_lowers, rootfs_dir, split_lowers
 from lxpy.lifecycle.identity import clone_config, new_hwaddr
 from lxpy.lifecycle.snapshot import SNAP_RE
 from lxpy.lifecycle.sweep import _tmp_owner
+from lxpy.storage.base import join_lowers, rootfs_dir, split_lowers
 
 
 def test_registry():
