@@ -11,21 +11,8 @@ from typing import Any
 from ..errors import CgroupError
 from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_REMOUNT
 from . import devices
-from .base import (
-    CPU_PERIOD_US,
-    Cgroup,
-    CgroupDriver,
-    CgroupMount,
-    Hierarchy,
-    Write,
-    keyed,
-    make_dir,
-    read_int,
-    read_opt,
-    v2_max,
-    wanted,
-    write_file,
-)
+from .base import (CPU_PERIOD_US, Cgroup, CgroupDriver, CgroupMount, Hierarchy, Write, keyed,
+                   make_dir, read_int, read_opt, v2_max, wanted, write_file)
 
 log = logging.getLogger("lxpy.cgroups")
 

@@ -12,21 +12,8 @@ from ..errors import CgroupError, KernelFeatureError
 from ..linux import bpf
 from ..linux.mount import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME
 from . import devices
-from .base import (
-    CPU_PERIOD_US,
-    Cgroup,
-    CgroupDriver,
-    CgroupMount,
-    Hierarchy,
-    Write,
-    keyed,
-    make_dir,
-    read_int,
-    read_opt,
-    v2_max,
-    wanted,
-    write_file,
-)
+from .base import (CPU_PERIOD_US, Cgroup, CgroupDriver, CgroupMount, Hierarchy, Write, keyed,
+                   make_dir, read_int, read_opt, v2_max, wanted, write_file)
 from .v1 import enable_subtree
 
 log = logging.getLogger("lxpy.cgroups")
