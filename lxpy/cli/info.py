@@ -42,7 +42,7 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
         cfg = c.config
     except ConfigError as e:        # a broken config never hides a container
         cfg = fallback_config(c)
-        info["config_error"] = str(e)
+        info["config_error"] = e.message
         info["config_hint"] = e.hint
     else:
         info.update({
