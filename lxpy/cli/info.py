@@ -8,7 +8,7 @@ import sys
 from lxpy import storage
 from lxpy.container import Container
 from lxpy.errors import ConfigError
-from lxpy.lifecycle.destroy import fallback_config
+from lxpy.lifecycle.depends import fallback_config
 from lxpy.status import addresses, cgroup_stats, state_of, unprivileged
 from lxpy.storage.base import rootfs_dir
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from ..container import Container
 from ..errors import StateError
-from ..status import state_of
+from ..runtime.state import query
 
 ACTIVE = ("RUNNING", "STARTING", "STOPPING", "FROZEN", "FREEZING", "ABORTING")
 
 
 def is_active(c: Container) -> bool:
-    return state_of(c).state in ACTIVE
+    return query(c).state in ACTIVE
 
 
 def require_stopped(c: Container, what: str, allow_running: bool = False) -> None:
-    st = state_of(c).state
+    st = query(c).state
     if st in ACTIVE and not allow_running:
         raise StateError(f"container {c.name!r} is {st.lower()}; {what} needs it stopped",
                          "stop it with lxpy-stop" + (", or allow a running source with -a"

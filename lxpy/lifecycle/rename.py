@@ -12,7 +12,7 @@ from ..config.loader import load
 from ..container import CONFIG_NAME, Container
 from ..errors import StorageError, UsageError
 from . import require_stopped
-from .destroy import dependants
+from .depends import dependants
 from .identity import HOST_FILES, clone_config, read_host_files, update_hostname
 from .sweep import RENAME_JOURNAL, claim, new_tmp, publish, undo_rename, write_json
 

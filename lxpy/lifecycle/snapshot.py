@@ -29,7 +29,7 @@ from ..linux.fsops import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
 from ..storage.tree import remove_tree
 from . import require_stopped
 from .copy import MERGED, make_another
-from .destroy import dependants
+from .depends import dependants
 from .identity import clone_config
 from .sweep import TMP, claim, new_tmp, publish
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from ..config.signals import parse_signal
 from ..linux import mount as m
+from ..net.plan import DEVICES
 from . import mounts as ops
 from . import security
 
-NET_TYPES_WITH_LINKS = ("veth", "macvlan", "phys")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PICKLE = "plan.pickle"      # the typed plan, for the helper of a reboot
 MONITOR = "plan"            # its fields (marshal), for the monitor
@@ -214,7 +214,7 @@ def build(container, cfg, *, cgroup, monitor_cgroup, app_cmd: list[str] | None,
         if monitor_cgroup is not None else (),
         mounts=_mounts(container, cfg, app=app, tty_max=tty_max, share=share, cgroup=cgroup,
                        init_cmd=init_cmd, env=env),
-        net_setup=any(n.type in NET_TYPES_WITH_LINKS for n in nets),
+        net_setup=any(n.type in DEVICES for n in nets),
         late_sysctls=tuple(ops.Sysctl(k, str(v)) for k, v in dict(cfg.security.sysctl).items()
                            if k.startswith("net.")),
         prlimits={k: tuple(v) for k, v in dict(cfg.security.prlimits).items()},

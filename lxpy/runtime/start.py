@@ -16,10 +16,8 @@ monitor's interpreter starts. The monitor joins its own cgroup only after report
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -31,65 +29,18 @@ from ..container import Container
 from ..errors import ConfigError, KernelFeatureError, LockBusy, RuntimeStartError, StateError
 from ..linux.proc import set_child_subreaper
 from ..linux.tty import openpty
+from ..net.plan import DEVICES
 from ..net.plan import prepare as prepare_net
-from ..net.setup import ensure_managed_bridge, teardown
+from ..net.setup import ensure_managed_bridge
 from ..paths import log_dir, system_config
 from ..status import running_neighbours
 from . import attach, notify, proto, state
 from .cgjoin import fork_payload
 from .monitor import BOOT, main
-from .plan import NET_TYPES_WITH_LINKS, Plan, build, describe, host_id
+from .cleanup import cleanup_stale, take_lock
+from .plan import Plan, build, describe, host_id
 
 log = logging.getLogger("lxpy.runtime")
-
-
-def take_lock(container, what: str) -> int:
-    """flock the container's lock file; the fd can be handed to the monitor."""
-    container.lxpath.mkdir(parents=True, exist_ok=True)
-    fd = os.open(container.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise LockBusy(f"container {container.name!r} is {what}",
-                           "another lxpy command is starting or stopping it") from None
-        raise
-    return fd
-
-
-def cleanup_stale(container, info: state.StateInfo | None = None) -> None:
-    """A run dir left by a monitor that died (SIGKILL, crash) and whose init is gone."""
-    info = info or state.query(container)
-    if info.state != "STOPPED":
-        return
-    rd = container.run_dir
-    cg = info.cgroup or (info.extra or {}).get("cgroup")
-    if cg:
-        try:
-            c = cgroups.driver().open(cg)
-            c.kill()
-            c.destroy()
-        except Exception as e:  # noqa: BLE001 - best effort; create() cleans stale ones too
-            log.warning("stale cgroup %s: %s", cg, e)
-    try:
-        if any(n.type in NET_TYPES_WITH_LINKS for n in container.config.net):
-            teardown(container.name, container.lxpath)
-    except Exception as e:  # noqa: BLE001 - best effort
-        log.warning("stale network of %s: %s", container.name, e)
-    mcg = (info.extra or {}).get("monitor_cgroup")
-    if mcg:
-        try:
-            cgroups.driver().open(mcg).destroy()
-        except Exception:  # noqa: BLE001 - gone already, or cleaned by the next create
-            pass
-    if rd.exists():
-        rootfs = rd / "rootfs"
-        try:
-            rootfs.rmdir()
-        except OSError:
-            pass
-        shutil.rmtree(rd, ignore_errors=True)
 
 
 def _delegate(cg, uid: int, gid: int) -> None:
@@ -243,7 +194,7 @@ def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan
         # (and saves two cgroup moves, each an RCU grace period, on its way).
         mcg = cgroups.driver().create_monitor(container.name, parent)
         undo.callback(mcg.destroy)
-    if any(n.type in NET_TYPES_WITH_LINKS for n in cfg.net):
+    if any(n.type in DEVICES for n in cfg.net):
         ensure_managed_bridge(cfg)
         prepare_net(cfg, container.name, container.lxpath, running_neighbours(container))
     ctx = attach.save_context(run_dir, cfg)

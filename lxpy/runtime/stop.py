@@ -19,7 +19,7 @@ from .. import cgroups
 from ..config.signals import parse_signal
 from ..errors import LockBusy, NotRunning, StateError
 from . import proto, state
-from .start import cleanup_stale, take_lock
+from .cleanup import cleanup_stale, take_lock
 
 
 def stop(container, timeout: float | None = None, kill: bool = False, wait: bool = True,
