@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes.util
 import gzip
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ class Check:
 
 
 def _kconfig() -> dict[str, str]:
-    cands = [Path("/proc/config.gz"), Path(f"/boot/config-{platform.release()}")]
+    cands = [Path("/proc/config.gz"), Path(f"/boot/config-{os.uname().release}")]
     for p in cands:
         try:
             raw = gzip.open(p, "rt").read() if p.suffix == ".gz" else p.read_text()
@@ -107,9 +106,9 @@ def checks() -> list[Check]:
                      hint="modprobe overlay", required=False))
     out.append(Check("Storage", "btrfs", "btrfs" in fss or _kc(kc, "CONFIG_BTRFS_FS"),
                      hint="modprobe btrfs; apt install btrfs-progs", required=False))
-    rel = tuple(int(x) for x in platform.release().split("-")[0].split(".")[:2] if x.isdigit())
+    rel = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2] if x.isdigit())
     out.append(Check("Storage", "Idmapped mounts", rel >= (5, 12) if rel else None,
-                     f"kernel {platform.release()}", "needs Linux 5.12 or newer", required=False))
+                     f"kernel {os.uname().release}", "needs Linux 5.12 or newer", required=False))
 
     for key, label, req in (("CONFIG_VETH", "veth", True), ("CONFIG_BRIDGE", "bridge", True),
                             ("CONFIG_MACVLAN", "macvlan", False),

@@ -19,7 +19,6 @@ import difflib
 import fnmatch
 import ipaddress
 import os
-import platform
 import re
 import stat
 import subprocess
@@ -43,7 +42,7 @@ _DPKG_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf", "i686": 
 
 def host_arch() -> str:
     """The host's architecture as dpkg names it (amd64, arm64 ...)."""
-    m = platform.machine()
+    m = os.uname().machine
     return _DPKG_ARCH.get(m, m)
 
 

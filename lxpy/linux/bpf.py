@@ -8,14 +8,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import struct
 from collections.abc import Iterable
 from functools import cache
 
 from .libc import libc
 
-NR_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
+NR_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
 
 BPF_PROG_LOAD = 5
 BPF_PROG_ATTACH = 8
@@ -100,7 +99,7 @@ def device_program(rules: Iterable[Rule]) -> bytes:
 
 def _bpf(cmd: int, attr: ctypes.Array) -> int:
     if NR_BPF is None:
-        raise OSError(errno.ENOSYS, f"bpf(): not supported on {platform.machine()}")
+        raise OSError(errno.ENOSYS, f"bpf(): not supported on {os.uname().machine}")
     ret = libc.syscall(NR_BPF, ctypes.c_int(cmd), attr, ctypes.c_uint(ATTR_SIZE))
     if ret < 0:
         err = ctypes.get_errno()
