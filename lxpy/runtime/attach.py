@@ -627,6 +627,11 @@ def _child(target: Target, opts: Options, pidfd: int, flags: int, tty_fds: list[
     # 4. a pty from the container's devpts
     if sock is not None:
         slave = _child_pty(sock)
+        # the host terminal's size, before the command can ask for it (the parent's copy
+        # comes only after the exec)
+        ws = next(filter(None, map(tty.get_winsize, tty_fds)), None)
+        if ws:
+            tty.set_winsize(slave, *ws)
         os.setsid()
 
         fcntl.ioctl(slave, TIOCSCTTY, 0)
