@@ -26,7 +26,8 @@ from pathlib import Path
 
 from .. import cgroups
 from ..container import Container
-from ..errors import ConfigError, KernelFeatureError, LockBusy, RuntimeStartError, StateError
+from ..errors import (ConfigError, KernelFeatureError, LockBusy, NetworkError, RuntimeStartError,
+                      StateError)
 from ..linux.proc import set_child_subreaper
 from ..linux.tty import openpty
 from ..net.plan import DEVICES
@@ -196,7 +197,9 @@ def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan
         undo.callback(mcg.destroy)
     if any(n.type in DEVICES for n in cfg.net):
         ensure_managed_bridge(cfg)
-        prepare_net(cfg, container.name, container.lxpath, running_neighbours(container))
+        net = prepare_net(cfg, container.name, container.lxpath, running_neighbours(container))
+        for w in net.warnings:
+            log.warning("%s: %s", container.name, w)
     ctx = attach.save_context(run_dir, cfg)
     p = build(container, cfg, cgroup=cg, monitor_cgroup=mcg, app_cmd=app_cmd,
               share_pids=share_pids, attach_context=ctx,
@@ -218,7 +221,18 @@ def dry_run(container) -> list[str]:
     p = build(container, cfg, cgroup=cg, monitor_cgroup=mcg, app_cmd=None,
               share_pids=_share_pids(container, cfg), attach_context=attach.make_context(cfg),
               logs=str(log_dir(container.lxpath, container.name)))
-    return describe(p)
+    lines = describe(p)
+    if any(n.type in DEVICES for n in cfg.net):
+        at = lines.index(next(x for x in lines if x.startswith("network:"))) + 1
+        try:
+            net = prepare_net(cfg, container.name, container.lxpath,
+                              running_neighbours(container))
+        except NetworkError as e:     # the managed bridge comes up only at the real start
+            lines[at:at] = [f"  not checked against the host now: {e}"]
+        else:
+            lines[at:at] = [f"  {x}" for x in net.describe()] + [
+                f"  warning: {w}" for w in net.warnings]
+    return lines
 
 
 def _become_monitor(container, plan: Plan, lock_fd: int) -> None:
