@@ -34,6 +34,8 @@ from __future__ import annotations
 import errno
 import fcntl
 import marshal
+from pathlib import Path
+from typing import Any
 import os
 import re
 import select
@@ -50,11 +52,6 @@ from lxpy.linux.tty import TIOCSCTTY, TIOCSPTLCK
 from . import security
 from .cgjoin import fork_into
 from .state import alive, read_file, start_time
-
-TYPE_CHECKING = False  # no typing/pathlib/json/re at run time: this path must start fast
-if TYPE_CHECKING:
-    from pathlib import Path
-    from typing import Any
 
 # The attach context: marshal (builtin, nothing to import) of a dict of plain values,
 # written by the monitor, read by lxpy-attach, both of this installation.

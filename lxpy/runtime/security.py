@@ -49,16 +49,13 @@ import errno as _errno
 import json
 import os
 import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from lxpy.errors import ConfigError, KernelFeatureError
 from lxpy.linux import caps, prctl, seccomp
 from lxpy.linux.caps import last_cap, name
-
-TYPE_CHECKING = False  # typing is not imported at run time: lxpy-attach loads this module
-if TYPE_CHECKING:
-    from collections.abc import Callable
-    from pathlib import Path
-    from typing import Any
 
 POLICY_VERSION = 1
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # the lean monitor imports this module: no pathlib in its memory
 if TYPE_CHECKING:
     from pathlib import Path
 
