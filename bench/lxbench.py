@@ -71,6 +71,7 @@ class Row:
     unit: str = "s"
     quick: bool = False
     full_only: bool = False
+    vs: str = "lxc"                     # the column compared against: LXC, or lxpy privileged
 
 
 PY5 = "≤ 5× python_start"      # issue 15: the budget of an idiomatic Python command line
@@ -121,9 +122,16 @@ ROWS: list[Row] = [
     Row("monitor_pss", "many", "monitor PSS per running container (50 running)",
         "PSS ≤ 4 MB", abs_max=4.0, unit="MB"),
     Row("start_stop_50", "many", "start 50 busybox + stop them (total)", "≤ 1.5", 1.5),
+    # issue 16: an unprivileged container (the default) against a privileged one, both lxpy
+    Row("unpriv_clone_snapshot", "unpriv", "snapshot clone, Debian: unprivileged vs "
+        "privileged lxpy", "≤ 1.2", 1.2, vs="lxpy_priv"),
+    Row("unpriv_clone_snapshot_3g", "unpriv", "snapshot clone, Debian + 3 GB file: "
+        "unprivileged vs privileged lxpy", "≤ 1.2, flat", 1.2, vs="lxpy_priv"),
+    Row("unpriv_start_debian_systemd", "unpriv", "start Debian → is-system-running: "
+        "unprivileged vs privileged lxpy", "≤ 1.2", 1.2, vs="lxpy_priv"),
 ]
 ROW = {r.id: r for r in ROWS}
-GROUP_ORDER = ["busybox", "debian", "clone", "many", "cold"]
+GROUP_ORDER = ["busybox", "debian", "clone", "unpriv", "many", "cold"]
 
 
 class BenchError(Exception):
@@ -290,14 +298,17 @@ class Lxpy(Tool):
     quiet = ("-q",)
     memory_limit = "limits.memory"
 
+    privileged: tuple[str, ...] = ()     # lxpy-create's option for a privileged container
+
     def create_busybox(self, name: str) -> float:
         self._made(name)
-        return self.run(self.c("create", "-n", name, "-t", "busybox", "-q", "-f", str(self.conf)))
+        return self.run(self.c("create", "-n", name, "-t", "busybox", "-q", *self.privileged,
+                               "-f", str(self.conf)))
 
     def create_debian(self, name: str, env: dict | None = None, timeout: float = 120) -> float:
         self._made(name)
         return self.run(self.c("create", "-n", name, "-t", "debian", "-B", "overlay", "-q",
-                               "-f", str(self.conf), "--", "-r", RELEASE),
+                               *self.privileged, "-f", str(self.conf), "--", "-r", RELEASE),
                         env=env, timeout=timeout)
 
     def start(self, name: str) -> float:
@@ -310,6 +321,13 @@ class Lxpy(Tool):
 
     def config_get(self, name: str) -> float:
         return self.run(self.c("config", "-n", name, "get", "limits.memory"))
+
+
+class LxpyPrivileged(Lxpy):
+    """lxpy making privileged containers (the unpriv rows' other column): same lxpath."""
+    key = "lxpy_priv"
+    label = "lxpy privileged"
+    privileged = ("--privileged",)
 
 
 class Lxc(Tool):
@@ -400,6 +418,7 @@ class Bench:
         if self.lxc:
             self.lxc.path.mkdir(exist_ok=True)
         self.tools: list[Tool] = [t for t in (self.lxpy, self.lxc) if t]
+        self.lxpy_priv = LxpyPrivileged(self.runner, self.lxpy.path, self.lxpy.conf, lxpy_bin)
 
     # ----- helpers
     def want(self, *rows: str) -> bool:
@@ -408,9 +427,11 @@ class Bench:
     def say(self, msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
-    def alternate(self, n: int | None = None) -> Iterator[tuple[int, Tool]]:
+    def alternate(self, n: int | None = None,
+                  tools: list[Tool] | None = None) -> Iterator[tuple[int, Tool]]:
+        tools = self.tools if tools is None else tools
         for i in range(self.n if n is None else n):
-            order = self.tools if i % 2 == 0 else list(reversed(self.tools))
+            order = tools if i % 2 == 0 else list(reversed(tools))
             for t in order:
                 yield i, t
 
@@ -633,6 +654,50 @@ class Bench:
             self.sample("clone_snapshot_3g", t, t.copy(src, name, True))
             t.destroy(name)
 
+    def g_unpriv(self) -> None:
+        """Issue 16: unprivileged (the default) against privileged, both lxpy: snapshot clone
+        at 300 MB and 3 GB, and start → systemd running."""
+        pair: list[Tool] = [self.lxpy, self.lxpy_priv]
+        if self.want("unpriv_clone_snapshot", "unpriv_clone_snapshot_3g"):
+            self.say("snapshot clone, unprivileged vs privileged")
+            for t in pair:
+                t.create_debian(f"lxb-us-{t.key}")
+            for i, t in self.alternate(tools=pair):
+                self.sample("unpriv_clone_snapshot", t,
+                            t.copy(f"lxb-us-{t.key}", f"lxb-uc{i}-{t.key}", True))
+                t.destroy(f"lxb-uc{i}-{t.key}")
+            if self.want("unpriv_clone_snapshot_3g"):
+                for t in pair:
+                    src = f"lxb-us-{t.key}"
+                    t.start(src)
+                    t.attach(src, ["/bin/dd", "if=/dev/zero", "of=/var/big.bin", "bs=4M",
+                                   f"count={BIG_MB // 4}", "conv=fsync", "status=none"],
+                             timeout=900)
+                    t.kill(src)
+                for i, t in self.alternate(tools=pair):
+                    self.sample("unpriv_clone_snapshot_3g", t,
+                                t.copy(f"lxb-us-{t.key}", f"lxb-ub{i}-{t.key}", True))
+                    t.destroy(f"lxb-ub{i}-{t.key}")
+            for t in pair:
+                t.destroy(f"lxb-us-{t.key}")
+        if self.want("unpriv_start_debian_systemd"):
+            self.say("start Debian → systemd running, unprivileged vs privileged")
+            for t in pair:
+                t.create_debian(f"lxb-ud-{t.key}")
+                t.start(f"lxb-ud-{t.key}")
+                t.wait_systemd(f"lxb-ud-{t.key}")
+                t.stop(f"lxb-ud-{t.key}")
+            os.sync()
+            for i, t in self.alternate(tools=pair):
+                t0 = time.perf_counter()
+                t.start(f"lxb-ud-{t.key}")
+                state = t.wait_systemd(f"lxb-ud-{t.key}")
+                self.sample("unpriv_start_debian_systemd", t, time.perf_counter() - t0)
+                self.note("unpriv_start_debian_systemd", f"{t.label}#{i}: {state}")
+                t.stop(f"lxb-ud-{t.key}")
+            for t in pair:
+                t.destroy(f"lxb-ud-{t.key}")
+
     def g_many(self) -> None:
         rows50 = ("ls_50", "info_50", "ls_200", "info_200", "monitor_rss", "monitor_pss",
                   "start_stop_50")
@@ -739,8 +804,9 @@ class Bench:
             for tool, s in self.samples.get(r, {}).items():
                 res["tools"][tool] = stats(s)
             tl = res["tools"]
-            if "lxpy" in tl and "lxc" in tl and tl["lxc"]["median"] > 0:
-                res["ratio"] = tl["lxpy"]["median"] / tl["lxc"]["median"]
+            res["vs"] = row.vs
+            if "lxpy" in tl and row.vs in tl and tl[row.vs]["median"] > 0:
+                res["ratio"] = tl["lxpy"]["median"] / tl[row.vs]["median"]
             if res["status"] == "ok" and "lxpy" not in tl:
                 res["status"] = "error"
             met = []                     # every part of the goal that this run can judge
@@ -755,7 +821,8 @@ class Bench:
                 met.append(tl["lxpy"]["median"] <= tl["nspawn"]["median"])
             if met:
                 res["meets_goal"] = all(met)
-            if row.lxc and "lxc" not in tl and res["status"] == "ok" and self.lxc is None:
+            if row.lxc and row.vs == "lxc" and "lxc" not in tl and res["status"] == "ok" \
+                    and self.lxc is None:
                 res["notes"].append("LXC not installed: lxpy only")
             out.append(res)
         extra_flat(out)
@@ -763,19 +830,21 @@ class Bench:
 
 
 def extra_flat(rows: list[dict]) -> None:
-    """The 3 GB snapshot clone is 'flat' when it costs no more than 1.5× the 300 MB one."""
+    """A 3 GB snapshot clone is 'flat' when it costs no more than 1.5× the 300 MB one."""
     by = {r["id"]: r for r in rows}
-    big, small = by.get("clone_snapshot_3g"), by.get("clone_snapshot_debian")
-    if not big or not small or "lxpy" not in big["tools"] or "lxpy" not in small["tools"]:
-        return
-    for tool in ("lxpy", "lxc"):
-        if tool in big["tools"] and tool in small["tools"]:
-            f = big["tools"][tool]["median"] / small["tools"][tool]["median"]
-            big["notes"].append(f"{tool}: 3 GB / 300 MB = {f:.2f}")
-            if tool == "lxpy":
-                big["flat_factor"] = f
-                if big["meets_goal"] is not None:
-                    big["meets_goal"] = big["meets_goal"] and f <= 1.5
+    for big_id, small_id in (("clone_snapshot_3g", "clone_snapshot_debian"),
+                             ("unpriv_clone_snapshot_3g", "unpriv_clone_snapshot")):
+        big, small = by.get(big_id), by.get(small_id)
+        if not big or not small or "lxpy" not in big["tools"] or "lxpy" not in small["tools"]:
+            continue
+        for tool in ("lxpy", big["vs"]):
+            if tool in big["tools"] and tool in small["tools"]:
+                f = big["tools"][tool]["median"] / small["tools"][tool]["median"]
+                big["notes"].append(f"{tool}: 3 GB / 300 MB = {f:.2f}")
+                if tool == "lxpy":
+                    big["flat_factor"] = f
+                    if big["meets_goal"] is not None:
+                        big["meets_goal"] = big["meets_goal"] and f <= 1.5
 
 
 # --------------------------------------------------------------------------- formatting
@@ -812,7 +881,9 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
         u = r["unit"]
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "—"
         mult = f"{r['py_multiple']:.1f}×" if r.get("py_multiple") is not None else "—"
-        lx = cell(r["tools"].get("lxc"), u)
+        lx = cell(r["tools"].get(r.get("vs", "lxc")), u)
+        if r.get("vs", "lxc") != "lxc" and lx != "—":
+            lx = f"lxpy privileged: {lx}"
         if "nspawn" in r["tools"]:
             lx += f"; nspawn {fmt(r['tools']['nspawn']['median'], u)}"
         out.append([r["title"], cell(r["tools"].get("lxpy"), u), lx, ratio, mult, r["goal"],
