@@ -71,6 +71,10 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
             if st.extra.get(k) is not None:
                 info[k] = st.extra[k]
         f = st.extra.get("extra") or {}          # the state file's fields
+        if st.state != "STOPPED" and f.get("restarts") and "config_error" not in info:
+            # autostart.restart: how often the monitor brought it back (lxpy.log says why)
+            info["restarts"] = int(f["restarts"])
+            info["restart_policy"] = cfg.autostart.restart
         if st.state != "STOPPED" and f.get("notify") == "1":
             # the guest's systemd sent READY=1 on the notify socket (lxpy-wait -s READY)
             info["ready"] = f.get("ready") == "1"
@@ -122,6 +126,9 @@ def run(args) -> int:
         lines.append(("Unprivileged", "yes" if info["unprivileged"] else "no"))
     for k, v in info.get("limits", {}).items():
         lines.append((f"Limit {k}", _human(v, raw) if k.startswith("memory") else v))
+    if "restarts" in info:
+        lines.append(("Restarts", f"{info['restarts']} (autostart.restart = "
+                                  f"{info['restart_policy']})"))
     if "ready" in info:
         status = f" ({info['guest_status']})" if info["guest_status"] else ""
         lines.append(("Ready", ("yes" if info["ready"] else "no, booting") + status))

@@ -138,6 +138,24 @@ def _float_pos(v: Any) -> float:
     return float(v)
 
 
+_RESTART_LIMIT_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*([smh]?)\s*$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def restart_limit(v: Any) -> tuple[int, int]:
+    """autostart.restart_limit "5/300s" -> (5, 300): at most 5 restarts in 300 seconds."""
+    m = _RESTART_LIMIT_RE.match(v) if isinstance(v, str) else None
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise ValueError(f"{v!r} is not a restart limit: say how many restarts in how long, "
+                         "like \"5/300s\" (5 in 5 minutes; s, m or h)")
+    return int(m.group(1)), int(m.group(2)) * _SECONDS[m.group(3)]
+
+
+def _restart_limit(v: Any) -> str:
+    n, secs = restart_limit(v)
+    return f"{n}/{secs}s"
+
+
 def _enum(*choices: str) -> Callable[[Any], str]:
     def parse(v: Any) -> str:
         if v not in choices:
@@ -534,6 +552,18 @@ SETTINGS: tuple[Setting, ...] = (
     S("autostart.delay", "int", 0, "Seconds to wait after starting this container.",
       parse=_int(0, 3600)),
     S("autostart.groups", STRLIST, (), "Autostart groups the container belongs to."),
+    S("autostart.restart", "policy", "no", "Restart the container when its init dies: no; "
+      "on-failure (killed, crashed or exited with a non-zero status; not a poweroff or halt "
+      "from inside, not lxpy-stop); always (also after a clean exit or poweroff from inside; "
+      "never after lxpy-stop). The monitor restarts it, whoever started it (lxpy-start, "
+      "lxpy.service or lxpy@NAME.service), and writes why in the container's lxpy.log.",
+      parse=_enum("no", "on-failure", "always")),
+    S("autostart.restart_delay", "int", 1, "Seconds before a restart; doubled for each "
+      "further restart within autostart.restart_limit's window (at most 300).",
+      parse=_int(0, 300)),
+    S("autostart.restart_limit", "restarts/time", "5/300s", "Give up after this many "
+      "restarts within this time (\"5/300s\": a 6th failure within 5 minutes stops the "
+      "container for good, and lxpy.log says so).", parse=_restart_limit, example="5/300s"),
 )
 
 # Array-of-tables sections: a list of items, each with its own small table.

@@ -16,6 +16,7 @@ import pickle
 import sys
 from dataclasses import dataclass
 
+from ..config.schema import restart_limit
 from ..config.signals import parse_signal
 from ..linux import mount as m
 from ..net.plan import DEVICES
@@ -78,6 +79,10 @@ class Plan:
     event_log: str
     sys_path: tuple[str, ...]
     handshake_timeout: int = 30
+    # autostart.restart: the monitor's policy when init dies ("no" for lxpy-execute)
+    restart: str = "no"
+    restart_delay: int = 1
+    restart_limit: tuple[int, int] = (5, 300)     # restarts, in seconds
 
     def own(self, ns: str) -> bool:
         """A namespace of its own, not shared with the host or another container."""
@@ -229,7 +234,10 @@ def build(container, cfg, *, cgroup, monitor_cgroup, app_cmd: list[str] | None,
         console_log_size=int(cfg.console.log_size),
         # the container's history (started, stop requested, init's exit, reboots, stopped)
         event_log=os.path.join(logs, "lxpy.log"),
-        sys_path=tuple(p for p in sys.path if p))
+        sys_path=tuple(p for p in sys.path if p),
+        restart="no" if app else cfg.autostart.restart,
+        restart_delay=int(cfg.autostart.restart_delay),
+        restart_limit=restart_limit(cfg.autostart.restart_limit))
 
 
 def describe(plan: Plan) -> list[str]:
@@ -255,6 +263,10 @@ def describe(plan: Plan) -> list[str]:
     lines += [f"once the network is up: {op.describe()}" for op in plan.late_sysctls]
     lines += [f"prlimit {k}: {soft} {hard}" for k, (soft, hard) in plan.prlimits.items()]
     lines += [f"start hook: {h}" for h in plan.hooks_start]
+    if plan.restart != "no":
+        n, secs = plan.restart_limit
+        lines += [f"restart: {plan.restart} (after {plan.restart_delay} s, doubling; gives up "
+                  f"after {n} restarts in {secs} s)"]
     if plan.security_policy:
         lines += security.describe(plan.security_policy)
     return lines
