@@ -4,8 +4,10 @@ backs off, gives up after autostart.restart_limit, and writes why in lxpy.log.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -55,6 +57,14 @@ def history(lxpath: Path, name: str) -> list[str]:
     return [line.split(" ", 2)[2] for line in log.read_text().splitlines()]
 
 
+def started(lxpy, lxpath: Path, name: str, autostart: str) -> tuple[str, Events]:
+    """A busybox container with these [autostart] settings, started: its init's pid, and its
+    monitor's events from then on."""
+    make_busybox(lxpath, name, f"[autostart]\n{autostart}")
+    lxpy("start", "-n", name)
+    return state_file(lxpath, name)["pid"], Events(lxpath, name)
+
+
 def restarted(ev: Events, old_pid: str) -> dict[str, str]:
     msg = ev.until(lambda m: m.get("state") == "RUNNING" and m.get("pid") not in ("", old_pid),
                    "a new init")
@@ -63,10 +73,7 @@ def restarted(ev: Events, old_pid: str) -> dict[str, str]:
 
 
 def test_kill9_restarts_then_lxpy_stop_stays_stopped(lxpy, lxpath, unique):
-    make_busybox(lxpath, unique, '[autostart]\nrestart = "on-failure"\nrestart_delay = 0\n')
-    lxpy("start", "-n", unique)
-    pid = state_file(lxpath, unique)["pid"]
-    ev = Events(lxpath, unique)
+    pid, ev = started(lxpy, lxpath, unique, 'restart = "on-failure"\nrestart_delay = 0\n')
     try:
         os.kill(int(pid), signal.SIGKILL)
         new = restarted(ev, pid)["pid"]
@@ -94,10 +101,7 @@ def test_kill9_restarts_then_lxpy_stop_stays_stopped(lxpy, lxpath, unique):
 
 
 def test_poweroff_inside_stays_stopped(lxpy, lxpath, unique):
-    make_busybox(lxpath, unique, '[autostart]\nrestart = "on-failure"\nrestart_delay = 0\n')
-    lxpy("start", "-n", unique)
-    pid = state_file(lxpath, unique)["pid"]
-    ev = Events(lxpath, unique)
+    pid, ev = started(lxpy, lxpath, unique, 'restart = "on-failure"\nrestart_delay = 0\n')
     try:
         r = in_ct(lxpath, unique, "poweroff")      # busybox: SIGUSR2 to its init
         assert r.returncode == 0, r
@@ -155,13 +159,10 @@ def test_init_exit_status_and_policy(lxpy, lxpath, unique, policy, code, comes_b
 
 
 def test_backs_off_and_gives_up_at_the_limit(lxpy, lxpath, unique):
-    make_busybox(lxpath, unique, '[autostart]\nrestart = "on-failure"\nrestart_delay = 1\n'
-                 'restart_limit = "2/60s"\n')
-    lxpy("start", "-n", unique)
-    ev = Events(lxpath, unique)
+    pid, ev = started(lxpy, lxpath, unique, 'restart = "on-failure"\nrestart_delay = 1\n'
+                      'restart_limit = "2/60s"\n')
     waited = []
     try:
-        pid = state_file(lxpath, unique)["pid"]
         for _ in range(2):
             t0 = time.monotonic()
             os.kill(int(pid), signal.SIGKILL)
@@ -190,10 +191,7 @@ def test_backs_off_and_gives_up_at_the_limit(lxpy, lxpath, unique):
 
 
 def test_lxpy_stop_during_the_back_off_cancels_the_restart(lxpy, lxpath, unique):
-    make_busybox(lxpath, unique, '[autostart]\nrestart = "always"\nrestart_delay = 30\n')
-    lxpy("start", "-n", unique)
-    pid = state_file(lxpath, unique)["pid"]
-    ev = Events(lxpath, unique)
+    pid, ev = started(lxpy, lxpath, unique, 'restart = "always"\nrestart_delay = 30\n')
     try:
         os.kill(int(pid), signal.SIGKILL)
         assert ev.until(lambda m: m.get("state") == "STARTING", "the back-off") is not None
@@ -217,3 +215,38 @@ def test_bad_restart_settings_are_refused(lxpy, lxpath, unique):
         assert r.returncode == 1 and says in r.stderr and len(r.stderr.splitlines()) <= 2, r
         assert "Traceback" not in r.stderr
     assert "restart" not in (lxpath / unique / "config.toml").read_text()
+
+
+def test_under_lxpy_at_service_the_monitor_restarts_and_systemd_does_not(lxpy, lxpath, unique,
+                                                                          tmp_path):
+    """lxpy@.service has Restart=no: the monitor (the unit's main process) restarts the
+    container itself, so the unit stays active across a restart (a new READY=1), and when it
+    gives up it exits 1: the unit is failed, with the reason in the journal (its stderr)."""
+    from tests.integration.test_systemd import UNITS, NotifySocket, unit_argv, unit_values
+    assert unit_values((UNITS / "lxpy@.service").read_text())["Restart"] == "no"
+    make_busybox(lxpath, unique, '[autostart]\nrestart = "on-failure"\nrestart_delay = 0\n'
+                 'restart_limit = "1/60s"\n')
+    with contextlib.ExitStack() as stack:
+        ns = NotifySocket(tmp_path / "notify")
+        stack.callback(ns.close)
+        err = stack.enter_context(open(tmp_path / "stderr", "w+"))
+        proc = subprocess.Popen(unit_argv("ExecStart", unique, lxpath),
+                                env={**os.environ, "NOTIFY_SOCKET": str(ns.path)},
+                                stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        stack.callback(lambda: proc.poll() is None and (
+            lxpy("stop", "-n", unique, "-k", check=False), proc.wait(timeout=60)))
+        ns.wait_for("READY", proc=proc)
+        ns.messages.clear()
+        pid = state_file(lxpath, unique)["pid"]
+        os.kill(int(pid), signal.SIGKILL)
+        ns.wait_for("READY", proc=proc)             # the same main process: back again
+        new = state_file(lxpath, unique)["pid"]
+        assert new != pid and proc.poll() is None
+        os.kill(int(new), signal.SIGKILL)           # the 2nd death within 60 s: gives up
+        assert proc.wait(timeout=60) == 1
+        journal = (tmp_path / "stderr").read_text()
+    assert "restarting in 0 s (autostart.restart = on-failure" in journal, journal
+    assert "gave up restarting: init died 2 times within 60 s" in journal, journal
+    assert "Traceback" not in journal
+    assert info_state(lxpy, unique) == "STOPPED"
+    assert_nothing_left(lxpath, unique)
