@@ -103,8 +103,9 @@ def test_kill9_restarts_then_lxpy_stop_stays_stopped(lxpy, lxpath, unique):
 def test_poweroff_inside_stays_stopped(lxpy, lxpath, unique):
     pid, ev = started(lxpy, lxpath, unique, 'restart = "on-failure"\nrestart_delay = 0\n')
     try:
-        r = in_ct(lxpath, unique, "poweroff")      # busybox: SIGUSR2 to its init
-        assert r.returncode == 0, r
+        # busybox: SIGUSR2 to its init, whose shutdown may SIGTERM this shell before it
+        # exits (its status tells nothing; the history below does)
+        in_ct(lxpath, unique, "poweroff")
         while ev.next() is not None:                # the monitor exits: EOF
             pass
     finally:
