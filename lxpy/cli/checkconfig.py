@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    items = checks()
+    items = checks(args.lxpath)
     if args.format == "json":
         json.dump([c.__dict__ for c in items], sys.stdout, indent=2)
         print()
@@ -35,9 +35,9 @@ def run(args) -> int:
             if c.ok is None:
                 word = f"{yellow}unknown{reset}"
             elif c.ok:
-                word = f"{green}enabled{reset}"
+                word = f"{green}{c.words[0]}{reset}"
             else:
-                word = f"{red if c.required else yellow}missing{reset}"
+                word = f"{red if c.required else yellow}{c.words[1]}{reset}"
             detail = f" ({c.detail})" if c.detail else ""
             hint = f"  -> {c.hint}" if c.ok is False and c.hint else ""
             print(f"{c.name}: {word}{detail}{hint}")

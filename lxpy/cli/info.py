@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from lxpy import storage
+from lxpy import hostlimits, storage
 from lxpy.container import Container
 from lxpy.errors import ConfigError
 from lxpy.lifecycle.depends import fallback_config
@@ -79,6 +79,9 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
             # the guest's systemd sent READY=1 on the notify socket (lxpy-wait -s READY)
             info["ready"] = f.get("ready") == "1"
             info["guest_status"] = f.get("status") or None
+            if info["ready"] and st.state == "RUNNING":
+                # is-system-running inside; only when degraded, its failed units' journal
+                info["guest"] = hostlimits.diagnose(c)
     if with_size:
         try:
             info["disk_usage"] = storage.get(cfg.rootfs.backend).usage(c.dir, cfg)
@@ -88,6 +91,22 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
     # skip_loopback: the text output leaves lo out, so a netns with only lo needs no dump
     info["interfaces"] = addresses(st.pid, skip_loopback) if st.pid else {}
     return info
+
+
+def _guest_lines(guest: dict | None) -> list[tuple[str, str]]:
+    """The guest's systemd state; when degraded, its failed units and a host limit to blame."""
+    if not guest:
+        return []
+    out = [("Guest", guest["state"] + (f" (failed: {', '.join(guest['failed'])})"
+                                       if guest["failed"] else ""))]
+    cause = guest.get("host_limit")
+    if cause:
+        said = cause["message"]
+        if not said.startswith(cause["unit"]):
+            said = f"{cause['unit']}: {said}"
+        out.append(("Degraded by", f"the host's {cause['key']} ({cause['value']}): {said} "
+                                   "-> raise it (lxpy-checkconfig says to what)"))
+    return out
 
 
 def run(args) -> int:
@@ -132,6 +151,7 @@ def run(args) -> int:
     if "ready" in info:
         status = f" ({info['guest_status']})" if info["guest_status"] else ""
         lines.append(("Ready", ("yes" if info["ready"] else "no, booting") + status))
+    lines += _guest_lines(info.get("guest"))
     if "cgroup" in info:
         lines.append(("Cgroup", info["cgroup"]))
     r = info["resources"]
