@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import LxpyError
+
 SYSCTL_FILE = "/etc/sysctl.d/60-lxpy.conf"
 
 
@@ -104,7 +106,6 @@ def diagnose(container, timeout: float = 10.0) -> dict | None:
     """Ask a running systemd guest whether it is degraded and why: PROBE in the guest,
     through lxpy-attach's path, its output read here. None when it is not running, did not
     answer in time or could not run it."""
-    from .errors import LxpyError
     from .runtime import attach  # the namespace machinery: only for a guest that is asked
     try:
         target = attach.find(container)

@@ -206,6 +206,12 @@ def test_deb_builds_installs_works_and_removes_cleanly(tmp_path, unique, cache_d
         assert "/etc/lxpy/lxpy.toml" in _sysrun("dpkg-query", "-W", "-f=${Conffiles}", "lxpy",
                                                env=env).stdout
         assert Path("/run/lxpy").is_dir()          # tmpfiles at postinst
+        # the kernel limits for many containers: a conffile, applied at install
+        sysctl = Path("/etc/sysctl.d/60-lxpy.conf")
+        assert sysctl.read_bytes() == (REPO / "packaging/sysctl.d/60-lxpy.conf").read_bytes()
+        assert str(sysctl) in _sysrun("dpkg-query", "-W", "-f=${Conffiles}", "lxpy",
+                                      env=env).stdout
+        assert int(Path("/proc/sys/fs/inotify/max_user_instances").read_text()) >= 1048576
         if shutil.which("systemd-analyze", path=SYS_PATH):
             # the installed units, their real binaries and man pages
             v = _sysrun("systemd-analyze", "verify", "lxpy.service", "lxpy-net.service",
