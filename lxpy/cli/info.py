@@ -75,6 +75,7 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
             # autostart.restart: how often the monitor brought it back (lxpy.log says why)
             info["restarts"] = int(f["restarts"])
             info["restart_policy"] = cfg.autostart.restart
+            info["restart_why"] = f.get("restart_why") or None
         if st.state != "STOPPED" and f.get("notify") == "1":
             # the guest's systemd sent READY=1 on the notify socket (lxpy-wait -s READY)
             info["ready"] = f.get("ready") == "1"
@@ -146,8 +147,9 @@ def run(args) -> int:
     for k, v in info.get("limits", {}).items():
         lines.append((f"Limit {k}", _human(v, raw) if k.startswith("memory") else v))
     if "restarts" in info:
+        last = f"; last: {info['restart_why']}" if info["restart_why"] else ""
         lines.append(("Restarts", f"{info['restarts']} (autostart.restart = "
-                                  f"{info['restart_policy']})"))
+                                  f"{info['restart_policy']}{last})"))
     if "ready" in info:
         status = f" ({info['guest_status']})" if info["guest_status"] else ""
         lines.append(("Ready", ("yes" if info["ready"] else "no, booting") + status))

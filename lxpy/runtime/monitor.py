@@ -117,6 +117,7 @@ class Monitor:
         # autostart.restart: when init's deaths were (monotonic), when the next start is due
         self.failures: list[float] = []
         self.restarts = 0
+        self.restart_why = ""       # the last death that brought a restart (lxpy-info)
         self.restart_at: float | None = None
 
     # -- state -------------------------------------------------------------------------
@@ -162,6 +163,7 @@ class Monitor:
             "name": self.plan["name"],
             "lxpath": self.plan["lxpath"],
             "restarts": self.restarts or "",
+            "restart_why": self.restart_why,
             **(self.notifier.fields() if self.notifier is not None else {}),
         })
         msg = proto.frame("state", **self.state_fields())
@@ -610,6 +612,7 @@ class Monitor:
         log(msg)
         self.event(msg)
         self.restart_at = now + delay
+        self.restart_why = f"init {how}"
         return False
 
     def restart_pending_done(self) -> bool:

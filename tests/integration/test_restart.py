@@ -89,7 +89,7 @@ def test_kill9_restarts_then_lxpy_stop_stays_stopped(lxpy, lxpath, unique):
     assert events[-1] == f"restarted: init pid {new}", events
     info = lxpy("info", "-n", unique, "--no-size").stdout.splitlines()
     assert [line.split(":", 1)[1].strip() for line in info if line.startswith("Restarts:")] \
-        == ["1 (autostart.restart = on-failure)"], info
+        == ["1 (autostart.restart = on-failure; last: init was killed by SIGKILL)"], info
     # lxpy-stop: stopped for good, whatever the policy
     lxpy("stop", "-n", unique, "-t", "10")
     assert info_state(lxpy, unique) == "STOPPED"
