@@ -12,6 +12,8 @@ from .schema import BY_KEY, LIST_SECTIONS, SECTIONS, Setting, did_you_mean, map_
 
 
 def _plain(setting: Setting, value: Any) -> Any:
+    if hasattr(value, "plain"):             # a value object (idmap): as written in TOML
+        return value.plain()
     if isinstance(value, tuple):
         return [list(v) if isinstance(v, tuple) else v for v in value]
     if isinstance(value, dict):
