@@ -86,7 +86,8 @@ class Config:
                 raise ConfigError(f"{key}: {table} has no entry {name!r}",
                                   f"lxpy-config get {table} shows them all")
             return self.values[table][name]
-        return self.values[key]
+        value = self.values[key]
+        return value.plain() if hasattr(value, "plain") else value     # idmap: as written
 
     def __getattr__(self, name: str) -> Any:
         # cfg.limits.memory, cfg.init.cmd, cfg.hostname
