@@ -184,11 +184,11 @@ class Registry:
         """The block of (lxpath, name): the one it holds, or the first free one (slot 0,
         the shared block, is never given)."""
         key = (_key(lxpath), name)
-        slots = self.slots()[1:]
         with self._locked() as entries:
             for e in entries:
                 if (e.lxpath, e.name) == key:
                     return e.block
+            slots = self.slots()[1:]
             entries[:] = [e for e in entries if os.path.isdir(os.path.join(e.lxpath, e.name))
                           or self.busy(e.lxpath, e.name)]
             taken_u = _Intervals(e.block.uid for e in entries)
