@@ -296,3 +296,39 @@ def test_allocator_never_overlaps_and_reuses(steps, ranges):
                     if x is not y:
                         assert abs(x.block.uid - y.block.uid) >= BLOCK
                         assert abs(x.block.gid - y.block.gid) >= BLOCK
+
+
+# ---------------------------------------------------------------------------
+# packaging/subid-root (setup-host and the .deb's postinst run it)
+
+
+SUBID_ROOT = Path(__file__).resolve().parents[2] / "packaging" / "subid-root"
+
+
+def subid_root(d: Path) -> str:
+    import subprocess
+    return subprocess.run(["sh", str(SUBID_ROOT), str(d)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_subid_root_adds_a_range_once(tmp_path):
+    assert "gave root the subordinate ids 1000000-1000999999" in subid_root(tmp_path)
+    assert (tmp_path / "subuid").read_text() == "root:1000000:1000000000\n"
+    assert (tmp_path / "subgid").read_text() == "root:1000000:1000000000\n"
+    assert subid_root(tmp_path) == ""                       # idempotent
+    assert (tmp_path / "subuid").read_text() == "root:1000000:1000000000\n"
+    reg = Registry(db=tmp_path / "db.toml", subuid=tmp_path / "subuid",
+                   subgid=tmp_path / "subgid")
+    assert len(reg.slots()) == 1000000000 // BLOCK
+
+
+def test_subid_root_keeps_others_and_overlaps_none(tmp_path):
+    (tmp_path / "subuid").write_text("bob:100000:65536\nal:1000000:65536")    # no newline
+    (tmp_path / "subgid").write_text("0:5:70000\n")
+    subid_root(tmp_path)
+    lines = (tmp_path / "subuid").read_text().splitlines()
+    assert lines[:2] == ["bob:100000:65536", "al:1000000:65536"]
+    start, count = map(int, lines[2].split(":")[1:])
+    assert lines[2].startswith("root:") and start >= 1065536 and start % BLOCK == 0
+    assert start + count <= 2**32 - 1
+    assert (tmp_path / "subgid").read_text() == "0:5:70000\n"           # root has one already
