@@ -31,6 +31,7 @@ from typing import Any
 
 from .config.atomic import write_new
 from .config.edit import toml_str
+from .container import Container
 from .errors import ConfigError
 
 Triples = tuple[tuple[int, int, int], ...]
@@ -119,7 +120,7 @@ class Registry:
     subgid: Path = SUBGID
     # entries whose container lock is held are never pruned (their operation is under way)
     busy: Callable[[str, str], bool] = field(default=lambda lxpath, name: _lock_held(
-        Path(lxpath) / f".{name}.lock"), compare=False)
+        Container(name, lxpath).lock_path), compare=False)
 
     def slots(self) -> list[Block]:
         """root's blocks: the uid blocks and the gid blocks paired in order."""

@@ -332,3 +332,21 @@ def test_subid_root_keeps_others_and_overlaps_none(tmp_path):
     assert lines[2].startswith("root:") and start >= 1065536 and start % BLOCK == 0
     assert start + count <= 2**32 - 1
     assert (tmp_path / "subgid").read_text() == "0:5:70000\n"           # root has one already
+
+
+def test_prune_spares_a_container_whose_lock_is_held(tmp_path):
+    """The default `busy`: a rename or copy in flight holds the container's lock while its
+    directory is elsewhere; an allocation meanwhile keeps its entry."""
+    from lxpy.container import Container
+    (tmp_path / "subuid").write_text("root:1000000:1000000000\n")
+    (tmp_path / "subgid").write_text("root:1000000:1000000000\n")
+    reg = Registry(db=tmp_path / "db.toml", subuid=tmp_path / "subuid",
+                   subgid=tmp_path / "subgid")
+    lx = tmp_path / "lx"
+    held = reg.allocate(str(lx), container(lx, "moving").name)
+    gone = reg.allocate(str(lx), container(lx, "gone").name)
+    os.rmdir(lx / "moving")
+    os.rmdir(lx / "gone")
+    with Container("moving", lx).lock():
+        assert reg.allocate(str(lx), container(lx, "new").name) == gone
+    assert reg.lookup(str(lx), "moving") == held
