@@ -49,6 +49,12 @@ STEP=join-child r sh -c 'echo $$ > memory/child/cgroup.procs &&
 STEP=raise-own-limit r sh -c 'echo -1 > memory/memory.limit_in_bytes'
 STEP=raise-own-pids r sh -c 'echo max > pids/pids.max'
 STEP=release-agent r sh -c 'echo /bin/sh > memory/release_agent'
+if [ -s unified/cgroup.controllers ]; then      # hybrid: cgroup2 with a controller (hugetlb)
+  mkdir unified/leaf
+  for p in $(cat unified/cgroup.procs); do echo $p > unified/leaf/cgroup.procs 2>/dev/null; done
+  STEP=enable r sh -c "echo +$(cut -d' ' -f1 unified/cgroup.controllers) \
+    > unified/cgroup.subtree_control"
+fi
 """
 
 
@@ -75,6 +81,12 @@ def test_unprivileged_root_owns_its_cgroup_subtree(lxpy, lxpath, unique, unpriv)
     refused = ["raise-own-limit", "raise-own-pids"] + ([] if v2 else ["release-agent"])
     assert {k: got.get(k) for k in works} == dict.fromkeys(works, 0), r.stdout + r.stderr
     assert all(got.get(k, 0) != 0 for k in refused), r.stdout + r.stderr
+    if "enable" in got:
+        assert got["enable"] == 0, r.stdout
+        # its cgroup has controllers enabled for its subtree: no process may join it, so
+        # lxpy-attach enters init's cgroup (the leaf the container moved it to)
+        again = attach(lxpy, unpriv, "cat /proc/self/cgroup").stdout.splitlines()
+        assert "0::/leaf" in again, again
 
     # on the host: the children it made are in its cgroup, owned by its root's host uid
     parent = drv.parent_path(None)
