@@ -88,8 +88,17 @@ def test_unprivileged_root_owns_its_cgroup_subtree(lxpy, lxpath, unique, unpriv)
         again = attach(lxpy, unpriv, "cat /proc/self/cgroup").stdout.splitlines()
         assert "0::/leaf" in again, again
 
-    # on the host: the children it made are in its cgroup, owned by its root's host uid
+    # on the host: its cgroup is its root's (systemd's Delegate= files), its limits not
     parent = drv.parent_path(None)
+    for hier in drv.hierarchies():
+        d = hier.path(f"{parent}/{unpriv}")
+        mine = [d] + [d / f for f in cgroups.DELEGATED[hier.version] if (d / f).exists()]
+        assert {p.name: p.stat().st_uid for p in mine} == dict.fromkeys(
+            (p.name for p in mine), ROOT)
+        theirs = [d / f for f in ("memory.max", "memory.limit_in_bytes", "pids.max",
+                                  "notify_on_release") if (d / f).exists()]
+        assert all(p.stat().st_uid == 0 for p in theirs), theirs
+    # the children it made are in its cgroup, owned by its root's host uid
     h = drv.hierarchy_for("memory")
     child = h.path(f"{parent}/{unpriv}/child")
     assert child.is_dir() and child.stat().st_uid == ROOT
