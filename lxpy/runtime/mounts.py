@@ -340,18 +340,25 @@ class CgroupFs(Op):
             " on /sys/fs/cgroup"
 
     def execute(self, run: Run) -> None:
-        for source, target, fstype, flags, data in self.steps:
-            if fstype == "symlink":
-                try:
-                    os.symlink(source, target)
-                except FileExistsError:
-                    pass
-                continue
-            os.makedirs(target, exist_ok=True)
-            if fstype == "remount":
-                m.mount(None, target, None, flags, None)
-            else:
-                m.mount(source, target, fstype, flags, data or None)
+        tmpfs = ""
+        try:
+            for source, target, fstype, flags, data in self.steps:
+                if fstype == "symlink":
+                    try:
+                        os.symlink(source, target)
+                    except FileExistsError:
+                        pass
+                    continue
+                os.makedirs(target, exist_ok=True)
+                if fstype == "remount":
+                    m.mount(None, target, None, flags, None)
+                else:
+                    m.mount(source, target, fstype, flags, data or None)
+                    tmpfs = tmpfs or (target if fstype == "tmpfs" else "")
+        except OSError:
+            if tmpfs:       # nothing half-made (v1: the tmpfs, writable, some hierarchies)
+                m.umount2(tmpfs, m.MNT_DETACH)
+            raise
 
 
 @dataclass(frozen=True)

@@ -132,3 +132,18 @@ def test_unprivileged_init_sees_its_cgroup_as_the_root(lxpy, lxpath, unpriv):
     fstypes = {line.split(" - ")[1].split()[0] for line in mounts}
     want = {"cgroup2"} if cgroups.driver().version == 2 else {"cgroup", "tmpfs"}
     assert want <= fstypes, r.stdout
+
+
+def test_unprivileged_without_a_cgroup_namespace_starts_without_cgroups(lxpy, lxpath, unique):
+    """The kernel refuses it the cgroup filesystems: it starts with none (nothing half-made
+    at /sys/fs/cgroup), and its log says why and what to change."""
+    make_busybox(lxpath, unique, extra=IDMAP + '[namespaces]\n'
+                 'create = ["mnt", "pid", "uts", "ipc", "net"]\n')
+    lxpy("start", "-n", unique, timeout=180)
+    r = attach(lxpy, unique, "grep -c ' /sys/fs/cgroup' /proc/self/mountinfo; "
+               "ls -A /sys/fs/cgroup | wc -l")
+    assert r.stdout.split() == ["0", "0"], r.stdout + r.stderr
+    logs = "".join(p.read_text(errors="replace") for p in (lxpath / unique / "log").iterdir())
+    assert "no cgroup namespace of its own" in logs and "namespaces.create" in logs
+    lxpy("stop", "-n", unique, "-k", timeout=120)
+    assert_nothing_left(lxpath, unique)
