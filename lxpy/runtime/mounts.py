@@ -332,23 +332,33 @@ class CgroupFs(Op):
     steps: tuple[tuple[str, str, str, int, str], ...]
 
     def describe(self) -> str:
-        return "mount /sys/fs/cgroup: " + ", ".join(
-            t.removeprefix("/sys/fs/cgroup/") for _s, t, fs, _f, _d in self.steps
-            if fs not in ("symlink", "remount") and t != "/sys/fs/cgroup")
+        subs = [t.removeprefix("/sys/fs/cgroup/") for _s, t, fs, _f, _d in self.steps
+                if fs not in ("symlink", "remount") and t != "/sys/fs/cgroup"]
+        if subs:        # v1, hybrid: the hierarchies on a tmpfs
+            return "mount /sys/fs/cgroup: " + ", ".join(subs)
+        return "mount " + ", ".join(fs for _s, _t, fs, _f, _d in self.steps) + \
+            " on /sys/fs/cgroup"
 
     def execute(self, run: Run) -> None:
-        for source, target, fstype, flags, data in self.steps:
-            if fstype == "symlink":
-                try:
-                    os.symlink(source, target)
-                except FileExistsError:
-                    pass
-                continue
-            os.makedirs(target, exist_ok=True)
-            if fstype == "remount":
-                m.mount(None, target, None, flags, None)
-            else:
-                m.mount(source, target, fstype, flags, data or None)
+        tmpfs = ""
+        try:
+            for source, target, fstype, flags, data in self.steps:
+                if fstype == "symlink":
+                    try:
+                        os.symlink(source, target)
+                    except FileExistsError:
+                        pass
+                    continue
+                os.makedirs(target, exist_ok=True)
+                if fstype == "remount":
+                    m.mount(None, target, None, flags, None)
+                else:
+                    m.mount(source, target, fstype, flags, data or None)
+                    tmpfs = tmpfs or (target if fstype == "tmpfs" else "")
+        except OSError:
+            if tmpfs:       # nothing half-made (v1: the tmpfs, writable, some hierarchies)
+                m.umount2(tmpfs, m.MNT_DETACH)
+            raise
 
 
 @dataclass(frozen=True)

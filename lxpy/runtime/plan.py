@@ -162,9 +162,15 @@ def _mounts(container, cfg, *, app: bool, tty_max: int, share: dict, cgroup,
         *(ops.Mask(p) for p in cfg.security.masked_paths),
     ]
     if cgroup is not None and "mnt" in create:
-        # cgroup v1 hierarchies cannot be mounted from a user namespace here
+        # In a user namespace the kernel lets its root mount cgroup2 and the host's existing
+        # v1 hierarchies (name=systemd among them) when the cgroup namespace is its own too:
+        # each mount's root is then the container's cgroup, delegated to its root
+        # (start._delegate). Without one, it refuses (EPERM): systemd then finds no cgroups.
+        own_cgroupns = "cgroup" in create
         out.append(ops.CgroupFs(tuple(tuple(x) for x in cgroup.container_mounts()),
-                                warn=warn and warn + "no cgroup filesystem inside"))
+                                warn="" if own_cgroupns else warn and warn +
+                                "no cgroup namespace of its own, so no cgroup filesystem "
+                                "inside (add cgroup to namespaces.create)"))
     out += [ops.UserMount(_source(container, mnt), mnt.target, mnt.type, tuple(mnt.options))
             for mnt in cfg.mount]
     if not app:
