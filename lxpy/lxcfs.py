@@ -57,11 +57,17 @@ def live(path: str) -> bool:
     path = os.path.normpath(path)
     if path not in _mounts():
         return False
+    return _answers(path) is None
+
+
+def _answers(path: str) -> OSError | None:
+    """Ask lxcfs itself: statfs is never answered from the kernel's caches (a stat can be,
+    for a moment after the daemon died). ENOTCONN: it died, its mount stayed."""
     try:
-        os.stat(os.path.join(path, "proc"))
-    except OSError:             # ENOTCONN: its daemon died, the mount stayed
-        return False
-    return True
+        os.statvfs(path)
+    except OSError as e:
+        return e
+    return None
 
 
 def binds(path: str) -> list[tuple[str, str]]:
@@ -89,9 +95,8 @@ def view(pid: int) -> dict | None:
     if where is None:
         return {"lxcfs": None, "stale": True,
                 "why": "lxcfs was stopped or restarted after the container started"}
-    try:
-        os.stat(os.path.join(where, "proc"))
-    except OSError as e:
+    e = _answers(where)
+    if e is not None:
         return {"lxcfs": where, "stale": True,
                 "why": f"lxcfs at {where} does not answer ({os.strerror(e.errno or 0)})"}
     return {"lxcfs": where, "stale": False, "why": ""}
