@@ -525,10 +525,12 @@ SETTINGS: tuple[Setting, ...] = (
 
     S("proc.lxcfs", "auto or bool", "auto", "Bind lxcfs's proc/meminfo, cpuinfo, stat, "
       "uptime, loadavg, diskstats, swaps and sys/devices/system/cpu over the container's own "
-      "(read-only, as LXC's lxcfs hook does), so free, top, nproc and uptime show its limits "
-      "and its start: \"auto\" when lxcfs runs at proc.lxcfs_path, true (the start fails "
-      "when it does not) or false. If lxcfs stops or restarts, the container keeps running "
-      "with a stale view (lxpy-info says so) until it is restarted.",
+      "(read-only, as LXC's lxcfs hook does), so free, top and uptime show its memory limit, "
+      "its CPUs (limits.cpuset; limits.cpus too when lxcfs runs with --enable-cfs) and its "
+      "start (nproc asks the kernel for its cpuset): \"auto\" when lxcfs runs at "
+      "proc.lxcfs_path, true (the start fails when it does not) or false. If lxcfs stops or "
+      "restarts, the container keeps running with a stale view (lxpy-info says so): restart "
+      "the container once lxcfs runs again to refresh it.",
       parse=_auto_bool, example="auto"),
     S("proc.lxcfs_path", "path", "/var/lib/lxcfs", "Where lxcfs is mounted on the host "
       "(Debian's lxcfs.service: /var/lib/lxcfs).", parse=_abs_path),
