@@ -15,10 +15,10 @@ import tempfile
 
 import pytest
 
-from lxpy import cgroups, lxcfs
+from lxpy import lxcfs
 
 from ..conftest import wait_for
-from .test_runtime import make_busybox
+from .test_runtime import assert_nothing_left, make_busybox
 
 pytestmark = pytest.mark.root
 
@@ -93,13 +93,6 @@ def meminfo_kb(text: str) -> int:
     return int(re.search(r"MemTotal:\s+(\d+) kB", text).group(1))
 
 
-def assert_no_cgroup(name: str) -> None:
-    parent = cgroups.driver().parent_path(None)
-    left = [str(h.path(f"{parent}/{name}")) for h in cgroups.driver().hierarchies()
-            if h.path(f"{parent}/{name}").exists()]
-    assert not left, f"cgroups left behind: {left}"
-
-
 def test_busybox_view_then_lxcfs_dies_and_restarts(lxpy, lxpath, unique, fs):
     make_busybox(lxpath, unique, extra=config(fs, '[limits]\nmemory = "256M"\ncpus = 1\n'))
     plan = lxpy("start", "-n", unique, "--dry-run").stdout
@@ -141,13 +134,25 @@ def test_busybox_view_then_lxcfs_dies_and_restarts(lxpy, lxpath, unique, fs):
     assert "stopped or restarted" in st["proc_view"]["why"]
     assert ENOTCONN in sh(lxpy, unique, "cat /proc/meminfo")
 
+    # a reboot from inside binds the new lxcfs (the plan's binds run again)
+    pid = st["pid"]
+    lxpy("stop", "-n", unique, "-r")
+    st = wait_for(lambda: (i := info(lxpy, unique))["state"] == "RUNNING" and i["pid"] not in
+                  (pid, None) and i, what="a new init after the reboot")
+    assert not st["proc_view"]["stale"], st
+    assert meminfo_kb(sh(lxpy, unique, "cat /proc/meminfo")) == 256 * 1024
+
     # the refresh the hint gives: restart the container
+    fs.kill()
+    fs.umount()
+    fs.start()
+    assert info(lxpy, unique)["proc_view"]["stale"]
     lxpy("stop", "-n", unique, "-k")
     lxpy("start", "-n", unique)
     assert meminfo_kb(sh(lxpy, unique, "cat /proc/meminfo")) == 256 * 1024
     assert not info(lxpy, unique)["proc_view"]["stale"]
     lxpy("stop", "-n", unique, "-k")
-    assert_no_cgroup(unique)
+    assert_nothing_left(lxpath, unique)
 
 
 def test_unprivileged_cpuset(lxpy, lxpath, unique, fs):
@@ -163,7 +168,7 @@ def test_unprivileged_cpuset(lxpy, lxpath, unique, fs):
     assert float(re.search(r"up=([\d.]+)", out).group(1)) < 60, out
     assert not info(lxpy, unique)["proc_view"]["stale"]
     lxpy("stop", "-n", unique, "-k")
-    assert_no_cgroup(unique)
+    assert_nothing_left(lxpath, unique)
 
 
 def test_required_without_lxcfs_auto_and_off(lxpy, lxpath, unique, fs, tmp_path):
@@ -178,7 +183,7 @@ def test_required_without_lxcfs_auto_and_off(lxpy, lxpath, unique, fs, tmp_path)
     assert "proc.lxcfs is true but lxcfs is not running at" in err and "\n" not in err, err
     assert "Traceback" not in err and "systemctl start lxcfs" in err
     assert info(lxpy, unique)["state"] == "STOPPED"
-    assert_no_cgroup(unique)
+    assert_nothing_left(lxpath, unique)
     r = lxpy("config", "-n", unique, "set", "proc.lxcfs", "maybe", check=False)
     assert r.returncode == 1 and "not \"auto\", true or false" in r.stderr, r.stderr
 
@@ -212,3 +217,4 @@ def test_debian_free_nproc_uptime(lxpy, lxpath, unique, fs, tmp_path, request):
     assert 250 <= total <= 256, out
     assert "nproc=1\n" in out and re.search(r"up 0 min", out), out
     lxpy("stop", "-n", unique, "-k")
+    assert_nothing_left(lxpath, unique)
