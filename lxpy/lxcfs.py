@@ -54,8 +54,7 @@ def _mounts(pid: int | str = "self") -> dict[str, str]:
 
 def live(path: str) -> bool:
     """lxcfs is mounted on path (its root, not a directory under it) and answers."""
-    path = os.path.normpath(path)
-    if path not in _mounts():
+    if os.path.realpath(path) not in _mounts():
         return False
     return _answers(path) is None
 
