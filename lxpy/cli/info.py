@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from lxpy import idmap, storage
+from lxpy import idmap, lxcfs, storage
 from lxpy.container import Container
 from lxpy.errors import ConfigError
 from lxpy.lifecycle.depends import fallback_config
@@ -83,6 +83,10 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
     info["resources"] = cgroup_stats(c, st)
     # skip_loopback: the text output leaves lo out, so a netns with only lo needs no dump
     info["interfaces"] = addresses(st.pid, skip_loopback) if st.pid else {}
+    # its lxcfs binds (proc.lxcfs): stale once lxcfs stopped or restarted
+    view = lxcfs.view(st.pid) if st.pid and st.state != "STOPPED" else None
+    if view is not None:
+        info["proc_view"] = view
     return info
 
 
@@ -159,6 +163,10 @@ def run(args) -> int:
         elif k.startswith(("memory", "swap", "io_")):
             v = _human(v, raw)
         lines.append((label, v))
+    view = info.get("proc_view")
+    if view is not None:
+        lines.append(("Proc view", f"stale: {view['why']}; {lxcfs.REFRESH}" if view["stale"]
+                      else f"lxcfs at {view['lxcfs']}"))
     for ifname, a in info["interfaces"].items():
         if ifname == "lo":
             continue

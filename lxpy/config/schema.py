@@ -185,6 +185,16 @@ def _cpuset(v: Any) -> str:
     return v.replace(" ", "")
 
 
+def _auto_bool(v: Any) -> str | bool:
+    """"auto", or true or false."""
+    if v == "auto":
+        return "auto"
+    try:
+        return _bool(v)
+    except ValueError:
+        raise ValueError(f"{v!r} is not \"auto\", true or false") from None
+
+
 def _str_map(v: Any) -> dict[str, str]:
     if not isinstance(v, dict):
         raise ValueError(f"{v!r} is not a table of names to values")
@@ -600,6 +610,18 @@ SETTINGS: tuple[Setting, ...] = (
       "\"1024:4096\" }.", parse=_prlimits),
     S("security.sysctl", "table", {}, "Namespaced sysctls set before init, like "
       "{ \"net.ipv4.ip_forward\" = \"1\" }.", parse=_str_map),
+
+    S("proc.lxcfs", "auto or bool", "auto", "Bind lxcfs's proc/meminfo, cpuinfo, stat, "
+      "uptime, loadavg, diskstats, swaps and sys/devices/system/cpu over the container's own "
+      "(read-only, as LXC's lxcfs hook does), so free, top and uptime show its memory limit, "
+      "its CPUs (limits.cpuset; limits.cpus too when lxcfs runs with --enable-cfs) and its "
+      "start (nproc asks the kernel for its cpuset): \"auto\" when lxcfs runs at "
+      "proc.lxcfs_path, true (the start fails when it does not) or false. If lxcfs stops or "
+      "restarts, the container keeps running with a stale view (lxpy-info says so): restart "
+      "the container once lxcfs runs again to refresh it.",
+      parse=_auto_bool, example="auto"),
+    S("proc.lxcfs_path", "path", "/var/lib/lxcfs", "Where lxcfs is mounted on the host "
+      "(Debian's lxcfs.service: /var/lib/lxcfs).", parse=_abs_path),
 
     S("tty.max", "int", 4, "Number of ttys (/dev/tty1..N) for gettys.", parse=_int(0, 64)),
     S("tty.ptys", "int", 1024, "Maximum number of ptys in the container's devpts.",

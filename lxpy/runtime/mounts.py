@@ -428,3 +428,32 @@ class NotifySocket(Op):
 
     def execute(self, run: Run) -> None:
         run.env.update(notify.mount_in_guest(run.notify_fd, list(self.cmd), dict(self.env)))
+
+
+@dataclass(frozen=True)
+class LxcfsBind(Op):
+    """One of lxcfs's files (or its sys/devices/system/cpu) bound read-only over the
+    container's own, before pivot_root (lxpy.lxcfs.binds says which), as LXC's lxcfs hook
+    does: nothing where the container has no such file (a kernel without it), nor, unless
+    required (proc.lxcfs = true), where lxcfs no longer answers (a reboot after it stopped)."""
+    source: str             # on the host
+    target: str             # in the container
+    root: str               # the staging directory
+    required: bool = False
+
+    def describe(self) -> str:
+        return f"bind lxcfs's {self.source} on {self.target}, read-only"
+
+    def execute(self, run: Run) -> None:
+        target = self.root + self.target
+        if not os.path.exists(target):
+            return
+        try:
+            os.stat(self.source)
+        except OSError as e:
+            if self.required:
+                raise OSError(e.errno, "stat(): lxcfs does not answer (proc.lxcfs = true): "
+                              + os.strerror(e.errno or 0), self.source) from None
+            return
+        m.mount(self.source, target, None, m.MS_BIND)
+        m.mount(None, target, None, m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY | NOSUID_NODEV_NOEXEC)

@@ -16,7 +16,9 @@ import pickle
 import sys
 from dataclasses import dataclass
 
+from .. import lxcfs
 from ..config.signals import parse_signal
+from ..errors import RuntimeStartError
 from ..linux import mount as m
 from ..net.plan import DEVICES
 from . import mounts as ops
@@ -143,6 +145,7 @@ def _mounts(container, cfg, *, app: bool, tty_max: int, share: dict, cgroup,
         *sysctls,
         ops.Bind("/sys", "/sys", root=root) if host_sys else
         ops.Mount("sysfs", "/sys", nsne | m.MS_RDONLY, root=root),
+        *_lxcfs(container, cfg, root),
         ops.PivotRoot(root),
         ops.Mount("tmpfs", "/dev", nse, "mode=755,size=65536k,nr_inodes=16384", source="none"),
         *([] if userns else nodes),
@@ -177,6 +180,22 @@ def _mounts(container, cfg, *, app: bool, tty_max: int, share: dict, cgroup,
         out.append(ops.NotifySocket(str(container.run_dir / "notify"), init_cmd,
                                     tuple(env.items())))
     return tuple(out)
+
+
+def _lxcfs(container, cfg, root: str) -> list[ops.Op]:
+    """proc.lxcfs: lxcfs's /proc and /sys files over the container's (lxpy.lxcfs)."""
+    want, path = cfg.proc.lxcfs, cfg.proc.lxcfs_path
+    if want is False:
+        return []
+    if not lxcfs.live(path):
+        if want == "auto":
+            return []
+        raise RuntimeStartError(f"container {container.name!r}: proc.lxcfs is true but lxcfs "
+                                f"is not running at {path}",
+                                f"start it (systemctl start lxcfs, or lxcfs {path}), or set "
+                                "proc.lxcfs = \"auto\"")
+    return [ops.LxcfsBind(src, target, root, required=want is True)
+            for src, target in lxcfs.binds(path)]
 
 
 def _source(container, mnt) -> str:
