@@ -8,6 +8,7 @@ from contextlib import ExitStack
 from ..errors import NetworkError
 from . import pr
 from .iface import HostView, IfacePlan, IfaceType
+from .ipvlan import move_in
 
 
 class Macvlan(IfaceType):
@@ -27,9 +28,6 @@ class Macvlan(IfaceType):
             pr.add_link(ipr, p.tmp_name, "macvlan", link=parent,
                         macvlan_mode=p.mode or "bridge")
             stack.callback(pr.delete_link, p.tmp_name)
-            idx = pr.require_index(ipr, p.tmp_name)
-            if p.mtu:
-                ipr.link("set", index=idx, mtu=p.mtu)
             if p.hwaddr:
-                ipr.link("set", index=idx, address=p.hwaddr)
-            ipr.link("set", index=idx, net_ns_pid=pid)
+                ipr.link("set", index=pr.require_index(ipr, p.tmp_name), address=p.hwaddr)
+            move_in(ipr, p, pid)
