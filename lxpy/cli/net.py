@@ -129,8 +129,8 @@ def run(args) -> int:
                 print(f"{f['container']:<16} {f['proto']} {f['listen']:<22} -> port "
                       f"{f['port']}{'' if f['active'] else '  (not running)'}")
             return 0
-        c = Container(check_name(args.container), lxpath).require()
         listen, port = _spec(args.ports)
+        c = Container(check_name(args.container), lxpath).require()
         if args.fcmd == "add":
             forward.config_add(c, args.proto, listen, port, forward.running_record(c))
             return 0

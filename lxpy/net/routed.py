@@ -2,9 +2,10 @@
 to its host end; the host end holds 169.254.0.1 and fe80::1, the container's default
 gateways (on the link). With link set, the host answers ARP/NDP for the addresses on that
 device (proxy neighbour entries), so its network reaches the container as if it sat on it.
-Forwarding is turned on (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding) as for the
-managed bridge; rp_filter on the host end drops what the container sends from addresses
-not routed to it."""
+IPv4 forwarding is turned on for the host end and the link only (net.ipv4.conf.DEV.forwarding,
+not the host-wide ip_forward); IPv6 forwards only with net.ipv6.conf.all.forwarding, which is
+turned on when an IPv6 address is routed. rp_filter on the host end drops what the
+container sends from addresses not routed to it."""
 
 from __future__ import annotations
 
@@ -37,10 +38,11 @@ class Routed(IfaceType):
 
     def host_side(self, p: IfacePlan, stack: ExitStack) -> None:
         v4, v6 = [_ip(a) for a in p.ipv4], [_ip(a) for a in p.ipv6]
-        for key, on in (("net/ipv4/ip_forward", v4), ("net/ipv6/conf/all/forwarding", v6)):
-            if on and sysctl.get(key) != "1":
-                sysctl.set(key, "1")
+        if v6 and sysctl.get("net/ipv6/conf/all/forwarding") != "1":
+            sysctl.set("net/ipv6/conf/all/forwarding", "1")
         if v4:
+            for dev in filter(None, (p.host_name, p.link)):
+                sysctl.set(sysctl.conf_key("ipv4", dev, "forwarding"), "1")
             sysctl.set(sysctl.conf_key("ipv4", p.host_name, "rp_filter"), "1")
         with rtnl.open_socket(None) as sock:
             idx = rtnl.link_index(sock, p.host_name)
