@@ -9,11 +9,13 @@ from contextlib import ExitStack
 from ..errors import NetworkError
 from . import pr
 from .iface import HostView, IfacePlan, IfaceType
+from .rtnl import Link
 
 MODES = {"l2": 0, "l3": 1, "l3s": 2}
 
 
-def check_parent(p: IfacePlan, hv: HostView, what: str) -> None:
+def check_parent(p: IfacePlan, hv: HostView, what: str) -> Link:
+    """The host device p sits on (macvlan, ipvlan, vlan), which must exist."""
     if not p.link:
         raise NetworkError(f"{p.key()}.link: a {what} needs the host device to sit on",
                            f"set {p.key()}.link (like eth0)")
@@ -23,6 +25,7 @@ def check_parent(p: IfacePlan, hv: HostView, what: str) -> None:
     if lk.kind == "bridge" and what == "ipvlan":
         raise NetworkError(f"{p.key()}.link: an ipvlan cannot sit on a bridge ({p.link})",
                            "use type veth to attach to a bridge")
+    return lk
 
 
 def move_in(ipr, p: IfacePlan, pid: int) -> None:

@@ -8,17 +8,12 @@ from contextlib import ExitStack
 from ..errors import NetworkError
 from . import pr
 from .iface import HostView, IfacePlan, IfaceType
-from .ipvlan import move_in
+from .ipvlan import check_parent, move_in
 
 
 class Macvlan(IfaceType):
     def check(self, p: IfacePlan, hv: HostView) -> None:
-        if not p.link:
-            raise NetworkError(f"{p.key()}.link: a macvlan needs the host device to sit on",
-                               f"set {p.key()}.link (like eth0)")
-        lk = hv.get(p.link)
-        if lk is None:
-            raise NetworkError(f"{p.key()}.link: host device {p.link!r} does not exist")
+        lk = check_parent(p, hv, "macvlan")
         if lk.kind in ("bridge",) and p.mode == "passthru":
             raise NetworkError(f"{p.key()}: passthru needs a physical device, not a bridge")
 

@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from lxpy import paths
 from lxpy.config import validate
 from lxpy.config.schema import parse_rate
 from lxpy.errors import ConfigError, NetworkError
 from lxpy.net import antispoof, pr, tc
 from lxpy.net.plan import prepare
 
-
-@pytest.fixture
-def sysconf(tmp_path, monkeypatch):
-    p = tmp_path / "lxpy.toml"
-    p.write_text('[net]\nbridge = "lxpyunit0"\nsubnet = "10.77.0.0/24"\n'
-                 'dhcp_range = "10.77.0.10,10.77.0.20"\n')
-    monkeypatch.setenv("LXPY_CONFIG", str(p))
-    monkeypatch.setattr(paths, "RUN_ROOT", tmp_path / "run")
-    paths.system_config.cache_clear()
-    yield p
-    paths.system_config.cache_clear()
+from .test_net import sysconf  # noqa: F401 - a fixture (F811 where it is used)
 
 
 def cfg(*net, forward=()):
@@ -79,7 +68,7 @@ def test_antispoof_rules():
     assert antispoof.table_name("lx.a:b") == "lxpy-filter-lx_a_b"
 
 
-def test_plan_of_filters_and_limits(sysconf, tmp_path):
+def test_plan_of_filters_and_limits(sysconf, tmp_path):  # noqa: F811
     plan = prepare(cfg({"type": "veth", "ipv4": ["10.66.0.5/24"], "ipv4_filtering": True,
                         "egress": "10mbit", "ingress": "20mbit"}), "c1", tmp_path)
     p = plan.ifaces[0]
@@ -98,7 +87,7 @@ def test_ipv4_filtering_with_dhcp_needs_the_reserved_address():
         cfg({"type": "veth", "dhcp": True, "ipv4_filtering": True})
 
 
-def test_routed_plan(sysconf, tmp_path):
+def test_routed_plan(sysconf, tmp_path):  # noqa: F811
     plan = prepare(cfg({"type": "routed", "link": "lo", "ipv4": ["192.0.2.50/32"],
                         "ipv6": ["2001:db8::50/128"]}), "r1", tmp_path)
     p = plan.ifaces[0]
@@ -120,7 +109,7 @@ def test_bad_entries_of_the_new_types(entry, match):
         cfg(entry)
 
 
-def test_routed_gateway_and_link_are_checked(sysconf, tmp_path):
+def test_routed_gateway_and_link_are_checked(sysconf, tmp_path):  # noqa: F811
     with pytest.raises(NetworkError, match="gateway is the host end"):
         prepare(cfg({"type": "routed", "ipv4": ["192.0.2.5/32"], "gateway4": "192.0.2.1"}),
                 "r1", tmp_path)
@@ -129,7 +118,7 @@ def test_routed_gateway_and_link_are_checked(sysconf, tmp_path):
                 tmp_path)
 
 
-def test_ipvlan_and_vlan_plans(sysconf, tmp_path):
+def test_ipvlan_and_vlan_plans(sysconf, tmp_path):  # noqa: F811
     plan = prepare(cfg({"type": "ipvlan", "link": "lo", "ipv4": ["192.0.2.7/24"]},
                        {"type": "vlan", "link": "lo", "vlan": 42, "name": "eth1"}), "v1",
                    tmp_path)
@@ -157,7 +146,7 @@ def test_a_missing_link_kind_names_its_kernel_module():
     assert "CONFIG_IPVLAN" in e.value.hint
 
 
-def test_forward_entries(sysconf, tmp_path):
+def test_forward_entries(sysconf, tmp_path):  # noqa: F811
     net = {"type": "veth", "ipv4": ["10.66.0.5/24"]}
     c = cfg(net, forward=[{"proto": "tcp", "listen": "127.0.0.1:8080", "port": 80},
                           {"listen": 8443}])
