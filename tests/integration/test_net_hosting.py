@@ -136,50 +136,72 @@ def test_spoofed_sources_are_dropped_and_counted(bridge, lxpy, lxpath):  # noqa:
 @pytest.fixture
 def client_net(netns, unique):  # noqa: F811
     """Another network namespace linked to the host by a veth pair (no bridge):
-    (pid, host side, prefix 'a.b.c'; the client is .2, the host side .1)."""
+    (pid, host side, IPv4 prefix 'a.b.c', IPv6 prefix 'fdxx:..'; the client is .2 / ::2,
+    the host side .1 / ::1)."""
     pid = netns()
     host_side, peer = "lxpyc" + unique[1:7], "lxpyp" + unique[1:7]
     sub = rand_subnet()
+    sub6 = f"fd{random.randint(0, 255):02x}:{random.randint(0, 65535):x}:{unique[1:5]}:1"
     ip("link", "add", host_side, "type", "veth", "peer", "name", peer)
     try:
         ip("link", "set", peer, "netns", str(pid))
         ip("addr", "add", f"{sub}.1/24", "dev", host_side)
+        ip("-6", "addr", "add", f"{sub6}::1/64", "dev", host_side, "nodad")
         ip("link", "set", host_side, "up")
         in_ns(pid, "ip", "addr", "add", f"{sub}.2/24", "dev", peer)
+        in_ns(pid, "ip", "-6", "addr", "add", f"{sub6}::2/64", "dev", peer, "nodad")
         in_ns(pid, "ip", "link", "set", peer, "up")
         in_ns(pid, "ip", "link", "set", "lo", "up")
         in_ns(pid, "ip", "route", "add", "default", "via", f"{sub}.1")
-        yield pid, host_side, sub
+        in_ns(pid, "ip", "-6", "route", "add", "default", "via", f"{sub6}::1")
+        yield pid, host_side, sub, sub6
     finally:
         subprocess.run(["ip", "link", "del", host_side], capture_output=True)
 
 
-def test_routed_container_reached_from_another_netns(client_net, lxpy, lxpath):
-    cpid, host_side, sub = client_net
-    _busybox_container(lxpath, "rt", _net(type="routed", link=host_side,
-                                          ipv4=[f"{sub}.50/32"]))
-    host_end = host_name_for("rt", lxpath, 0)
+def _from(pid: int, addr: str, port: int) -> str | None:
+    """What a server at addr:port says to a client in the netns of pid."""
+    r = in_ns(pid, sys.executable, "-c", "import socket; s = socket.create_connection("
+              f"({addr!r}, {port}), timeout=3); print(s.recv(100))", check=False)
+    return r.stdout or None
+
+
+def test_routed_containers_reached_from_another_netns(client_net, lxpy, lxpath):
+    """Two routed containers (their host ends both hold 169.254.0.1): the client, on a
+    link of the host, reaches each through proxy ARP/NDP, over IPv4 and IPv6; one stopping
+    leaves the other reachable, and takes its routes and proxy entries along."""
+    cpid, host_side, sub, sub6 = client_net
+    for n, name in ((50, "rt"), (51, "rt2")):
+        _busybox_container(lxpath, name, _net(type="routed", link=host_side,
+                                              ipv4=[f"{sub}.{n}/32"],
+                                              ipv6=[f"{sub6}::{n}/128"]))
+    ends = [host_name_for(n, lxpath, 0) for n in ("rt", "rt2")]
     lxpy("start", "-n", "rt")
+    lxpy("start", "-n", "rt2")
     try:
         pid = _pid(lxpath, "rt")
         routes = in_ns(pid, "ip", "route").stdout
         assert "default via 169.254.0.1 dev eth0" in routes and "onlink" in routes
+        assert "default via fe80::1 dev eth0" in in_ns(pid, "ip", "-6", "route").stdout
         # no bridge: the host end is nobody's port, the host routes the /32 to it
-        assert f"{sub}.50 dev {host_end}" in subprocess.run(
+        assert f"{sub}.50 dev {ends[0]}" in subprocess.run(
             ["ip", "route"], capture_output=True, text=True).stdout
-        assert f"{sub}.50" in subprocess.run(["ip", "neigh", "show", "proxy"],
-                                             capture_output=True, text=True).stdout
-        # the client, on the host's link, reaches the container's server through proxy ARP
-        r = wait_for(lambda: in_ns(cpid, sys.executable, "-c",
-                                   "import socket; s = socket.create_connection("
-                                   f"('{sub}.50', 7777), timeout=3); print(s.recv(100))",
-                                   check=False).stdout or None, what="the routed container")
-        assert "lxpy-e2e" in r
+        proxies = subprocess.run(["ip", "neigh", "show", "proxy"], capture_output=True,
+                                 text=True).stdout
+        assert f"{sub}.50 dev {host_side}" in proxies and f"{sub6}::50 dev {host_side}" in proxies
+        # the client, on the host's link, reaches the containers' servers
+        for addr in (f"{sub}.50", f"{sub6}::50", f"{sub}.51", f"{sub6}::51"):
+            assert "lxpy-e2e" in wait_for(lambda a=addr: _from(cpid, a, 7777),
+                                          what=f"the routed container at {addr}")
+        lxpy("stop", "-n", "rt")
+        assert "lxpy-e2e" in wait_for(lambda: _from(cpid, f"{sub}.51", 7777),
+                                      what="the other routed container")
     finally:
-        lxpy("stop", "-n", "rt", "-k")
-    assert host_end not in host_links()
-    assert f"{sub}.50" not in subprocess.run(["ip", "neigh", "show", "proxy"],
-                                             capture_output=True, text=True).stdout
+        lxpy("stop", "-n", "rt", "-k", check=False)
+        lxpy("stop", "-n", "rt2", "-k", check=False)
+    assert not set(ends) & host_links()
+    assert sub not in subprocess.run(["ip", "neigh", "show", "proxy"], capture_output=True,
+                                     text=True).stdout
 
 
 @pytest.mark.parametrize("kind,extra,module", [("ipvlan", {}, "ipvlan"),
