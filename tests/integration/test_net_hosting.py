@@ -210,7 +210,7 @@ def test_ipvlan_and_vlan_name_the_missing_kernel_module(lxpy, lxpath, kind, extr
     """This kernel has neither link kind (KERNEL-NOTES): a start fails in one line naming
     the module, and leaves nothing."""
     if kind in _kinds():
-        pytest.skip(f"this kernel has {kind}: tests/vm covers it")
+        pytest.skip(f"this kernel has {kind}: test_{kind}_carries_traffic runs instead")
     _busybox_container(lxpath, kind, _net(type=kind, link="lo", ipv4=["192.0.2.9/24"],
                                           **extra))
     before = host_links()
@@ -223,14 +223,54 @@ def test_ipvlan_and_vlan_name_the_missing_kernel_module(lxpy, lxpath, kind, extr
 
 
 def _kinds() -> set[str]:
+    """The link kinds of vlan and ipvlan this kernel makes (on an ethernet device)."""
     have = set()
-    for kind in ("ipvlan", "vlan"):
-        r = subprocess.run(["ip", "link", "add", "lxpyk0", "link", "lo", "type", kind,
-                            *(["id", "5"] if kind == "vlan" else [])], capture_output=True)
-        if r.returncode == 0:
-            have.add(kind)
-            subprocess.run(["ip", "link", "del", "lxpyk0"], capture_output=True)
+    subprocess.run(["ip", "link", "add", "lxpyk0", "type", "veth", "peer", "name", "lxpyk1"],
+                   check=True, capture_output=True)
+    try:
+        for kind, args in (("ipvlan", []), ("vlan", ["id", "5"])):
+            r = subprocess.run(["ip", "link", "add", "lxpyk2", "link", "lxpyk0", "type", kind,
+                                *args], capture_output=True)
+            if r.returncode == 0:
+                have.add(kind)
+                subprocess.run(["ip", "link", "del", "lxpyk2"], capture_output=True)
+    finally:
+        subprocess.run(["ip", "link", "del", "lxpyk0"], capture_output=True)
     return have
+
+
+@pytest.mark.parametrize("kind", ["ipvlan", "vlan"])
+def test_ipvlan_and_vlan_carry_traffic(lxpy, lxpath, unique, kind):
+    """On a kernel with the link kind (tests/vm/test_net_vm.py runs this in a Debian guest):
+    a container on a VLAN, or an ipvlan (l2), of one end of a veth pair is reached from the
+    host through the other end."""
+    if kind not in _kinds():
+        pytest.skip(f"this kernel cannot make {kind} links (tests/vm/test_net_vm.py runs "
+                    "this in a guest that can)")
+    a, b = "lxpya" + unique[1:7], "lxpyb" + unique[1:7]
+    sub = rand_subnet()
+    ip("link", "add", a, "type", "veth", "peer", "name", b)
+    try:
+        ip("link", "set", a, "up")
+        ip("link", "set", b, "up")
+        far = b
+        if kind == "vlan":
+            far = f"{b}.7"
+            ip("link", "add", "link", b, "name", far, "type", "vlan", "id", "7")
+            ip("link", "set", far, "up")
+        ip("addr", "add", f"{sub}.1/24", "dev", far)
+        extra = {"vlan": 7} if kind == "vlan" else {"ipvlan_mode": "l2"}
+        _busybox_container(lxpath, kind, _net(type=kind, link=a, ipv4=[f"{sub}.5/24"],
+                                              **extra))
+        lxpy("start", "-n", kind)
+        try:
+            assert b"lxpy-e2e" in wait_for(lambda: _talk(f"{sub}.5", 7777),
+                                           what=f"the container on its {kind}")
+        finally:
+            lxpy("stop", "-n", kind, "-k")
+        assert not any(n.startswith("lxt") for n in host_links())
+    finally:
+        subprocess.run(["ip", "link", "del", a], capture_output=True)
 
 
 def test_forwards_survive_stop_run_emptied_and_start(bridge, lxpy, lxpath):  # noqa: F811
