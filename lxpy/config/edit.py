@@ -190,6 +190,7 @@ def add_entry(path: Path, section: str, entry: dict[str, Any]) -> None:
     table = tomlkit.table()
     for k, v in entry.items():
         table[k] = v
+    table.add(tomlkit.nl())
     doc[section].append(table)
     _write_checked(path, doc)
 

@@ -639,7 +639,7 @@ FORWARD_SETTINGS: tuple[Setting, ...] = (
     S("listen", "listen address", "", "Host side: a port (every host address, IPv4 and "
       "IPv6), or \"ADDR:PORT\" / \"[V6ADDR]:PORT\" (that address only; 0.0.0.0 and [::] "
       "every address of one family).", parse=_listen, example="0.0.0.0:8080"),
-    S("port", "port", None, "The port in the container (default: the listen port).",
+    S("port", "int", None, "The port in the container (default: the listen port).",
       parse=_port, example="80"),
 )
 

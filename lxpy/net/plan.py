@@ -20,7 +20,7 @@ from typing import Any
 from .. import paths
 from ..config.schema import parse_rate
 from ..errors import NetworkError, lookup
-from . import dnsmasq, forward, records, rtnl
+from . import dnsmasq, forward, records, rtnl, tc
 from .iface import HostView, IfacePlan, IfaceType
 from .ipvlan import Ipvlan
 from .macvlan import Macvlan
@@ -74,7 +74,7 @@ class Plan:
                 s += " dhcp" + (f" (lease {p.reserve4[0]})" if p.reserve4 else "")
             for what, rate in (("ingress", p.ingress), ("egress", p.egress)):
                 if rate:
-                    s += f" {what} {rate}bit/s"
+                    s += f" {what} {tc.rate_text(rate)}"
             checks = [k for k in ("mac", "ipv4", "ipv6") if getattr(p, f"{k}_filtering")]
             if checks:
                 s += f" filtering {'+'.join(checks)}"

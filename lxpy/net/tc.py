@@ -23,6 +23,14 @@ def _tc() -> str:
     return shutil.which("tc") or "/usr/sbin/tc"
 
 
+def rate_text(bits: int) -> str:
+    """10_000_000 -> '10mbit' (tc's units)."""
+    for unit, n in (("gbit", 10**9), ("mbit", 10**6), ("kbit", 10**3)):
+        if bits >= n and bits % n == 0:
+            return f"{bits // n}{unit}"
+    return f"{bits}bit"
+
+
 def ifb_name(host_end: str) -> str:
     """The ifb device that shapes what arrives from host_end: lxb + 12 hex."""
     return "lxb" + hashlib.sha1(host_end.encode()).hexdigest()[:12]
