@@ -28,7 +28,7 @@ from .. import paths
 from ..config import edit
 from ..container import Container
 from ..errors import ConfigError, NetworkError
-from . import nft, records, sysctl
+from . import nft, records, rtnl, sysctl
 
 FAMILY, TABLE = "inet", "lxpy-forward"
 WILD = {"": {4, 6}, "0.0.0.0": {4}, "::": {6}}
@@ -373,6 +373,9 @@ def config_add(c: Container, proto: str, listen: str, port: int,
     record) is given, publish it now. Refused when another container's config or a live
     forward holds the port. Returns the live forward, if published."""
     addr, hp = split_listen(listen)
+    if addr not in WILD and not _is_local(addr):
+        raise NetworkError(f"listen address {addr} is not an address of this host",
+                           "ip addr shows them; a bare port listens on every one")
     for name, e, _live in configured(c.lxpath):
         a, p = split_listen(e.listen)
         if e.proto == proto and p == hp and overlaps(a, addr):
@@ -398,6 +401,14 @@ def config_add(c: Container, proto: str, listen: str, port: int,
                                 lambda t: _same(t, proto, addr, hp))
             raise
     return fw
+
+
+def _is_local(addr: str) -> bool:
+    ip = ipaddress.ip_address(addr)
+    if ip.is_loopback:
+        return True
+    return any(ipaddress.ip_interface(a).ip == ip for lk in rtnl.links().values()
+               for a in lk.ipv4 + lk.ipv6)
 
 
 def config_remove(c: Container, proto: str, listen: str) -> int:

@@ -279,6 +279,9 @@ def test_forwards_survive_stop_run_emptied_and_start(bridge, lxpy, lxpath):  # n
     _busybox_container(lxpath, "web", _net(type="veth", link=br, ipv4=[f"{sub}.40/24"]))
     cfg = lxpath / "web/config.toml"
     cfg.write_text(cfg.read_text() + "# the published ports\n")
+    # a listen address the host does not have: refused, nothing written
+    r = lxpy("net", "forward", "add", "web", "tcp", f"192.0.2.123:{hp}:7777", check=False)
+    assert r.returncode == 1 and "not an address of this host" in r.stderr
     # written into the config (comments kept) while stopped
     lxpy("net", "forward", "add", "web", "tcp", f"127.0.0.1:{hp}:7777")
     assert "# the published ports\n[[forward]]" in cfg.read_text()
