@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rig  # noqa: E402
 from test_cgroup2_vm import _cases  # noqa: E402
 
-pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.root]
+pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.root,
+              pytest.mark.skipif(os.geteuid() != 0, reason="the VM rig needs root")]
 
 MUST_PASS = ["test_ipvlan_and_vlan_carry_traffic[ipvlan]",
              "test_ipvlan_and_vlan_carry_traffic[vlan]"]
@@ -24,18 +25,15 @@ GUEST_TIMEOUT = 600
 
 
 def test_ipvlan_and_vlan_in_a_guest():
-    if os.geteuid() != 0:
-        pytest.skip("the VM rig needs root")
-    missing = rig.missing_tools()
-    if missing:
-        pytest.skip(f"the VM rig needs: {', '.join(missing)}")
-    venv = rig.ensure_venv(rig.REPO)
+    if rig.missing_tools():
+        pytest.skip(f"the VM rig needs: {', '.join(rig.missing_tools())}")
     mods = Path(tempfile.mkdtemp(prefix=".vm-modules-", dir=rig.REPO))
     try:
         names = []
         for ko in rig._modules_in_order(["veth", "bridge", "ipvlan", "8021q"]):
             shutil.copy2(ko, mods / ko.name)
             names.append(ko.name)
+        venv = rig.ensure_venv(rig.REPO)
         cmd = (f"for m in {' '.join(names)}; do insmod {mods}/$m 2>/dev/null; done\n"
                "export PYTHONDONTWRITEBYTECODE=1 LXPY_IN_VM=1\n"
                f"timeout {GUEST_TIMEOUT} {venv}/bin/python -m pytest -p no:cacheprovider -v "
