@@ -8,7 +8,8 @@ dropped, and dropped() sums it.
 Allowed: frames from the interface's own MAC; IPv4 and ARP from its net.N.ipv4 addresses
 (with dhcp: the reserved lease, and DHCP requests from 0.0.0.0); IPv6 from its net.N.ipv6
 addresses and the EUI-64 link-local of its MAC (the kernel's default, addr_gen_mode 0),
-:: for duplicate address detection; no router advertisements; no VLAN-tagged frames.
+:: for duplicate address detection, neighbour advertisements only for those addresses;
+no router advertisements; no VLAN-tagged frames.
 The table is made at start and deleted at stop (it outlives its device otherwise)."""
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def rules(host_end: str, mac: str, v4: list[str] | None, v6: list[str] | None,
                 "ether type ip6 ip6 saddr :: icmpv6 type { nd-neighbor-solicit, "
                 "mld2-listener-report } accept",
                 f"ether type ip6 ip6 saddr != {_set(v6)} counter drop"]
+        # a neighbour advertisement for an address not its own (the target, at byte 8 of
+        # the ICMPv6 header; nft takes a raw 128-bit field as an integer)
+        targets = [hex(int(ipaddress.IPv6Address(a))) for a in v6]
+        out.append("ether type ip6 icmpv6 type nd-neighbor-advert @th,64,128 != "
+                   f"{_set(targets)} counter drop")
     return out
 
 

@@ -84,28 +84,36 @@ def test_rate_limits_measured_with_iperf3(bridge, lxpy, lxpath):  # noqa: F811
     assert not {host_end, tc.ifb_name(host_end)} & host_links()
 
 
-def test_spoofed_sources_are_dropped_and_counted(bridge, lxpy, lxpath):  # noqa: F811
+@pytest.mark.parametrize("fam", [4, 6])
+def test_spoofed_sources_are_dropped_and_counted(bridge, lxpy, lxpath, fam):  # noqa: F811
     br, sub = bridge
-    _busybox_container(lxpath, "spf", _net(type="veth", link=br, ipv4=[f"{sub}.30/24"],
-                                           ipv4_filtering=True))
+    sub6 = f"fd{random.randint(0, 255):02x}:{random.randint(0, 65535):x}::"
+    if fam == 6:
+        ip("-6", "addr", "add", f"{sub6}1/64", "dev", br, "nodad")
+        own, spoofed, host, af = f"{sub6}30", f"{sub6}99", f"{sub6}1", "AF_INET6"
+        entry = _net(type="veth", link=br, ipv6=[f"{own}/64"], ipv6_filtering=True)
+    else:
+        own, spoofed, host, af = f"{sub}.30", f"{sub}.99", f"{sub}.1", "AF_INET"
+        entry = _net(type="veth", link=br, ipv4=[f"{own}/24"], ipv4_filtering=True)
+    _busybox_container(lxpath, "spf", entry)
     host_end = host_name_for("spf", lxpath, 0)
     table = antispoof.table_name(host_end)
     lxpy("start", "-n", "spf")
     try:
         pid = _pid(lxpath, "spf")
         assert f"table netdev {table}" in _tables()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
-            rx.bind((f"{sub}.1", 0))
+        with socket.socket(getattr(socket, af), socket.SOCK_DGRAM) as rx:
+            rx.bind((host, 0))
             rx.settimeout(0.2)
             port = rx.getsockname()[1]
 
             def send(src: str, token: str) -> None:
                 in_ns(pid, sys.executable, "-c",
-                      "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
-                      f"s.bind(('{src}', 0)); s.sendto(b'{token}', ('{sub}.1', {port}))")
+                      f"import socket; s = socket.socket(socket.{af}, socket.SOCK_DGRAM); "
+                      f"s.bind(('{src}', 0)); s.sendto(b'{token}', ('{host}', {port}))")
 
             def heard(token: str) -> bool:
-                send(f"{sub}.30", token)
+                send(own, token)
                 try:
                     return rx.recv(100) == token.encode()
                 except TimeoutError:
@@ -114,16 +122,17 @@ def test_spoofed_sources_are_dropped_and_counted(bridge, lxpy, lxpath):  # noqa:
             wait_for(lambda: heard("own"), what="a datagram from the container's address")
             before = antispoof.dropped(host_end)
             # another address (root inside adds one): dropped, counted
-            in_ns(pid, "ip", "addr", "add", f"{sub}.99/32", "dev", "eth0")
-            send(f"{sub}.99", "spoofed")
+            in_ns(pid, "ip", f"-{fam}", "addr", "add", f"{spoofed}/{fam == 4 and 32 or 128}",
+                  "dev", "eth0", *(["nodad"] if fam == 6 else []))
+            send(spoofed, "spoofed")
             wait_for(lambda: antispoof.dropped(host_end) > before, what="the drop counter")
             with pytest.raises(TimeoutError):
                 while True:
                     assert rx.recv(100) != b"spoofed"
-            # another MAC: dropped too (ipv4_filtering implies mac_filtering)
+            # another MAC: dropped too (address filtering implies mac_filtering)
             in_ns(pid, "ip", "link", "set", "eth0", "address", "02:00:00:00:00:99")
             before = antispoof.dropped(host_end)
-            send(f"{sub}.30", "othermac")
+            send(own, "othermac")
             wait_for(lambda: antispoof.dropped(host_end) > before, what="the MAC drop")
         listed = subprocess.run(["nft", "list", "table", "netdev", table], capture_output=True,
                                 text=True).stdout

@@ -59,6 +59,9 @@ def test_antispoof_rules():
     assert "ether type ip ip saddr != { 10.0.3.5 } counter drop" in r
     assert "ether type arp arp saddr ip != { 0.0.0.0, 10.0.3.5 } counter drop" in r
     assert "ether type ip6 ip6 saddr != { fd00::5, fe80::1 } counter drop" in r
+    assert r[-1] == ("ether type ip6 icmpv6 type nd-neighbor-advert @th,64,128 != "
+                     "{ 0xfd000000000000000000000000000005, "
+                     "0xfe800000000000000000000000000001 } counter drop")
     assert r[0] == "ether type { 8021q, 8021ad } counter drop"
     # an IPv4 filter without an address drops all IPv4; dhcp lets the DISCOVER out
     none = antispoof.rules("lxh0", "00:16:3e:00:00:05", [], None, dhcp=True)
