@@ -181,12 +181,25 @@ def _refresh_dns(recs: list[dict[str, Any]]) -> None:
 
 def cleanup_stale() -> dict[str, list[str]]:
     """Undo what dead containers left (a monitor that was SIGKILLed): phys devices back
-    under their own names, records, DNS entries and forwards of gone containers."""
+    under their own names, records, ifb devices, filter tables, proxy neighbours, DNS
+    entries and forwards of gone containers."""
     done: dict[str, list[str]] = {"phys": phys.cleanup_stale()}
     _live, dead = records.containers()
     done["records"] = [r.get("container", "?") for r in dead]
+    done["host ends"] = [x for r in dead for i in r.get("ifaces", []) for x in _host_extras(i)]
     done["forwards"] = forward.cleanup_stale()
     _refresh_dns(dead)
+    return done
+
+
+def _host_extras(i: dict[str, Any]) -> list[str]:
+    """Undo, from a record's iface, what outlives its host end: the type's own (proxy
+    neighbours), the ifb device of an egress limit, the filter table."""
+    done = type_of(i.get("type", "none")).teardown(i)
+    if i.get("ifb") and tc.remove(i["host"]):
+        done.append(f"ifb {tc.ifb_name(i['host'])}")
+    if i.get("filter") and antispoof.remove(i["host"]):
+        done.append(f"nft {antispoof.FAMILY} {antispoof.table_name(i['host'])}")
     return done
 
 
@@ -202,11 +215,7 @@ def teardown(name: str, lxpath: Path | str | None = None, wait: float = 3.0) -> 
     alive = records.alive(rec)
     host = rtnl.by_name(with_addresses=False) if rec.get("ifaces") else {}
     for i in rec.get("ifaces", []):
-        done += type_of(i.get("type", "none")).teardown(i)
-        if i.get("ifb") and tc.remove(i["host"]):
-            done.append(f"ifb {tc.ifb_name(i['host'])}")
-        if i.get("filter") and antispoof.remove(i["host"]):
-            done.append(f"nft {antispoof.FAMILY} {antispoof.table_name(i['host'])}")
+        done += _host_extras(i)
         if i.get("type") in HOST_END and i.get("host") in host:
             pr.delete_link(i["host"])
             done.append(f"veth {i['host']}")

@@ -74,6 +74,8 @@ def apply(host_end: str, ingress: int, egress: int, what: str) -> None:
         return
     if egress:
         with rtnl.open_socket(None) as sock:
+            # one left by this container when it was killed (the name is the host end's)
+            rtnl.del_link(sock, ifb_name(host_end))
             try:
                 rtnl.add_link(sock, ifb_name(host_end), "ifb")
             except OSError as e:

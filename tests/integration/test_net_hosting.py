@@ -7,6 +7,7 @@ start, refused to a second container."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import socket
@@ -334,3 +335,36 @@ def test_forwards_survive_stop_run_emptied_and_start(bridge, lxpy, lxpath):  # n
     finally:
         lxpy("stop", "-n", "web", "-k", check=False)
     assert "lxpy-forward" not in _tables() or forward.list_all()
+
+
+def test_a_killed_container_leaves_no_ifb_or_filter(bridge, lxpy, lxpath):  # noqa: F811
+    """Monitor and init SIGKILLed: the ifb device and the filter table outlive the host
+    end; starting again replaces them, lxpy-net cleanup removes them, and a start after
+    that makes them anew."""
+    br, sub = bridge
+    _busybox_container(lxpath, "kil", _net(type="veth", link=br, ipv4=[f"{sub}.60/24"],
+                                           egress="50mbit", mac_filtering=True))
+    host_end = host_name_for("kil", lxpath, 0)
+    ifb, table = tc.ifb_name(host_end), antispoof.table_name(host_end)
+
+    def kill() -> None:
+        st = _state_file(lxpath, "kil")
+        os.kill(int(st["monitor_pid"]), 9)
+        os.kill(int(st["pid"]), 9)
+        wait_for(lambda: host_end not in host_links(), what="the netns to die")
+        assert ifb in host_links() and table in _tables()
+    try:
+        lxpy("start", "-n", "kil")
+        kill()
+        lxpy("start", "-n", "kil")
+        assert b"lxpy-e2e" in wait_for(lambda: _talk(f"{sub}.60", 7777), what="the server")
+        kill()
+        out = lxpy("net", "cleanup", lxpath=False).stdout
+        assert f"ifb {ifb}" in out and f"nft netdev {table}" in out
+        assert ifb not in host_links() and table not in _tables()
+        lxpy("start", "-n", "kil")
+        assert ifb in host_links() and table in _tables()
+        lxpy("stop", "-n", "kil")
+    finally:
+        lxpy("stop", "-n", "kil", "-k", check=False)
+    assert ifb not in host_links() and table not in _tables()
