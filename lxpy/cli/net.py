@@ -122,6 +122,8 @@ def run(args) -> int:
     if args.cmd == "forward":
         lxpath = Path(args.lxpath) if args.lxpath else default_lxpath()
         if args.fcmd in ("ls", "list"):
+            if args.container:
+                Container(check_name(args.container), lxpath).require()
             rows = _forwards(lxpath, args.container)
             if args.format == "json":
                 print(json.dumps(rows, indent=2))
