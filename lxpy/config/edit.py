@@ -59,7 +59,7 @@ def coerce(setting: Setting, key: str, text: Any) -> Any:
         elif kind == "bool":
             value = s.lower() in ("true", "yes", "on", "1") if s.lower() in (
                 "true", "yes", "on", "1", "false", "no", "off", "0") else s
-        elif kind in ("table", "idmap") or (s.startswith("[") or s.startswith("{")):
+        elif kind == "table" or (s.startswith("[") or s.startswith("{")):
             try:
                 value = tomllib.loads(f"v = {s}")["v"]
             except tomllib.TOMLDecodeError:

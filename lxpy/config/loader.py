@@ -190,9 +190,10 @@ def _check_cross(values: dict[str, Any], lists: dict[str, tuple], where: str) ->
                               "device it uses")
         _check_net_hosting(n, f"{where}: net.{i}")
     _check_forwards(lists, where)
-    uid, gid = values["idmap.uid"], values["idmap.gid"]
-    if bool(uid) != bool(gid):
-        raise ConfigError(f"{where}: idmap: set both idmap.uid and idmap.gid, or neither")
+    if values["idmap_pass"] and values["idmap"].mode == "none":
+        raise ConfigError(f"{where}: idmap_pass: a privileged container (idmap = \"none\") "
+                          "sees every host id as it is; there is nothing to pass through",
+                          "drop idmap_pass, or give the container an id map (idmap = \"auto\")")
     if values["limits.memory_swap"] is not None and values["limits.memory"] is not None \
             and values["limits.memory_swap"] < values["limits.memory"]:
         raise ConfigError(f"{where}: limits.memory_swap must be at least limits.memory")

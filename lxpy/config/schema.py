@@ -185,6 +185,16 @@ def _cpuset(v: Any) -> str:
     return v.replace(" ", "")
 
 
+def _auto_bool(v: Any) -> str | bool:
+    """"auto", or true or false."""
+    if v == "auto":
+        return "auto"
+    try:
+        return _bool(v)
+    except ValueError:
+        raise ValueError(f"{v!r} is not \"auto\", true or false") from None
+
+
 def _str_map(v: Any) -> dict[str, str]:
     if not isinstance(v, dict):
         raise ValueError(f"{v!r} is not a table of names to values")
@@ -228,8 +238,13 @@ def _ns_share(v: Any) -> dict[str, str]:
     return m
 
 
-def _idmap(v: Any) -> tuple[tuple[int, int, int], ...]:
-    if not isinstance(v, list):
+Triples = tuple[tuple[int, int, int], ...]
+IDMAP_MODES = ("auto", "shared", "none")
+_IDMAP_EXAMPLE = "{ uid = [[0, 100000, 65536]], gid = [[0, 100000, 65536]] }"
+
+
+def _triples(v: Any) -> Triples:
+    if not isinstance(v, list) or not v:
         raise ValueError(f"{v!r} is not a list of [inside, outside, count] triples")
     out = []
     for e in v:
@@ -238,6 +253,80 @@ def _idmap(v: Any) -> tuple[tuple[int, int, int], ...]:
                 or e[2] == 0):
             raise ValueError(f"{e!r} is not an [inside, outside, count] triple of whole numbers")
         out.append((e[0], e[1], e[2]))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class IdmapSetting:
+    """The parsed `idmap` setting: a mode, and the maps of an explicit one (cfg.idmap.uid
+    and cfg.idmap.gid are () for the other modes). lxpy.idmap.resolve() turns it into maps."""
+
+    mode: str                   # auto | shared | none | explicit
+    uid: Triples = ()
+    gid: Triples = ()
+
+    def plain(self) -> Any:
+        """As written in TOML: "auto", or { uid = [...], gid = [...] }."""
+        if self.mode != "explicit":
+            return self.mode
+        return {"uid": [list(t) for t in self.uid], "gid": [list(t) for t in self.gid]}
+
+    def __str__(self) -> str:
+        if self.mode != "explicit":
+            return self.mode
+        return "{ " + ", ".join(f"{k} = {[list(t) for t in getattr(self, k)]}"
+                                for k in ("uid", "gid")) + " }"
+
+
+def _idmap(v: Any) -> IdmapSetting:
+    if isinstance(v, IdmapSetting):
+        return v
+    if isinstance(v, str) and v in IDMAP_MODES:
+        return IdmapSetting(v)
+    if isinstance(v, dict):
+        unknown = sorted(set(v) - {"uid", "gid"})
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not part of an explicit id map (it takes uid "
+                             f"and gid, like {_IDMAP_EXAMPLE})")
+        if "uid" not in v or "gid" not in v:
+            raise ValueError("set both idmap.uid and idmap.gid, or say \"auto\", \"shared\" "
+                             "or \"none\"")
+        maps = []
+        for k in ("uid", "gid"):
+            try:
+                maps.append(_triples(v[k]))
+            except ValueError as e:
+                raise ValueError(f"{k}: {e}") from None
+        return IdmapSetting("explicit", *maps)
+    raise ValueError(f"{v!r} is not an id map (say \"auto\": its own block of 65536 ids, "
+                     f"\"shared\": one block for all, \"none\": privileged, or {_IDMAP_EXAMPLE})")
+
+
+def _idmap_pass(v: Any) -> tuple[int | str, ...]:
+    """[1000, "uid 33", "gid 100"]: host ids a container sees as the same ids (an int is
+    both a uid and a gid). Kept as written (normalized), so it prints back the same."""
+    if not isinstance(v, list):
+        v = [v]
+    out: list[int | str] = []
+    for x in v:
+        kind, n = "both", x
+        if isinstance(x, str) and x.strip().isdigit():     # lxpy-config set idmap_pass 1000
+            n = int(x)
+        elif isinstance(x, str):
+            m = re.fullmatch(r"\s*(uid|gid)\s+(\d+)\s*", x)
+            if not m:
+                raise ValueError(f"{x!r} is not an id to pass through (like 1000, \"uid 33\" or "
+                                 "\"gid 100\")")
+            kind, n = m.group(1), int(m.group(2))
+        elif isinstance(x, bool) or not isinstance(x, int):
+            raise ValueError(f"{x!r} is not an id to pass through (like 1000, \"uid 33\" or "
+                             "\"gid 100\")")
+        if n == 0:
+            raise ValueError("passing id 0 through would make root inside root on the host "
+                             "(say idmap = \"none\" for a privileged container)")
+        if n < 0 or n > 0xFFFFFFFE:
+            raise ValueError(f"{n} is not an id (0 to 4294967294)")
+        out.append(n if kind == "both" else f"{kind} {n}")
     return tuple(out)
 
 
@@ -502,7 +591,8 @@ SETTINGS: tuple[Setting, ...] = (
       parse=_env_map),
 
     S("namespaces.create", "list of namespaces", ("mnt", "pid", "uts", "ipc", "net", "cgroup"),
-      "Namespaces the container gets of its own.", parse=_ns_list),
+      "Namespaces the container gets of its own (\"user\" is accepted and changes nothing: "
+      "the idmap setting decides whether there is a user namespace).", parse=_ns_list),
     S("namespaces.share", "table", {}, "Namespaces shared with \"host\" or another running "
       "container by name, like { net = \"db1\" }.", parse=_ns_share),
 
@@ -535,9 +625,17 @@ SETTINGS: tuple[Setting, ...] = (
       "random urandom tty console ptmx pts): fuse, tun, kvm, loop.",
       parse=lambda v: tuple(_enum("fuse", "tun", "kvm", "loop")(x) for x in _str_list(v))),
 
-    S("idmap.uid", "idmap", (), "User id map, [[inside, outside, count]]; set both uid and "
-      "gid for an unprivileged container.", parse=_idmap),
-    S("idmap.gid", "idmap", (), "Group id map, [[inside, outside, count]].", parse=_idmap),
+    S("idmap", "id map", IdmapSetting("auto"), "Which host ids stand for the container's "
+      "ids (its user namespace): \"auto\" (its own block of 65536 ids from root's range in "
+      "/etc/subuid and /etc/subgid, allocated at create and kept until destroy), \"shared\" "
+      "(one block all such containers share, as LXC does), \"none\" (privileged: no user "
+      "namespace, root inside is root on the host; lxpy-create --privileged), or explicit "
+      "maps: { uid = [[0, 100000, 65536]], gid = [[0, 100000, 65536]] } (also written as an "
+      "[idmap] table with uid and gid).", parse=_idmap, example="auto"),
+    S("idmap_pass", "list of ids", (), "Host ids the container sees as the same ids, for a "
+      "shared directory: [1000, \"uid 33\", \"gid 100\"] (a number is both a uid and a "
+      "gid); each punches a hole in the id map (inside N is host N).", parse=_idmap_pass,
+      example="[1000]"),
 
     S("security.cap_drop", "list of capabilities", ("mac_admin", "mac_override", "sys_time",
       "sys_module", "sys_rawio"), "Capabilities removed from the container.", parse=_caps),
@@ -561,6 +659,18 @@ SETTINGS: tuple[Setting, ...] = (
       "\"1024:4096\" }.", parse=_prlimits),
     S("security.sysctl", "table", {}, "Namespaced sysctls set before init, like "
       "{ \"net.ipv4.ip_forward\" = \"1\" }.", parse=_str_map),
+
+    S("proc.lxcfs", "auto or bool", "auto", "Bind lxcfs's proc/meminfo, cpuinfo, stat, "
+      "uptime, loadavg, diskstats, swaps and sys/devices/system/cpu over the container's own "
+      "(read-only, as LXC's lxcfs hook does), so free, top and uptime show its memory limit, "
+      "its CPUs (limits.cpuset; limits.cpus too when lxcfs runs with --enable-cfs) and its "
+      "start (nproc asks the kernel for its cpuset): \"auto\" when lxcfs runs at "
+      "proc.lxcfs_path, true (the start fails when it does not) or false. If lxcfs stops or "
+      "restarts, the container keeps running with a stale view (lxpy-info says so): restart "
+      "the container once lxcfs runs again to refresh it.",
+      parse=_auto_bool, example="auto"),
+    S("proc.lxcfs_path", "path", "/var/lib/lxcfs", "Where lxcfs is mounted on the host "
+      "(Debian's lxcfs.service: /var/lib/lxcfs).", parse=_abs_path),
 
     S("tty.max", "int", 4, "Number of ttys (/dev/tty1..N) for gettys.", parse=_int(0, 64)),
     S("tty.ptys", "int", 1024, "Maximum number of ptys in the container's devpts.",

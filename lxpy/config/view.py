@@ -13,6 +13,8 @@ from .schema import BY_KEY, LIST_SECTIONS, SECTIONS, Setting, did_you_mean, map_
 
 
 def _plain(setting: Setting, value: Any) -> Any:
+    if hasattr(value, "plain"):             # a value object (idmap): as written in TOML
+        return value.plain()
     if isinstance(value, tuple):
         return [list(v) if isinstance(v, tuple) else v for v in value]
     if isinstance(value, dict):
@@ -86,7 +88,8 @@ class Config:
                 raise ConfigError(f"{key}: {table} has no entry {name!r}",
                                   f"lxpy-config get {table} shows them all")
             return self.values[table][name]
-        return self.values[key]
+        value = self.values[key]
+        return value.plain() if hasattr(value, "plain") else value     # idmap: as written
 
     def __getattr__(self, name: str) -> Any:
         # cfg.limits.memory, cfg.init.cmd, cfg.hostname
