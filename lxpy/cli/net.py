@@ -16,7 +16,8 @@ HELP = "Manage lxpy's bridge (DHCP, DNS, NAT) and port forwards to containers."
 EPILOG = """commands:
   start                         bridge + dnsmasq + NAT, as set in /etc/lxpy/lxpy.toml [net]
   stop [--force]                remove what start made (--force: even under running containers)
-  status [--format json]        bridge, addresses, leases, NAT rules, forwards
+  status [--format json]        bridge, addresses, leases, NAT rules, forwards, and the
+                                anti-spoofing filters with what they dropped
   forward add NAME tcp|udp [ADDR:]HOSTPORT[:PORT]
                                 a [[forward]] in NAME's config; live if NAME runs
   forward ls [NAME] [--format json]
@@ -77,6 +78,10 @@ def _print_status(st: dict) -> None:
     print("Forwards:" + ("" if st["forwards"] else "   -"))
     for f in st["forwards"]:
         print(f"            {_fwd_line(f)}")
+    print("Filters:" + ("" if st["filters"] else "    -"))
+    for f in st["filters"]:
+        print(f"            {f['container']} {f['host']}: {f['dropped']} dropped "
+              f"(nft list table {f['table']})")
 
 
 def _fwd_line(f: dict) -> str:

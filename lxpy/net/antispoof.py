@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from . import nft
+from . import nft, records
 
 FAMILY = "netdev"
 
@@ -118,3 +118,12 @@ def dropped(host_end: str) -> int:
         if any("drop" in e for e in exprs):
             n += sum(e["counter"].get("packets", 0) for e in exprs if "counter" in e)
     return n
+
+
+def live() -> list[dict[str, object]]:
+    """The filters of the running containers (any lxpath), with what each dropped."""
+    return [{"container": rec.get("container"), "lxpath": rec.get("lxpath"),
+             "host": i["host"], "table": f"{FAMILY} {table_name(i['host'])}",
+             "dropped": dropped(i["host"])}
+            for rec in records.containers()[0] for i in rec.get("ifaces", [])
+            if i.get("filter")]

@@ -142,6 +142,9 @@ def test_spoofed_sources_are_dropped_and_counted(bridge, lxpy, lxpath, fam):  # 
         listed = subprocess.run(["nft", "list", "table", "netdev", table], capture_output=True,
                                 text=True).stdout
         assert "counter packets" in listed and "drop" in listed
+        st = json.loads(lxpy("net", "status", "--format", "json", lxpath=False).stdout)
+        assert any(f["host"] == host_end and f["dropped"] >= 2 for f in st["filters"])
+        assert f"{host_end}: " in lxpy("net", "status", lxpath=False).stdout
     finally:
         lxpy("stop", "-n", "spf", "-k")
     assert f"{table}" not in _tables()
