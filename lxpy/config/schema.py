@@ -480,12 +480,61 @@ def _raw_cgroup(v: Any) -> dict[str, str]:
     return m
 
 
-def _ports(v: Any) -> tuple[str, ...]:
-    t = _str_list(v)
-    for p in t:
-        if not re.fullmatch(r"(tcp|udp)/\d{1,5}:\d{1,5}", p):
-            raise ValueError(f"{p!r} is not a port forward (like \"tcp/8080:80\")")
-    return t
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(bit|bps)\s*$", re.IGNORECASE)
+_RATE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_rate(v: Any) -> int:
+    """'100mbit' -> bits per second (tc's units: kbit, mbit, gbit are powers of 1000; kbps,
+    mbps ... are bytes per second). At least 8kbit."""
+    m = _RATE_RE.match(v) if isinstance(v, str) else None
+    if not m:
+        raise ValueError(f"{v!r} is not a rate (like \"100mbit\", \"1gbit\" or \"500kbps\")")
+    n = float(m.group(1)) * _RATE_UNITS[m.group(2).lower()] * (8 if m.group(3).lower() == "bps"
+                                                                else 1)
+    if n < 8000:
+        raise ValueError(f"{v!r} is below what tc shapes (at least 8kbit)")
+    if n > 1 << 63:
+        raise ValueError(f"{v!r} is more than any rate tc takes")
+    return int(n)
+
+
+def _rate(v: Any) -> str:
+    """A rate as written ("" for none), checked by parse_rate."""
+    if v != "":
+        parse_rate(v)
+    return v
+
+
+def _listen(v: Any) -> str:
+    """A forward's host side: a port (every host address), or "ADDR:PORT" ("[V6]:PORT")."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)
+    if not isinstance(v, str):
+        raise ValueError(f"{v!r} is not a port or \"ADDR:PORT\" (like 8080 or "
+                         "\"192.0.2.10:8080\")")
+    addr, _sep, port = v.rpartition(":")
+    if addr.startswith("[") and addr.endswith("]"):
+        addr = addr[1:-1]
+        fam = 6
+    else:
+        fam = 4
+    try:
+        if addr and ipaddress.ip_address(addr).version != fam:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{v!r}: {addr!r} is not an IPv4 address or a bracketed IPv6 address "
+                         "(like 192.0.2.10:8080 or [2001:db8::1]:8080)") from None
+    _port(port)
+    return v
+
+
+def _port(v: Any) -> int:
+    if isinstance(v, str) and v.strip().isdigit():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
+        raise ValueError(f"{v!r} is not a port (1-65535)")
+    return v
 
 
 def _mount_options(v: Any) -> tuple[str, ...]:
@@ -687,27 +736,55 @@ MOUNT_SETTINGS: tuple[Setting, ...] = (
 )
 
 NET_SETTINGS: tuple[Setting, ...] = (
-    S("type", "net type", "veth", "veth, macvlan, phys, empty or none.",
-      parse=_enum("veth", "macvlan", "phys", "empty", "none")),
-    S("link", STR, "", "veth: bridge to attach the host end to; macvlan/phys: host device."),
+    S("type", "net type", "veth", "veth, macvlan, ipvlan, vlan, routed, phys, empty or none.",
+      parse=_enum("veth", "macvlan", "ipvlan", "vlan", "routed", "phys", "empty", "none")),
+    S("link", STR, "", "veth: bridge to attach the host end to; macvlan/ipvlan/vlan/phys: host "
+      "device; routed: the host device to answer ARP/NDP on for the addresses (optional)."),
     S("name", "interface name", "eth0", "Interface name inside the container.", parse=_ifname),
-    S("veth_host", "interface name", "", "veth: name of the host end (default: from the "
-      "container's name).", parse=_ifname),
+    S("veth_host", "interface name", "", "veth/routed: name of the host end (default: from "
+      "the container's name).", parse=_ifname),
     S("hwaddr", "MAC address", "", "MAC address; xx is filled with random digits at create.",
       parse=_hwaddr),
     S("mtu", "int", 0, "MTU (0: the kernel's default).", parse=_int(0, 65535)),
     S("macvlan_mode", "mode", "bridge", "macvlan: private, vepa, bridge or passthru.",
       parse=_enum("private", "vepa", "bridge", "passthru")),
-    S("ipv4", "list of addresses", (), "Static IPv4 addresses with prefix.", parse=_addr_list(4)),
-    S("ipv6", "list of addresses", (), "Static IPv6 addresses with prefix.", parse=_addr_list(6)),
+    S("ipvlan_mode", "mode", "l3s", "ipvlan: l2, l3 or l3s (l3 modes route through the host "
+      "device; no gateway is needed).", parse=_enum("l2", "l3", "l3s")),
+    S("vlan", "int", None, "vlan: the VLAN id (1-4094) on link.", parse=_int(1, 4094)),
+    S("ipv4", "list of addresses", (), "Static IPv4 addresses with prefix (routed: /32).",
+      parse=_addr_list(4)),
+    S("ipv6", "list of addresses", (), "Static IPv6 addresses with prefix (routed: /128).",
+      parse=_addr_list(6)),
     S("gateway4", "address", "", "IPv4 default gateway (or \"auto\": the bridge's address).",
       parse=_gateway(4)),
     S("gateway6", "address", "", "IPv6 default gateway.", parse=_gateway(6)),
     S("dhcp", BOOL, False, "Ask for an address by DHCP inside the guest."),
-    S("forward", "list of ports", (), "Published ports, like [\"tcp/8080:80\"].", parse=_ports),
+    S("ingress", "rate", "", "veth/routed: limit what the container receives, like "
+      "\"100mbit\" (tc tbf on the host end).", parse=_rate, example="100mbit"),
+    S("egress", "rate", "", "veth/routed: limit what the container sends, like \"100mbit\" "
+      "(the host end's ingress redirected to an ifb device shaped by tbf).",
+      parse=_rate, example="100mbit"),
+    S("mac_filtering", BOOL, False, "veth/routed: drop frames the container sends from "
+      "another MAC than its own (nft table netdev lxpy-filter-HOSTEND)."),
+    S("ipv4_filtering", BOOL, False, "veth/routed: drop IPv4 and ARP the container sends "
+      "from another address than its net.N.ipv4 (with dhcp: the reserved lease); implies "
+      "mac_filtering."),
+    S("ipv6_filtering", BOOL, False, "veth/routed: drop IPv6 the container sends from "
+      "another address than its net.N.ipv6 and its MAC's EUI-64 link-local; implies "
+      "mac_filtering."),
 )
 
-LIST_SECTIONS: dict[str, tuple[Setting, ...]] = {"mount": MOUNT_SETTINGS, "net": NET_SETTINGS}
+FORWARD_SETTINGS: tuple[Setting, ...] = (
+    S("proto", "protocol", "tcp", "tcp or udp.", parse=_enum("tcp", "udp")),
+    S("listen", "listen address", "", "Host side: a port (every host address, IPv4 and "
+      "IPv6), or \"ADDR:PORT\" / \"[V6ADDR]:PORT\" (that address only; 0.0.0.0 and [::] "
+      "every address of one family).", parse=_listen, example="0.0.0.0:8080"),
+    S("port", "int", None, "The port in the container (default: the listen port).",
+      parse=_port, example="80"),
+)
+
+LIST_SECTIONS: dict[str, tuple[Setting, ...]] = {"mount": MOUNT_SETTINGS, "net": NET_SETTINGS,
+                                                  "forward": FORWARD_SETTINGS}
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 

@@ -1,5 +1,6 @@
 """A validated config, read-only: cfg.limits.memory reads values["limits.memory"]; its
-[[mount]] and [[net]] entries are frozen dataclasses made from their settings tables."""
+[[mount]], [[net]] and [[forward]] entries are frozen dataclasses made from their settings
+tables."""
 
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ class Config:
     net: tuple[Any, ...]
     files: tuple[str, ...]          # the files merged, in order
     explicit: frozenset[str]        # keys some file set (not defaults)
+    forward: tuple[Any, ...] = ()   # [[forward]]: published ports
 
     def get(self, key: str) -> Any:
         parts = key.split(".")
