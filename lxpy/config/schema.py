@@ -67,6 +67,14 @@ def _memory_limit(v: Any) -> int:
     return n
 
 
+def _disk_limit(v: Any) -> int:
+    n = parse_size(v)
+    if n < 1 << 20:
+        raise ValueError(f"{v!r} leaves no room for the container's own files; a disk limit "
+                         "is at least 1M")
+    return n
+
+
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -477,6 +485,12 @@ SETTINGS: tuple[Setting, ...] = (
       "blkio.weight scaled to 10-1000).", parse=_int(1, 10000), live=True),
     S("limits.hugepages", "table", {}, "Huge page limits per page size, like "
       "{ \"2MB\" = \"64M\" }.", parse=_hugepages, live=True),
+    S("limits.disk", "size", None, "What the container may write to its rootfs, at least 1M: "
+      "a btrfs qgroup on its subvolume (exclusive bytes: shared with a snapshot origin is not "
+      "counted), or an ext4/xfs project quota on its tree (dir) or delta (overlay). Applied "
+      "at once by lxpy-config set, running or not; an error where the filesystem cannot "
+      "enforce it (lxpy-checkconfig, lxpy-storage).", parse=_disk_limit, example="20G",
+      live=True),
     S("limits.raw.v1", "table", {}, "Raw cgroup v1 files to write, applied only on v1 "
       "(like \"memory.swappiness\" = \"10\").", parse=_raw_cgroup),
     S("limits.raw.v2", "table", {}, "Raw cgroup v2 files to write, applied only on v2 "
