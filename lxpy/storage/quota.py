@@ -40,8 +40,9 @@ from . import get
 
 log = logging.getLogger("lxpy.storage")
 
-POOL_HINT = ("make a storage pool with quotas and put the container there: lxpy-storage "
-             "create NAME --driver btrfs --size 50G, then lxpy-copy -P POOL_PATH -B btrfs")
+POOL_HINT = ("use a pool that enforces it: lxpy-storage create NAME --driver btrfs --size 50G "
+             "(or xfs), then lxpy-copy -n CT -N CT -p POOL_PATH -B btrfs (lxpy-storage info "
+             "NAME gives POOL_PATH)")
 
 
 def _existing(p: Path) -> Path:
