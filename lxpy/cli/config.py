@@ -113,16 +113,20 @@ def run(args) -> int:
                 raise ConfigError(f"{args.key} cannot be changed on a running container",
                                   "set it without --live and restart the container")
         if args.key == DISK_KEY:        # refused before config.toml changes
+            try:
+                BY_KEY[DISK_KEY].parse(args.value)
+            except ValueError as e:
+                raise ConfigError(f"{DISK_KEY}: {e}") from None
             quota.check(c.name, c.dir, c.config)
         set_keys(c.config_path, {args.key: args.value})
         if args.key == DISK_KEY:        # the filesystem holds it: applied, running or not
-            quota.apply(c.name, c.dir, c.config)
+            quota.apply(c.name, c.dir, c.reload())
         elif args.live:
             apply_live(c, args.key, args.value)
         return 0
     if args.action == "unset":
         set_keys(c.config_path, {}, unset=[args.key])
         if args.key == DISK_KEY:
-            quota.apply(c.name, c.dir, c.config)
+            quota.apply(c.name, c.dir, c.reload())
         return 0
     return 2

@@ -40,9 +40,8 @@ from . import get
 
 log = logging.getLogger("lxpy.storage")
 
-POOL_HINT = ("use a pool that enforces it: lxpy-storage create NAME --driver btrfs --size 50G "
-             "(or xfs), then lxpy-copy -n CT -N CT -p POOL_PATH -B btrfs (lxpy-storage info "
-             "NAME gives POOL_PATH)")
+POOL_HINT = ("put the container in a pool that enforces it: lxpy-storage create POOL --driver "
+             "btrfs --size 50G, then lxpy-copy -n NAME -N NAME -p POOL_PATH -B btrfs")
 
 
 def _existing(p: Path) -> Path:
@@ -161,13 +160,12 @@ class ProjectQuota(Enforcer):
     def _why(p: Path, e: OSError) -> str:
         name = fs_name(p)
         if e.errno == errno.ENOSYS:
-            return (f"{p} is on {name}, and this kernel has no disk quota support "
-                    "(CONFIG_QUOTA)")
+            return f"this kernel has no disk quotas (CONFIG_QUOTA) for the {name} of {p}"
         if e.errno == errno.ESRCH:
-            how = ("mkfs.ext4 -O quota,project (or tune2fs -O quota,project) and mount -o "
-                   "prjquota" if name == "ext4" else "mount -o prjquota")
-            return f"{p} is on {name} without project quotas on ({how})"
-        return f"{p}: project quotas unusable on {name}: {e.strerror}"
+            how = "-O quota,project, mounted -o prjquota" if name == "ext4" else \
+                "mounted -o prjquota"
+            return f"the {name} of {p} has no project quotas on (it needs {how})"
+        return f"project quotas unusable on the {name} of {p}: {e.strerror}"
 
     @staticmethod
     def project_id(path: Path) -> int:
@@ -254,8 +252,8 @@ def check(name: str, cdir: Path, cfg: Any) -> None:
     if ok and path.exists():
         ok, why = enf.target_ok(path)
     if not ok:
-        raise StorageError(f"container {name!r}: limits.disk cannot be enforced on the "
-                           f"{cfg.rootfs.backend} backend here: {why}", POOL_HINT)
+        raise StorageError(f"container {name!r}: limits.disk cannot be enforced: {why}",
+                           POOL_HINT)
 
 
 def apply(name: str, cdir: Path, cfg: Any) -> None:
