@@ -86,5 +86,5 @@ def run(args) -> int:
                       for d in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for r in table:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     return 0
