@@ -59,20 +59,18 @@ def _size_max(n: int, given: Any) -> int:
 SIZE_MAX = (1 << 63) - 1
 
 
-def _memory_limit(v: Any) -> int:
-    n = parse_size(v)
-    if n < 1 << 20:
-        raise ValueError(f"{v!r} leaves no room for the container's init; a memory limit is "
-                         "at least 1M")
-    return n
+def _size_min_1m(room_for: str, what: str) -> Callable[[Any], int]:
+    def parse(v: Any) -> int:
+        n = parse_size(v)
+        if n < 1 << 20:
+            raise ValueError(f"{v!r} leaves no room for {room_for}; a {what} limit is at "
+                             "least 1M")
+        return n
+    return parse
 
 
-def _disk_limit(v: Any) -> int:
-    n = parse_size(v)
-    if n < 1 << 20:
-        raise ValueError(f"{v!r} leaves no room for the container's own files; a disk limit "
-                         "is at least 1M")
-    return n
+_memory_limit = _size_min_1m("the container's init", "memory")
+_disk_limit = _size_min_1m("the container's own files", "disk")
 
 
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")

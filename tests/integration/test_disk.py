@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lxpy.storage.pool import UNIT_DIR, unit_escape
-from tests.conftest import _LXPATHS, BIN, Runner
+from tests.conftest import _LXPATHS, BIN, Runner, clear_lxpath
 
 pytestmark = pytest.mark.root
 
@@ -47,14 +47,8 @@ def storage_root(tmp_path, monkeypatch):
     monkeypatch.setenv("LXPY_STORAGE", str(root))
     yield root
     for rec in sorted(root.glob("*.json")) if root.is_dir() else []:
-        lx = root / rec.stem
-        _LXPATHS.add(str(lx))
-        for c in sorted(lx.iterdir()) if lx.is_dir() else []:
-            if (c / "config.toml").exists():
-                subprocess.run([str(BIN / "lxpy-stop"), "-P", str(lx), "-n", c.name, "-k"],
-                               capture_output=True, timeout=60)
-                subprocess.run([str(BIN / "lxpy-destroy"), "-P", str(lx), "-n", c.name, "-f"],
-                               capture_output=True, timeout=60)
+        _LXPATHS.add(str(root / rec.stem))
+        clear_lxpath(root / rec.stem)
         storage("rm", rec.stem, check=False)
 
 
