@@ -14,7 +14,9 @@ enforcer per backend, in QUOTAS:
   file and directory (FS_IOC_FSSETXATTR), and quotactl sets that project's block limit. The
   filesystem must have project quotas on (ext4: mkfs -O quota,project, mount -o prjquota;
   xfs: mount -o prjquota); `df /` inside then shows the limit. A user namespace cannot
-  change a project id; a privileged container's root can (chattr -p).
+  change a project id; a privileged container's root can (chattr -p). On ext4, a task with
+  CAP_SYS_RESOURCE writes past quotas: a privileged container must drop it (check() says
+  so). xfs answers a full project with ENOSPC, ext4 with EDQUOT.
 
 A limit that cannot be enforced is an error (at lxpy-config set and at start), never
 ignored.
@@ -65,8 +67,13 @@ class Enforcer:
         """Can this data path itself carry a limit?"""
         return True, ""
 
-    def apply(self, path: Path, limit: int | None) -> None:
-        """Set path's limit in bytes (None: no limit)."""
+    def bypass(self, path: Path, cfg: Any) -> str:
+        """Why the container's root could write past the limit, or ""."""
+        return ""
+
+    def apply(self, path: Path, limit: int | None, companions: tuple[Path, ...] = ()) -> None:
+        """Set path's limit in bytes (None: no limit); companions: directories whose files
+        move into path and must count alike (overlay's work dir)."""
         raise NotImplementedError
 
     def state(self, path: Path) -> tuple[int, int | None]:
@@ -111,7 +118,7 @@ class BtrfsQgroup(Enforcer):
         if r.returncode != 0:
             raise StorageError(f"btrfs: cannot enable quotas for {path}: {r.stderr.strip()}")
 
-    def apply(self, path: Path, limit: int | None) -> None:
+    def apply(self, path: Path, limit: int | None, companions: tuple[Path, ...] = ()) -> None:
         if limit is None and self._show(path).returncode != 0:
             return                      # no quotas on this filesystem: no limit to remove
         self._ensure_enabled(path)
@@ -200,13 +207,29 @@ class ProjectQuota(Enforcer):
                 finally:
                     os.close(fd)
 
-    def apply(self, path: Path, limit: int | None) -> None:
+    def bypass(self, path: Path, cfg: Any) -> str:
+        """ext4's quotas (the kernel's generic quota code) let a task with CAP_SYS_RESOURCE
+        in the host's user namespace write past a hard limit (xfs's do not): a privileged
+        container's root, unless the capability is dropped."""
+        if statfs_type(_existing(path)) != EXT4_SUPER_MAGIC or cfg.idmap.uid:
+            return ""
+        sec = cfg.security
+        keeps = "sys_resource" in sec.cap_keep if sec.cap_keep else \
+            "sys_resource" not in sec.cap_drop
+        if not keeps:
+            return ""
+        return ("its root would hold CAP_SYS_RESOURCE, which writes past ext4 quotas: add "
+                "sys_resource to security.cap_drop, or make it unprivileged (idmap)")
+
+    def apply(self, path: Path, limit: int | None, companions: tuple[Path, ...] = ()) -> None:
         projid = self.project_id(path)
         fd = open_dir(path)
         try:
             xflags, have = fsxattr_get(fd)
             if limit is not None and (have != projid or not xflags & FS_XFLAG_PROJINHERIT):
                 self._tag_tree(path, projid)
+            for other in companions if limit is not None else ():
+                self._tag_tree(other, projid)
             quotactl_fd_set_block_limit(fd, PRJQUOTA, projid, limit or 0, os.fspath(path))
         except OSError as e:
             raise StorageError(f"cannot set the project quota of {path}: {e.strerror}",
@@ -234,6 +257,12 @@ QUOTAS: dict[str, Enforcer] = {
 }
 
 
+# backend name -> directories of the container (relative to its dir) that must share its
+# data path's project id: overlay's copy-up renames a file from work/ into the delta, and
+# a rename into a directory of another project fails (EXDEV)
+COMPANIONS: dict[str, tuple[str, ...]] = {"overlay": ("work",)}
+
+
 def _data_path(cdir: Path, cfg: Any) -> tuple[Enforcer, Path]:
     backend = str(cfg.rootfs.backend or "dir")
     return QUOTAS[backend], get(backend).data_path(Path(cdir), cfg)
@@ -251,6 +280,9 @@ def check(name: str, cdir: Path, cfg: Any) -> None:
     ok, why = enf.available(path)
     if ok and path.exists():
         ok, why = enf.target_ok(path)
+    if ok:
+        why = enf.bypass(path, cfg)
+        ok = not why
     if not ok:
         raise StorageError(f"container {name!r}: limits.disk cannot be enforced: {why}",
                            POOL_HINT)
@@ -265,7 +297,8 @@ def apply(name: str, cdir: Path, cfg: Any) -> None:
             enf.apply(path, None)
         return
     check(name, cdir, cfg)
-    enf.apply(path, int(limit))
+    companions = tuple(Path(cdir) / d for d in COMPANIONS.get(str(cfg.rootfs.backend), ()))
+    enf.apply(path, int(limit), companions)
 
 
 def state(cdir: Path, cfg: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""limits.disk by ext4 and xfs project quotas on a dir container, in a qemu guest running
+"""limits.disk by ext4 and xfs project quotas on dir and overlay containers, in a qemu guest running
 Debian's kernel (the machines here have no quota format for ext4 and no xfs quotas). One
 boot runs both filesystems' checks (tests/integration/test_disk.py -k project_quota)."""
 
@@ -16,8 +16,9 @@ from test_cgroup2_vm import _cases  # noqa: E402
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.root]
 
-MUST_PASS = ["test_project_quota_dir_container[ext4]", "test_project_quota_dir_container[xfs]"]
-GUEST_TIMEOUT = 600
+MUST_PASS = [f"test_project_quota_container[{fs}-{b}]" for fs in ("ext4", "xfs")
+             for b in ("dir", "overlay")]
+GUEST_TIMEOUT = 900
 
 
 def test_project_quotas_in_vm():
