@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -184,14 +185,20 @@ def project_lxpath(request, tmp_path):
     mkfs = PROJECT_FS[fs]
     if not shutil.which(mkfs[0]):
         pytest.skip(f"{mkfs[0]} is not installed")
-    img, mnt = tmp_path / f"{fs}.img", tmp_path / fs
+    # the image on a disk: a guest's /tmp is a tmpfs in its RAM, which the writes would fill
+    images = Path(tempfile.mkdtemp(prefix="lxpy-test-disk-", dir="/var/tmp"))
+    img, mnt = images / f"{fs}.img", tmp_path / fs
     mnt.mkdir()
     with open(img, "wb") as f:
         f.truncate(512 * MiB)
-    subprocess.run([*mkfs, str(img)], check=True, capture_output=True)
+    r = subprocess.run([*mkfs, str(img)], capture_output=True, text=True)
+    if r.returncode != 0:
+        shutil.rmtree(images)
+        raise AssertionError(f"{mkfs[0]}: {r.stderr}")
     r = subprocess.run(["mount", "-o", "loop,prjquota", str(img), str(mnt)],
                        capture_output=True, text=True)
     if r.returncode != 0:
+        shutil.rmtree(images)
         pytest.skip(f"this kernel cannot mount {fs} with project quotas (tests/vm runs this): "
                     f"{r.stderr.strip().splitlines()[0]}")
     lx = mnt / "lxpath"
@@ -202,6 +209,7 @@ def project_lxpath(request, tmp_path):
     finally:
         clear_lxpath(lx)
         subprocess.run(["umount", str(mnt)], capture_output=True)   # autoclear: loop goes
+        shutil.rmtree(images)
 
 
 @pytest.mark.parametrize("backend", ["dir", "overlay"])

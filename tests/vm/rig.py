@@ -32,8 +32,8 @@ MIRROR = os.environ.get("LXPY_VM_MIRROR", "http://deb.debian.org/debian")
 PACKAGES = ["python3", "python3-venv", "busybox-static", "iproute2", "procps", "kmod",
             "xfsprogs"]
 # modules the guest can modprobe (with their dependencies): loop files, xfs, ext4's quota
-# format (project quotas: tests/vm/test_disk_vm.py)
-GUEST_MODULES = ["loop", "xfs", "quota_v2"]
+# format, overlayfs (project quotas on dir and overlay containers: tests/vm/test_disk_vm.py)
+GUEST_MODULES = ["loop", "xfs", "quota_v2", "overlay"]
 # 9p over virtio, in load order (virtio, virtio_ring, virtio_pci, ext4 come with the initrd).
 NINEP_MODULES = ["fs/netfs/netfs.ko", "fs/fscache/fscache.ko", "net/9p/9pnet.ko",
                  "net/9p/9pnet_virtio.ko", "fs/9p/9p.ko"]

@@ -29,7 +29,7 @@ def test_project_quotas_in_vm():
         pytest.skip(f"the VM rig needs: {', '.join(missing)}")
     venv = rig.ensure_venv(rig.REPO)
     cmd = (f"export PYTHONDONTWRITEBYTECODE=1 LXPY_IN_VM=1\n"
-           f"modprobe -a loop xfs quota_v2\n"
+           f"modprobe -a loop xfs quota_v2 overlay\n"
            f"timeout {GUEST_TIMEOUT} {venv}/bin/python -m pytest -p no:cacheprovider -v -rs "
            f"--junitxml=/results/junit.xml -k project_quota tests/integration/test_disk.py")
     r = rig.run(cmd, repo=rig.REPO, timeout=GUEST_TIMEOUT + 120)
