@@ -52,7 +52,7 @@ def qcmd(cmd: int, qtype: int) -> int:
 
 def fsxattr_get(fd: int) -> tuple[int, int]:
     """(xflags, projid) of the open file fd."""
-    buf = bytearray(_FSXATTR.size + 8)
+    buf = bytearray(_FSXATTR.size)
     fcntl.ioctl(fd, FS_IOC_FSGETXATTR, buf)
     xflags, _ext, _n, projid, _cow = _FSXATTR.unpack_from(buf)
     return xflags, projid
@@ -61,7 +61,7 @@ def fsxattr_get(fd: int) -> tuple[int, int]:
 def fsxattr_set_project(fd: int, projid: int, inherit: bool) -> None:
     """Give the open file fd the project id projid; inherit (directories): what is made in
     it gets the same id."""
-    buf = bytearray(_FSXATTR.size + 8)
+    buf = bytearray(_FSXATTR.size)
     fcntl.ioctl(fd, FS_IOC_FSGETXATTR, buf)
     xflags, ext, n, _old, cow = _FSXATTR.unpack_from(buf)
     xflags = xflags | FS_XFLAG_PROJINHERIT if inherit else xflags & ~FS_XFLAG_PROJINHERIT

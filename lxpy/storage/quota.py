@@ -104,8 +104,11 @@ class BtrfsQgroup(Enforcer):
     def _btrfs(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["btrfs", *args], capture_output=True, text=True)
 
-    def _show(self, path: Path) -> subprocess.CompletedProcess:
-        return self._btrfs("qgroup", "show", "-ref", "--raw", "--sync", os.fspath(path))
+    def _show(self, path: Path, sync: bool = False) -> subprocess.CompletedProcess:
+        """The qgroups over path; sync: after a commit, so that the numbers are current
+        (a sync of the filesystem: lxpy-info only, never on the way to a start)."""
+        return self._btrfs("qgroup", "show", "-ref", "--raw", *(["--sync"] if sync else []),
+                           os.fspath(path))
 
     def _ensure_enabled(self, path: Path) -> None:
         if self._show(path).returncode == 0:
@@ -129,7 +132,7 @@ class BtrfsQgroup(Enforcer):
                                f"{r.stderr.strip()}")
 
     def state(self, path: Path) -> tuple[int, int | None]:
-        r = self._show(path)
+        r = self._show(path, sync=True)
         if r.returncode != 0:
             raise StorageError(f"btrfs: no qgroup for {path}: {r.stderr.strip()}",
                                "lxpy-config set NAME limits.disk SIZE sets one")

@@ -104,6 +104,12 @@ def test_btrfs_pool_limits_disk(storage_root):
     lx("attach", "-n", "a", "--", "dd", "if=/dev/zero", "of=/more", "bs=1M", "count=30")
     assert quota_of(lx, "a")["limit"] == 150 * MiB
 
+    lx("config", "-n", "a", "unset", "limits.disk")          # lifted, on the filesystem too
+    assert "Disk limit:" not in lx("info", "-n", "a").stdout
+    r = subprocess.run(["btrfs", "qgroup", "show", "-ref", "--raw", "-f",
+                        str(path / "a" / "rootfs")], capture_output=True, text=True)
+    assert r.stdout.splitlines()[-1].split()[4] == "none", r.stdout
+
     one_line_error(storage("rm", "pool1", check=False), 1, "holds containers: a, b")
     for n in ("a", "b"):
         lx("stop", "-n", n, "-k")

@@ -29,14 +29,19 @@ GUEST_TESTS = ["tests/integration/test_cgroups.py"]
 GUEST_TIMEOUT = 900     # seconds for the whole batch in the guest (TCG on a busy host)
 
 
-@pytest.fixture(scope="module")
-def guest_run():
+def rig_venv() -> Path:
+    """The venv the guest runs; skips when this host cannot run the rig."""
     if os.geteuid() != 0:
         pytest.skip("the VM rig needs root")
     missing = rig.missing_tools()
     if missing:
         pytest.skip(f"the VM rig needs: {', '.join(missing)}")
-    venv = rig.ensure_venv(rig.REPO)
+    return rig.ensure_venv(rig.REPO)
+
+
+@pytest.fixture(scope="module")
+def guest_run():
+    venv = rig_venv()
     extra = [t for t in ("tests/integration/test_cgroups_container.py",)
              if (rig.REPO / t).exists()]
     cmd = (f"export PYTHONDONTWRITEBYTECODE=1 LXPY_EXPECT_CGROUP=v2 LXPY_IN_VM=1\n"

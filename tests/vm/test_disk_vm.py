@@ -4,7 +4,6 @@ boot runs both filesystems' checks (tests/integration/test_disk.py -k project_qu
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rig  # noqa: E402
-from test_cgroup2_vm import _cases  # noqa: E402
+from test_cgroup2_vm import _cases, rig_venv  # noqa: E402
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow, pytest.mark.root]
 
@@ -22,12 +21,7 @@ GUEST_TIMEOUT = 900
 
 
 def test_project_quotas_in_vm():
-    if os.geteuid() != 0:
-        pytest.skip("the VM rig needs root")
-    missing = rig.missing_tools()
-    if missing:
-        pytest.skip(f"the VM rig needs: {', '.join(missing)}")
-    venv = rig.ensure_venv(rig.REPO)
+    venv = rig_venv()
     cmd = (f"export PYTHONDONTWRITEBYTECODE=1 LXPY_IN_VM=1\n"
            f"modprobe -a loop xfs quota_v2 overlay\n"
            f"timeout {GUEST_TIMEOUT} {venv}/bin/python -m pytest -p no:cacheprovider -v -rs "
