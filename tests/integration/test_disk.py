@@ -17,6 +17,7 @@ import pytest
 
 from lxpy.storage.pool import UNIT_DIR, unit_escape
 from tests.conftest import _LXPATHS, BIN, Runner, clear_lxpath
+from tests.integration.test_packaging import COMPLETION, _complete
 
 pytestmark = pytest.mark.root
 
@@ -73,6 +74,9 @@ def test_btrfs_pool_limits_disk(storage_root):
         r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                            text=True)
         assert r.returncode == 0, r.stderr
+    env, comp = dict(os.environ), str(COMPLETION)
+    assert _complete(["lxpy-storage", "i"], env, comp) == ["info"]
+    assert _complete(["lxpy", "storage", "rm", "po"], env, comp) == ["pool1"]
     _LXPATHS.add(str(path))
     lx = Runner(path)                   # the pool is an lxpath
     for n in ("a", "b"):
