@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
-from lxpy import storage
+from lxpy import idmap, lxcfs, storage
 from lxpy.container import Container
 from lxpy.errors import ConfigError, LxpyError
 from lxpy.lifecycle.depends import fallback_config
-from lxpy.status import addresses, cgroup_stats, state_of, unprivileged
+from lxpy.status import addresses, cgroup_stats, state_of
 from lxpy.storage import quota
 from lxpy.storage.base import rootfs_dir
 
@@ -63,7 +63,7 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
             "config_files": list(cfg.files),
             "autostart": {"enabled": cfg.autostart.enabled, "order": cfg.autostart.order,
                           "delay": cfg.autostart.delay, "groups": list(cfg.autostart.groups)},
-            "unprivileged": unprivileged(cfg),
+            "idmap": idmap.describe(c, cfg),
             "limits": {k.removeprefix("limits."): v for k, v in cfg.values.items()
                        if k.startswith("limits.") and v not in (None, {}, ())},
         })
@@ -89,7 +89,27 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
     info["resources"] = cgroup_stats(c, st)
     # skip_loopback: the text output leaves lo out, so a netns with only lo needs no dump
     info["interfaces"] = addresses(st.pid, skip_loopback) if st.pid else {}
+    # its lxcfs binds (proc.lxcfs): stale once lxcfs stopped or restarted
+    view = lxcfs.view(st.pid) if st.pid and st.state != "STOPPED" else None
+    if view is not None:
+        info["proc_view"] = view
     return info
+
+
+def _idmap_lines(m: dict) -> list[tuple[str, str]]:
+    """Privileged: yes; or no, the setting, and the ids it holds (0-65535 -> 1065536-1131071)."""
+    if m["privileged"]:
+        return [("Privileged", "yes (idmap = \"none\": root inside is root on the host)")]
+    if m.get("error"):
+        return [("Privileged", "no"), ("Id map", f"{m['mode']}: {m['error']}")]
+    if m["uid"] is None:
+        return [("Privileged", "no"), ("Id map", f"{m['mode']}: no block yet (given at start)")]
+
+    def ranges(triples: list) -> str:
+        return ", ".join(f"{a}-{a + n - 1} -> {b}-{b + n - 1}" if n > 1 else f"{a} -> {b}"
+                         for a, b, n in triples)
+    return [("Privileged", "no"), ("Id map", m["mode"]), ("Uid map", ranges(m["uid"])),
+            ("Gid map", ranges(m["gid"]))]
 
 
 def run(args) -> int:
@@ -129,7 +149,7 @@ def run(args) -> int:
         a = info["autostart"]
         lines.append(("Autostart", f"{'yes' if a['enabled'] else 'no'} (order {a['order']}, "
                                    f"delay {a['delay']}s, groups {','.join(a['groups']) or '-'})"))
-        lines.append(("Unprivileged", "yes" if info["unprivileged"] else "no"))
+        lines += _idmap_lines(info["idmap"])
     for k, v in info.get("limits", {}).items():
         lines.append((f"Limit {k}", _human(v, raw) if k.startswith(("memory", "disk")) else v))
     if "ready" in info:
@@ -153,6 +173,10 @@ def run(args) -> int:
         elif k.startswith(("memory", "swap", "io_")):
             v = _human(v, raw)
         lines.append((label, v))
+    view = info.get("proc_view")
+    if view is not None:
+        lines.append(("Proc view", f"stale: {view['why']}; {lxcfs.REFRESH}" if view["stale"]
+                      else f"lxcfs at {view['lxcfs']}"))
     for ifname, a in info["interfaces"].items():
         if ifname == "lo":
             continue

@@ -16,7 +16,9 @@ import pickle
 import sys
 from dataclasses import dataclass
 
+from .. import lxcfs
 from ..config.signals import parse_signal
+from ..errors import RuntimeStartError
 from ..linux import mount as m
 from ..net.plan import DEVICES
 from . import mounts as ops
@@ -143,6 +145,7 @@ def _mounts(container, cfg, *, app: bool, tty_max: int, share: dict, cgroup,
         *sysctls,
         ops.Bind("/sys", "/sys", root=root) if host_sys else
         ops.Mount("sysfs", "/sys", nsne | m.MS_RDONLY, root=root),
+        *_lxcfs(container, cfg, root),
         ops.PivotRoot(root),
         ops.Mount("tmpfs", "/dev", nse, "mode=755,size=65536k,nr_inodes=16384", source="none"),
         *([] if userns else nodes),
@@ -162,15 +165,37 @@ def _mounts(container, cfg, *, app: bool, tty_max: int, share: dict, cgroup,
         *(ops.Mask(p) for p in cfg.security.masked_paths),
     ]
     if cgroup is not None and "mnt" in create:
-        # cgroup v1 hierarchies cannot be mounted from a user namespace here
+        # In a user namespace the kernel lets its root mount cgroup2 and the host's existing
+        # v1 hierarchies (name=systemd among them) when the cgroup namespace is its own too:
+        # each mount's root is then the container's cgroup, delegated to its root
+        # (start._delegate). Without one, it refuses (EPERM): systemd then finds no cgroups.
+        own_cgroupns = "cgroup" in create
         out.append(ops.CgroupFs(tuple(tuple(x) for x in cgroup.container_mounts()),
-                                warn=warn and warn + "no cgroup filesystem inside"))
+                                warn="" if own_cgroupns else warn and warn +
+                                "no cgroup namespace of its own, so no cgroup filesystem "
+                                "inside (add cgroup to namespaces.create)"))
     out += [ops.UserMount(_source(container, mnt), mnt.target, mnt.type, tuple(mnt.options))
             for mnt in cfg.mount]
     if not app:
         out.append(ops.NotifySocket(str(container.run_dir / "notify"), init_cmd,
                                     tuple(env.items())))
     return tuple(out)
+
+
+def _lxcfs(container, cfg, root: str) -> list[ops.Op]:
+    """proc.lxcfs: lxcfs's /proc and /sys files over the container's (lxpy.lxcfs)."""
+    want, path = cfg.proc.lxcfs, cfg.proc.lxcfs_path
+    if want is False:
+        return []
+    if not lxcfs.live(path):
+        if want == "auto":
+            return []
+        raise RuntimeStartError(f"container {container.name!r}: proc.lxcfs is true but lxcfs "
+                                f"is not running at {path}",
+                                f"start it (systemctl start lxcfs, or lxcfs {path}), or set "
+                                "proc.lxcfs = \"auto\"")
+    return [ops.LxcfsBind(src, target, root, required=want is True)
+            for src, target in lxcfs.binds(path)]
 
 
 def _source(container, mnt) -> str:

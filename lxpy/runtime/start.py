@@ -47,15 +47,9 @@ log = logging.getLogger("lxpy.runtime")
 
 def _delegate(cg, uid: int, gid: int) -> None:
     """Give the container's root its cgroup (as systemd's Delegate= does), so an init in a
-    user namespace can make and manage its own sub-cgroups."""
-    for d in cg.dirs():
-        for name in ("", "cgroup.procs", "tasks", "cgroup.subtree_control", "cgroup.threads",
-                     "cgroup.clone_children", "notify_on_release"):
-            p = d / name if name else d
-            try:
-                os.chown(p, uid, gid)
-            except FileNotFoundError:
-                pass
+    user namespace can make and manage its own sub-cgroups (cgroups.DELEGATED: which
+    files, on v1 and v2)."""
+    cg.delegate(uid, gid)
 
 
 def _hook_env(container, cfg, which: str) -> dict[str, str]:
