@@ -624,9 +624,10 @@ SETTINGS: tuple[Setting, ...] = (
       "{ \"2MB\" = \"64M\" }.", parse=_hugepages, live=True),
     S("limits.disk", "size", None, "What the container may write to its rootfs, at least 1M: "
       "a btrfs qgroup on its subvolume (exclusive bytes: shared with a snapshot origin is not "
-      "counted), or an ext4/xfs project quota on its tree (dir) or delta (overlay). Applied "
-      "at once by lxpy-config set, running or not; an error where the filesystem cannot "
-      "enforce it (lxpy-checkconfig, lxpy-storage).", parse=_disk_limit, example="20G",
+      "counted; df / inside shows the whole filesystem), or an ext4/xfs project quota on its "
+      "tree (dir) or delta (overlay; df / inside shows the limit). Applied at once by "
+      "lxpy-config set, running or not; an error where the filesystem cannot enforce it "
+      "(lxpy-checkconfig, lxpy-storage).", parse=_disk_limit, example="20G",
       live=True),
     S("limits.raw.v1", "table", {}, "Raw cgroup v1 files to write, applied only on v1 "
       "(like \"memory.swappiness\" = \"10\").", parse=_raw_cgroup),
