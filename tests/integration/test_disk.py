@@ -99,6 +99,12 @@ def test_btrfs_pool_limits_disk(storage_root):
     # the neighbour in the same pool writes past a's limit
     lx("attach", "-n", "b", "--", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=120")
 
+    # exclusive bytes: a snapshot clone of b is not charged for the 120M it shares with b
+    lx("copy", "-n", "b", "-N", "c", "-s", "-a")
+    lx("config", "-n", "c", "set", "limits.disk", "50M")
+    assert quota_of(lx, "c")["used"] < MiB
+    lx("destroy", "-n", "c", "-f")
+
     info = lx("info", "-n", "a").stdout
     line = next(x for x in info.splitlines() if x.startswith("Disk limit:"))
     assert "used of 100.00 MiB" in line, info
