@@ -159,7 +159,7 @@ def test_unprivileged_cpuset(lxpy, lxpath, unique, fs):
     make_busybox(lxpath, unique, extra=config(fs, UNPRIV + '[limits]\nmemory = "256M"\n'
                                                   'cpuset = "0"\n'))
     lxpy("start", "-n", unique)
-    assert not info(lxpy, unique)["privileged"]
+    assert not info(lxpy, unique)["idmap"]["privileged"]
     out = sh(lxpy, unique, "cat /proc/meminfo; echo nproc=$(nproc); echo cpus=$(grep -c "
              "^processor /proc/cpuinfo); echo online=$(cat /sys/devices/system/cpu/online); "
              "echo up=$(cut -d' ' -f1 /proc/uptime)")
