@@ -26,8 +26,8 @@ from pathlib import Path
 
 from .. import cgroups
 from ..container import Container
-from ..errors import (ConfigError, KernelFeatureError, LockBusy, NetworkError, RuntimeStartError,
-                      StateError)
+from ..errors import ConfigError, LockBusy, NetworkError, RuntimeStartError, StateError
+from ..idmap import IdMap, resolve
 from ..linux.proc import set_child_subreaper
 from ..linux.tty import openpty
 from ..net.plan import DEVICES
@@ -39,7 +39,7 @@ from . import attach, notify, proto, state
 from .cgjoin import fork_payload
 from .monitor import BOOT, main
 from .cleanup import cleanup_stale, take_lock
-from .plan import Plan, build, describe, host_id
+from .plan import Plan, build, describe
 
 log = logging.getLogger("lxpy.runtime")
 
@@ -75,22 +75,22 @@ def run_host_hooks(container, cfg, which: str, hooks) -> None:
                                     f"with status {r.returncode}", step=f"{which} hook")
 
 
-def _check(container, cfg) -> None:
-    if "user" in cfg.namespaces.create and not cfg.idmap.uid:
-        raise ConfigError(f"container {container.name!r}: a user namespace needs [idmap]",
-                          "set idmap.uid and idmap.gid, like [[0, 100000, 65536]]")
-    if cfg.idmap.uid:
+def _check(container, cfg) -> IdMap | None:
+    """What must hold before anything is made; the container's id maps (None: privileged)."""
+    idmap = resolve(container, cfg)
+    if idmap is None and "user" in cfg.namespaces.create:
+        raise ConfigError(f"container {container.name!r}: a user namespace needs an id map",
+                          "set idmap, or remove user from namespaces.create")
+    if idmap is not None:
         if "user" in cfg.namespaces.share:
             raise ConfigError(f"container {container.name!r}: [idmap] needs a user namespace "
                               "of its own", "remove user from namespaces.share")
-        if not any(inside == 0 for inside, _o, _n in cfg.idmap.uid):
+        if not any(inside == 0 for inside, _o, _n in idmap.uid):
             raise ConfigError(f"container {container.name!r}: idmap.uid maps no uid 0",
                               "map the container's root, like [[0, 100000, 65536]]")
-        if cfg.rootfs.backend != "dir":
-            raise KernelFeatureError(f"container {container.name!r}: unprivileged containers "
-                                     f"run on the dir backend only (this one is "
-                                     f"{cfg.rootfs.backend})", "lxpy-copy -B dir makes a "
-                                     "dir copy")
+        if not any(inside == 0 for inside, _o, _n in idmap.gid):
+            raise ConfigError(f"container {container.name!r}: idmap.gid maps no gid 0",
+                              "map the container's root group, like [[0, 100000, 65536]]")
     if "mnt" not in cfg.namespaces.create or "mnt" in cfg.namespaces.share:
         raise ConfigError(f"container {container.name!r}: it needs a mount namespace of its "
                           "own (its rootfs, /proc, /dev are mounted there)",
@@ -99,6 +99,7 @@ def _check(container, cfg) -> None:
     if cfg.rootfs.backend == "dir" and not container.rootfs.is_dir():
         raise ConfigError(f"container {container.name!r}: its rootfs {container.rootfs} is "
                           "not a directory", "check rootfs.path in its config.toml")
+    return idmap
 
 
 def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
@@ -107,7 +108,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
     application containers (app_cmd): this process becomes the monitor (no return)."""
     container.require()
     cfg = container.config
-    _check(container, cfg)
+    idmap = _check(container, cfg)
     try:
         lock_fd = take_lock(container, "busy")
     except LockBusy:
@@ -122,7 +123,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                              "lxpy-stop stops it")
         if info.stale:
             cleanup_stale(container, info)
-        plan = _prepare(container, cfg, undo, app_cmd)
+        plan = _prepare(container, cfg, idmap, undo, app_cmd)
         if foreground or app_cmd is not None:
             undo.pop_all()      # this process becomes the monitor: it owns the clean-up
             _become_monitor(container, plan, lock_fd)
@@ -170,7 +171,8 @@ def _share_pids(container, cfg) -> dict[str, int]:
     return out
 
 
-def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan:
+def _prepare(container, cfg, idmap: IdMap | None, undo: ExitStack,
+             app_cmd: list[str] | None) -> Plan:
     """The host side (run dir, pre-start hooks, cgroups, network), each with its undo;
     the plan, saved in the run dir."""
     share_pids = _share_pids(container, cfg)
@@ -186,8 +188,8 @@ def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan
     apply_devices = getattr(cg, "apply_devices", None)
     if apply_devices is not None:
         apply_devices(cfg)
-    if cfg.idmap.uid:
-        _delegate(cg, host_id(cfg.idmap.uid, 0), host_id(cfg.idmap.gid, 0))
+    if idmap is not None:
+        _delegate(cg, idmap.host_uid(0), idmap.host_gid(0))
     mcg = None
     if app_cmd is None:
         # The monitor gets a cgroup of its own, apart from the payload (as LXC does).
@@ -201,7 +203,7 @@ def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan
         for w in net.warnings:
             log.warning("%s: %s", container.name, w)
     ctx = attach.save_context(run_dir, cfg)
-    p = build(container, cfg, cgroup=cg, monitor_cgroup=mcg, app_cmd=app_cmd,
+    p = build(container, cfg, idmap=idmap, cgroup=cg, monitor_cgroup=mcg, app_cmd=app_cmd,
               share_pids=share_pids, attach_context=ctx,
               logs=str(log_dir(container.lxpath, container.name)))
     p.save()
@@ -213,12 +215,12 @@ def dry_run(container) -> list[str]:
     nothing (the cgroups are named, not made)."""
     container.require()
     cfg = container.config
-    _check(container, cfg)
+    idmap = _check(container, cfg)
     drv = cgroups.driver()
     parent = drv.parent_path(system_config().cgroup_parent)
     cg, mcg = (drv.cgroup_class(drv, "/".join(x for x in (parent, name) if x))
                for name in (container.name, f"lxpy.monitor.{container.name}"))
-    p = build(container, cfg, cgroup=cg, monitor_cgroup=mcg, app_cmd=None,
+    p = build(container, cfg, idmap=idmap, cgroup=cg, monitor_cgroup=mcg, app_cmd=None,
               share_pids=_share_pids(container, cfg), attach_context=attach.make_context(cfg),
               logs=str(log_dir(container.lxpath, container.name)))
     lines = describe(p)
@@ -371,7 +373,6 @@ def _daemon_stdio(container, logfile: str | None) -> None:
 def _start_error(container, msg: dict[str, str]) -> RuntimeStartError:
     err = int(msg.get("errno") or 0)
     text = msg.get("message") or "unknown failure"
-    hint = None
     step = msg.get("step", "")
     if step.startswith("exec init"):
         hint = "check init.cmd in its config.toml and that the program exists in its rootfs"
@@ -379,6 +380,9 @@ def _start_error(container, msg: dict[str, str]) -> RuntimeStartError:
         hint = "check the command and that it exists in the container's rootfs"
     elif err == errno.EPERM:
         hint = "lxpy-checkconfig tells which kernel features this host lacks"
+    else:
+        hint = None
+    hint = msg.get("hint") or hint      # the storage layer's, from the idmap helper
     e = RuntimeStartError(f"container {container.name!r} failed to start: {text}", hint,
                           step=step or None, syscall=msg.get("syscall") or None,
                           errno=err or None, path=msg.get("path") or None)
