@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    items = checks()
+    items = checks(args.lxpath)
     if args.format == "json":
         json.dump([c.__dict__ for c in items], sys.stdout, indent=2)
         print()

@@ -371,13 +371,18 @@ class CgroupFs(Op):
 
 @dataclass(frozen=True)
 class UserMount(Op):
-    """A [[mount]] entry of the config. A bind mount's source is taken on the host; the
-    target resolves inside the container (realpath after pivot_root)."""
+    """A [[mount]] entry of the config. A bind mount's source is taken on the host (by PID 1;
+    in an unprivileged container by the namespace helper, as host root, idmapped unless
+    "noidmap"); the target resolves inside the container (realpath after pivot_root)."""
     source: str
     target: str
     type: str
     options: tuple[str, ...]
-    idmapped: bool = False      # a bind mount in an unprivileged container, not "noidmap"
+    unprivileged: bool = False
+
+    @property
+    def idmapped(self) -> bool:
+        return self.unprivileged and self.type == "bind" and "noidmap" not in self.options
 
     def describe(self) -> str:
         what = f"bind {self.source}" if self.type == "bind" else \
@@ -385,30 +390,36 @@ class UserMount(Op):
         return f"{what} on {self.target} ({','.join(self.options)})" + (
             ", idmapped to the container's ids" if self.idmapped else "")
 
-    def _source_there(self) -> bool:
-        if os.path.exists(self.source):
-            return True
-        if "optional" in self.options:
-            return False
-        raise FileNotFoundError(2, "open_tree(): No such file or directory", self.source)
-
-    def helper_tree(self, helper: Helper) -> int | None:
-        if not self.idmapped or not self._source_there():
-            return None
-        from ..storage.base import idmapped_clone  # only in the namespace helper
-        return idmapped_clone(self.source, helper.userns_fd, recursive="rbind" in self.options,
-                              readonly="ro" in self.options)
-
-    def take(self, run: Run) -> None:
-        if self.type != "bind" or self in run.trees or not self._source_there():
-            return      # not a bind mount, the helper made it, or optional and not there
+    def _clone(self, userns_fd: int | None = None) -> int | None:
+        """The source's detached clone (read-only with "ro", recursive with "rbind",
+        idmapped through userns_fd if given); None when it is optional and not there."""
+        if not os.path.exists(self.source):
+            if "optional" in self.options:
+                return None
+            raise FileNotFoundError(2, "open_tree(): No such file or directory", self.source)
         rbind = "rbind" in self.options
+        if userns_fd is not None:
+            from ..storage.base import idmapped_clone  # only in the namespace helper
+            return idmapped_clone(self.source, userns_fd, recursive=rbind,
+                                  readonly="ro" in self.options)
         fd = m.open_tree(self.source, m.OPEN_TREE_CLONE | m.OPEN_TREE_CLOEXEC |
                          (m.AT_RECURSIVE if rbind else 0))
-        run.trees[self] = fd
         if "ro" in self.options:
             m.mount_setattr(fd, m.MOUNT_ATTR_RDONLY,
                             flags=m.AT_EMPTY_PATH | (m.AT_RECURSIVE if rbind else 0))
+        return fd
+
+    def helper_tree(self, helper: Helper) -> int | None:
+        if not self.unprivileged or self.type != "bind":
+            return None
+        return self._clone(helper.userns_fd if self.idmapped else None)
+
+    def take(self, run: Run) -> None:
+        if self.type != "bind" or self.unprivileged:
+            return      # not a bind mount, or the namespace helper took it
+        fd = self._clone()
+        if fd is not None:
+            run.trees[self] = fd
 
     def execute(self, run: Run) -> None:
         if self.type == "bind" and self not in run.trees:

@@ -164,8 +164,7 @@ def _mounts(container, cfg, *, userns: bool, app: bool, tty_max: int, share: dic
         out.append(ops.CgroupFs(tuple(tuple(x) for x in cgroup.container_mounts()),
                                 warn=warn and warn + "no cgroup filesystem inside"))
     out += [ops.UserMount(_source(container, mnt), mnt.target, mnt.type, tuple(mnt.options),
-                          idmapped=userns and mnt.type == "bind" and "noidmap" not in mnt.options)
-            for mnt in cfg.mount]
+                          unprivileged=userns) for mnt in cfg.mount]
     if not app:
         out.append(ops.NotifySocket(str(container.run_dir / "notify"), init_cmd,
                                     tuple(env.items())))
