@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Runner
 from tests.integration.test_runtime import assert_nothing_left, state_file
+from tests.integration.test_copy import lx  # noqa: F401 - fixture: (run, lxpath, backend)
 from tests.integration.test_storage_helpers import btrfs_lxpath  # noqa: F401 - fixture
 
 BACKENDS = ["dir", "overlay", "btrfs"]
@@ -30,14 +31,6 @@ def idmap_toml(base: int, hole: int | None = None) -> str:
         m = f"[[0, {base}, {hole}], [{hole}, {hole}, 1], [{hole + 1}, {base + hole + 1}, " \
             f"{65535 - hole}]]"
     return f"[idmap]\nuid = {m}\ngid = {m}\n"
-
-
-@pytest.fixture
-def lx(request, lxpath):
-    backend = request.param
-    if backend == "btrfs":
-        lxpath = request.getfixturevalue("btrfs_lxpath")
-    return Runner(lxpath), lxpath, backend
 
 
 def create(run: Runner, lxpath: Path, name: str, backend: str, extra: str = "",
@@ -97,7 +90,7 @@ def tree_owners_and_ctimes(root: Path) -> dict[str, tuple[int, int, int]]:
 
 
 @pytest.mark.parametrize("lx", BACKENDS, indirect=True)
-def test_unprivileged_rootfs_on_each_backend(lx, unique):
+def test_unprivileged_rootfs_on_each_backend(lx, unique):  # noqa: F811
     run, lxpath, backend = lx
     create(run, lxpath, unique, backend)
     base_tree = (lowers(lxpath, unique) or [on_disk(lxpath, unique)])[-1]
@@ -149,7 +142,7 @@ def test_unprivileged_rootfs_on_each_backend(lx, unique):
 
 
 @pytest.mark.parametrize("lx", BACKENDS, indirect=True)
-def test_clones_copies_and_restores_keep_owners(lx):
+def test_clones_copies_and_restores_keep_owners(lx):  # noqa: F811
     run, lxpath, backend = lx
     create(run, lxpath, "gold", backend)
     run("start", "-n", "gold")
@@ -181,7 +174,7 @@ def test_clones_copies_and_restores_keep_owners(lx):
 
 
 @pytest.mark.parametrize("lx", ["dir", "overlay"], indirect=True)
-def test_a_new_map_chowns_nothing(lx, unique):
+def test_a_new_map_chowns_nothing(lx, unique):  # noqa: F811
     run, lxpath, backend = lx
     create(run, lxpath, unique, backend)
     run("start", "-n", unique)
