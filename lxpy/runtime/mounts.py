@@ -117,8 +117,9 @@ class Rootfs(Op):
     idmapped: bool
 
     def describe(self) -> str:
-        return f"mount rootfs ({self.backend} backend" + (
-            ", idmapped to the container's ids)" if self.idmapped else ")")
+        return (f"mount rootfs {self.source}" if self.backend == "dir" else
+                f"mount rootfs ({self.backend} backend)") + (
+            ", idmapped to the container's ids" if self.idmapped else "")
 
     def helper_tree(self, helper: Helper) -> int | None:
         if not self.idmapped:

@@ -162,11 +162,17 @@ class OverlayBackend(Backend):
         the same trusted.overlay.* xattrs as a privileged mount's: one delta serves both."""
         lowers = self.lowers(cdir, cfg)
         mount_options(lowers, self.delta(cdir), self.work(cdir))    # all there?
+        # delta/ and work/ side by side (in cdir, or on the tmpfs of an ephemeral copy
+        # they link to): that directory is idmapped
+        upper, work = (Path(os.path.realpath(p)) for p in (self.delta(cdir), self.work(cdir)))
+        if upper.parent != work.parent:
+            raise StorageError(f"{cdir}: delta/ and work/ are not in one directory",
+                               "the container directory is damaged")
         base = Path(scratch) / "ovl"
         made: list[Path] = []
         try:
             layers = []
-            for i, src in enumerate([*lowers, Path(cdir)]):
+            for i, src in enumerate([*lowers, upper.parent]):
                 d = base / str(i)
                 d.mkdir(parents=True, exist_ok=True)
                 fd = idmapped_clone(src, userns_fd, recursive=False)
@@ -180,7 +186,7 @@ class OverlayBackend(Backend):
             merged = base / "m"
             merged.mkdir(exist_ok=True)
             with fs_ids(*owner):
-                mount_overlay(layers, self.delta(top), self.work(top), merged, idmapped=True)
+                mount_overlay(layers, top / upper.name, top / work.name, merged, idmapped=True)
             made.append(merged)
             if os.statvfs(merged).f_flag & os.ST_RDONLY:
                 raise StorageError(f"the overlay of {cdir} came up read-only (its work/ could "

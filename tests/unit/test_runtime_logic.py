@@ -222,7 +222,7 @@ def test_an_unprivileged_plan_idmaps_rootfs_and_bind_mounts(tmp_path):
     assert p.idmap_root == (200000, 300005)
     rootfs = next(op for op in p.mounts if isinstance(op, mounts.Rootfs))
     assert rootfs.idmapped and rootfs.backend == "overlay"
-    assert rootfs.describe() == "mount rootfs (overlay backend, idmapped to the container's ids)"
+    assert rootfs.describe() == "mount rootfs (overlay backend), idmapped to the container's ids"
     user = [op for op in p.mounts if isinstance(op, mounts.UserMount)]
     assert [op.idmapped for op in user] == [True, False, False]
     assert user[0].describe().endswith("idmapped to the container's ids")
