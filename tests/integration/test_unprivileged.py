@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Runner
+from tests.conftest import Runner, wait_for
 from tests.integration.test_runtime import assert_nothing_left, state_file
 from tests.integration.test_copy import lx  # noqa: F401 - fixture: (run, lxpath, backend)
 from tests.integration.test_storage_helpers import btrfs_lxpath  # noqa: F401 - fixture
@@ -99,6 +99,10 @@ def test_unprivileged_rootfs_on_each_backend(lx, unique):  # noqa: F811
     try:
         pid = state_file(lxpath, unique)["pid"]
         assert host_ids(pid) == ([BLOCK] * 4, [BLOCK] * 4)       # init runs as the block's root
+        run("stop", "-n", unique, "-r")     # a reboot: the monitor's own helper idmaps again
+        st = wait_for(lambda: (s := state_file(lxpath, unique)).get("state") == "RUNNING" and
+                      s.get("pid") not in (pid, "") and s, what="a new init after the reboot")
+        assert host_ids(st["pid"]) == ([BLOCK] * 4, [BLOCK] * 4)
         out = sh(run, unique, "id -u; touch /made; mkdir /dir; chown 33:44 /dir; "
                  "echo more >> /etc/passwd; rm /etc/group; ls -ln /made /etc/passwd; "
                  "test -e /etc/group || echo gone")
