@@ -289,9 +289,12 @@ def _prefork(plan: Plan) -> str:
     ("sock,pid,go,notify,master:slave:path,..."), "" if the monitor is to fork the helper.
     notify is the guest's readiness socket (notify.Listener, bound here so that the helper
     mounts it for a systemd init), -1 for none.
-    Without a network to set up or a user namespace to map (the monitor's part of the
-    handshake), "go" is sent from here too: init execs without waiting for the monitor
-    (go=1 tells the monitor)."""
+    An unprivileged container's user namespace is mapped from here (_map_userns), so that
+    its rootfs is idmapped and mounted while the monitor's interpreter starts. Without a
+    network to set up or a user namespace (the monitor gives the container's root its ttys
+    first), "go" is sent from here too: init execs without waiting for the monitor (go=1
+    tells the monitor). ("go" is never sent ahead of a step that may fail: a SEQPACKET
+    peer closed with unread data makes our end read ECONNRESET, not its error message.)"""
     ptys: list[tuple[int, int, str]] = []
     notifier = None
     if not plan.app:
@@ -325,6 +328,8 @@ def _prefork(plan: Plan) -> str:
         finally:
             os._exit(1)
     theirs.close()
+    if plan.idmap_uid:
+        _map_userns(plan, mine)
     go = not plan.net_setup and not plan.idmap_uid
     if go:
         proto.send(mine, "go")
@@ -340,6 +345,31 @@ def _prefork(plan: Plan) -> str:
         os.set_inheritable(slave, True)
         out.append(f"{master}:{slave}:{path}")
     return ",".join(out)
+
+
+def _map_userns(plan: Plan, sock: socket.socket) -> None:
+    """The helper's first message is "userns" (it unshared the user namespace): write its
+    uid_map and gid_map, answer "mapped" (or "error", which the helper reports to the
+    monitor). Anything else (its own failure) is left unread, for the monitor."""
+    sock.settimeout(plan.handshake_timeout)
+    try:
+        kind, msg = proto.decode(sock.recv(65536, socket.MSG_PEEK))
+        if kind != "userns":
+            return
+        sock.recv(65536)
+        for name, mapping in (("uid_map", plan.idmap_uid), ("gid_map", plan.idmap_gid)):
+            try:
+                with open(f"/proc/{msg['pid']}/{name}", "wb", buffering=0) as f:
+                    f.write("".join(f"{a} {b} {n}\n" for a, b, n in mapping).encode())
+            except OSError as e:
+                proto.send(sock, "error", message=f"write /proc/{msg['pid']}/{name}: "
+                           f"{e.strerror}", errno=e.errno or 0)
+                return
+        proto.send(sock, "mapped")
+    except (OSError, ValueError):     # the helper is gone, or timed out: the monitor tells
+        pass
+    finally:
+        sock.settimeout(None)
 
 
 def _read_all(fd: int) -> bytes:
