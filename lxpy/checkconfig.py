@@ -11,7 +11,8 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cgroups, storage
+from . import cgroups, hostlimits, storage
+from .container import Container
 from .errors import LxpyError
 from .linux import mount as m
 from .linux import ns
@@ -28,6 +29,7 @@ class Check:
     hint: str = ""
     required: bool = True
     info: bool = False       # a fact to show, not a feature to check
+    words: tuple[str, str] = ("enabled", "missing")     # what ok and not ok are called
 
 
 def _kconfig() -> dict[str, str]:
@@ -164,8 +166,32 @@ def _idmapped_rootfs(lxpath: Path) -> list[Check]:
     return out
 
 
+def host_limits(lxpath: Path | str | None = None) -> list[Check]:
+    """The kernel limits all containers share (hostlimits.LIMITS), against the containers
+    defined in lxpath: too low is a warning, with the sysctl that raises it."""
+    n = len(Container.all(lxpath))
+    out = []
+    for lim in hostlimits.LIMITS:
+        cur = hostlimits.read(lim.key)
+        if not lim.per_container or cur is None:
+            detail = "not in this kernel" if cur is None else f"{cur} ({lim.what})"
+            out.append(Check("Host limits", lim.key, True, f"{detail}; lxpy's "
+                             f"{hostlimits.SYSCTL_FILE} sets {lim.value}", info=True))
+            continue
+        need = lim.need(n)
+        out.append(Check(
+            "Host limits", lim.key, cur >= need,
+            f"{cur}; {n} container{'' if n == 1 else 's'} defined need{'s' if n == 1 else ''} "
+            f"about {need} {lim.what}",
+            f"sysctl -w {lim.key}={max(need, lim.value)}; to keep it, install "
+            f"{hostlimits.SYSCTL_FILE} (scripts/setup-host and the lxpy package do)",
+            required=False, words=("ok", "too low")))
+    return out
+
+
 def checks(lxpath: Path | str | None = None) -> list[Check]:
-    """lxpath: where the idmapped rootfs probes run (the default lxpath if None)."""
+    """lxpath: where the idmapped rootfs probes run and whose containers the host limits
+    count (the default lxpath if None)."""
     kc = _kconfig()
     out: list[Check] = []
     ns_files = {"mnt": "Mount", "pid": "PID", "uts": "UTS", "ipc": "IPC", "net": "Network",
@@ -243,4 +269,4 @@ def checks(lxpath: Path | str | None = None) -> list[Check]:
                      hint="needs Linux 5.3 or newer"))
     out.append(Check("Misc", "openat2 (symlink-safe writes)", rel >= (5, 6) if rel else None,
                      hint="needs Linux 5.6 or newer"))
-    return out
+    return out + host_limits(lxpath)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import cgroups
+from . import cgroups, idmap
 from .container import Container
 from .net import rtnl
 from .runtime.state import query
@@ -75,10 +75,6 @@ def ips(addrs: dict[str, dict[str, Any]], family: str) -> list[str]:
     return out
 
 
-def unprivileged(cfg) -> bool:
-    return bool(cfg.idmap.uid) or "user" in cfg.namespaces.create
-
-
 def listing_row(c: Container, fancy: bool) -> dict[str, Any]:
     st = state_of(c)
     row: dict[str, Any] = {"name": c.name, "state": st.state}
@@ -91,7 +87,7 @@ def listing_row(c: Container, fancy: bool) -> dict[str, Any]:
             "groups": list(cfg.autostart.groups),
             "ipv4": ips(addrs, "ipv4"),
             "ipv6": ips(addrs, "ipv6"),
-            "unprivileged": unprivileged(cfg),
+            "privileged": idmap.privileged(cfg),
             "pid": st.pid,
         })
     return row

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from ..errors import CgroupError
 from ..linux import mount as m
-from .base import LIMIT_KEYS, Cgroup, CgroupDriver, CgroupMount, Hierarchy, Write
+from .base import DELEGATED, LIMIT_KEYS, Cgroup, CgroupDriver, CgroupMount, Hierarchy, Write
 from .v1 import V1Driver
 from .v2 import V2Driver
 
 __all__ = ["layout", "driver", "Layout", "Cgroup", "CgroupDriver", "CgroupMount", "Hierarchy",
-           "Write", "LIMIT_KEYS", "DRIVERS", "mount_in_container"]
+           "Write", "LIMIT_KEYS", "DELEGATED", "DRIVERS", "mount_in_container"]
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 PROC_CGROUPS = Path("/proc/cgroups")

@@ -227,6 +227,15 @@ def subtree_pids(top: Path) -> list[int]:
     return sorted(out)
 
 
+# What a delegated cgroup's owner may write, by cgroup version, beside the directory itself
+# (systemd's cg_set_access list; v1 is its "legacy" one: notify_on_release stays root's).
+DELEGATED = {
+    1: ("cgroup.procs", "tasks", "cgroup.clone_children"),
+    2: ("cgroup.procs", "cgroup.subtree_control", "cgroup.threads", "memory.oom.group",
+        "memory.reclaim"),
+}
+
+
 # ---------------------------------------------------------------------------
 # The interface.
 
@@ -484,6 +493,24 @@ class Cgroup:
 
     def container_mounts(self) -> list[CgroupMount]:
         raise NotImplementedError
+
+    def delegate(self, uid: int, gid: int) -> None:
+        """Give this cgroup to uid:gid (an unprivileged container's root), as systemd's
+        Delegate= does (cg_set_access): on every hierarchy the directory, so that it makes
+        child cgroups, and DELEGATED[version], so that it moves its processes and enables
+        controllers for its children. Its limit files stay root's: it cannot raise them."""
+        for h in self.hierarchies:
+            d = h.path(self.path)
+            for p in (d, *(d / f for f in DELEGATED[h.version])):
+                try:
+                    os.chown(p, uid, gid)
+                except FileNotFoundError:       # (a file this kernel does not have)
+                    if p == d:
+                        raise CgroupError(f"{d}: no such cgroup",
+                                          "was it removed while the container started?")
+                except OSError as e:
+                    raise CgroupError(f"{p}: cannot delegate it to {uid}:{gid}: "
+                                      f"{e.strerror}") from None
 
 
 class CgroupDriver:

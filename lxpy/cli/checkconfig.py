@@ -9,6 +9,12 @@ from lxpy.checkconfig import checks
 
 HELP = "Check what this kernel and host support for containers."
 TAKES_NAME = False
+EPILOG = """"Host limits" are the kernel limits that all containers share (inotify instances and
+watches, keys, memory maps, neighbour tables, aio, BPF JIT memory), against the values of
+/etc/sysctl.d/60-lxpy.conf (Incus's production-setup values, installed by scripts/setup-host
+and the lxpy package). Those that grow with the number of containers (inotify, neighbour
+tables) are judged for the containers defined in the lxpath (-P): "too low" is a warning,
+with the sysctl that raises it, and does not change the exit status."""
 
 
 def add_arguments(p) -> None:
@@ -35,9 +41,9 @@ def run(args) -> int:
             if c.ok is None:
                 word = f"{yellow}unknown{reset}"
             elif c.ok:
-                word = f"{green}enabled{reset}"
+                word = f"{green}{c.words[0]}{reset}"
             else:
-                word = f"{red if c.required else yellow}missing{reset}"
+                word = f"{red if c.required else yellow}{c.words[1]}{reset}"
             detail = f" ({c.detail})" if c.detail else ""
             hint = f"  -> {c.hint}" if c.ok is False and c.hint else ""
             print(f"{c.name}: {word}{detail}{hint}")

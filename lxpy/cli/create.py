@@ -15,6 +15,7 @@ HELP = "Create a container from a template (debian, busybox, local, or a templat
 EPILOG = """examples:
   lxpy-create -n web1 -t debian -- -r bookworm --packages openssh-server,vim
   lxpy-create -n bb -t busybox
+  lxpy-create -n old -t debian --privileged     root inside is root on the host
   lxpy-create -n imp -t local -- --file /srv/rootfs.tar.xz
   pwgen 20 1 | lxpy-create -n ssh1 -t debian -- --root-password -
   lxpy-create -t debian -h            the options the debian template takes after --"""
@@ -27,6 +28,10 @@ def add_arguments(p) -> None:
                         "/etc/lxpy/lxpy.toml)")
     p.add_argument("-f", "--config", dest="extra_config", metavar="FILE",
                    help="extra TOML merged into the container's config")
+    p.add_argument("--privileged", action="store_true",
+                   help="no user namespace: root inside is root on the host (writes "
+                        "idmap = \"none\" into its config; the default gives it its own "
+                        "block of ids)")
     p.add_argument("--flush-cache", action="store_true",
                    help="bootstrap the template's rootfs again instead of using the cache")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -64,7 +69,8 @@ def run(args) -> int:
                         default_lxpath(), template=args.template,
                         template_args=template_args, backend=args.backend,
                         extra_config=Path(args.extra_config) if args.extra_config else None,
-                        flush_cache=args.flush_cache, progress=progress)
+                        flush_cache=args.flush_cache, privileged=args.privileged,
+                        progress=progress)
     for sig in (signal.SIGTERM, signal.SIGHUP):  # clean up as for Ctrl-C (temp dirs go)
         signal.signal(sig, signal.default_int_handler)
     try:

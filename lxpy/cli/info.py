@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
-from lxpy import storage
+from lxpy import hostlimits, idmap, lxcfs, storage
 from lxpy.container import Container
 from lxpy.errors import ConfigError
 from lxpy.lifecycle.depends import fallback_config
-from lxpy.status import addresses, cgroup_stats, state_of, unprivileged
+from lxpy.status import addresses, cgroup_stats, state_of
 from lxpy.storage.base import rootfs_dir
 
 HELP = "Show a container's state, pid, rootfs, backend, disk and resource use, addresses."
@@ -62,7 +62,7 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
             "config_files": list(cfg.files),
             "autostart": {"enabled": cfg.autostart.enabled, "order": cfg.autostart.order,
                           "delay": cfg.autostart.delay, "groups": list(cfg.autostart.groups)},
-            "unprivileged": unprivileged(cfg),
+            "idmap": idmap.describe(c, cfg),
             "limits": {k.removeprefix("limits."): v for k, v in cfg.values.items()
                        if k.startswith("limits.") and v not in (None, {}, ())},
         })
@@ -71,10 +71,18 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
             if st.extra.get(k) is not None:
                 info[k] = st.extra[k]
         f = st.extra.get("extra") or {}          # the state file's fields
+        if st.state != "STOPPED" and f.get("restarts") and "config_error" not in info:
+            # autostart.restart: how often the monitor brought it back (lxpy.log says why)
+            info["restarts"] = int(f["restarts"])
+            info["restart_policy"] = cfg.autostart.restart
+            info["restart_why"] = f.get("restart_why") or None
         if st.state != "STOPPED" and f.get("notify") == "1":
             # the guest's systemd sent READY=1 on the notify socket (lxpy-wait -s READY)
             info["ready"] = f.get("ready") == "1"
             info["guest_status"] = f.get("status") or None
+            if info["ready"] and st.state == "RUNNING":
+                # is-system-running inside; only when degraded, its failed units' journal
+                info["guest"] = hostlimits.diagnose(c)
     if with_size:
         try:
             info["disk_usage"] = storage.get(cfg.rootfs.backend).usage(c.dir, cfg)
@@ -83,7 +91,43 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
     info["resources"] = cgroup_stats(c, st)
     # skip_loopback: the text output leaves lo out, so a netns with only lo needs no dump
     info["interfaces"] = addresses(st.pid, skip_loopback) if st.pid else {}
+    # its lxcfs binds (proc.lxcfs): stale once lxcfs stopped or restarted
+    view = lxcfs.view(st.pid) if st.pid and st.state != "STOPPED" else None
+    if view is not None:
+        info["proc_view"] = view
     return info
+
+
+def _guest_lines(guest: dict | None) -> list[tuple[str, str]]:
+    """The guest's systemd state; when degraded, its failed units and a host limit to blame."""
+    if not guest:
+        return []
+    out = [("Guest", guest["state"] + (f" (failed: {', '.join(guest['failed'])})"
+                                       if guest["failed"] else ""))]
+    cause = guest.get("host_limit")
+    if cause:
+        said = cause["message"]
+        if not said.startswith(cause["unit"]):
+            said = f"{cause['unit']}: {said}"
+        out.append(("Degraded by", f"the host's {cause['key']} ({cause['value']}): {said} "
+                                   "-> raise it (lxpy-checkconfig says to what)"))
+    return out
+
+
+def _idmap_lines(m: dict) -> list[tuple[str, str]]:
+    """Privileged: yes; or no, the setting, and the ids it holds (0-65535 -> 1065536-1131071)."""
+    if m["privileged"]:
+        return [("Privileged", "yes (idmap = \"none\": root inside is root on the host)")]
+    if m.get("error"):
+        return [("Privileged", "no"), ("Id map", f"{m['mode']}: {m['error']}")]
+    if m["uid"] is None:
+        return [("Privileged", "no"), ("Id map", f"{m['mode']}: no block yet (given at start)")]
+
+    def ranges(triples: list) -> str:
+        return ", ".join(f"{a}-{a + n - 1} -> {b}-{b + n - 1}" if n > 1 else f"{a} -> {b}"
+                         for a, b, n in triples)
+    return [("Privileged", "no"), ("Id map", m["mode"]), ("Uid map", ranges(m["uid"])),
+            ("Gid map", ranges(m["gid"]))]
 
 
 def run(args) -> int:
@@ -119,12 +163,17 @@ def run(args) -> int:
         a = info["autostart"]
         lines.append(("Autostart", f"{'yes' if a['enabled'] else 'no'} (order {a['order']}, "
                                    f"delay {a['delay']}s, groups {','.join(a['groups']) or '-'})"))
-        lines.append(("Unprivileged", "yes" if info["unprivileged"] else "no"))
+        lines += _idmap_lines(info["idmap"])
     for k, v in info.get("limits", {}).items():
         lines.append((f"Limit {k}", _human(v, raw) if k.startswith("memory") else v))
+    if "restarts" in info:
+        last = f"; last: {info['restart_why']}" if info["restart_why"] else ""
+        lines.append(("Restarts", f"{info['restarts']} (autostart.restart = "
+                                  f"{info['restart_policy']}{last})"))
     if "ready" in info:
         status = f" ({info['guest_status']})" if info["guest_status"] else ""
         lines.append(("Ready", ("yes" if info["ready"] else "no, booting") + status))
+    lines += _guest_lines(info.get("guest"))
     if "cgroup" in info:
         lines.append(("Cgroup", info["cgroup"]))
     r = info["resources"]
@@ -143,6 +192,10 @@ def run(args) -> int:
         elif k.startswith(("memory", "swap", "io_")):
             v = _human(v, raw)
         lines.append((label, v))
+    view = info.get("proc_view")
+    if view is not None:
+        lines.append(("Proc view", f"stale: {view['why']}; {lxcfs.REFRESH}" if view["stale"]
+                      else f"lxcfs at {view['lxcfs']}"))
     for ifname, a in info["interfaces"].items():
         if ifname == "lo":
             continue

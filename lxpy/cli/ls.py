@@ -14,7 +14,7 @@ HELP = "List the containers of an lxpath."
 TAKES_NAME = False
 EPILOG = """examples:
   lxpy-ls                 names
-  lxpy-ls -f              NAME STATE AUTOSTART GROUPS IPV4 IPV6 UNPRIVILEGED
+  lxpy-ls -f              NAME STATE AUTOSTART GROUPS IPV4 IPV6 PRIVILEGED
   lxpy-ls --running -1    running ones, one per line
   lxpy-ls --format json"""
 
@@ -47,7 +47,7 @@ def run(args) -> int:
             row = listing_row(c, fancy)
         except LxpyError as e:
             row = {"name": c.name, "state": "BROKEN", "autostart": False, "groups": [],
-                   "ipv4": [], "ipv6": [], "unprivileged": False, "pid": None, "error": str(e)}
+                   "ipv4": [], "ipv6": [], "privileged": None, "pid": None, "error": str(e)}
         if args.running and row["state"] not in ("RUNNING", "FROZEN", "FREEZING", "STARTING",
                                                   "STOPPING"):
             continue
@@ -63,10 +63,10 @@ def run(args) -> int:
         print()
         return 0
     if args.fancy:
-        cols = ["NAME", "STATE", "AUTOSTART", "GROUPS", "IPV4", "IPV6", "UNPRIVILEGED"]
+        cols = ["NAME", "STATE", "AUTOSTART", "GROUPS", "IPV4", "IPV6", "PRIVILEGED"]
         table = [[r["name"], r["state"], "1" if r["autostart"] else "0",
                   ",".join(r["groups"]) or "-", ", ".join(r["ipv4"]) or "-",
-                  ", ".join(r["ipv6"]) or "-", "true" if r["unprivileged"] else "false"]
+                  ", ".join(r["ipv6"]) or "-", {True: "yes", False: "no"}.get(r["privileged"], "-")]
                  for r in rows]
         widths = [max([len(c)] + [len(t[i]) for t in table]) for i, c in enumerate(cols)]
         for line in [cols] + table:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import sys
 from pathlib import Path
@@ -12,16 +11,17 @@ from lxpy.errors import NetworkError, UsageError
 from lxpy.net import bridge, forward
 from lxpy.net.setup import cleanup_stale
 from lxpy.paths import default_lxpath
-from lxpy.status import addresses, state_of
 
 HELP = "Manage lxpy's bridge (DHCP, DNS, NAT) and port forwards to containers."
 EPILOG = """commands:
   start                         bridge + dnsmasq + NAT, as set in /etc/lxpy/lxpy.toml [net]
   stop [--force]                remove what start made (--force: even under running containers)
-  status [--format json]        bridge, addresses, leases, NAT rules, forwards
-  forward add NAME tcp|udp HOSTPORT:PORT
-  forward list [--format json]
-  forward remove NAME tcp|udp HOSTPORT[:PORT]
+  status [--format json]        bridge, addresses, leases, NAT rules, forwards, and the
+                                anti-spoofing filters with what they dropped
+  forward add NAME tcp|udp [ADDR:]HOSTPORT[:PORT]
+                                a [[forward]] in NAME's config; live if NAME runs
+  forward ls [NAME] [--format json]
+  forward rm NAME tcp|udp [ADDR:]HOSTPORT
   cleanup                       undo what killed containers left (phys devices, forwards)
 """
 TAKES_NAME = False
@@ -38,62 +38,28 @@ def add_arguments(p) -> None:
     s.add_argument("--format", choices=("text", "json"), default="text")
     sub.add_parser("cleanup", help="undo what killed containers left behind")
     f = sub.add_parser("forward", help="publish a container's port on the host")
-    fsub = f.add_subparsers(dest="fcmd", metavar="add|list|remove")
+    fsub = f.add_subparsers(dest="fcmd", metavar="add|ls|rm")
     fsub.required = True
-    a = fsub.add_parser("add", help="forward HOSTPORT on the host to PORT in container NAME")
+    a = fsub.add_parser("add", help="forward [ADDR:]HOSTPORT on the host to PORT in NAME "
+                        "(written to NAME's config; applied now if NAME runs)")
     a.add_argument("container", metavar="NAME")
     a.add_argument("proto", choices=("tcp", "udp"))
-    a.add_argument("ports", metavar="HOSTPORT:PORT")
-    li = fsub.add_parser("list", help="list the forwards")
+    a.add_argument("ports", metavar="[ADDR:]HOSTPORT[:PORT]")
+    li = fsub.add_parser("ls", aliases=["list"], help="list the forwards of the containers")
+    li.add_argument("container", metavar="NAME", nargs="?")
     li.add_argument("--format", choices=("text", "json"), default="text")
-    r = fsub.add_parser("remove", help="remove a forward")
+    r = fsub.add_parser("rm", aliases=["remove"], help="remove a forward from NAME's config "
+                        "(and the host, if NAME runs)")
     r.add_argument("container", metavar="NAME")
     r.add_argument("proto", choices=("tcp", "udp"))
-    r.add_argument("ports", metavar="HOSTPORT[:PORT]")
+    r.add_argument("ports", metavar="[ADDR:]HOSTPORT")
 
 
-def _ports(spec: str, need_both: bool):
-    hp, sep, cp = spec.partition(":")
+def _spec(spec: str) -> tuple[str, int]:
     try:
-        h = int(hp)
-        c = int(cp) if sep else (None if not need_both else int("x"))
-    except ValueError:
-        raise UsageError(f"{spec!r} is not HOSTPORT:PORT (like 8080:80)") from None
-    for x in (h, c):
-        if x is not None and not 1 <= x <= 65535:
-            raise UsageError(f"port {x} is out of range (1-65535)")
-    return h, c
-
-
-def _target(name: str, lxpath) -> tuple[str | None, str | None, str]:
-    """The container's address to forward to: static (or reserved) in its config,
-    else what its running netns has."""
-    c = Container(name, lxpath).require()
-    cfg = c.config
-    v4 = v6 = None
-    dev = ""
-    for e in cfg.net:
-        if e.type in ("empty", "none"):
-            continue
-        if not v4 and e.ipv4:
-            v4 = str(ipaddress.ip_interface(e.ipv4[0]))
-            dev = dev or e.link
-        if not v6 and e.ipv6:
-            v6 = str(ipaddress.ip_interface(e.ipv6[0]))
-            dev = dev or e.link
-    if not v4 and not v6:
-        st = state_of(c)
-        for ifname, a in addresses(st.pid).items() if st.pid else []:
-            if ifname == "lo":
-                continue
-            v4 = v4 or next((x for x in a.get("ipv4", [])), None)
-            v6 = v6 or next((x for x in a.get("ipv6", []) if not x.startswith("fe80")), None)
-        dev = next((e.link for e in cfg.net if e.type == "veth"), "")
-    if not v4 and not v6:
-        raise NetworkError(f"container {name!r} has no address to forward to",
-                           "give it a static net.0.ipv4 (lxpy-config set), or start it "
-                           "and let it get a lease")
-    return v4, v6, dev
+        return forward.parse_spec(spec)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _print_status(st: dict) -> None:
@@ -112,12 +78,26 @@ def _print_status(st: dict) -> None:
     print("Forwards:" + ("" if st["forwards"] else "   -"))
     for f in st["forwards"]:
         print(f"            {_fwd_line(f)}")
+    print("Filters:" + ("" if st["filters"] else "    -"))
+    for f in st["filters"]:
+        print(f"            {f['container']} {f['host']}: {f['dropped']} dropped "
+              f"(nft list table {f['table']})")
 
 
 def _fwd_line(f: dict) -> str:
     to = " ".join(x for x in (f.get("ipv4"), f"[{f['ipv6']}]" if f.get("ipv6") else None) if x)
-    return (f"{f['proto']}/{f['host_port']} -> {f['container']}:{f['port']} ({to}, "
-            f"{f.get('owner', 'cli')})")
+    listen = forward.listen_text(f.get("addr") or "", f["host_port"])
+    return f"{f['proto']} {listen} -> {f['container']}:{f['port']} ({to})"
+
+
+def _forwards(lxpath: Path, name: str | None) -> list[dict]:
+    out = []
+    for c, e, live in forward.configured(lxpath):
+        if name in (None, c):
+            addr, hp = forward.split_listen(e.listen)
+            out.append({"container": c, "proto": e.proto, "listen": str(e.listen),
+                        "addr": addr, "host_port": hp, "port": e.port or hp, "active": live})
+    return out
 
 
 def run(args) -> int:
@@ -145,27 +125,24 @@ def run(args) -> int:
                 print(f"{k}: {x}")
         return 0
     if args.cmd == "forward":
-
         lxpath = Path(args.lxpath) if args.lxpath else default_lxpath()
-        if args.fcmd == "list":
-            recs = forward.list_all()
+        if args.fcmd in ("ls", "list"):
+            if args.container:
+                Container(check_name(args.container), lxpath).require()
+            rows = _forwards(lxpath, args.container)
             if args.format == "json":
-                print(json.dumps(recs, indent=2))
-            else:
-                for f in recs:
-                    print(_fwd_line(f))
+                print(json.dumps(rows, indent=2))
+            for f in rows if args.format == "text" else ():
+                print(f"{f['container']:<16} {f['proto']} {f['listen']:<22} -> port "
+                      f"{f['port']}{'' if f['active'] else '  (not running)'}")
             return 0
+        listen, port = _spec(args.ports)
+        c = Container(check_name(args.container), lxpath).require()
         if args.fcmd == "add":
-            check_name(args.container)
-            hp, cp = _ports(args.ports, need_both=True)
-            v4, v6, dev = _target(args.container, lxpath)
-            forward.add(args.container, lxpath, args.proto, hp, cp, v4, v6, dev=dev)
+            forward.config_add(c, args.proto, listen, port, forward.running_record(c))
             return 0
-        if args.fcmd == "remove":
-            check_name(args.container)
-            hp, _cp = _ports(args.ports, need_both=False)
-            if not forward.remove(args.container, lxpath, args.proto, hp):
-                raise NetworkError(f"no forward of {args.proto}/{hp} to container "
-                                   f"{args.container!r}", "lxpy-net forward list shows them")
-            return 0
+        if not forward.config_remove(c, args.proto, listen):
+            raise NetworkError(f"container {c.name!r} has no forward of {args.proto} {listen}",
+                               f"lxpy-net forward ls {c.name} shows them")
+        return 0
     return 2

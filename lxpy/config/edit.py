@@ -59,7 +59,7 @@ def coerce(setting: Setting, key: str, text: Any) -> Any:
         elif kind == "bool":
             value = s.lower() in ("true", "yes", "on", "1") if s.lower() in (
                 "true", "yes", "on", "1", "false", "no", "off", "0") else s
-        elif kind in ("table", "idmap") or (s.startswith("[") or s.startswith("{")):
+        elif kind == "table" or (s.startswith("[") or s.startswith("{")):
             try:
                 value = tomllib.loads(f"v = {s}")["v"]
             except tomllib.TOMLDecodeError:
@@ -165,6 +165,11 @@ def set_keys(path: Path, changes: dict[str, Any], unset: list[str] = ()) -> None
     doc = _doc(path)
     _edit(doc, {key: coerce(_setting_for(key)[0], key, text) for key, text in changes.items()},
           unset)
+    _write_checked(path, doc)
+
+
+def _write_checked(path: Path, doc) -> None:
+    """doc validated (with profiles), then written over path."""
     import tomlkit  # reason: heavy third-party, only config edits need it
     text = tomlkit.dumps(doc)
     data = tomllib.loads(text)
@@ -172,6 +177,37 @@ def set_keys(path: Path, changes: dict[str, Any], unset: list[str] = ()) -> None
     merged = expand(data, path, (path.resolve(),), files)
     validate(merged, str(path), tuple(files))
     write_new(path, text)
+
+
+def add_entry(path: Path, section: str, entry: dict[str, Any]) -> None:
+    """Append an [[section]] table (like [[forward]]) to path, comments kept; validated
+    before it lands."""
+    import tomlkit  # reason: heavy third-party, only config edits need it
+    path = Path(path)
+    doc = _doc(path)
+    if section not in doc:
+        doc.append(section, tomlkit.aot())
+    table = tomlkit.table()
+    for k, v in entry.items():
+        table[k] = v
+    table.add(tomlkit.nl())
+    doc[section].append(table)
+    _write_checked(path, doc)
+
+
+def remove_entries(path: Path, section: str, which: Callable[[dict[str, Any]], bool]) -> int:
+    """Remove the [[section]] tables of path that which(table) picks; how many went."""
+    path = Path(path)
+    doc = _doc(path)
+    items = doc.get(section, [])
+    gone = [i for i, t in enumerate(items) if which(dict(t))]
+    for i in reversed(gone):
+        del items[i]
+    if gone and not len(items):
+        del doc[section]
+    if gone:
+        _write_checked(path, doc)
+    return len(gone)
 
 
 def _merge_into(node, data: dict[str, Any]) -> None:

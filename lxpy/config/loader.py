@@ -170,7 +170,7 @@ def validate(data: dict[str, Any], where: str, files: tuple[str, ...] = ()) -> C
         lists[sec] = tuple(parsed)
     _check_cross(values, lists, where)
     return Config(values=values, mount=lists["mount"], net=lists["net"], files=files,
-                  explicit=frozenset(raw))
+                  explicit=frozenset(raw), forward=lists["forward"])
 
 
 def _check_cross(values: dict[str, Any], lists: dict[str, tuple], where: str) -> None:
@@ -185,15 +185,72 @@ def _check_cross(values: dict[str, Any], lists: dict[str, tuple], where: str) ->
         if n.type in ("veth", "macvlan", "phys") and n.name in names:
             raise ConfigError(f"{where}: net.{i}.name: {n.name!r} is used twice")
         names.add(n.name)
-        if n.type in ("macvlan", "phys") and not n.link:
+        if n.type in ("macvlan", "ipvlan", "vlan", "phys") and not n.link:
             raise ConfigError(f"{where}: net.{i}.link: a {n.type} interface needs the host "
                               "device it uses")
-    uid, gid = values["idmap.uid"], values["idmap.gid"]
-    if bool(uid) != bool(gid):
-        raise ConfigError(f"{where}: idmap: set both idmap.uid and idmap.gid, or neither")
+        _check_net_hosting(n, f"{where}: net.{i}")
+    _check_forwards(lists, where)
+    if values["idmap_pass"] and values["idmap"].mode == "none":
+        raise ConfigError(f"{where}: idmap_pass: a privileged container (idmap = \"none\") "
+                          "sees every host id as it is; there is nothing to pass through",
+                          "drop idmap_pass, or give the container an id map (idmap = \"auto\")")
     if values["limits.memory_swap"] is not None and values["limits.memory"] is not None \
             and values["limits.memory_swap"] < values["limits.memory"]:
         raise ConfigError(f"{where}: limits.memory_swap must be at least limits.memory")
+
+
+def _check_net_hosting(n: Any, where: str) -> None:
+    """Rate limits, filtering and the routed/vlan types: what each type takes."""
+    host_end = n.type in ("veth", "routed")
+    for key in ("ingress", "egress", "mac_filtering", "ipv4_filtering", "ipv6_filtering"):
+        if getattr(n, key) and not host_end:
+            raise ConfigError(f"{where}.{key}: only veth and routed interfaces have a host end "
+                              f"to enforce it on (this one is {n.type})",
+                              f"use type veth or routed, or remove {key}")
+    if n.vlan is not None and n.type != "vlan":
+        raise ConfigError(f"{where}.vlan: only a vlan interface takes a VLAN id")
+    if n.type == "vlan" and n.vlan is None:
+        raise ConfigError(f"{where}.vlan: a vlan interface needs its VLAN id (1-4094)")
+    if n.ipv4_filtering and n.dhcp and not n.ipv4:
+        raise ConfigError(f"{where}.ipv4_filtering: with dhcp, the allowed address is the "
+                          "reserved lease", "set the address in ipv4 (it becomes the lease)")
+    if n.type == "routed":
+        if n.dhcp:
+            raise ConfigError(f"{where}.dhcp: a routed interface has static addresses only")
+        if not (n.ipv4 or n.ipv6):
+            raise ConfigError(f"{where}: a routed interface needs ipv4 or ipv6 addresses",
+                              "set ipv4 = [\"ADDR/32\"]")
+        for a in tuple(n.ipv4) + tuple(n.ipv6):
+            if "/" in a and a.split("/")[1] not in ("32", "128"):
+                raise ConfigError(f"{where}: routed address {a} must be a single address "
+                                  "(/32 or /128)", "the host routes each address to the "
+                                  "container; no subnet is shared")
+
+
+def _forward_key(f: Any) -> tuple[str, str, int]:
+    """(proto, listen address or "", host port) of a [[forward]] entry."""
+    listen = str(f.listen)
+    addr, _sep, port = listen.rpartition(":")
+    return f.proto, addr.strip("[]"), int(port)
+
+
+def _check_forwards(lists: dict[str, tuple], where: str) -> None:
+    seen: dict[tuple[str, str, int], int] = {}
+    for i, f in enumerate(lists["forward"]):
+        if not f.listen:
+            raise ConfigError(f"{where}: forward.{i}.listen: say which host port (like "
+                              "listen = \"0.0.0.0:8080\" or listen = 8080)")
+        k = _forward_key(f)
+        if k in seen:
+            raise ConfigError(f"{where}: forward.{i}: {f.proto} {f.listen} is also "
+                              f"forward.{seen[k]}")
+        seen[k] = i
+    if lists["forward"] and not any(n.type in ("veth", "routed", "macvlan", "ipvlan", "vlan",
+                                                "phys") and (n.ipv4 or n.ipv6)
+                                    for n in lists["net"]):
+        raise ConfigError(f"{where}: forward: a forward needs an interface with a fixed "
+                          "address to forward to",
+                          "set net.0.ipv4 (with dhcp = true it becomes a static lease)")
 
 
 def load(path: Path, overrides: dict[str, Any] | None = None) -> Config:

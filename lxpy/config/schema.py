@@ -138,6 +138,24 @@ def _float_pos(v: Any) -> float:
     return float(v)
 
 
+_RESTART_LIMIT_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*([smh]?)\s*$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def restart_limit(v: Any) -> tuple[int, int]:
+    """autostart.restart_limit "5/300s" -> (5, 300): at most 5 restarts in 300 seconds."""
+    m = _RESTART_LIMIT_RE.match(v) if isinstance(v, str) else None
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise ValueError(f"{v!r} is not a restart limit: say how many restarts in how long, "
+                         "like \"5/300s\" (5 in 5 minutes; s, m or h)")
+    return int(m.group(1)), int(m.group(2)) * _SECONDS[m.group(3)]
+
+
+def _restart_limit(v: Any) -> str:
+    n, secs = restart_limit(v)
+    return f"{n}/{secs}s"
+
+
 def _enum(*choices: str) -> Callable[[Any], str]:
     def parse(v: Any) -> str:
         if v not in choices:
@@ -185,6 +203,16 @@ def _cpuset(v: Any) -> str:
     return v.replace(" ", "")
 
 
+def _auto_bool(v: Any) -> str | bool:
+    """"auto", or true or false."""
+    if v == "auto":
+        return "auto"
+    try:
+        return _bool(v)
+    except ValueError:
+        raise ValueError(f"{v!r} is not \"auto\", true or false") from None
+
+
 def _str_map(v: Any) -> dict[str, str]:
     if not isinstance(v, dict):
         raise ValueError(f"{v!r} is not a table of names to values")
@@ -228,8 +256,13 @@ def _ns_share(v: Any) -> dict[str, str]:
     return m
 
 
-def _idmap(v: Any) -> tuple[tuple[int, int, int], ...]:
-    if not isinstance(v, list):
+Triples = tuple[tuple[int, int, int], ...]
+IDMAP_MODES = ("auto", "shared", "none")
+_IDMAP_EXAMPLE = "{ uid = [[0, 100000, 65536]], gid = [[0, 100000, 65536]] }"
+
+
+def _triples(v: Any) -> Triples:
+    if not isinstance(v, list) or not v:
         raise ValueError(f"{v!r} is not a list of [inside, outside, count] triples")
     out = []
     for e in v:
@@ -238,6 +271,80 @@ def _idmap(v: Any) -> tuple[tuple[int, int, int], ...]:
                 or e[2] == 0):
             raise ValueError(f"{e!r} is not an [inside, outside, count] triple of whole numbers")
         out.append((e[0], e[1], e[2]))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class IdmapSetting:
+    """The parsed `idmap` setting: a mode, and the maps of an explicit one (cfg.idmap.uid
+    and cfg.idmap.gid are () for the other modes). lxpy.idmap.resolve() turns it into maps."""
+
+    mode: str                   # auto | shared | none | explicit
+    uid: Triples = ()
+    gid: Triples = ()
+
+    def plain(self) -> Any:
+        """As written in TOML: "auto", or { uid = [...], gid = [...] }."""
+        if self.mode != "explicit":
+            return self.mode
+        return {"uid": [list(t) for t in self.uid], "gid": [list(t) for t in self.gid]}
+
+    def __str__(self) -> str:
+        if self.mode != "explicit":
+            return self.mode
+        return "{ " + ", ".join(f"{k} = {[list(t) for t in getattr(self, k)]}"
+                                for k in ("uid", "gid")) + " }"
+
+
+def _idmap(v: Any) -> IdmapSetting:
+    if isinstance(v, IdmapSetting):
+        return v
+    if isinstance(v, str) and v in IDMAP_MODES:
+        return IdmapSetting(v)
+    if isinstance(v, dict):
+        unknown = sorted(set(v) - {"uid", "gid"})
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not part of an explicit id map (it takes uid "
+                             f"and gid, like {_IDMAP_EXAMPLE})")
+        if "uid" not in v or "gid" not in v:
+            raise ValueError("set both idmap.uid and idmap.gid, or say \"auto\", \"shared\" "
+                             "or \"none\"")
+        maps = []
+        for k in ("uid", "gid"):
+            try:
+                maps.append(_triples(v[k]))
+            except ValueError as e:
+                raise ValueError(f"{k}: {e}") from None
+        return IdmapSetting("explicit", *maps)
+    raise ValueError(f"{v!r} is not an id map (say \"auto\": its own block of 65536 ids, "
+                     f"\"shared\": one block for all, \"none\": privileged, or {_IDMAP_EXAMPLE})")
+
+
+def _idmap_pass(v: Any) -> tuple[int | str, ...]:
+    """[1000, "uid 33", "gid 100"]: host ids a container sees as the same ids (an int is
+    both a uid and a gid). Kept as written (normalized), so it prints back the same."""
+    if not isinstance(v, list):
+        v = [v]
+    out: list[int | str] = []
+    for x in v:
+        kind, n = "both", x
+        if isinstance(x, str) and x.strip().isdigit():     # lxpy-config set idmap_pass 1000
+            n = int(x)
+        elif isinstance(x, str):
+            m = re.fullmatch(r"\s*(uid|gid)\s+(\d+)\s*", x)
+            if not m:
+                raise ValueError(f"{x!r} is not an id to pass through (like 1000, \"uid 33\" or "
+                                 "\"gid 100\")")
+            kind, n = m.group(1), int(m.group(2))
+        elif isinstance(x, bool) or not isinstance(x, int):
+            raise ValueError(f"{x!r} is not an id to pass through (like 1000, \"uid 33\" or "
+                             "\"gid 100\")")
+        if n == 0:
+            raise ValueError("passing id 0 through would make root inside root on the host "
+                             "(say idmap = \"none\" for a privileged container)")
+        if n < 0 or n > 0xFFFFFFFE:
+            raise ValueError(f"{n} is not an id (0 to 4294967294)")
+        out.append(n if kind == "both" else f"{kind} {n}")
     return tuple(out)
 
 
@@ -373,12 +480,61 @@ def _raw_cgroup(v: Any) -> dict[str, str]:
     return m
 
 
-def _ports(v: Any) -> tuple[str, ...]:
-    t = _str_list(v)
-    for p in t:
-        if not re.fullmatch(r"(tcp|udp)/\d{1,5}:\d{1,5}", p):
-            raise ValueError(f"{p!r} is not a port forward (like \"tcp/8080:80\")")
-    return t
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(bit|bps)\s*$", re.IGNORECASE)
+_RATE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_rate(v: Any) -> int:
+    """'100mbit' -> bits per second (tc's units: kbit, mbit, gbit are powers of 1000; kbps,
+    mbps ... are bytes per second). At least 8kbit."""
+    m = _RATE_RE.match(v) if isinstance(v, str) else None
+    if not m:
+        raise ValueError(f"{v!r} is not a rate (like \"100mbit\", \"1gbit\" or \"500kbps\")")
+    n = float(m.group(1)) * _RATE_UNITS[m.group(2).lower()] * (8 if m.group(3).lower() == "bps"
+                                                                else 1)
+    if n < 8000:
+        raise ValueError(f"{v!r} is below what tc shapes (at least 8kbit)")
+    if n > 1 << 63:
+        raise ValueError(f"{v!r} is more than any rate tc takes")
+    return int(n)
+
+
+def _rate(v: Any) -> str:
+    """A rate as written ("" for none), checked by parse_rate."""
+    if v != "":
+        parse_rate(v)
+    return v
+
+
+def _listen(v: Any) -> str:
+    """A forward's host side: a port (every host address), or "ADDR:PORT" ("[V6]:PORT")."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)
+    if not isinstance(v, str):
+        raise ValueError(f"{v!r} is not a port or \"ADDR:PORT\" (like 8080 or "
+                         "\"192.0.2.10:8080\")")
+    addr, _sep, port = v.rpartition(":")
+    if addr.startswith("[") and addr.endswith("]"):
+        addr = addr[1:-1]
+        fam = 6
+    else:
+        fam = 4
+    try:
+        if addr and ipaddress.ip_address(addr).version != fam:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{v!r}: {addr!r} is not an IPv4 address or a bracketed IPv6 address "
+                         "(like 192.0.2.10:8080 or [2001:db8::1]:8080)") from None
+    _port(port)
+    return v
+
+
+def _port(v: Any) -> int:
+    if isinstance(v, str) and v.strip().isdigit():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
+        raise ValueError(f"{v!r} is not a port (1-65535)")
+    return v
 
 
 def _mount_options(v: Any) -> tuple[str, ...]:
@@ -453,7 +609,8 @@ SETTINGS: tuple[Setting, ...] = (
       parse=_env_map),
 
     S("namespaces.create", "list of namespaces", ("mnt", "pid", "uts", "ipc", "net", "cgroup"),
-      "Namespaces the container gets of its own.", parse=_ns_list),
+      "Namespaces the container gets of its own (\"user\" is accepted and changes nothing: "
+      "the idmap setting decides whether there is a user namespace).", parse=_ns_list),
     S("namespaces.share", "table", {}, "Namespaces shared with \"host\" or another running "
       "container by name, like { net = \"db1\" }.", parse=_ns_share),
 
@@ -486,9 +643,17 @@ SETTINGS: tuple[Setting, ...] = (
       "random urandom tty console ptmx pts): fuse, tun, kvm, loop.",
       parse=lambda v: tuple(_enum("fuse", "tun", "kvm", "loop")(x) for x in _str_list(v))),
 
-    S("idmap.uid", "idmap", (), "User id map, [[inside, outside, count]]; set both uid and "
-      "gid for an unprivileged container.", parse=_idmap),
-    S("idmap.gid", "idmap", (), "Group id map, [[inside, outside, count]].", parse=_idmap),
+    S("idmap", "id map", IdmapSetting("auto"), "Which host ids stand for the container's "
+      "ids (its user namespace): \"auto\" (its own block of 65536 ids from root's range in "
+      "/etc/subuid and /etc/subgid, allocated at create and kept until destroy), \"shared\" "
+      "(one block all such containers share, as LXC does), \"none\" (privileged: no user "
+      "namespace, root inside is root on the host; lxpy-create --privileged), or explicit "
+      "maps: { uid = [[0, 100000, 65536]], gid = [[0, 100000, 65536]] } (also written as an "
+      "[idmap] table with uid and gid).", parse=_idmap, example="auto"),
+    S("idmap_pass", "list of ids", (), "Host ids the container sees as the same ids, for a "
+      "shared directory: [1000, \"uid 33\", \"gid 100\"] (a number is both a uid and a "
+      "gid); each punches a hole in the id map (inside N is host N).", parse=_idmap_pass,
+      example="[1000]"),
 
     S("security.cap_drop", "list of capabilities", ("mac_admin", "mac_override", "sys_time",
       "sys_module", "sys_rawio"), "Capabilities removed from the container.", parse=_caps),
@@ -513,6 +678,18 @@ SETTINGS: tuple[Setting, ...] = (
     S("security.sysctl", "table", {}, "Namespaced sysctls set before init, like "
       "{ \"net.ipv4.ip_forward\" = \"1\" }.", parse=_str_map),
 
+    S("proc.lxcfs", "auto or bool", "auto", "Bind lxcfs's proc/meminfo, cpuinfo, stat, "
+      "uptime, loadavg, diskstats, swaps and sys/devices/system/cpu over the container's own "
+      "(read-only, as LXC's lxcfs hook does), so free, top and uptime show its memory limit, "
+      "its CPUs (limits.cpuset; limits.cpus too when lxcfs runs with --enable-cfs) and its "
+      "start (nproc asks the kernel for its cpuset): \"auto\" when lxcfs runs at "
+      "proc.lxcfs_path, true (the start fails when it does not) or false. If lxcfs stops or "
+      "restarts, the container keeps running with a stale view (lxpy-info says so): restart "
+      "the container once lxcfs runs again to refresh it.",
+      parse=_auto_bool, example="auto"),
+    S("proc.lxcfs_path", "path", "/var/lib/lxcfs", "Where lxcfs is mounted on the host "
+      "(Debian's lxcfs.service: /var/lib/lxcfs).", parse=_abs_path),
+
     S("tty.max", "int", 4, "Number of ttys (/dev/tty1..N) for gettys.", parse=_int(0, 64)),
     S("tty.ptys", "int", 1024, "Maximum number of ptys in the container's devpts.",
       parse=_int(1, 1 << 20)),
@@ -534,6 +711,18 @@ SETTINGS: tuple[Setting, ...] = (
     S("autostart.delay", "int", 0, "Seconds to wait after starting this container.",
       parse=_int(0, 3600)),
     S("autostart.groups", STRLIST, (), "Autostart groups the container belongs to."),
+    S("autostart.restart", "policy", "no", "Restart the container when its init dies: no; "
+      "on-failure (killed, crashed or exited with a non-zero status; not a poweroff or halt "
+      "from inside, not lxpy-stop); always (also after a clean exit or poweroff from inside; "
+      "never after lxpy-stop). The monitor restarts it, whoever started it (lxpy-start, "
+      "lxpy.service or lxpy@NAME.service), and writes why in the container's lxpy.log.",
+      parse=_enum("no", "on-failure", "always")),
+    S("autostart.restart_delay", "int", 1, "Seconds before a restart; doubled for each "
+      "further restart within autostart.restart_limit's window (at most 300).",
+      parse=_int(0, 300)),
+    S("autostart.restart_limit", "restarts/time", "5/300s", "Give up after this many "
+      "restarts within this time (\"5/300s\": a 6th failure within 5 minutes stops the "
+      "container for good, and lxpy.log says so).", parse=_restart_limit, example="5/300s"),
 )
 
 # Array-of-tables sections: a list of items, each with its own small table.
@@ -549,27 +738,55 @@ MOUNT_SETTINGS: tuple[Setting, ...] = (
 )
 
 NET_SETTINGS: tuple[Setting, ...] = (
-    S("type", "net type", "veth", "veth, macvlan, phys, empty or none.",
-      parse=_enum("veth", "macvlan", "phys", "empty", "none")),
-    S("link", STR, "", "veth: bridge to attach the host end to; macvlan/phys: host device."),
+    S("type", "net type", "veth", "veth, macvlan, ipvlan, vlan, routed, phys, empty or none.",
+      parse=_enum("veth", "macvlan", "ipvlan", "vlan", "routed", "phys", "empty", "none")),
+    S("link", STR, "", "veth: bridge to attach the host end to; macvlan/ipvlan/vlan/phys: host "
+      "device; routed: the host device to answer ARP/NDP on for the addresses (optional)."),
     S("name", "interface name", "eth0", "Interface name inside the container.", parse=_ifname),
-    S("veth_host", "interface name", "", "veth: name of the host end (default: from the "
-      "container's name).", parse=_ifname),
+    S("veth_host", "interface name", "", "veth/routed: name of the host end (default: from "
+      "the container's name).", parse=_ifname),
     S("hwaddr", "MAC address", "", "MAC address; xx is filled with random digits at create.",
       parse=_hwaddr),
     S("mtu", "int", 0, "MTU (0: the kernel's default).", parse=_int(0, 65535)),
     S("macvlan_mode", "mode", "bridge", "macvlan: private, vepa, bridge or passthru.",
       parse=_enum("private", "vepa", "bridge", "passthru")),
-    S("ipv4", "list of addresses", (), "Static IPv4 addresses with prefix.", parse=_addr_list(4)),
-    S("ipv6", "list of addresses", (), "Static IPv6 addresses with prefix.", parse=_addr_list(6)),
+    S("ipvlan_mode", "mode", "l3s", "ipvlan: l2, l3 or l3s (l3 modes route through the host "
+      "device; no gateway is needed).", parse=_enum("l2", "l3", "l3s")),
+    S("vlan", "int", None, "vlan: the VLAN id (1-4094) on link.", parse=_int(1, 4094)),
+    S("ipv4", "list of addresses", (), "Static IPv4 addresses with prefix (routed: /32).",
+      parse=_addr_list(4)),
+    S("ipv6", "list of addresses", (), "Static IPv6 addresses with prefix (routed: /128).",
+      parse=_addr_list(6)),
     S("gateway4", "address", "", "IPv4 default gateway (or \"auto\": the bridge's address).",
       parse=_gateway(4)),
     S("gateway6", "address", "", "IPv6 default gateway.", parse=_gateway(6)),
     S("dhcp", BOOL, False, "Ask for an address by DHCP inside the guest."),
-    S("forward", "list of ports", (), "Published ports, like [\"tcp/8080:80\"].", parse=_ports),
+    S("ingress", "rate", "", "veth/routed: limit what the container receives, like "
+      "\"100mbit\" (tc tbf on the host end).", parse=_rate, example="100mbit"),
+    S("egress", "rate", "", "veth/routed: limit what the container sends, like \"100mbit\" "
+      "(the host end's ingress redirected to an ifb device shaped by tbf).",
+      parse=_rate, example="100mbit"),
+    S("mac_filtering", BOOL, False, "veth/routed: drop frames the container sends from "
+      "another MAC than its own (nft table netdev lxpy-filter-HOSTEND)."),
+    S("ipv4_filtering", BOOL, False, "veth/routed: drop IPv4 and ARP the container sends "
+      "from another address than its net.N.ipv4 (with dhcp: the reserved lease); implies "
+      "mac_filtering."),
+    S("ipv6_filtering", BOOL, False, "veth/routed: drop IPv6 the container sends from "
+      "another address than its net.N.ipv6 and its MAC's EUI-64 link-local; implies "
+      "mac_filtering."),
 )
 
-LIST_SECTIONS: dict[str, tuple[Setting, ...]] = {"mount": MOUNT_SETTINGS, "net": NET_SETTINGS}
+FORWARD_SETTINGS: tuple[Setting, ...] = (
+    S("proto", "protocol", "tcp", "tcp or udp.", parse=_enum("tcp", "udp")),
+    S("listen", "listen address", "", "Host side: a port (every host address, IPv4 and "
+      "IPv6), or \"ADDR:PORT\" / \"[V6ADDR]:PORT\" (that address only; 0.0.0.0 and [::] "
+      "every address of one family).", parse=_listen, example="0.0.0.0:8080"),
+    S("port", "int", None, "The port in the container (default: the listen port).",
+      parse=_port, example="80"),
+)
+
+LIST_SECTIONS: dict[str, tuple[Setting, ...]] = {"mount": MOUNT_SETTINGS, "net": NET_SETTINGS,
+                                                  "forward": FORWARD_SETTINGS}
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 

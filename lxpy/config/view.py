@@ -1,5 +1,6 @@
 """A validated config, read-only: cfg.limits.memory reads values["limits.memory"]; its
-[[mount]] and [[net]] entries are frozen dataclasses made from their settings tables."""
+[[mount]], [[net]] and [[forward]] entries are frozen dataclasses made from their settings
+tables."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from .schema import BY_KEY, LIST_SECTIONS, SECTIONS, Setting, did_you_mean, map_
 
 
 def _plain(setting: Setting, value: Any) -> Any:
+    if hasattr(value, "plain"):             # a value object (idmap): as written in TOML
+        return value.plain()
     if isinstance(value, tuple):
         return [list(v) if isinstance(v, tuple) else v for v in value]
     if isinstance(value, dict):
@@ -65,6 +68,7 @@ class Config:
     net: tuple[Any, ...]
     files: tuple[str, ...]          # the files merged, in order
     explicit: frozenset[str]        # keys some file set (not defaults)
+    forward: tuple[Any, ...] = ()   # [[forward]]: published ports
 
     def get(self, key: str) -> Any:
         parts = key.split(".")
@@ -84,7 +88,8 @@ class Config:
                 raise ConfigError(f"{key}: {table} has no entry {name!r}",
                                   f"lxpy-config get {table} shows them all")
             return self.values[table][name]
-        return self.values[key]
+        value = self.values[key]
+        return value.plain() if hasattr(value, "plain") else value     # idmap: as written
 
     def __getattr__(self, name: str) -> Any:
         # cfg.limits.memory, cfg.init.cmd, cfg.hostname

@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from .. import storage
+from .. import idmap, storage
 from ..config.atomic import write_new
 from ..config.edit import edit_text, set_keys
 from ..config.loader import load
@@ -171,7 +171,13 @@ def copy_container(src: Container, new_name: str, *, snapshot: bool = False,
                      None if keep_hostname else src_cfg.hostname or src.name, dst)
         if before_publish is not None:
             before_publish(tmp)
-        publish(tmp, dst.dir)
+        idmap.assign(dst, load(tmp / CONFIG_NAME))    # a block of its own (dst is locked)
+        try:
+            publish(tmp, dst.dir)
+        except BaseException:
+            if not dst.dir.exists():
+                idmap.release(dst)
+            raise
     return dst
 
 

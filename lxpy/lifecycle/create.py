@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import bootstrap, storage, templates
+from .. import bootstrap, idmap, storage, templates
 from ..config.atomic import write_new
 from ..config.edit import edit_text
 from ..config.loader import expand, load, read_toml, validate
@@ -34,6 +34,7 @@ class CreateRequest:
     backend: str | None = None
     extra_config: Path | None = None
     flush_cache: bool = False
+    privileged: bool = False            # idmap = "none" in its config (lxpy-create --privileged)
     progress: Callable[[str], None] | None = None
 
 
@@ -44,12 +45,13 @@ def fill_hwaddr(mac: str, rng: random.Random | None = None) -> str:
 
 
 def _config_text(rendered: str, extra: dict[str, Any] | None, rootfs_keys: dict[str, str],
-                 template: str) -> str:
+                 template: str, privileged: bool = False) -> str:
     """The new config's text: the rendered template config, extra merged in, the rootfs
-    keys, the template name, and MAC addresses drawn."""
+    keys, the template name, idmap = "none" when privileged, and MAC addresses drawn."""
     has_template = "template" in tomllib.loads(rendered) or "template" in (extra or {})
     return edit_text(
-        rendered, {**rootfs_keys, **({} if has_template else {"template": template})},
+        rendered, {**rootfs_keys, **({} if has_template else {"template": template}),
+                   **({"idmap": "none"} if privileged else {})},
         merge=extra,
         hwaddr=lambda kind, mac: fill_hwaddr(str(mac or "00:16:3e:xx:xx:xx"))
         if kind in ("veth", "macvlan") else None)
@@ -98,7 +100,7 @@ def create(req: CreateRequest) -> Container:
                 "arch": options.get("arch", ""), "release": options.get("release", ""),
             }
             rendered = templates.render_config(tmpl, context)
-            text = _config_text(rendered, extra, rootfs_keys, tmpl.name)
+            text = _config_text(rendered, extra, rootfs_keys, tmpl.name, req.privileged)
             cfg_path = tmp / CONFIG_NAME
             write_new(cfg_path, text)
             cfg = load(cfg_path)
@@ -107,6 +109,9 @@ def create(req: CreateRequest) -> Container:
             context["config"] = cfg.to_dict()
             with backend.mounted(tmp, cfg) as root:
                 templates.render_rootfs(tmpl, Path(root), context)
+            # its block of ids, under its lock ("being created"): no allocation prunes it
+            # before the rename; a failed create releases it
+            idmap.assign(c, cfg)
             os.rename(tmp, c.dir)
             made = True
         except OSError as e:
@@ -115,6 +120,9 @@ def create(req: CreateRequest) -> Container:
             raise
         finally:
             if not made:     # best effort: the next command's sweep finishes it
+                if not c.dir.exists():
+                    with suppress(Exception):
+                        idmap.release(c)
                 with suppress(Exception):
                     if (tmp / CONFIG_NAME).exists():
                         backend.destroy(tmp, load(tmp / CONFIG_NAME))

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .. import storage
+from .. import idmap, storage
 from ..container import Container
 from ..errors import ConfigError, LxpyError, StateError, StorageError
 from ..runtime.stop import stop
@@ -79,6 +79,7 @@ def destroy(c: Container, force: bool = False, snapshots: bool = False) -> None:
         # One rename makes it vanish from lxpy-ls; then the slow part.
         gone = new_tmp(c.lxpath, "destroy", c.name)
         os.rename(c.dir, gone)
+        idmap.release(c)                # its block of ids is free for the next container
         destroy_container(gone, cfg)
     try:
         c.lock_path.unlink()

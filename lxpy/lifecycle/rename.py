@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 
-from .. import storage
+from .. import idmap, storage
 from ..config.atomic import write_new
 from ..config.loader import load
 from ..container import CONFIG_NAME, Container
@@ -56,6 +56,7 @@ def rename_container(src: Container, new_name: str, keep_hostname: bool = False)
         except BaseException:
             undo_rename(src.lxpath, tmp)
             raise
+        idmap.moved(src, dst)           # both locks held: no allocation prunes it meanwhile
     for p in (dst.dir / RENAME_JOURNAL, src.lock_path):
         try:
             p.unlink()

@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import paths
 from ..errors import NetworkError
-from . import dnsmasq, forward, nft, pr, records, rtnl, sysctl
+from . import antispoof, dnsmasq, forward, nft, pr, records, rtnl, sysctl
 
 FAMILY = "inet"
 
@@ -259,6 +259,7 @@ def status() -> dict[str, Any]:
             FAMILY, table_name(br)) else None,
         "nat_rules": [],
         "forwards": forward.list_all(),
+        "filters": antispoof.live(),
     }
     if out["nat_table"]:
         text = nft.list_table(FAMILY, table_name(br)) or ""

@@ -1,4 +1,5 @@
-"""The interface of a network type: one small class each (veth.py, macvlan.py, phys.py),
+"""The interface of a network type: one small class each (veth.py, routed.py, macvlan.py,
+ipvlan.py, vlan.py, phys.py),
 listed in lxpy.net.plan.TYPES. A type validates its entry against the host at prepare
 time and, at setup time, makes the device appear in the container's netns; the common
 part (rename, MTU, addresses, routes, up) is done by lxpy.net.setup afterwards."""
@@ -31,12 +32,26 @@ class IfacePlan:
     gateway6: str = ""
     dhcp: bool = False
     reserve4: tuple[str, ...] = ()  # dhcp + ipv4: a static lease on the managed bridge
-    forwards: tuple[tuple[str, int, int], ...] = ()   # (proto, host port, container port)
     managed: bool = False           # link is lxpy-net's bridge
+    vlan: int = 0                   # vlan: the VLAN id on link
+    onlink: bool = False            # routed: the gateway is reached on the link, no subnet
+    ingress: int = 0                # veth/routed: bits/s to the container (tbf on the host end)
+    egress: int = 0                 # bits/s from the container (host end -> ifb -> tbf)
+    mac_filtering: bool = False     # veth/routed: nft netdev table on the host end
+    ipv4_filtering: bool = False
+    ipv6_filtering: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def key(self) -> str:
         return f"net.{self.index}"
+
+    def record(self) -> dict[str, Any]:
+        """What the container's network record keeps of it (lxpy.net.records)."""
+        return {"name": self.name, "type": self.type, "link": self.link,
+                "host": self.host_name, "managed": self.managed, "ipv4": list(self.ipv4),
+                "ipv6": list(self.ipv6), "reserve4": list(self.reserve4),
+                "hwaddr": self.hwaddr, "ifb": bool(self.egress),
+                "filter": self.mac_filtering}
 
 
 @dataclass
@@ -64,3 +79,13 @@ class IfaceType:
 
     def create(self, p: IfacePlan, pid: int, stack: ExitStack) -> None:
         """Make the device and move it into the netns of pid as p.tmp_name; push undos."""
+
+    def host_side(self, p: IfacePlan, stack: ExitStack) -> None:
+        """What the host needs once the device is configured inside (routes, proxy ARP);
+        push undos. Rate limits and filters are done by lxpy.net.setup for every type
+        with a host end."""
+
+    def teardown(self, iface: dict[str, Any]) -> list[str]:
+        """Undo from a record's iface entry (setup.teardown) what the host end's deletion
+        does not take along; what was undone."""
+        return []

@@ -8,16 +8,12 @@ from contextlib import ExitStack
 from ..errors import NetworkError
 from . import pr
 from .iface import HostView, IfacePlan, IfaceType
+from .ipvlan import check_parent, move_in
 
 
 class Macvlan(IfaceType):
     def check(self, p: IfacePlan, hv: HostView) -> None:
-        if not p.link:
-            raise NetworkError(f"{p.key()}.link: a macvlan needs the host device to sit on",
-                               f"set {p.key()}.link (like eth0)")
-        lk = hv.get(p.link)
-        if lk is None:
-            raise NetworkError(f"{p.key()}.link: host device {p.link!r} does not exist")
+        lk = check_parent(p, hv, "macvlan")
         if lk.kind in ("bridge",) and p.mode == "passthru":
             raise NetworkError(f"{p.key()}: passthru needs a physical device, not a bridge")
 
@@ -27,9 +23,6 @@ class Macvlan(IfaceType):
             pr.add_link(ipr, p.tmp_name, "macvlan", link=parent,
                         macvlan_mode=p.mode or "bridge")
             stack.callback(pr.delete_link, p.tmp_name)
-            idx = pr.require_index(ipr, p.tmp_name)
-            if p.mtu:
-                ipr.link("set", index=idx, mtu=p.mtu)
             if p.hwaddr:
-                ipr.link("set", index=idx, address=p.hwaddr)
-            ipr.link("set", index=idx, net_ns_pid=pid)
+                ipr.link("set", index=pr.require_index(ipr, p.tmp_name), address=p.hwaddr)
+            move_in(ipr, p, pid)

@@ -12,28 +12,35 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import paths
+from ..config.schema import parse_rate
 from ..errors import NetworkError, lookup
-from . import dnsmasq, forward, records, rtnl
+from . import dnsmasq, forward, records, rtnl, tc
 from .iface import HostView, IfacePlan, IfaceType
+from .ipvlan import Ipvlan
 from .macvlan import Macvlan
 from .phys import Phys
+from .routed import GATEWAY4, GATEWAY6, Routed
 from .veth import Veth
+from .vlan import Vlan
 
 TYPES: dict[str, IfaceType] = {
     "veth": Veth(),            # a pair: one end on the host (on a bridge), one inside
+    "routed": Routed(),        # a pair, no bridge: the host routes the addresses to it
     "macvlan": Macvlan(),      # a child of a host device with its own MAC
+    "ipvlan": Ipvlan(),        # a child of a host device sharing its MAC
+    "vlan": Vlan(),            # an 802.1Q sub-interface of a host device
     "phys": Phys(),            # a host device moved in, given back at stop
     "empty": IfaceType(),      # a netns with only lo
     "none": IfaceType(),       # the host's netns, shared
 }
-DEVICES = ("veth", "macvlan", "phys")   # the types that make a device
+DEVICES = ("veth", "routed", "macvlan", "ipvlan", "vlan", "phys")   # types that make a device
+HOST_END = ("veth", "routed")   # types with a host end: rate limits, filters
 
 
 def type_of(name: str) -> IfaceType:
@@ -47,6 +54,7 @@ class Plan:
     ifaces: list[IfacePlan] = field(default_factory=list)
     share_host: bool = False          # type "none": the container uses the host's netns
     warnings: list[str] = field(default_factory=list)
+    forwards: list[forward.Forward] = field(default_factory=list)   # [[forward]], resolved
 
     @property
     def has_devices(self) -> bool:
@@ -58,13 +66,20 @@ class Plan:
             s = f"{p.key()}: {p.type} {p.name}"
             if p.link:
                 s += f" on {p.link}"
-            if p.host_name and p.type == "veth":
+            if p.host_name and p.type in HOST_END:
                 s += f" (host end {p.host_name})"
             if p.ipv4 or p.ipv6:
                 s += " " + " ".join(p.ipv4 + p.ipv6)
             if p.dhcp:
                 s += " dhcp" + (f" (lease {p.reserve4[0]})" if p.reserve4 else "")
+            for what, rate in (("ingress", p.ingress), ("egress", p.egress)):
+                if rate:
+                    s += f" {what} {tc.rate_text(rate)}"
+            checks = [k for k in ("mac", "ipv4", "ipv6") if getattr(p, f"{k}_filtering")]
+            if checks:
+                s += f" filtering {'+'.join(checks)}"
             out.append(s)
+        out += [f"forward {f.describe()}" for f in self.forwards]
         return out
 
 
@@ -86,20 +101,6 @@ def fill_mac(mac: str, seed: str = "") -> str:
     if parts[0] == "xx":  # locally administered, unicast
         out[0] = f"{(int(out[0], 16) & 0xFC) | 0x02:02x}"
     return ":".join(out)
-
-
-_PORT_RE = re.compile(r"^(tcp|udp)/(\d{1,5}):(\d{1,5})$")
-
-
-def parse_forward(spec: str) -> tuple[str, int, int]:
-    m = _PORT_RE.match(spec)
-    if not m:
-        raise NetworkError(f"{spec!r} is not a port forward (like tcp/8080:80)")
-    proto, hp, cp = m.group(1), int(m.group(2)), int(m.group(3))
-    for port in (hp, cp):
-        if not 1 <= port <= 65535:
-            raise NetworkError(f"{spec!r}: port {port} is out of range (1-65535)")
-    return proto, hp, cp
 
 
 def ip_of(cidr: str) -> str:
@@ -152,7 +153,7 @@ def prepare(cfg: Any, name: str, lxpath: Path | str | None = None,
                                    f"{macs[p.hwaddr]}")
             macs[p.hwaddr] = key
         type_of(p.type).check(p, hv)
-    hosts = [p.host_name for p in plan.ifaces if p.type == "veth"]
+    hosts = [p.host_name for p in plan.ifaces if p.type in HOST_END]
     if len(set(hosts)) != len(hosts):
         raise NetworkError("net: two veth entries have the same host end name",
                            "set distinct net.N.veth_host")
@@ -167,29 +168,36 @@ def prepare(cfg: Any, name: str, lxpath: Path | str | None = None,
                 plan.warnings.append(f"{key}: {lease['ip']} is also leased by DHCP on "
                                      f"{sc.bridge} to {lease['hostname'] or lease['mac']}; "
                                      "pick an address outside the DHCP range")
-    if any(p.forwards for p in plan.ifaces):
-        forward.check_free(plan)
+    plan.forwards = forward.resolve(cfg.forward, plan.ifaces)
+    forward.check_free(plan)
     return plan
 
 
 def _entry(plan: Plan, i: int, e: Any, sc: Any, hv: HostView) -> IfacePlan:
-    """One [[net]] entry resolved: names, MAC, addresses, gateways, forwards."""
+    """One [[net]] entry resolved: names, MAC, addresses, gateways, limits, filters."""
     type_of(e.type)
     key = f"net.{i}"
+    seed = f"{os.path.realpath(plan.lxpath)}/{plan.container}/{i}"
+    filtering = bool(e.mac_filtering or e.ipv4_filtering or e.ipv6_filtering)
     p = IfacePlan(index=i, type=e.type, name=e.name or "eth0", link=e.link or "",
-                  hwaddr=fill_mac(e.hwaddr or "",
-                                  f"{os.path.realpath(plan.lxpath)}/{plan.container}/{i}"),
-                  mtu=int(e.mtu or 0), mode=e.macvlan_mode or "bridge", dhcp=bool(e.dhcp))
+                  # the filters need to know the MAC: one from the seed if none is set
+                  hwaddr=fill_mac(e.hwaddr or ("xx:xx:xx:xx:xx:xx" if filtering else ""), seed),
+                  mtu=int(e.mtu or 0), dhcp=bool(e.dhcp), vlan=int(e.vlan or 0),
+                  mode=e.ipvlan_mode if e.type == "ipvlan" else e.macvlan_mode or "bridge",
+                  ingress=parse_rate(e.ingress) if e.ingress else 0,
+                  egress=parse_rate(e.egress) if e.egress else 0,
+                  mac_filtering=filtering, ipv4_filtering=bool(e.ipv4_filtering),
+                  ipv6_filtering=bool(e.ipv6_filtering))
     p.extra["container"] = plan.container
     if e.type == "empty":
         return p
     if p.name == "lo":
         raise NetworkError(f"{key}.name: 'lo' is the loopback; pick another name (eth0)")
     p.managed = e.type == "veth" and p.link == sc.bridge
-    if e.type == "veth":
+    if e.type in HOST_END:
         p.host_name = e.veth_host or host_name_for(plan.container, plan.lxpath, i)
         p.tmp_name = "lxt" + os.urandom(5).hex()
-    elif e.type == "macvlan":
+    elif e.type in ("macvlan", "ipvlan", "vlan"):
         p.tmp_name = "lxt" + os.urandom(5).hex()
     else:
         p.host_name = p.tmp_name = p.link
@@ -213,6 +221,9 @@ def _entry(plan: Plan, i: int, e: Any, sc: Any, hv: HostView) -> IfacePlan:
                                    f"pick an address in {managed_net}")
             if ip in (managed_net.network_address, managed_net.broadcast_address):
                 raise NetworkError(f"{key}.ipv4: {a} is not a host address of {managed_net}")
+    if e.type == "routed":
+        _routed_gateways(p, e, key)
+        return p
     link = hv.get(p.link) if p.link else None
     gw4 = e.gateway4 or ""
     if gw4 == "auto" or (not gw4 and p.managed and p.ipv4):
@@ -240,14 +251,18 @@ def _entry(plan: Plan, i: int, e: Any, sc: Any, hv: HostView) -> IfacePlan:
                                   for a in own):
             raise NetworkError(f"{key}.{what}: {gw} is not in the subnet of "
                                f"{', '.join(own)}", "a gateway must be on the link")
-    fw = []
-    for spec in tuple(e.forward or ()):
-        fw.append(parse_forward(spec))
-        if not (v4 or p.ipv6):
-            raise NetworkError(f"{key}.forward {spec}: a forward needs a fixed address",
-                               f"set {key}.ipv4 (with dhcp = true it becomes a static lease)")
-    p.forwards = tuple(fw)
     return p
+
+
+def _routed_gateways(p: IfacePlan, e: Any, key: str) -> None:
+    """A routed interface's gateways are the host end's link-local addresses."""
+    for what in ("gateway4", "gateway6"):
+        if getattr(e, what):
+            raise NetworkError(f"{key}.{what}: a routed interface's gateway is the host end "
+                               f"({GATEWAY4}, {GATEWAY6})", f"remove {key}.{what}")
+    p.gateway4 = GATEWAY4 if p.ipv4 else ""
+    p.gateway6 = GATEWAY6 if p.ipv6 else ""
+    p.onlink = True
 
 
 def _check_host(plan: Plan, hv: HostView, addrs: dict[str, str],

@@ -60,15 +60,20 @@ def index(ipr: Any, name: str) -> int | None:
     return None
 
 
+MODULES = {"vlan": "8021q"}     # link kinds whose kernel module has another name
+
+
 def add_link(ipr: Any, name: str, kind: str, **kw: Any) -> None:
     """RTM_NEWLINK of a given kind; a kernel without that link type is a clear error."""
     try:
         ipr.link("add", ifname=name, kind=kind, **kw)
     except Exception as e:  # noqa: BLE001 - NetlinkError(EOPNOTSUPP): no such link type
         if getattr(e, "code", None) == 95:
+            mod = MODULES.get(kind, kind)
             raise NetworkError(f"cannot create {kind} interface {name!r}: this kernel has no "
-                               f"{kind} support", f"load it (modprobe {kind}) or use a "
-                               "kernel built with it; lxpy-checkconfig shows what is missing"
+                               f"{kind} support (kernel module {mod})",
+                               f"load it (modprobe {mod}) or use a kernel built with it "
+                               f"(CONFIG_{mod.upper() if mod != '8021q' else 'VLAN_8021Q'})"
                                ) from None
         raise
 

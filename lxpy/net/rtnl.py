@@ -200,7 +200,7 @@ def link_up(pid: int | None, index: int = 1) -> None:
 # ---------------------------------------------------------------------------
 # The few writes a container's veth needs, so the common start path does not import
 # pyroute2 (100+ ms): create a veth pair, set a link (name, up, master, netns, MAC,
-# MTU), add an address, add a default route, delete a link.
+# MTU), add an address, add a route, a proxy neighbour, delete a link.
 
 NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x4, 0x200, 0x400
 RTM_DELLINK, RTM_NEWROUTE = 17, 24
@@ -265,6 +265,13 @@ def add_veth(sock: socket.socket, name: str, peer: str, mtu: int = 0, mac: str =
             f"create veth {name} (peer {peer})")
 
 
+def add_link(sock: socket.socket, name: str, kind: str) -> None:
+    """A link of a kind that needs no parameters (ifb)."""
+    body = _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _rta(IFLA_IFNAME, _name(name))
+    body += _rta(IFLA_LINKINFO, _rta(IFLA_INFO_KIND, kind.encode()))
+    request(sock, RTM_NEWLINK, body, NLM_F_CREATE | NLM_F_EXCL, f"create {kind} {name}")
+
+
 def set_link(sock: socket.socket, index: int, *, up: bool | None = None, name: str = "",
              master: int | None = None, netns_pid: int | None = None, mac: str = "",
              mtu: int = 0, what: str = "") -> None:
@@ -312,12 +319,51 @@ def add_address(sock: socket.socket, index: int, cidr: str, nodad: bool = True) 
     request(sock, RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL, f"add address {cidr}")
 
 
-def add_default_route(sock: socket.socket, gateway: str, index: int | None = None) -> None:
-    gw = ipaddress.ip_address(gateway)
-    fam = socket.AF_INET if gw.version == 4 else socket.AF_INET6
-    # table main, proto static, scope universe, unicast
-    body = _RTMSG.pack(fam, 0, 0, 0, 254, 4, 0, 1, 0) + _rta(RTA_GATEWAY, gw.packed)
-    if index is not None:
-        body += _rta(RTA_OIF, struct.pack("=I", index))
+RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
+NDA_DST = 1
+NTF_PROXY = 0x08
+RTNH_F_ONLINK = 0x4
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+_NDMSG = struct.Struct("=BxxxiHBB")
+
+
+def add_route(sock: socket.socket, dst: str, index: int, gateway: str = "",
+              onlink: bool = False) -> None:
+    """A route to dst (a CIDR; "default" family by gateway) out of link index: through
+    gateway (onlink: reached on the link without a subnet), or directly (scope link)."""
+    if dst == "default":
+        net = ipaddress.ip_network("0.0.0.0/0" if ipaddress.ip_address(gateway).version == 4
+                                   else "::/0")
+    else:
+        net = ipaddress.ip_network(dst, strict=False)
+    fam = socket.AF_INET if net.version == 4 else socket.AF_INET6
+    scope = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
+    flags = RTNH_F_ONLINK if onlink else 0
+    # table main, proto static, unicast
+    body = _RTMSG.pack(fam, net.prefixlen, 0, 0, 254, 4, scope, 1, flags)
+    if net.prefixlen:
+        body += _rta(RTA_DST, net.network_address.packed)
+    if gateway:
+        body += _rta(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
+    body += _rta(RTA_OIF, struct.pack("=I", index))
     request(sock, RTM_NEWROUTE, body, NLM_F_CREATE | NLM_F_EXCL,
-            f"add default route via {gateway}")
+            f"add route to {dst}" + (f" via {gateway}" if gateway else ""))
+
+
+def proxy_neigh(sock: socket.socket, address: str, index: int, add: bool = True) -> bool:
+    """Answer ARP/NDP for address on link index (ip neigh add proxy ADDR dev LINK), or stop
+    (add False: False if it was not there)."""
+    ip = ipaddress.ip_address(address)
+    fam = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    body = _NDMSG.pack(fam, index, 0, NTF_PROXY, 0) + _rta(NDA_DST, ip.packed)
+    try:
+        if add:
+            request(sock, RTM_NEWNEIGH, body, NLM_F_CREATE | 0x100,   # NLM_F_REPLACE
+                    f"add proxy neighbour {address}")
+        else:
+            request(sock, RTM_DELNEIGH, body, 0, f"delete proxy neighbour {address}")
+    except OSError as e:
+        if not add and e.errno in (errno.ENOENT, errno.ENODEV):
+            return False
+        raise
+    return True

@@ -18,8 +18,9 @@ from typing import Any
 
 from .. import paths
 from ..errors import NetworkError
-from . import bridge, dnsmasq, forward, phys, pr, records, rtnl
-from .plan import DEVICES, Plan, ip_of, type_of
+from . import antispoof, bridge, dnsmasq, forward, phys, pr, records, rtnl, tc
+from .iface import IfacePlan
+from .plan import DEVICES, HOST_END, Plan, ip_of, type_of
 
 log = logging.getLogger("lxpy.net")
 
@@ -113,16 +114,33 @@ def _setup(plan: Plan, pid: int, stack: ExitStack) -> None:
                               "it up")
                 for a in p.ipv4 + p.ipv6:
                     rtnl.add_address(ns, idx, a)
-                if p.gateway4:
-                    rtnl.add_default_route(ns, p.gateway4, idx)
-                if p.gateway6:
-                    rtnl.add_default_route(ns, p.gateway6, idx)
+                for gw in (p.gateway4, p.gateway6):
+                    if gw:
+                        rtnl.add_route(ns, "default", idx, gw, onlink=p.onlink)
             except OSError as e:
                 raise NetworkError(f"{p.key()}: cannot configure {p.name} in the container: "
                                    f"{e.strerror or e}") from None
+    for p in devices:
+        _host_side(p, stack)
     _register(plan, pid, stack)
-    if any(p.forwards for p in plan.ifaces):
+    if plan.forwards:
         stack.enter_context(forward.up(plan, pid))
+
+
+def _host_side(p: IfacePlan, stack: ExitStack) -> None:
+    """The host's part once the device is in place: the type's own (routes, proxy ARP),
+    then rate limits and anti-spoofing on the host end."""
+    try:
+        type_of(p.type).host_side(p, stack)
+    except OSError as e:
+        raise NetworkError(f"{p.key()}: cannot set up the host side of {p.host_name}: "
+                           f"{e.strerror or e}") from None
+    if p.ingress or p.egress:
+        if p.egress:
+            stack.callback(tc.remove, p.host_name)
+        tc.apply(p.host_name, p.ingress, p.egress, f"{p.key()}: rate limits on {p.host_name}")
+    if antispoof.apply(p):
+        stack.callback(antispoof.remove, p.host_name)
 
 
 def _register(plan: Plan, pid: int, stack: ExitStack) -> None:
@@ -136,10 +154,7 @@ def _register(plan: Plan, pid: int, stack: ExitStack) -> None:
            "lxhash": records.lxhash(plan.lxpath), "pid": pid, "netns": ino,
            "addrs": [ip_of(a) for p in plan.ifaces for a in p.ipv4 + p.ipv6 + p.reserve4],
            "macs": [p.hwaddr for p in plan.ifaces if p.hwaddr],
-           "ifaces": [{"name": p.name, "type": p.type, "link": p.link, "host": p.host_name,
-                       "managed": p.managed, "ipv4": list(p.ipv4), "ipv6": list(p.ipv6),
-                       "reserve4": list(p.reserve4), "hwaddr": p.hwaddr}
-                      for p in plan.ifaces]}
+           "ifaces": [p.record() for p in plan.ifaces]}
     path = records.container_file(plan.container, plan.lxpath)
     records.write_json(path, rec)
     stack.callback(records.unlink, path)
@@ -166,12 +181,25 @@ def _refresh_dns(recs: list[dict[str, Any]]) -> None:
 
 def cleanup_stale() -> dict[str, list[str]]:
     """Undo what dead containers left (a monitor that was SIGKILLed): phys devices back
-    under their own names, records, DNS entries and forwards of gone containers."""
+    under their own names, records, ifb devices, filter tables, proxy neighbours, DNS
+    entries and forwards of gone containers."""
     done: dict[str, list[str]] = {"phys": phys.cleanup_stale()}
     _live, dead = records.containers()
     done["records"] = [r.get("container", "?") for r in dead]
+    done["host ends"] = [x for r in dead for i in r.get("ifaces", []) for x in _host_extras(i)]
     done["forwards"] = forward.cleanup_stale()
     _refresh_dns(dead)
+    return done
+
+
+def _host_extras(i: dict[str, Any]) -> list[str]:
+    """Undo, from a record's iface, what outlives its host end: the type's own (proxy
+    neighbours), the ifb device of an egress limit, the filter table."""
+    done = type_of(i.get("type", "none")).teardown(i)
+    if i.get("ifb") and tc.remove(i["host"]):
+        done.append(f"ifb {tc.ifb_name(i['host'])}")
+    if i.get("filter") and antispoof.remove(i["host"]):
+        done.append(f"nft {antispoof.FAMILY} {antispoof.table_name(i['host'])}")
     return done
 
 
@@ -187,7 +215,8 @@ def teardown(name: str, lxpath: Path | str | None = None, wait: float = 3.0) -> 
     alive = records.alive(rec)
     host = rtnl.by_name(with_addresses=False) if rec.get("ifaces") else {}
     for i in rec.get("ifaces", []):
-        if i.get("type") == "veth" and i.get("host") in host:
+        done += _host_extras(i)
+        if i.get("type") in HOST_END and i.get("host") in host:
             pr.delete_link(i["host"])
             done.append(f"veth {i['host']}")
         elif i.get("type") == "phys" and i.get("link"):

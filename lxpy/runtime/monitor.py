@@ -114,6 +114,11 @@ class Monitor:
         self.listener: socket.socket | None = None
         self.net_undo_pid = 0
         self.notifier = None        # notify.Listener: the guest's READY=1 (systemd)
+        # autostart.restart: when init's deaths were (monotonic), when the next start is due
+        self.failures: list[float] = []
+        self.restarts = 0
+        self.restart_why = ""       # the last death that brought a restart (lxpy-info)
+        self.restart_at: float | None = None
 
     # -- state -------------------------------------------------------------------------
     def event(self, msg: str) -> None:
@@ -157,6 +162,8 @@ class Monitor:
             "monitor_cgroup": self.plan.get("monitor_cgroup") or "",
             "name": self.plan["name"],
             "lxpath": self.plan["lxpath"],
+            "restarts": self.restarts or "",
+            "restart_why": self.restart_why,
             **(self.notifier.fields() if self.notifier is not None else {}),
         })
         msg = proto.frame("state", **self.state_fields())
@@ -449,8 +456,10 @@ class Monitor:
         self.poll.register(r, POLL_IN)
         while True:
             timeout = None
-            if self.stop_deadline is not None:
-                timeout = max(0, int((self.stop_deadline - time.monotonic()) * 1000) + 1)
+            for due in (self.stop_deadline, self.restart_at):
+                if due is not None:
+                    left = max(0, int((due - time.monotonic()) * 1000) + 1)
+                    timeout = left if timeout is None else min(timeout, left)
             try:
                 events = self.poll.poll(timeout)
             except InterruptedError:
@@ -473,6 +482,8 @@ class Monitor:
                     self.on_notify()
                 else:
                     self.on_pty(fd, ev)
+            if self.restart_at is not None and self.restart_pending_done():
+                return self.exit_status
 
     def on_signal(self) -> None:
         try:
@@ -507,7 +518,8 @@ class Monitor:
                 return
 
     def init_exited(self) -> bool:
-        """Init is gone: clean up and either stop or reboot. True when the monitor exits."""
+        """Init is gone: clean up and stop, reboot, or restart it (autostart.restart). True
+        when the monitor exits."""
         try:
             _, st = os.waitpid(self.init_pid, 0)
         except ChildProcessError:
@@ -518,8 +530,10 @@ class Monitor:
         reboot = (os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGHUP
                   and not self.stop_requested and not self.plan.get("app"))
         code = os.waitstatus_to_exitcode(st)
+        clean = code == 0           # not a failure: autostart.restart = "on-failure" stays
         if code == -signal.SIGINT and self.own_pidns():
             how = "powered off (reboot(2) in its pid namespace)"
+            clean = True
         elif code == -signal.SIGHUP and self.own_pidns():
             how = "asked for a reboot (reboot(2) in its pid namespace)"
         elif code < 0:
@@ -531,34 +545,90 @@ class Monitor:
         if not self.plan.get("app") and not reboot:
             self.exit_status = 0
         if reboot:
-            self.set_state("STARTING")
-            self.reap_zombies()
-            if not self.own_pidns():         # else the pid namespace took everything along
-                self.kill_cgroup()
-                try:
-                    self.cgroup_call("thaw")      # kill() may leave it frozen
-                except Exception:  # noqa: BLE001
-                    pass
-            self.stop_deadline = None
-            self.init_pid = 0
-            self.init_start = None
-            self.net_teardown()
-            try:
-                self.spawn()
-            except (StartFailed, OSError) as e:
-                log(f"reboot failed: {e}")
-                self.event(f"reboot failed: {e}")
-                self.set_state("ABORTING")
-                self.cleanup(final=True)
-                self.exit_status = 1
-                return True
-            self.poll.register(self.pidfd, POLL_IN)
-            self.set_state("RUNNING")
-            self.event(f"rebooted: init pid {self.init_pid}")
-            return False
+            self.init_gone()
+            return self.respawn("reboot")
+        policy = self.plan.get("restart") or "no"
+        if policy != "no" and not self.stop_requested:
+            if policy == "always" or not clean:
+                return self.schedule_restart(policy, how)
+            self.event(f"not restarted: autostart.restart = {policy} and init {how.split(' (')[0]}"
+                       ", which is no failure")
         self.set_state("STOPPING")
         self.cleanup(final=True)
         return True
+
+    def init_gone(self) -> None:
+        """Between two inits (a reboot, a restart): what the last one left goes."""
+        self.set_state("STARTING")
+        self.reap_zombies()
+        if not self.own_pidns():         # else the pid namespace took everything along
+            self.kill_cgroup()
+            try:
+                self.cgroup_call("thaw")      # kill() may leave it frozen
+            except Exception:  # noqa: BLE001
+                pass
+        self.stop_deadline = None
+        self.init_pid = 0
+        self.init_start = None
+        self.net_teardown()
+
+    def respawn(self, what: str) -> bool:
+        """A new init in the same monitor (what: "reboot" or "restart"). True when that
+        failed and the monitor exits."""
+        try:
+            self.spawn()
+        except (StartFailed, OSError) as e:
+            log(f"{what} failed: {e}")
+            self.event(f"{what} failed: {e}")
+            self.set_state("ABORTING")
+            self.cleanup(final=True)
+            self.exit_status = 1
+            return True
+        self.poll.register(self.pidfd, POLL_IN)
+        self.event(f"{what}ed: init pid {self.init_pid}")      # in the history before it is
+        self.set_state("RUNNING")                                # published
+        return False
+
+    def schedule_restart(self, policy: str, how: str) -> bool:
+        """autostart.restart: a new init after a back-off, unless init died too often within
+        autostart.restart_limit's window (then stop for good). True when the monitor exits."""
+        now = time.monotonic()
+        limit, window = self.plan.get("restart_limit") or (5, 300)
+        self.failures = [t for t in self.failures if now - t < window] + [now]
+        self.init_gone()
+        if len(self.failures) > limit:
+            msg = (f"gave up restarting: init died {len(self.failures)} times within {window} s "
+                   f"(autostart.restart_limit = \"{limit}/{window}s\"); the container stays "
+                   "stopped")
+            log(msg)
+            self.event(msg)
+            self.set_state("STOPPING")
+            self.cleanup(final=True)
+            self.exit_status = 1        # lxpy@.service: failed, with this in the journal
+            return True
+        delay = min(300, int(self.plan.get("restart_delay", 1)) << (len(self.failures) - 1))
+        msg = (f"restarting in {delay} s (autostart.restart = {policy}: init {how}; restart "
+               f"{len(self.failures)} of at most {limit} within {window} s)")
+        log(msg)
+        self.event(msg)
+        self.restart_at = now + delay
+        self.restart_why = f"init {how}"
+        return False
+
+    def restart_pending_done(self) -> bool:
+        """In the loop, while a restart waits: stop instead if asked to, restart when due.
+        True when the monitor exits."""
+        if self.stop_requested:
+            self.restart_at = None
+            self.event("restart cancelled: stop requested")
+            self.set_state("STOPPING")
+            self.cleanup(final=True)
+            return True
+        if time.monotonic() < self.restart_at:
+            return False
+        self.restart_at = None
+        self.restarts += 1
+        return self.respawn("restart")
 
     def reap_zombies(self) -> None:
         while True:

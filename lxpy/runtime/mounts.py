@@ -351,23 +351,33 @@ class CgroupFs(Op):
     steps: tuple[tuple[str, str, str, int, str], ...]
 
     def describe(self) -> str:
-        return "mount /sys/fs/cgroup: " + ", ".join(
-            t.removeprefix("/sys/fs/cgroup/") for _s, t, fs, _f, _d in self.steps
-            if fs not in ("symlink", "remount") and t != "/sys/fs/cgroup")
+        subs = [t.removeprefix("/sys/fs/cgroup/") for _s, t, fs, _f, _d in self.steps
+                if fs not in ("symlink", "remount") and t != "/sys/fs/cgroup"]
+        if subs:        # v1, hybrid: the hierarchies on a tmpfs
+            return "mount /sys/fs/cgroup: " + ", ".join(subs)
+        return "mount " + ", ".join(fs for _s, _t, fs, _f, _d in self.steps) + \
+            " on /sys/fs/cgroup"
 
     def execute(self, run: Run) -> None:
-        for source, target, fstype, flags, data in self.steps:
-            if fstype == "symlink":
-                try:
-                    os.symlink(source, target)
-                except FileExistsError:
-                    pass
-                continue
-            os.makedirs(target, exist_ok=True)
-            if fstype == "remount":
-                m.mount(None, target, None, flags, None)
-            else:
-                m.mount(source, target, fstype, flags, data or None)
+        tmpfs = ""
+        try:
+            for source, target, fstype, flags, data in self.steps:
+                if fstype == "symlink":
+                    try:
+                        os.symlink(source, target)
+                    except FileExistsError:
+                        pass
+                    continue
+                os.makedirs(target, exist_ok=True)
+                if fstype == "remount":
+                    m.mount(None, target, None, flags, None)
+                else:
+                    m.mount(source, target, fstype, flags, data or None)
+                    tmpfs = tmpfs or (target if fstype == "tmpfs" else "")
+        except OSError:
+            if tmpfs:       # nothing half-made (v1: the tmpfs, writable, some hierarchies)
+                m.umount2(tmpfs, m.MNT_DETACH)
+            raise
 
 
 @dataclass(frozen=True)
@@ -460,3 +470,32 @@ class NotifySocket(Op):
 
     def execute(self, run: Run) -> None:
         run.env.update(notify.mount_in_guest(run.notify_fd, list(self.cmd), dict(self.env)))
+
+
+@dataclass(frozen=True)
+class LxcfsBind(Op):
+    """One of lxcfs's files (or its sys/devices/system/cpu) bound read-only over the
+    container's own, before pivot_root (lxpy.lxcfs.binds says which), as LXC's lxcfs hook
+    does: nothing where the container has no such file (a kernel without it), nor, unless
+    required (proc.lxcfs = true), where lxcfs no longer answers (a reboot after it stopped)."""
+    source: str             # on the host
+    target: str             # in the container
+    root: str               # the staging directory
+    required: bool = False
+
+    def describe(self) -> str:
+        return f"bind lxcfs's {self.source} on {self.target}, read-only"
+
+    def execute(self, run: Run) -> None:
+        target = self.root + self.target
+        if not os.path.exists(target):
+            return
+        try:
+            os.stat(self.source)
+        except OSError as e:
+            if self.required:
+                raise OSError(e.errno, "stat(): lxcfs does not answer (proc.lxcfs = true): "
+                              + os.strerror(e.errno or 0), self.source) from None
+            return
+        m.mount(self.source, target, None, m.MS_BIND)
+        m.mount(None, target, None, m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY | NOSUID_NODEV_NOEXEC)

@@ -16,7 +16,10 @@ import pickle
 import sys
 from dataclasses import dataclass
 
+from .. import lxcfs
+from ..config.schema import restart_limit
 from ..config.signals import parse_signal
+from ..errors import RuntimeStartError
 from ..idmap import IdMap
 from ..linux import mount as m
 from ..net.plan import DEVICES
@@ -79,6 +82,10 @@ class Plan:
     event_log: str
     sys_path: tuple[str, ...]
     handshake_timeout: int = 30
+    # autostart.restart: the monitor's policy when init dies ("no" for lxpy-execute)
+    restart: str = "no"
+    restart_delay: int = 1
+    restart_limit: tuple[int, int] = (5, 300)     # restarts, in seconds
 
     def own(self, ns: str) -> bool:
         """A namespace of its own, not shared with the host or another container."""
@@ -141,6 +148,7 @@ def _mounts(container, cfg, *, userns: bool, app: bool, tty_max: int, share: dic
         *sysctls,
         ops.Bind("/sys", "/sys", root=root) if host_sys else
         ops.Mount("sysfs", "/sys", nsne | m.MS_RDONLY, root=root),
+        *_lxcfs(container, cfg, root),
         ops.PivotRoot(root),
         ops.Mount("tmpfs", "/dev", nse, "mode=755,size=65536k,nr_inodes=16384", source="none"),
         *([] if userns else nodes),
@@ -160,15 +168,37 @@ def _mounts(container, cfg, *, userns: bool, app: bool, tty_max: int, share: dic
         *(ops.Mask(p) for p in cfg.security.masked_paths),
     ]
     if cgroup is not None and "mnt" in create:
-        # cgroup v1 hierarchies cannot be mounted from a user namespace here
+        # In a user namespace the kernel lets its root mount cgroup2 and the host's existing
+        # v1 hierarchies (name=systemd among them) when the cgroup namespace is its own too:
+        # each mount's root is then the container's cgroup, delegated to its root
+        # (start._delegate). Without one, it refuses (EPERM): systemd then finds no cgroups.
+        own_cgroupns = "cgroup" in create
         out.append(ops.CgroupFs(tuple(tuple(x) for x in cgroup.container_mounts()),
-                                warn=warn and warn + "no cgroup filesystem inside"))
+                                warn="" if own_cgroupns else warn and warn +
+                                "no cgroup namespace of its own, so no cgroup filesystem "
+                                "inside (add cgroup to namespaces.create)"))
     out += [ops.UserMount(_source(container, mnt), mnt.target, mnt.type, tuple(mnt.options),
                           unprivileged=userns) for mnt in cfg.mount]
     if not app:
         out.append(ops.NotifySocket(str(container.run_dir / "notify"), init_cmd,
                                     tuple(env.items())))
     return tuple(out)
+
+
+def _lxcfs(container, cfg, root: str) -> list[ops.Op]:
+    """proc.lxcfs: lxcfs's /proc and /sys files over the container's (lxpy.lxcfs)."""
+    want, path = cfg.proc.lxcfs, cfg.proc.lxcfs_path
+    if want is False:
+        return []
+    if not lxcfs.live(path):
+        if want == "auto":
+            return []
+        raise RuntimeStartError(f"container {container.name!r}: proc.lxcfs is true but lxcfs "
+                                f"is not running at {path}",
+                                f"start it (systemctl start lxcfs, or lxcfs {path}), or set "
+                                "proc.lxcfs = \"auto\"")
+    return [ops.LxcfsBind(src, target, root, required=want is True)
+            for src, target in lxcfs.binds(path)]
 
 
 def _source(container, mnt) -> str:
@@ -229,7 +259,10 @@ def build(container, cfg, *, idmap: IdMap | None, cgroup, monitor_cgroup,
         console_log_size=int(cfg.console.log_size),
         # the container's history (started, stop requested, init's exit, reboots, stopped)
         event_log=os.path.join(logs, "lxpy.log"),
-        sys_path=tuple(p for p in sys.path if p))
+        sys_path=tuple(p for p in sys.path if p),
+        restart="no" if app else cfg.autostart.restart,
+        restart_delay=int(cfg.autostart.restart_delay),
+        restart_limit=restart_limit(cfg.autostart.restart_limit))
 
 
 def describe(plan: Plan) -> list[str]:
@@ -255,6 +288,10 @@ def describe(plan: Plan) -> list[str]:
     lines += [f"once the network is up: {op.describe()}" for op in plan.late_sysctls]
     lines += [f"prlimit {k}: {soft} {hard}" for k, (soft, hard) in plan.prlimits.items()]
     lines += [f"start hook: {h}" for h in plan.hooks_start]
+    if plan.restart != "no":
+        n, secs = plan.restart_limit
+        lines += [f"restart: {plan.restart} (after {plan.restart_delay} s, doubling; gives up "
+                  f"after {n} restarts in {secs} s)"]
     if plan.security_policy:
         lines += security.describe(plan.security_policy)
     return lines

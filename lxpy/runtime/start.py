@@ -46,15 +46,9 @@ log = logging.getLogger("lxpy.runtime")
 
 def _delegate(cg, uid: int, gid: int) -> None:
     """Give the container's root its cgroup (as systemd's Delegate= does), so an init in a
-    user namespace can make and manage its own sub-cgroups."""
-    for d in cg.dirs():
-        for name in ("", "cgroup.procs", "tasks", "cgroup.subtree_control", "cgroup.threads",
-                     "cgroup.clone_children", "notify_on_release"):
-            p = d / name if name else d
-            try:
-                os.chown(p, uid, gid)
-            except FileNotFoundError:
-                pass
+    user namespace can make and manage its own sub-cgroups (cgroups.DELEGATED: which
+    files, on v1 and v2)."""
+    cg.delegate(uid, gid)
 
 
 def _hook_env(container, cfg, which: str) -> dict[str, str]:
@@ -75,9 +69,10 @@ def run_host_hooks(container, cfg, which: str, hooks) -> None:
                                     f"with status {r.returncode}", step=f"{which} hook")
 
 
-def _check(container, cfg) -> IdMap | None:
-    """What must hold before anything is made; the container's id maps (None: privileged)."""
-    idmap = resolve(container, cfg)
+def _check(container, cfg, allocate: bool = True) -> IdMap | None:
+    """What must hold before anything is made; the container's id maps (None: privileged;
+    allocate: see idmap.resolve)."""
+    idmap = resolve(container, cfg, allocate=allocate)
     if idmap is None and "user" in cfg.namespaces.create:
         raise ConfigError(f"container {container.name!r}: a user namespace needs an id map",
                           "set idmap, or remove user from namespaces.create")
@@ -215,7 +210,7 @@ def dry_run(container) -> list[str]:
     nothing (the cgroups are named, not made)."""
     container.require()
     cfg = container.config
-    idmap = _check(container, cfg)
+    idmap = _check(container, cfg, allocate=False)
     drv = cgroups.driver()
     parent = drv.parent_path(system_config().cgroup_parent)
     cg, mcg = (drv.cgroup_class(drv, "/".join(x for x in (parent, name) if x))

@@ -50,7 +50,7 @@ def test_busybox_create_list_info_config_destroy(lxpy, lxpath):
 
     table = lxpy("ls", "-f").stdout.splitlines()
     assert table[0].split() == ["NAME", "STATE", "AUTOSTART", "GROUPS", "IPV4", "IPV6",
-                                "UNPRIVILEGED"]
+                                "PRIVILEGED"]
     assert table[1].split()[:3] == ["bb", "STOPPED", "0"]
     assert lxpy("ls", "-1").stdout.split() == ["bb"]
     assert lxpy("ls", "--running").stdout.split() == []

@@ -140,8 +140,8 @@ def sysconf(tmp_path, unique, monkeypatch):
     paths.system_config.cache_clear()
 
 
-def cfg_of(*entries: dict):
-    return validate({"net": list(entries)}, "test")
+def cfg_of(*entries: dict, forward: list[dict] = ()):
+    return validate({"net": list(entries), "forward": list(forward)}, "test")
 
 
 # ---------------------------------------------------------------------------
@@ -395,7 +395,7 @@ def test_setup_refuses_the_host_netns(bridge, lxpath, sysconf):
 def test_bad_input_cli_one_line(lxpy, lxpath, sysconf):
     r = lxpy("net", "forward", "add", "nosuch", "tcp", "8080:80", check=False)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    r = lxpy("net", "forward", "add", "nosuch", "tcp", "80", check=False)
+    r = lxpy("net", "forward", "add", "nosuch", "tcp", "80:x", check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     r = lxpy("net", "bogus", check=False)
     assert r.returncode == 2
@@ -623,7 +623,8 @@ def test_forward_from_host_and_other_machine(managed, netns, undos, lxpath, lxpy
     try:
         lxpy("net", "forward", "add", name, "tcp", f"{hp}:80")
         listed = json.loads(lxpy("net", "forward", "list", "--format", "json").stdout)
-        assert any(f["host_port"] == hp and f["container"] == name for f in listed)
+        assert any(f["host_port"] == hp and f["container"] == name and f["active"]
+                   for f in listed)
 
         def get(url):
             try:
@@ -647,59 +648,44 @@ def test_forward_from_host_and_other_machine(managed, netns, undos, lxpath, lxpy
         assert get(f"http://127.0.0.1:{hp}/") is None
         tables = subprocess.run(["nft", "list", "tables"], capture_output=True,
                                 text=True).stdout
-        assert "lxpy-forward" not in tables or any(
-            f for f in json.loads(lxpy("net", "forward", "list", "--format", "json").stdout))
+        assert "lxpy-forward" not in tables or forward.list_all()
     finally:
         srv.kill()
         srv.wait()
         lxpy("net", "forward", "remove", name, "tcp", str(hp), check=False)
 
 
-def test_forward_add_refuses_a_replacement_and_a_host_service(managed, lxpath, lxpy):
+def test_forward_add_refuses_a_twin_and_a_host_service(managed, lxpath, lxpy):
     br, sub = managed
     _write_container(lxpath, "fwr", [{"type": "veth", "link": br, "ipv4": [f"{sub}.43/24"]}])
     hp = random.randint(20000, 29999)
-    try:
-        lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:80")
-        before = forward.list_all()
-        # the same again: nothing to do
-        lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:80")
-        assert forward.list_all() == before
-        # another target on the same host port: refused, the old one stays
-        r = lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:8080", check=False)
-        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert f"{sub}.43:80" in r.stderr
-        # the hint names the lxpath (-P) the container is in: it works as printed
-        assert f"lxpy-net -P {lxpy.lxpath} forward remove fwr tcp {hp}" in r.stderr
-        assert forward.list_all() == before
-    finally:
-        lxpy("net", "forward", "remove", "fwr", "tcp", str(hp), check=False)
-    # a host port a host service listens on (any local address): refused, nothing made
+    lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:80")
+    before = (lxpath / "fwr/config.toml").read_text()
+    # the same host port again, to another target: refused, the config stays
+    r = lxpy("net", "forward", "add", "fwr", "tcp", f"{hp}:8080", check=False)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert f"fwr already forwards tcp {hp}" in r.stderr
+    assert f"lxpy-net forward rm fwr tcp {hp}" in r.stderr
+    assert (lxpath / "fwr/config.toml").read_text() == before
+    lxpy("net", "forward", "rm", "fwr", "tcp", str(hp))
+    assert "[[forward]]" not in (lxpath / "fwr/config.toml").read_text()
+    # a host port a host service listens on (any local address): refused at start
     for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::")):
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.bind((addr, 0))
             s.listen()
             port = s.getsockname()[1]
-            r = lxpy("net", "forward", "add", "fwr", "tcp", f"{port}:80", check=False)
-            assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-            assert "in use on the host" in r.stderr and str(port) in r.stderr
-            assert not any(f["host_port"] == port for f in forward.list_all())
-    # the same through a config's net.N.forward, refused at prepare
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        with pytest.raises(NetworkError, match="in use on the host"):
-            prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.44/24"],
-                            "forward": [f"tcp/{port}:80"]}), "fwr2", lxpath)
+            with pytest.raises(NetworkError, match="in use on the host"):
+                prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.44/24"]},
+                               forward=[{"listen": port, "port": 80}]), "fwr2", lxpath)
 
 
 def test_config_forwards_come_and_go(managed, netns, undos, lxpath, tmp_path):
     br, sub = managed
     hp = random.randint(30000, 39999)
     c = netns()
-    plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.41/24"],
-                           "forward": [f"tcp/{hp}:8000"]}), "cfwd", lxpath)
+    plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.41/24"]},
+                          forward=[{"listen": hp, "port": 8000}]), "cfwd", lxpath)
     undos.append(setup(plan, c))      # setup publishes the config's forwards
     srv = subprocess.Popen(["nsenter", "-t", str(c), "-n", BUSYBOX, "nc", "-ll", "-p", "8000",
                             "-e", "echo", "cfg-forward-ok"])
@@ -713,13 +699,13 @@ def test_config_forwards_come_and_go(managed, netns, undos, lxpath, tmp_path):
         assert b"cfg-forward-ok" in wait_for(talk, what="config forward")
         # the same host port for another container is refused
         with pytest.raises(NetworkError, match="already forwarded"):
-            prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.42/24"],
-                            "forward": [f"tcp/{hp}:80"]}), "other", lxpath)
+            prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.42/24"]},
+                           forward=[{"listen": hp, "port": 80}]), "other", lxpath)
     finally:
         srv.kill()
         srv.wait()
     # the monitor may have lost setup's undo (forked helper): teardown works from records
-    assert f"forward tcp/{hp}" in teardown("cfwd", lxpath)
+    assert f"forward tcp {hp}" in teardown("cfwd", lxpath)
     assert not any(f["host_port"] == hp for f in forward.list_all())
     assert teardown("cfwd", lxpath) == []
 
@@ -732,8 +718,8 @@ def test_ipv6_bridge_static_address_and_forward(managed6, netns, undos, lxpath, 
     hp = random.randint(40000, 49999)
     c = netns()
     plan = prepare(cfg_of({"type": "veth", "link": br, "ipv4": [f"{sub}.44/24"],
-                           "ipv6": [f"{prefix}::44/64"], "gateway6": "auto",
-                           "forward": [f"tcp/{hp}:80"]}), "six", lxpath)
+                           "ipv6": [f"{prefix}::44/64"], "gateway6": "auto"},
+                          forward=[{"listen": hp, "port": 80}]), "six", lxpath)
     assert plan.ifaces[0].gateway6 == v6.split("/")[0]
     undos.append(setup(plan, c))
     assert f"default via {v6.split('/')[0]}" in in_ns(c, "ip", "-6", "route").stdout
@@ -919,18 +905,11 @@ def test_dhcp_container_lease_shows_in_ls(managed, lxpy, lxpath):
         addr = wait_for(leased, what="the lease in lxpy-ls -f")
         st = json.loads(lxpy("net", "status", "--format", "json", lxpath=False).stdout)
         assert any(x["ip"] == addr and x["hostname"] == "dh" for x in st["leases"])
-        # a forward to a container known only by its lease
-        hp = random.randint(50000, 59999)
-        lxpy("net", "forward", "add", "dh", "tcp", f"{hp}:7777")
-
-        def talk():
-            try:
-                with socket.create_connection(("127.0.0.1", hp), timeout=2) as s:
-                    return s.recv(100)
-            except OSError:
-                return None
-        assert b"lxpy-e2e" in wait_for(talk, what="the forward to the leased address")
-        lxpy("net", "forward", "remove", "dh", "tcp", f"{hp}:7777")
+        # a forward is config, set up at every start: a lease that may change is no
+        # target; the hint says how to make it a fixed one
+        r = lxpy("net", "forward", "add", "dh", "tcp", "50000:7777", check=False)
+        assert r.returncode == 1 and "fixed address" in r.stderr and "static lease" in r.stderr
+        assert "[[forward]]" not in (lxpath / "dh/config.toml").read_text()
     finally:
         lxpy("stop", "-n", "dh", "-k", check=False)
         teardown("dh", lxpath)
@@ -963,7 +942,7 @@ def test_start_after_a_killed_monitor_on_the_managed_bridge(managed, lxpy, lxpat
     hp = random.randint(20000, 29999)
     _busybox_container(lxpath, "crash", f'[[net]]\ntype = "veth"\nlink = "{br}"\n'
                                         f'ipv4 = ["{sub}.33/24"]\n'
-                                        f'forward = ["tcp/{hp}:7777"]\n')
+                                        f'[[forward]]\nlisten = {hp}\nport = 7777\n')
     host_end = host_name_for("crash", lxpath, 0)
 
     def talk(addr, port):
@@ -980,8 +959,9 @@ def test_start_after_a_killed_monitor_on_the_managed_bridge(managed, lxpy, lxpat
         wait_for(lambda: _gone(int(st["monitor_pid"])), what="the monitor to die")
         os.kill(int(st["pid"]), 9)
         wait_for(lambda: host_end not in host_links(), what="the netns to die")
-        # the record and the forward of the dead container are still there
-        assert any(f["host_port"] == hp for f in forward.list_all())
+        # the record and the forward of the dead container are still there (not live)
+        assert any(f["host_port"] == hp for _p, f in records.load_all(forward.state_dir()))
+        assert not any(f["host_port"] == hp for f in forward.list_all())
         r = lxpy("start", "-n", "crash", check=False)
         assert r.returncode == 0, r.stderr
         assert b"lxpy-e2e" in wait_for(lambda: talk(f"{sub}.33", 7777), what="the server")

@@ -206,10 +206,19 @@ def test_deb_builds_installs_works_and_removes_cleanly(tmp_path, unique, cache_d
         assert "/etc/lxpy/lxpy.toml" in _sysrun("dpkg-query", "-W", "-f=${Conffiles}", "lxpy",
                                                env=env).stdout
         assert Path("/run/lxpy").is_dir()          # tmpfiles at postinst
+        # lxpy's options for Debian's lxcfs (proc.lxcfs): CPU quotas count, loadavg per cgroup
+        dropin = Path("/lib/systemd/system/lxcfs.service.d/lxpy.conf")
+        assert "--enable-cfs --enable-loadavg" in dropin.read_text()
+        # the kernel limits for many containers: a conffile, applied at install
+        sysctl = Path("/etc/sysctl.d/60-lxpy.conf")
+        assert sysctl.read_bytes() == (REPO / "packaging/sysctl.d/60-lxpy.conf").read_bytes()
+        assert str(sysctl) in _sysrun("dpkg-query", "-W", "-f=${Conffiles}", "lxpy",
+                                      env=env).stdout
+        assert int(Path("/proc/sys/fs/inotify/max_user_instances").read_text()) >= 1048576
         if shutil.which("systemd-analyze", path=SYS_PATH):
             # the installed units, their real binaries and man pages
             v = _sysrun("systemd-analyze", "verify", "lxpy.service", "lxpy-net.service",
-                        "lxpy@web1.service", env=env, check=False)
+                        "lxpy@web1.service", "lxcfs.service", env=env, check=False)
             assert v.returncode == 0 and v.stderr.strip() == "", v.stderr
 
         # a container, made and listed by the package's commands, in the default lxpath
@@ -251,6 +260,7 @@ def test_deb_builds_installs_works_and_removes_cleanly(tmp_path, unique, cache_d
         assert not Path("/usr/lib/python3/dist-packages/lxpy").exists()
         assert not list(Path("/usr/share/bash-completion/completions").glob("lxpy*"))
         assert not Path("/lib/systemd/system/lxpy@.service").exists()
+        assert not dropin.exists()
         # the containers' data is the admin's: still there
         assert (lp / unique / "config.toml").is_file()
         assert (lp / unique / "snaps" / "snap0").is_dir()

@@ -52,14 +52,8 @@ def host_ids(pid: int | str) -> tuple[list[int], list[int]]:
     return [int(x) for x in uid], [int(x) for x in gid]
 
 
-def make_privileged(cdir: Path) -> None:
-    """Drop the [idmap] table of its config.toml (the explicit privileged choice of today;
-    see issue 16, deliverable 1, for the coming one)."""
-    cfg = cdir / "config.toml"
-    text = cfg.read_text()
-    start = text.index("[idmap]")
-    end = text.find("\n[", start + 1)
-    cfg.write_text(text[:start] + (text[end + 1:] if end >= 0 else ""))
+def make_privileged(run: Runner, name: str) -> None:
+    run("config", "-n", name, "set", "idmap", "none")
 
 
 def config_of(lxpath: Path, name: str) -> dict:
@@ -133,7 +127,7 @@ def test_unprivileged_rootfs_on_each_backend(lx, unique):  # noqa: F811
         {k: v for k, v in before.items() if not k.startswith(touched)}
     assert not [k for k, v in after.items() if v[0] >= BLOCK or v[1] >= BLOCK]
     # the same delta or tree serves a privileged start: nothing was shifted
-    make_privileged(lxpath / unique)
+    make_privileged(run, unique)
     run("start", "-n", unique)
     try:
         assert host_ids(state_file(lxpath, unique)["pid"])[0] == [0] * 4

@@ -11,7 +11,7 @@ from lxpy import paths
 from lxpy.config import validate
 from lxpy.errors import NetworkError
 from lxpy.net import bridge, dnsmasq, forward, rtnl
-from lxpy.net.plan import TYPES, fill_mac, host_name_for, parse_forward, prepare, type_of
+from lxpy.net.plan import TYPES, fill_mac, host_name_for, prepare, type_of
 
 
 @pytest.fixture
@@ -53,16 +53,44 @@ def test_mac_xx_filled():
         "00:16:3e:xx:xx:xx", "/l/c2/0")
 
 
-@pytest.mark.parametrize("spec,want", [("tcp/8080:80", ("tcp", 8080, 80)),
-                                       ("udp/53:5353", ("udp", 53, 5353))])
-def test_parse_forward(spec, want):
-    assert parse_forward(spec) == want
+@pytest.mark.parametrize("spec,want", [
+    ("8080:80", ("8080", 80)), ("8080", ("8080", 8080)),
+    ("127.0.0.1:8080:80", ("127.0.0.1:8080", 80)), ("192.0.2.1:53", ("192.0.2.1:53", 53)),
+    ("[2001:db8::1]:8080:80", ("[2001:db8::1]:8080", 80)), ("[::]:443", ("[::]:443", 443))])
+def test_forward_spec(spec, want):
+    assert forward.parse_spec(spec) == want
 
 
-@pytest.mark.parametrize("spec", ["tcp/0:80", "sctp/1:2", "tcp/8080", "tcp/70000:80"])
-def test_parse_forward_bad(spec):
-    with pytest.raises(NetworkError):
-        parse_forward(spec)
+@pytest.mark.parametrize("spec", ["0:80", "8080:70000", "a:b", "1:2:3:4", "[::1:80",
+                                  "300.1.1.1:80:80", "[10.0.0.1]:80"])
+def test_forward_spec_bad(spec):
+    with pytest.raises(ValueError):
+        forward.parse_spec(spec)
+
+
+@pytest.mark.parametrize("a,b,hit", [("", "", True), ("", "::", True), ("0.0.0.0", "::", False),
+                                     ("0.0.0.0", "10.0.0.1", True), ("10.0.0.1", "10.0.0.2",
+                                                                     False),
+                                     ("10.0.0.1", "10.0.0.1", True), ("::1", "0.0.0.0", False),
+                                     ("", "127.0.0.1", True)])
+def test_forward_listen_addresses_overlap(a, b, hit):
+    assert forward.overlaps(a, b) is hit and forward.overlaps(b, a) is hit
+
+
+def test_forward_resolve_picks_the_family_of_the_listen_address():
+    E = forward.Entry
+    ifaces = [{"type": "veth", "link": "br0", "host": "lxh0", "ipv4": ["10.0.3.5/24"],
+               "ipv6": ["fd00::5/64"], "reserve4": []}]
+    both, v4, v6, one = forward.resolve([E("tcp", "8080", None), E("tcp", "0.0.0.0:81", 80),
+                                        E("udp", "[::]:53", 53),
+                                        E("tcp", "192.0.2.1:82", 80)], ifaces)
+    assert (both.ipv4, both.ipv6, both.port, both.dev) == ("10.0.3.5/24", "fd00::5/64", 8080,
+                                                          "br0")
+    assert (v4.ipv4, v4.ipv6, v4.addr) == ("10.0.3.5/24", None, "0.0.0.0")
+    assert (v6.ipv4, v6.ipv6) == (None, "fd00::5/64")
+    assert one.addr == "192.0.2.1" and one.ipv4 and not one.ipv6
+    with pytest.raises(NetworkError, match="IPv6 address in the container"):
+        forward.resolve([E("tcp", "[::1]:80", 80)], [{"type": "veth", "ipv4": ["10.0.0.2/24"]}])
 
 
 def test_forward_ruleset_v4_v6_and_loopback():
@@ -75,6 +103,11 @@ def test_forward_ruleset_v4_v6_and_loopback():
     hair = forward.ruleset([{"proto": "tcp", "host_port": 8080, "port": 80,
                              "ipv4": "10.0.3.5", "net4": "10.0.3.0/24"}])
     assert "ip saddr 10.0.3.0/24 ip daddr 10.0.3.5 tcp dport 80 ct status dnat masquerade" in hair
+    # a listen address: only that destination, only its family
+    one = forward.ruleset([{"proto": "udp", "addr": "192.0.2.1", "host_port": 53, "port": 53,
+                            "ipv4": "10.0.3.5"}])
+    assert "meta nfproto ipv4 ip daddr 192.0.2.1 udp dport 53 dnat ip to 10.0.3.5:53" in one
+    assert "fib daddr type local" not in one
 
 
 def test_bridge_ruleset_masquerades_only_the_subnet():
@@ -123,7 +156,6 @@ def test_prepare_without_entries_and_none(sysconf, tmp_path):
     ({"type": "veth", "link": "lxpyunit0", "ipv4": ["10.77.0.255/24"]}, "not a host address"),
     ({"type": "veth", "link": "lxpyunit0", "name": "lo"}, "loopback"),
     ({"type": "veth", "link": "nosuchbr0"}, "does not exist"),
-    ({"type": "veth", "link": "lxpyunit0", "forward": ["tcp/8080:80"]}, "fixed address"),
 ])
 def test_prepare_refuses_bad_entries(sysconf, tmp_path, entry, match):
     with pytest.raises(NetworkError, match=match) as ei:
@@ -172,10 +204,11 @@ def test_addresses_of_own_netns():
 
 
 def test_every_type_is_in_the_table():
-    assert list(TYPES) == ["veth", "macvlan", "phys", "empty", "none"]
+    assert list(TYPES) == ["veth", "routed", "macvlan", "ipvlan", "vlan", "phys", "empty",
+                           "none"]
     with pytest.raises(NetworkError, match="not known") as e:
-        type_of("ipvlan")
-    assert "veth, macvlan, phys, empty, none" in e.value.hint
+        type_of("bond")
+    assert "veth, routed, macvlan, ipvlan, vlan, phys, empty, none" in e.value.hint
 
 
 def test_a_kernel_without_the_link_type_is_a_clear_error():
@@ -212,7 +245,10 @@ def test_forward_listeners_match_the_family():
         s6.bind(("::1", 0))
         s6.listen()
         p6 = s6.getsockname()[1]
-        assert forward._listeners("tcp", p4, True, False) == [f"127.0.0.1:{p4}"]
-        assert forward._listeners("udp", p4, True, False) == []
-        assert forward._listeners("tcp", p6, True, False) == []
-        assert forward._listeners("tcp", p6, False, True) == [f"[::1]:{p6}"]
+        assert forward._listeners("tcp", p4, "", True, False) == [f"127.0.0.1:{p4}"]
+        assert forward._listeners("udp", p4, "", True, False) == []
+        assert forward._listeners("tcp", p6, "", True, False) == []
+        assert forward._listeners("tcp", p6, "", False, True) == [f"[::1]:{p6}"]
+        # a listen address: only a socket on that address (or a wildcard) is in the way
+        assert forward._listeners("tcp", p4, "127.0.0.1", True, False) == [f"127.0.0.1:{p4}"]
+        assert forward._listeners("tcp", p4, "127.0.0.2", True, False) == []
