@@ -183,8 +183,8 @@ def test_a_new_map_chowns_nothing(lx, unique):  # noqa: F811
     disk = on_disk(lxpath, unique)
     before = tree_owners_and_ctimes(disk)
     other = BLOCK + 65536
-    run("config", "-n", unique, "set", "idmap.uid", f"[[0, {other}, 65536]]")
-    run("config", "-n", unique, "set", "idmap.gid", f"[[0, {other}, 65536]]")
+    run("config", "-n", unique, "set", "idmap",
+        f"{{ uid = [[0, {other}, 65536]], gid = [[0, {other}, 65536]] }}")
     run("start", "-n", unique)
     try:
         assert host_ids(state_file(lxpath, unique)["pid"]) == ([other] * 4, [other] * 4)
