@@ -98,6 +98,12 @@ def _fail(sock, e: BaseException) -> None:
         msg = {"step": "internal", "message": f"{type(e).__name__}: {e}"}
     try:
         proto.send(sock, "error", **msg)
+        # Read what is queued for us ("go", which lxpy-start sends ahead): a SEQPACKET
+        # socket closed with unread data makes the monitor's end read ECONNRESET, not this
+        # error.
+        sock.setblocking(False)
+        while sock.recv(65536):
+            pass
     except OSError:
         pass
     os._exit(1)

@@ -259,3 +259,19 @@ def test_checkconfig_reports_idmapped_rootfs_per_backend(lxpy):
     for backend in ("dir", "overlay"):
         line = next(x for x in out.splitlines() if f"Idmapped rootfs ({backend})" in x)
         assert "enabled" in line or "yes" in line.lower(), line
+
+
+@pytest.mark.parametrize("idmap", ['idmap = "none"\n', ""])
+def test_a_failed_mount_says_which_and_why(lxpy, lxpath, unique, tmp_path, idmap):
+    """PID 1's (or the idmap helper's) failure reaches lxpy-start as its own message, also
+    when "go" was sent ahead and is still unread (privileged, no network)."""
+    f = tmp_path / "extra.toml"
+    f.write_text(idmap + '[[net]]\ntype = "empty"\n[[mount]]\nsource = "/nonexistent-lxpy"\n'
+                 'target = "/mnt/x"\noptions = ["bind", "create=dir"]\n')
+    lxpy("create", "-n", unique, "-t", "busybox", "-B", "overlay", "-f", str(f), "-q")
+    for _ in range(3):
+        r = lxpy("start", "-n", unique, check=False)
+        assert r.returncode == 1
+        assert r.stderr.count("\n") == 1 and "/nonexistent-lxpy" in r.stderr and \
+            "No such file or directory" in r.stderr, r.stderr
+        assert_nothing_left(lxpath, unique)
