@@ -196,7 +196,10 @@ def test_a_new_map_chowns_nothing(lx, unique):  # noqa: F811
     assert_nothing_left(lxpath, unique)
 
 
-def test_bind_mounts_idmapped_noidmap_and_pass_through(lxpy, lxpath, unique, tmp_path):
+@pytest.mark.parametrize("ids", ["explicit", "auto"])
+def test_bind_mounts_idmapped_noidmap_and_pass_through(lxpy, lxpath, unique, tmp_path, ids):
+    """Host uid/gid 1000 passed through (inside 1000 = host 1000): an explicit map with a
+    hole, or idmap = "auto" (a block of the host's) with idmap_pass = [1000]."""
     src = tmp_path / "shared"
     src.mkdir(mode=0o777)
     os.chmod(src, 0o777)
@@ -209,10 +212,13 @@ def test_bind_mounts_idmapped_noidmap_and_pass_through(lxpy, lxpath, unique, tmp
                      ("/mnt/raw", '"bind", "create=dir", "noidmap"'),
                      ("/mnt/ro", '"bind", "ro", "create=dir"')))
     f = tmp_path / "extra.toml"
-    f.write_text(idmap_toml(BLOCK, hole=1000) + '[[net]]\ntype = "empty"\n' + extra)
+    f.write_text((idmap_toml(BLOCK, hole=1000) if ids == "explicit" else
+                  'idmap = "auto"\nidmap_pass = [1000]\n') + '[[net]]\ntype = "empty"\n' + extra)
     lxpy("create", "-n", unique, "-t", "busybox", "-B", "dir", "-f", str(f), "-q")
     lxpy("start", "-n", unique)
     try:
+        root = host_ids(state_file(lxpath, unique)["pid"])[0][0]
+        assert root != 0 and (ids == "auto" or root == BLOCK)
         out = sh(lxpy, unique, "cd /mnt; stat -c %u idm/root-file idm/user-file raw/root-file "
                  "raw/user-file ro/root-file; touch idm/by-root; touch raw/by-root-raw; "
                  "touch idm/by-user; chown 1000:1000 idm/by-user; "
@@ -224,7 +230,7 @@ def test_bind_mounts_idmapped_noidmap_and_pass_through(lxpy, lxpath, unique, tmp
     assert os.stat(src / "by-root").st_uid == 0
     assert os.stat(src / "by-user").st_uid == 1000
     # noidmap: the host sees the container's own host ids
-    assert os.stat(src / "by-root-raw").st_uid == BLOCK
+    assert os.stat(src / "by-root-raw").st_uid == root
     assert not (src / "nope").exists()
     assert_nothing_left(lxpath, unique)
 
