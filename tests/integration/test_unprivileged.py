@@ -260,11 +260,17 @@ def test_lxpath_that_cannot_be_idmapped_is_refused(tmp_path, unique):
         subprocess.run(["umount", str(mnt)], check=True)
 
 
-def test_checkconfig_reports_idmapped_rootfs_per_backend(lxpy):
-    out = lxpy("checkconfig", lxpath=False, check=False).stdout
+def test_checkconfig_reports_idmapped_rootfs_per_backend(lxpy, btrfs_lxpath):  # noqa: F811
+    def lines(*args: str) -> dict[str, str]:
+        out = lxpy("checkconfig", *args, lxpath=False, check=False).stdout
+        return {x.split(":")[0]: x for x in out.splitlines() if x.startswith("Idmapped rootfs")}
+    here = lines()
     for backend in ("dir", "overlay"):
-        line = next(x for x in out.splitlines() if f"Idmapped rootfs ({backend})" in x)
-        assert "enabled" in line or "yes" in line.lower(), line
+        assert "enabled" in here[f"Idmapped rootfs ({backend})"], here
+    assert "Idmapped rootfs (btrfs)" in here      # enabled, or why not (not btrfs)
+    on_btrfs = lines("-P", str(btrfs_lxpath))
+    assert all("enabled" in x for x in on_btrfs.values()), on_btrfs
+    assert not [p for p in btrfs_lxpath.parent.rglob("*") if ".lxpy-idmap-probe" in str(p)]
 
 
 @pytest.mark.parametrize("idmap", ['idmap = "none"\n', ""])
