@@ -17,7 +17,8 @@ from .errors import LxpyError
 from .linux import mount as m
 from .linux import ns
 from .linux.prctl import fs_ids
-from .paths import default_lxpath
+from .paths import default_lxpath, system_config
+from .storage import quota
 
 
 @dataclass
@@ -251,6 +252,8 @@ def checks(lxpath: Path | str | None = None) -> list[Check]:
                      f"kernel {os.uname().release}", "needs Linux 5.12 or newer", required=False))
     out += _idmapped_rootfs(Path(lxpath) if lxpath else default_lxpath())
 
+    out += _disk_checks(kc, fss)
+
     for key, label, req in (("CONFIG_VETH", "veth", True), ("CONFIG_BRIDGE", "bridge", True),
                             ("CONFIG_MACVLAN", "macvlan", False),
                             ("CONFIG_NF_TABLES", "nftables (NAT, port forwards)", False)):
@@ -270,3 +273,26 @@ def checks(lxpath: Path | str | None = None) -> list[Check]:
     out.append(Check("Misc", "openat2 (symlink-safe writes)", rel >= (5, 6) if rel else None,
                      hint="needs Linux 5.6 or newer"))
     return out + host_limits(lxpath)
+
+
+def _disk_checks(kc: dict[str, str], fss: set[str]) -> list[Check]:
+    """Which backends enforce limits.disk here: btrfs by qgroups (in a btrfs lxpath or an
+    lxpy-storage pool), dir and overlay by project quotas on the lxpath's ext4 or xfs."""
+    lx = system_config().lxpath
+    btrfs = ("btrfs" in fss or _kc(kc, "CONFIG_BTRFS_FS")) and shutil.which("btrfs") is not None
+    out = [Check("Storage", "limits.disk on btrfs (qgroups)", bool(btrfs),
+                 "in a btrfs lxpath or pool (lxpy-storage create --driver btrfs)" if btrfs
+                 else "", "modprobe btrfs; apt install btrfs-progs", required=False)]
+    ext4 = _kc(kc, "CONFIG_QFMT_V2")
+    ext4 = ext4 and _kc(kc, "CONFIG_QUOTA") if ext4 is not None else None
+    out.append(Check("Storage", "Project quotas on ext4", ext4,
+                     hint="needs CONFIG_QUOTA and CONFIG_QFMT_V2: use btrfs pools for "
+                     "limits.disk", required=False))
+    out.append(Check("Storage", "Project quotas on xfs (pools --driver xfs)",
+                     _kc(kc, "CONFIG_XFS_QUOTA"),
+                     hint="needs CONFIG_XFS_QUOTA: use btrfs pools for limits.disk",
+                     required=False))
+    ok, why = quota.enforceable("dir", lx)
+    out.append(Check("Storage", f"limits.disk on dir and overlay in {lx}", ok, why,
+                     quota.POOL_HINT, required=False))
+    return out

@@ -48,6 +48,8 @@ class SystemSetting:
 SYSTEM_SETTINGS: tuple[SystemSetting, ...] = (
     SystemSetting("lxpath", "/var/lib/lxpy", "Where containers live (-P overrides)."),
     SystemSetting("cache", "/var/cache/lxpy", "Where bootstrapped rootfs trees are cached."),
+    SystemSetting("storage", "/var/lib/lxpy/storage", "Where lxpy-storage keeps its pools "
+                  "(NAME.img, mounted at NAME/, an lxpath)."),
     SystemSetting("backend", "overlay", "Default storage backend for lxpy-create."),
     SystemSetting("cgroup_parent", "lxpy", "Parent cgroup for containers."),
     SystemSetting("log_dir", "/var/log/lxpy", "Where console and lxpy logs go."),
@@ -63,6 +65,7 @@ SYSTEM_SETTINGS: tuple[SystemSetting, ...] = (
 class SystemConfig:
     lxpath: Path
     cache: Path
+    storage: Path
     backend: str
     cgroup_parent: str
     log_dir: Path
@@ -81,6 +84,7 @@ def system_config() -> SystemConfig:
     return SystemConfig(
         lxpath=Path(os.environ.get("LXPY_PATH") or v["lxpath"]),
         cache=Path(os.environ.get("LXPY_CACHE") or v["cache"]),
+        storage=Path(os.environ.get("LXPY_STORAGE") or v["storage"]),
         backend=str(v["backend"]),
         cgroup_parent=str(os.environ.get("LXPY_CGROUP_PARENT") or v["cgroup_parent"]),
         log_dir=Path(os.environ.get("LXPY_LOG_DIR") or v["log_dir"]),

@@ -180,14 +180,19 @@ def lxpath(tmp_path) -> Path:
     p.mkdir()
     _LXPATHS.add(str(p))
     yield p
-    # Whatever a test left running: stop it, so nothing leaks into the next test.
+    clear_lxpath(p)
+    shutil.rmtree(p, ignore_errors=True)
+
+
+def clear_lxpath(p: Path) -> None:
+    """Whatever a test left in lxpath p: stopped and destroyed, so nothing leaks into the
+    next test."""
     for c in sorted(p.iterdir()) if p.exists() else []:
         if (c / "config.toml").exists():
             subprocess.run([str(BIN / "lxpy-stop"), "-P", str(p), "-n", c.name, "-k"],
                            capture_output=True, timeout=60)
             subprocess.run([str(BIN / "lxpy-destroy"), "-P", str(p), "-n", c.name, "-f"],
                            capture_output=True, timeout=60)
-    shutil.rmtree(p, ignore_errors=True)
 
 
 class Runner:

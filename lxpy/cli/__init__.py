@@ -41,6 +41,7 @@ COMMANDS = {
     "snapshot": "lxpy.cli.snapshot",
     "autostart": "lxpy.cli.autostart",
     "net": "lxpy.cli.net",
+    "storage": "lxpy.cli.storage",
 }
 
 

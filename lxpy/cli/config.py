@@ -10,6 +10,9 @@ from lxpy.config.edit import set_keys
 from lxpy.config.schema import BY_KEY, LIST_SECTIONS, SETTINGS, did_you_mean
 from lxpy.container import Container
 from lxpy.errors import ConfigError, UsageError
+from lxpy.storage import quota
+
+DISK_KEY = "limits.disk"
 
 HELP = "Show, get, set, unset or validate a container's config.toml; 'help' lists the keys."
 EPILOG = """examples:
@@ -18,6 +21,7 @@ EPILOG = """examples:
   lxpy-config -n web1 get limits.memory
   lxpy-config -n web1 set limits.memory 512M  comments and order of config.toml kept
   lxpy-config -n web1 set limits.memory 1G --live   also apply to the running container
+  lxpy-config -n web1 set limits.disk 30G   the filesystem's quota, changed at once
   lxpy-config -n web1 unset limits.memory
   lxpy-config -n web1 validate
   lxpy-config help [KEY]                      every key with its type, default and help"""
@@ -108,11 +112,21 @@ def run(args) -> int:
             if s is None or not s.live:
                 raise ConfigError(f"{args.key} cannot be changed on a running container",
                                   "set it without --live and restart the container")
+        if args.key == DISK_KEY:        # refused before config.toml changes
+            try:
+                BY_KEY[DISK_KEY].parse(args.value)
+            except ValueError as e:
+                raise ConfigError(f"{DISK_KEY}: {e}") from None
+            quota.check(c.name, c.dir, c.config)
         set_keys(c.config_path, {args.key: args.value})
-        if args.live:
+        if args.key == DISK_KEY:        # the filesystem holds it: applied, running or not
+            quota.apply(c.name, c.dir, c.reload())
+        elif args.live:
             apply_live(c, args.key, args.value)
         return 0
     if args.action == "unset":
         set_keys(c.config_path, {}, unset=[args.key])
+        if args.key == DISK_KEY:
+            quota.apply(c.name, c.dir, c.reload())
         return 0
     return 2

@@ -7,9 +7,10 @@ import sys
 
 from lxpy import hostlimits, idmap, lxcfs, storage
 from lxpy.container import Container
-from lxpy.errors import ConfigError
+from lxpy.errors import ConfigError, LxpyError
 from lxpy.lifecycle.depends import fallback_config
 from lxpy.status import addresses, cgroup_stats, state_of
+from lxpy.storage import quota
 from lxpy.storage.base import rootfs_dir
 
 HELP = "Show a container's state, pid, rootfs, backend, disk and resource use, addresses."
@@ -88,6 +89,11 @@ def gather(c, with_size: bool = True, skip_loopback: bool = False) -> dict:
             info["disk_usage"] = storage.get(cfg.rootfs.backend).usage(c.dir, cfg)
         except Exception:  # noqa: BLE001 - size is informational
             info["disk_usage"] = None
+        if "config_error" not in info and cfg.get("limits.disk") is not None:
+            try:
+                info["disk_quota"] = quota.state(c.dir, cfg)
+            except LxpyError as e:
+                info["disk_quota"] = {"error": e.message}
     info["resources"] = cgroup_stats(c, st)
     # skip_loopback: the text output leaves lo out, so a netns with only lo needs no dump
     info["interfaces"] = addresses(st.pid, skip_loopback) if st.pid else {}
@@ -159,13 +165,17 @@ def run(args) -> int:
         lines.append(("Origin", info["origin"]))
     if "disk_usage" in info:
         lines.append(("Disk use", _human(info["disk_usage"], raw)))
+    q = info.get("disk_quota")
+    if q:
+        lines.append(("Disk limit", q["error"] if "error" in q else
+                      f"{_human(q['used'], raw)} used of {_human(q['limit'], raw)} ({q['by']})"))
     if "autostart" in info:
         a = info["autostart"]
         lines.append(("Autostart", f"{'yes' if a['enabled'] else 'no'} (order {a['order']}, "
                                    f"delay {a['delay']}s, groups {','.join(a['groups']) or '-'})"))
         lines += _idmap_lines(info["idmap"])
     for k, v in info.get("limits", {}).items():
-        lines.append((f"Limit {k}", _human(v, raw) if k.startswith("memory") else v))
+        lines.append((f"Limit {k}", _human(v, raw) if k.startswith(("memory", "disk")) else v))
     if "restarts" in info:
         last = f"; last: {info['restart_why']}" if info["restart_why"] else ""
         lines.append(("Restarts", f"{info['restarts']} (autostart.restart = "

@@ -59,12 +59,18 @@ def _size_max(n: int, given: Any) -> int:
 SIZE_MAX = (1 << 63) - 1
 
 
-def _memory_limit(v: Any) -> int:
-    n = parse_size(v)
-    if n < 1 << 20:
-        raise ValueError(f"{v!r} leaves no room for the container's init; a memory limit is "
-                         "at least 1M")
-    return n
+def _size_min_1m(room_for: str, what: str) -> Callable[[Any], int]:
+    def parse(v: Any) -> int:
+        n = parse_size(v)
+        if n < 1 << 20:
+            raise ValueError(f"{v!r} leaves no room for {room_for}; a {what} limit is at "
+                             "least 1M")
+        return n
+    return parse
+
+
+_memory_limit = _size_min_1m("the container's init", "memory")
+_disk_limit = _size_min_1m("the container's own files", "disk")
 
 
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -634,6 +640,13 @@ SETTINGS: tuple[Setting, ...] = (
       "blkio.weight scaled to 10-1000).", parse=_int(1, 10000), live=True),
     S("limits.hugepages", "table", {}, "Huge page limits per page size, like "
       "{ \"2MB\" = \"64M\" }.", parse=_hugepages, live=True),
+    S("limits.disk", "size", None, "What the container may write to its rootfs, at least 1M: "
+      "a btrfs qgroup on its subvolume (exclusive bytes: shared with a snapshot origin is not "
+      "counted; df / inside shows the whole filesystem), or an ext4/xfs project quota on its "
+      "tree (dir) or delta (overlay; df / inside shows the limit). Applied at once by "
+      "lxpy-config set, running or not; an error where the filesystem cannot enforce it "
+      "(lxpy-checkconfig, lxpy-storage).", parse=_disk_limit, example="20G",
+      live=True),
     S("limits.raw.v1", "table", {}, "Raw cgroup v1 files to write, applied only on v1 "
       "(like \"memory.swappiness\" = \"10\").", parse=_raw_cgroup),
     S("limits.raw.v2", "table", {}, "Raw cgroup v2 files to write, applied only on v2 "

@@ -35,6 +35,7 @@ from ..net.plan import prepare as prepare_net
 from ..net.setup import ensure_managed_bridge
 from ..paths import log_dir, system_config
 from ..status import running_neighbours
+from ..storage import quota
 from . import attach, notify, proto, state
 from .cgjoin import fork_payload
 from .monitor import BOOT, main
@@ -91,6 +92,8 @@ def _check(container, cfg, allocate: bool = True) -> IdMap | None:
                           "own (its rootfs, /proc, /dev are mounted there)",
                           "add \"mnt\" to namespaces.create and remove it from "
                           "namespaces.share")
+    if cfg.get("limits.disk") is not None:
+        quota.check(container.name, container.dir, cfg)
     if cfg.rootfs.backend == "dir" and not container.rootfs.is_dir():
         raise ConfigError(f"container {container.name!r}: its rootfs {container.rootfs} is "
                           "not a directory", "check rootfs.path in its config.toml")
@@ -176,6 +179,8 @@ def _prepare(container, cfg, idmap: IdMap | None, undo: ExitStack,
     (run_dir / "rootfs").mkdir(exist_ok=True)    # staging mount point of the rootfs
     undo.callback(cleanup_stale, container)
     run_host_hooks(container, cfg, "pre-start", cfg.hooks.pre_start)
+    if cfg.get("limits.disk") is not None:
+        quota.apply(container.name, container.dir, cfg)
     parent = system_config().cgroup_parent
     cg = cgroups.driver().create(container.name, parent)
     undo.callback(cg.destroy)

@@ -3,7 +3,10 @@ clone's config (paths, hostname, MACs, origin, comments kept), MAC regeneration.
 
 from __future__ import annotations
 
+import ctypes
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -12,11 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lxpy import storage
+from lxpy.config.schema import BY_KEY
 from lxpy.errors import StorageError
 from lxpy.lifecycle.identity import clone_config, new_hwaddr
 from lxpy.lifecycle.snapshot import SNAP_RE
 from lxpy.lifecycle.sweep import _tmp_owner
+from lxpy.linux import loop, quota
 from lxpy.storage.base import join_lowers, rootfs_dir, split_lowers
+from lxpy.storage.pool import DRIVERS, Pool, unit_escape, unit_text
 
 
 def test_registry():
@@ -129,3 +135,37 @@ def test_snapshot_names():
     assert SNAP_RE.match("snap0") and SNAP_RE.match("snap12")
     for bad in ("snap", "snap-1", "snapx", ".tmp-snap0-ab", "snap0/..", "Snap0"):
         assert not SNAP_RE.match(bad)
+
+
+# -- lxpy-storage pools and limits.disk (no privileges) ---------------------------------
+
+@pytest.mark.parametrize("path", ["/var/lib/lxpy/storage/p1", "/srv/my-pool.d/x_y",
+                                  "/tmp/a b/ü", "/x/.hidden"])
+def test_pool_unit_name_is_systemd_escape(path):
+    if not shutil.which("systemd-escape"):
+        pytest.skip("systemd-escape (systemd) is not installed")
+    want = subprocess.run(["systemd-escape", "--path", path], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert unit_escape(path) == want
+
+
+def test_pool_unit_text_mounts_the_image_at_the_lxpath(tmp_path):
+    p = Pool("p1", tmp_path)
+    text = unit_text(p, DRIVERS["xfs"])
+    assert f"What={tmp_path}/p1.img\nWhere={tmp_path}/p1\nType=xfs\nOptions=loop,prjquota" in text
+    assert "WantedBy=local-fs.target" in text
+    assert "Options=loop\n" in unit_text(p, DRIVERS["btrfs"])
+
+
+def test_limits_disk_is_a_size_of_at_least_1m():
+    s = BY_KEY["limits.disk"]
+    assert s.live and s.parse("20G") == 20 << 30
+    for bad in ("100K", "20X", -1, True):
+        with pytest.raises(ValueError):
+            s.parse(bad)
+
+
+def test_quota_structs_match_the_kernel():
+    assert ctypes.sizeof(quota.IfDqblk) == 72 and ctypes.sizeof(quota.IfDqinfo) == 24
+    assert quota._FSXATTR.size == 28
+    assert loop._CONFIG_SIZE == 304

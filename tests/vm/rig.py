@@ -29,7 +29,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent.parent
 SUITE = "bookworm"
 MIRROR = os.environ.get("LXPY_VM_MIRROR", "http://deb.debian.org/debian")
-PACKAGES = ["python3", "python3-venv", "busybox-static", "iproute2", "procps", "kmod"]
+PACKAGES = ["python3", "python3-venv", "busybox-static", "iproute2", "procps", "kmod",
+            "xfsprogs"]
+# modules the guest can modprobe (with their dependencies): loop files, xfs, ext4's quota
+# format, overlayfs (project quotas on dir and overlay containers: tests/vm/test_disk_vm.py)
+GUEST_MODULES = ["loop", "xfs", "quota_v2", "overlay"]
 # 9p over virtio, in load order (virtio, virtio_ring, virtio_pci, ext4 come with the initrd).
 NINEP_MODULES = ["fs/netfs/netfs.ko", "fs/fscache/fscache.ko", "net/9p/9pnet.ko",
                  "net/9p/9pnet_virtio.ko", "fs/9p/9p.ko"]
@@ -180,7 +184,8 @@ def fast_kernel() -> tuple[Path, Path]:
 
 
 def image_path() -> Path:
-    key = hashlib.sha256(f"{RECIPE_VERSION} {SUITE} {PACKAGES} {kver()} {GUEST_INIT}".encode())
+    key = hashlib.sha256(f"{RECIPE_VERSION} {SUITE} {PACKAGES} {GUEST_MODULES} {kver()} "
+                         f"{GUEST_INIT}".encode())
     return cache_root() / f"guest-{SUITE}-{key.hexdigest()[:12]}.ext4"
 
 
@@ -218,6 +223,14 @@ def build(log=sys.stderr) -> Path:
                 dst = root / f"lib/modules/{kv}/kernel/{m}"
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
+            for ko in _modules_in_order(GUEST_MODULES):
+                dst = root / "lib/modules" / kv / ko.relative_to(f"/lib/modules/{kv}")
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ko, dst)
+            for f in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
+                if Path(f"/lib/modules/{kv}/{f}").exists():
+                    shutil.copy2(f"/lib/modules/{kv}/{f}", root / "lib/modules" / kv / f)
+            subprocess.run(["depmod", "-b", str(root), kv], check=True)
             bb = root / "opt/bb"
             bb.mkdir(parents=True)
             for applet in BB_APPLETS:

@@ -36,14 +36,19 @@ DISK_MUST_PASS = ["test_unprivileged_root_owns_its_cgroup_subtree",
 DISK_TIMEOUT = 300
 
 
-@pytest.fixture(scope="module")
-def guest_run():
+def rig_venv() -> Path:
+    """The venv the guest runs; skips when this host cannot run the rig."""
     if os.geteuid() != 0:
         pytest.skip("the VM rig needs root")
     missing = rig.missing_tools()
     if missing:
         pytest.skip(f"the VM rig needs: {', '.join(missing)}")
-    venv = rig.ensure_venv(rig.REPO)
+    return rig.ensure_venv(rig.REPO)
+
+
+@pytest.fixture(scope="module")
+def guest_run():
+    venv = rig_venv()
     extra = [t for t in ("tests/integration/test_cgroups_container.py",)
              if (rig.REPO / t).exists()]
     run = f"{venv}/bin/python -m pytest -p no:cacheprovider -v -rs -o faulthandler_timeout=240"
