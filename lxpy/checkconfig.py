@@ -6,12 +6,18 @@ import ctypes.util
 import gzip
 import os
 import shutil
+import tempfile
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cgroups, hostlimits
+from . import cgroups, hostlimits, storage
 from .container import Container
-from .paths import system_config
+from .errors import LxpyError
+from .linux import mount as m
+from .linux import ns
+from .linux.prctl import fs_ids
+from .paths import default_lxpath, system_config
 from .storage import quota
 
 
@@ -56,6 +62,111 @@ def _filesystems() -> set[str]:
         return set()
 
 
+PROBE_ID = 100000       # the probe's user namespace maps 0..65535 to 100000..
+
+
+def _userns_holder() -> tuple[int, int]:
+    """(pid, fd of its user namespace): a child waiting in a new user namespace whose ids
+    0..65535 are PROBE_ID.. on the host (the caller kills and reaps it)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            ns.unshare(ns.CLONE_NEWUSER)
+            os.write(w, b"x")
+            os.close(w)
+            os.pause()
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        if os.read(r, 1) != b"x":
+            raise OSError(1, "unshare(): a user namespace cannot be made here")
+    finally:
+        os.close(r)
+    for name in ("uid_map", "gid_map"):
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(f"0 {PROBE_ID} 65536\n")
+    return pid, os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _probe_backend(backend, where: Path) -> str:
+    """In a private mount namespace (a forked child): a tiny container of this backend in a
+    temporary directory under where, its rootfs idmapped as an unprivileged start makes it
+    (Backend.idmapped_tree), a file written through it by the container's root; "" when it
+    lands on disk owned by 0, else what went wrong."""
+    tmp = Path(tempfile.mkdtemp(prefix=".lxpy-idmap-probe-", dir=where))
+    holder = -1
+    try:
+        ns.unshare(ns.CLONE_NEWNS)
+        m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
+        (tmp / "base").mkdir()
+        (tmp / "c").mkdir()
+        keys = backend.create_from(tmp / "base", tmp / "c")
+        cfg = types.SimpleNamespace(rootfs=types.SimpleNamespace(
+            **{k.split(".", 1)[1]: v for k, v in keys.items()}, origin=None))
+        holder, userns = _userns_holder()
+        tree = backend.idmapped_tree(tmp / "c", cfg, userns, (PROBE_ID, PROBE_ID), tmp)
+        (tmp / "m").mkdir()
+        m.move_mount(tree, tmp / "m")
+        os.close(tree)
+        with fs_ids(PROBE_ID, PROBE_ID):
+            os.close(os.open(tmp / "m" / "probe", os.O_WRONLY | os.O_CREAT, 0o644))
+        m.umount2(tmp / "m", m.MNT_DETACH)
+        st = os.stat(backend.data_path(tmp / "c", cfg) / "probe")
+        if (st.st_uid, st.st_gid) != (0, 0):
+            return f"a file the container's root made is owned {st.st_uid}:{st.st_gid} on disk"
+        backend.destroy(tmp / "c", cfg)
+        return ""
+    except LxpyError as e:
+        return e.message.replace(f"{tmp}/c/rootfs", str(where)).replace(str(tmp), str(where))
+    except OSError as e:
+        return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+    finally:
+        if holder > 0:
+            os.kill(holder, 9)
+            os.waitpid(holder, 0)
+        for mp in m.mounts_under(tmp):
+            m.umount2(mp, m.MNT_DETACH)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _idmapped_rootfs(lxpath: Path) -> list[Check]:
+    """Per backend: can an unprivileged container's rootfs be idmapped in lxpath? Probed for
+    real (a few milliseconds each), in a forked child."""
+    where = Path(lxpath)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    out = []
+    for name, backend in storage.BACKENDS.items():
+        label = f"Idmapped rootfs ({name})"
+        ok, why = backend.available(Path(lxpath))
+        if not ok:
+            out.append(Check("Storage", label, None, f"backend not usable in {lxpath}: {why}",
+                             required=False))
+            continue
+        if os.geteuid() != 0:
+            out.append(Check("Storage", label, None, "run as root to probe", required=False))
+            continue
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(r)
+                os.write(w, _probe_backend(backend, where).encode()[:4000] or b"ok")
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            answer = f.read().decode(errors="replace")
+        os.waitpid(pid, 0)
+        out.append(Check("Storage", label, answer == "ok", f"in {where}" if answer == "ok" else
+                         answer or "the probe died", "unprivileged containers cannot use the "
+                         f"{name} backend in {lxpath}", required=False))
+    return out
+
+
 def host_limits(lxpath: Path | str | None = None) -> list[Check]:
     """The kernel limits all containers share (hostlimits.LIMITS), against the containers
     defined in lxpath: too low is a warning, with the sysctl that raises it."""
@@ -80,14 +191,16 @@ def host_limits(lxpath: Path | str | None = None) -> list[Check]:
 
 
 def checks(lxpath: Path | str | None = None) -> list[Check]:
+    """lxpath: where the idmapped rootfs probes run and whose containers the host limits
+    count (the default lxpath if None)."""
     kc = _kconfig()
     out: list[Check] = []
     ns_files = {"mnt": "Mount", "pid": "PID", "uts": "UTS", "ipc": "IPC", "net": "Network",
                 "cgroup": "Cgroup", "user": "User", "time": "Time"}
-    for ns, label in ns_files.items():
-        ok = os.path.exists(f"/proc/self/ns/{ns}")
-        out.append(Check("Namespaces", f"{label} namespace", ok, required=ns not in ("time",),
-                         hint="" if ok else f"enable CONFIG_{ns.upper()}_NS in the kernel"))
+    for nsname, label in ns_files.items():
+        ok = os.path.exists(f"/proc/self/ns/{nsname}")
+        out.append(Check("Namespaces", f"{label} namespace", ok, required=nsname != "time",
+                         hint="" if ok else f"enable CONFIG_{nsname.upper()}_NS in the kernel"))
     try:
         maxu = int(Path("/proc/sys/user/max_user_namespaces").read_text())
     except (OSError, ValueError):
@@ -137,6 +250,7 @@ def checks(lxpath: Path | str | None = None) -> list[Check]:
     rel = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2] if x.isdigit())
     out.append(Check("Storage", "Idmapped mounts", rel >= (5, 12) if rel else None,
                      f"kernel {os.uname().release}", "needs Linux 5.12 or newer", required=False))
+    out += _idmapped_rootfs(Path(lxpath) if lxpath else default_lxpath())
 
     out += _disk_checks(kc, fss)
 

@@ -744,7 +744,9 @@ MOUNT_SETTINGS: tuple[Setting, ...] = (
     S("target", "path", "", "Where, inside the container.", parse=_abs_path),
     S("type", "mount type", "bind", "bind, tmpfs or overlay.",
       parse=_enum("bind", "tmpfs", "overlay")),
-    S("options", "list of options", (), "mount(8) options, plus create=dir|file and optional.",
+    S("options", "list of options", (), "mount(8) options, plus create=dir|file, optional "
+      "and noidmap (a bind mount in an unprivileged container: not idmapped, host ids "
+      "as they are).",
       parse=_mount_options),
 )
 

@@ -69,6 +69,12 @@ FLAG_WORDS = {
 }
 
 
+# lxpy's own mount option words, not the kernel's: parse_options() drops them
+#   noidmap: a bind mount in an unprivileged container keeps the host's ids as they are
+#            (not idmapped; meaningless in a privileged container)
+LXPY_WORDS = frozenset({"noidmap"})
+
+
 class mount_attr(ctypes.Structure):
     _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
@@ -82,10 +88,13 @@ libc.umount2.restype = ctypes.c_int
 
 
 def parse_options(options: list[str] | tuple[str, ...]) -> tuple[int, str]:
-    """Split mount(8)-style words into (flags, data string)."""
+    """Split mount(8)-style words into (flags, data string); lxpy's own words
+    (LXPY_WORDS) are neither."""
     flags = 0
     data: list[str] = []
     for word in options:
+        if word in LXPY_WORDS:
+            continue
         if word in FLAG_WORDS:
             bit, clear = FLAG_WORDS[word]
             flags = flags & ~bit if clear else flags | bit

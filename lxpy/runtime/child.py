@@ -24,20 +24,22 @@ import socket
 import struct
 import sys
 
+from ..errors import LxpyError
 from ..linux import mount as m
 from ..linux import ns
 from ..linux.tty import set_controlling
 from . import cgjoin, proto, security
 from .hook import run_shell
-from .mounts import PivotRoot, Run
-from .plan import Plan
+from .mounts import Helper, PivotRoot, Run
+from .plan import Plan, host_id
 
 
 class StepFailed(Exception):
-    def __init__(self, step: str, message: str, syscall: str = "", err: int = 0, path: str = ""):
+    def __init__(self, step: str, message: str, syscall: str = "", err: int = 0, path: str = "",
+                 hint: str = ""):
         super().__init__(message)
-        self.step, self.message, self.syscall, self.err, self.path = (
-            step, message, syscall, err, path)
+        self.step, self.message, self.syscall, self.err, self.path, self.hint = (
+            step, message, syscall, err, path, hint)
 
 
 class _Step:
@@ -60,6 +62,9 @@ class _Step:
             where = f": {path}" if path and path not in self.name else ""
             raise StepFailed(self.name, f"{self.name}: {why}{where}",
                              syscall, e.errno or 0, path or "") from None
+        if isinstance(e, LxpyError):    # the storage layer's, in the idmap helper
+            raise StepFailed(self.name, f"{self.name}: {e.message}",
+                             hint=e.hint or "") from None
         _print_exception(e)
         raise StepFailed(self.name, f"{self.name}: {type(e).__name__}: {e}") from None
 
@@ -87,12 +92,18 @@ def _print_exception(e: BaseException) -> None:
 def _fail(sock, e: BaseException) -> None:
     if isinstance(e, StepFailed):
         msg = {"step": e.step, "message": e.message, "syscall": e.syscall,
-               "errno": str(e.err), "path": e.path}
+               "errno": str(e.err), "path": e.path, "hint": e.hint}
     else:
         _print_exception(e)
         msg = {"step": "internal", "message": f"{type(e).__name__}: {e}"}
     try:
         proto.send(sock, "error", **msg)
+        # Read what is queued for us ("go", which lxpy-start sends ahead): a SEQPACKET
+        # socket closed with unread data makes the monitor's end read ECONNRESET, not this
+        # error.
+        sock.setblocking(False)
+        while sock.recv(65536):
+            pass
     except OSError:
         pass
     os._exit(1)
@@ -138,14 +149,14 @@ def _intermediate(plan: Plan, sock, ptys: list[tuple[int, str]], born_in: str = 
                 ns.setns(fd, ns.FLAGS[nsname])
             finally:
                 os.close(fd)
-    tree = _enter_userns(plan, sock) if plan.idmap_uid else None
+    trees = _enter_userns(plan, sock) if plan.idmap_uid else {}
     create = [n for n in plan.ns_create if n not in plan.ns_share and n != "user"]
     with step("unshare namespaces " + ",".join(create)):
         ns.unshare(ns.flags_of(create))
     pid = os.fork()
     if pid == 0:
         try:
-            pid1(plan, sock, Run(ptys, tree))
+            pid1(plan, sock, Run(ptys, trees))
         except BaseException as e:  # noqa: BLE001
             _fail(sock, e)
         os._exit(1)
@@ -153,29 +164,16 @@ def _intermediate(plan: Plan, sock, ptys: list[tuple[int, str]], born_in: str = 
     os._exit(0)
 
 
-def _enter_userns(plan: Plan, sock) -> int:
+def _enter_userns(plan: Plan, sock) -> dict[object, int]:
     """An unprivileged container: unshare the user namespace, have the monitor write its
-    uid/gid maps, become root in it. Returns an idmapped clone of the rootfs tree (made by
-    a helper that stays in the host's user namespace, as idmapping needs)."""
+    uid/gid maps, become root in it. Returns the idmapped trees (the rootfs, the bind
+    mounts), by operation: made by a helper that stays in the host's user namespace, as
+    idmapping needs (_helper)."""
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     helper = os.fork()
     if helper == 0:
-        try:
-            a.close()
-            kind, _ = proto.recv(b)
-            if kind != "go":
-                os._exit(1)
-            with step("idmap the rootfs"):
-                fd_ns = os.open(f"/proc/{os.getppid()}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-                tree = m.open_tree(plan.rootfs, m.OPEN_TREE_CLONE | m.OPEN_TREE_CLOEXEC |
-                                   m.AT_RECURSIVE)
-                m.mount_setattr(tree, m.MOUNT_ATTR_IDMAP, userns_fd=fd_ns,
-                                flags=m.AT_EMPTY_PATH | m.AT_RECURSIVE)
-            b.sendmsg([b"tree"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                   tree.to_bytes(4, sys.byteorder))])
-        except BaseException as e:  # noqa: BLE001
-            _fail(b, e)
-        os._exit(0)
+        a.close()
+        _helper(plan, b)
     b.close()
     with step("unshare user namespace"):
         ns.unshare(ns.CLONE_NEWUSER)
@@ -189,15 +187,49 @@ def _enter_userns(plan: Plan, sock) -> int:
         os.setresuid(0, 0, 0)
         os.setgroups([])
     proto.send(a, "go")
-    data, anc, _flags, _addr = a.recvmsg(65536, 64)
+    data, anc, _flags, _addr = a.recvmsg(65536, socket.CMSG_SPACE(4 * len(plan.mounts)))
     os.waitpid(helper, 0)
-    if not anc:
-        kind, msg = proto.decode(data) if data else ("eof", {})
+    a.close()
+    kind, msg = proto.decode(data) if data else ("eof", {})
+    if kind != "trees":
         raise StepFailed(msg.get("step") or "idmap the rootfs",
                          msg.get("message") or "the idmap helper failed",
-                         msg.get("syscall", ""), int(msg.get("errno") or 0), msg.get("path", ""))
-    a.close()
-    return int.from_bytes(anc[0][2][:4], sys.byteorder)
+                         msg.get("syscall", ""), int(msg.get("errno") or 0), msg.get("path", ""),
+                         msg.get("hint", ""))
+    fds = [int.from_bytes(anc[0][2][i:i + 4], sys.byteorder)
+           for i in range(0, len(anc[0][2]), 4)] if anc else []
+    ops = [plan.mounts[int(i)] for i in msg["ops"].split(",") if i]
+    return dict(zip(ops, fds, strict=True))
+
+
+def _helper(plan: Plan, sock) -> None:
+    """The idmap helper: on "go" (its parent is root in the mapped user namespace), each
+    operation's tree that needs the host's user namespace, made in a private mount
+    namespace (whatever it mounts on the way goes with it); sent as fds with the indexes
+    of their operations. Never returns."""
+    try:
+        kind, _ = proto.recv(sock)
+        if kind != "go":
+            os._exit(1)
+        with step("enter a private mount namespace for idmapping"):
+            ns.unshare(ns.CLONE_NEWNS)
+            m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
+            userns = os.open(f"/proc/{os.getppid()}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        helper = Helper(userns, (host_id(plan.idmap_uid, 0), host_id(plan.idmap_gid, 0)),
+                        plan.run_dir)
+        where, fds = [], []
+        for i, op in enumerate(plan.mounts):
+            with step(op.describe()):
+                fd = op.helper_tree(helper)
+            if fd is not None:
+                where.append(str(i))
+                fds.append(fd)
+        sock.sendmsg([proto.encode("trees", ops=",".join(where))],
+                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                        b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))] if fds else [])
+    except BaseException as e:  # noqa: BLE001
+        _fail(sock, e)
+    os._exit(0)
 
 
 # ---------------------------------------------------------------------------------------

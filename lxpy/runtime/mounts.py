@@ -28,12 +28,22 @@ BOOT_ID = "/proc/sys/kernel/random/boot_id"
 class Run:
     """What PID 1's operations share while they run (runtime state, not plan)."""
 
-    def __init__(self, ptys: list[tuple[int, str]], rootfs_tree: int | None = None):
+    def __init__(self, ptys: list[tuple[int, str]], trees: dict[object, int] | None = None):
         self.ptys = ptys                        # (master fd, slave path) of each tty
-        self.rootfs_tree = rootfs_tree          # the idmapped clone of the rootfs
-        self.trees: dict[object, int] = {}      # detached trees taken from the host, by op
+        # detached trees taken from the host, by op: first those the namespace helper made
+        # (an unprivileged container's idmapped rootfs and bind mounts), then take()'s
+        self.trees: dict[object, int] = dict(trees or {})
         self.notify_fd = -1
         self.env: dict[str, str] = {}           # what init's environment gains
+
+
+@dataclass(frozen=True)
+class Helper:
+    """What the namespace helper of an unprivileged container (host root, in the host's
+    user namespace and a private mount namespace of its own) gives helper_tree()."""
+    userns_fd: int                  # the container's user namespace
+    owner: tuple[int, int]          # the host uid and gid of the container's root
+    scratch: str                    # a directory for temporary mount points
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,12 @@ class Op:
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def helper_tree(self, helper: Helper) -> int | None:
+        """In the namespace helper of an unprivileged container: a detached mount tree
+        that only the host's user namespace can make (idmapped), or None. PID 1 finds it
+        in run.trees[self]."""
+        return None
 
     def take(self, run: Run) -> None:
         """Right before pivot_root: take what is needed of the host."""
@@ -74,29 +90,8 @@ class Private(Op):
         m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
 
 
-@dataclass(frozen=True)
-class Rootfs(Op):
-    """The rootfs (dir backend) on the staging directory: bound, or the idmapped clone of
-    it that the namespace helper made (an unprivileged container)."""
-    source: str
-    target: str
-    idmapped: bool
-
-    def describe(self) -> str:
-        return f"mount rootfs {self.source}" + (
-            " (idmapped to the container's ids)" if self.idmapped else "")
-
-    def execute(self, run: Run) -> None:
-        os.makedirs(self.target, exist_ok=True)
-        if not self.idmapped:
-            m.mount(self.source, self.target, None, m.MS_BIND | m.MS_REC)
-            return
-        m.move_mount(run.rootfs_tree, self.target)
-        os.close(run.rootfs_tree)
-
-
 class _RootfsOnly:
-    """What Backend.mount() reads of a Config (rootfs.*), without loading the config."""
+    """What a Backend reads of a Config (rootfs.*), without loading the config."""
 
     def __init__(self, values: dict):
         self.rootfs = types.SimpleNamespace(**values)
@@ -109,18 +104,42 @@ class _RootfsOnly:
 
 
 @dataclass(frozen=True)
-class BackendRootfs(Op):
+class Rootfs(Op):
+    """The rootfs on the staging directory. Privileged: PID 1 mounts it (a dir's bind mount
+    without loading the storage layer, else the backend's mount()). Unprivileged: the
+    namespace helper asks the backend for the rootfs idmapped to the container's ids
+    (Backend.idmapped_tree) and PID 1 moves that tree into place."""
     backend: str
     dir: str                                # the container's directory
     rootfs: tuple[tuple[str, str], ...]     # its rootfs.* settings: backend, path, lower, origin
+    source: str                             # the rootfs directory (dir: what is bound)
     target: str
+    idmapped: bool
 
     def describe(self) -> str:
-        return f"mount rootfs ({self.backend} backend)"
+        return (f"mount rootfs {self.source}" if self.backend == "dir" else
+                f"mount rootfs ({self.backend} backend)") + (
+            ", idmapped to the container's ids" if self.idmapped else "")
+
+    def helper_tree(self, helper: Helper) -> int | None:
+        if not self.idmapped:
+            return None
+        from .. import storage  # the backends: only in the namespace helper (PID 1 is lean)
+        return storage.get(self.backend).idmapped_tree(
+            Path(self.dir), _RootfsOnly(dict(self.rootfs)), helper.userns_fd, helper.owner,
+            Path(helper.scratch))
 
     def execute(self, run: Run) -> None:
-        from .. import storage  # the backends, only for a rootfs that is not a dir
         os.makedirs(self.target, exist_ok=True)
+        if self.idmapped:
+            fd = run.trees.pop(self)
+            m.move_mount(fd, self.target)
+            os.close(fd)
+            return
+        if self.backend == "dir":
+            m.mount(self.source, self.target, None, m.MS_BIND | m.MS_REC)
+            return
+        from .. import storage  # the backends, only for a rootfs that is not a dir
         storage.get(self.backend).mount(Path(self.dir), _RootfsOnly(dict(self.rootfs)),
                                         Path(self.target))
         if not m.is_mountpoint(self.target):
@@ -363,32 +382,55 @@ class CgroupFs(Op):
 
 @dataclass(frozen=True)
 class UserMount(Op):
-    """A [[mount]] entry of the config. A bind mount's source is taken on the host; the
-    target resolves inside the container (realpath after pivot_root)."""
+    """A [[mount]] entry of the config. A bind mount's source is taken on the host (by PID 1;
+    in an unprivileged container by the namespace helper, as host root, idmapped unless
+    "noidmap"); the target resolves inside the container (realpath after pivot_root)."""
     source: str
     target: str
     type: str
     options: tuple[str, ...]
+    unprivileged: bool = False
+
+    @property
+    def idmapped(self) -> bool:
+        return self.unprivileged and self.type == "bind" and "noidmap" not in self.options
 
     def describe(self) -> str:
         what = f"bind {self.source}" if self.type == "bind" else \
             f"mount {self.type} {self.source}".rstrip()
-        return f"{what} on {self.target} ({','.join(self.options)})"
+        return f"{what} on {self.target} ({','.join(self.options)})" + (
+            ", idmapped to the container's ids" if self.idmapped else "")
 
-    def take(self, run: Run) -> None:
-        if self.type != "bind":
-            return
+    def _clone(self, userns_fd: int | None = None) -> int | None:
+        """The source's detached clone (read-only with "ro", recursive with "rbind",
+        idmapped through userns_fd if given); None when it is optional and not there."""
         if not os.path.exists(self.source):
             if "optional" in self.options:
-                return
+                return None
             raise FileNotFoundError(2, "open_tree(): No such file or directory", self.source)
         rbind = "rbind" in self.options
+        if userns_fd is not None:
+            from ..storage.base import idmapped_clone  # only in the namespace helper
+            return idmapped_clone(self.source, userns_fd, recursive=rbind,
+                                  readonly="ro" in self.options)
         fd = m.open_tree(self.source, m.OPEN_TREE_CLONE | m.OPEN_TREE_CLOEXEC |
                          (m.AT_RECURSIVE if rbind else 0))
-        run.trees[self] = fd
         if "ro" in self.options:
             m.mount_setattr(fd, m.MOUNT_ATTR_RDONLY,
                             flags=m.AT_EMPTY_PATH | (m.AT_RECURSIVE if rbind else 0))
+        return fd
+
+    def helper_tree(self, helper: Helper) -> int | None:
+        if not self.unprivileged or self.type != "bind":
+            return None
+        return self._clone(helper.userns_fd if self.idmapped else None)
+
+    def take(self, run: Run) -> None:
+        if self.type != "bind" or self.unprivileged:
+            return      # not a bind mount, or the namespace helper took it
+        fd = self._clone()
+        if fd is not None:
+            run.trees[self] = fd
 
     def execute(self, run: Run) -> None:
         if self.type == "bind" and self not in run.trees:

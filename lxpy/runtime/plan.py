@@ -20,6 +20,7 @@ from .. import lxcfs
 from ..config.schema import restart_limit
 from ..config.signals import parse_signal
 from ..errors import RuntimeStartError
+from ..idmap import IdMap
 from ..linux import mount as m
 from ..net.plan import DEVICES
 from . import mounts as ops
@@ -121,20 +122,17 @@ def _env(cfg, tty_max: int) -> dict[str, str]:
     return env
 
 
-def _mounts(container, cfg, *, app: bool, tty_max: int, share: dict, cgroup,
+def _mounts(container, cfg, *, userns: bool, app: bool, tty_max: int, share: dict, cgroup,
             init_cmd: tuple, env: dict) -> tuple[ops.Op, ...]:
-    """PID 1's mount operations, in the order it runs them."""
+    """PID 1's mount operations, in the order it runs them. userns: an unprivileged
+    container (its rootfs and bind mounts idmapped by the namespace helper)."""
     root = str(container.run_dir / "rootfs")
     create = set(cfg.namespaces.create) - set(share)
-    userns = bool(cfg.idmap.uid)
     backend = cfg.rootfs.backend
-    if backend == "dir":
-        rootfs: ops.Op = ops.Rootfs(str(container.rootfs), root, idmapped=userns)
-    else:
-        rootfs = ops.BackendRootfs(backend, str(container.dir), (
-            ("backend", backend), ("path", str(cfg.rootfs.path)),
-            ("lower", str(cfg.rootfs.lower or "")), ("origin", str(cfg.rootfs.origin or ""))),
-            root)
+    rootfs = ops.Rootfs(backend, str(container.dir), (
+        ("backend", backend), ("path", str(cfg.rootfs.path)),
+        ("lower", str(cfg.rootfs.lower or "")), ("origin", str(cfg.rootfs.origin or ""))),
+        str(container.rootfs), root, idmapped=userns)
     sysctls = [ops.Sysctl(k, str(v), f"{root}/proc") for k, v in dict(cfg.security.sysctl).items()
                if not k.startswith("net.")]
     devices = [*DEV_NODES] + [EXTRA_DEVICES[d] for d in cfg.devices.allow]
@@ -179,8 +177,8 @@ def _mounts(container, cfg, *, app: bool, tty_max: int, share: dict, cgroup,
                                 warn="" if own_cgroupns else warn and warn +
                                 "no cgroup namespace of its own, so no cgroup filesystem "
                                 "inside (add cgroup to namespaces.create)"))
-    out += [ops.UserMount(_source(container, mnt), mnt.target, mnt.type, tuple(mnt.options))
-            for mnt in cfg.mount]
+    out += [ops.UserMount(_source(container, mnt), mnt.target, mnt.type, tuple(mnt.options),
+                          unprivileged=userns) for mnt in cfg.mount]
     if not app:
         out.append(ops.NotifySocket(str(container.run_dir / "notify"), init_cmd,
                                     tuple(env.items())))
@@ -209,10 +207,12 @@ def _source(container, mnt) -> str:
     return mnt.source
 
 
-def build(container, cfg, *, cgroup, monitor_cgroup, app_cmd: list[str] | None,
-          share_pids: dict[str, int], logs: str, attach_context: dict) -> Plan:
-    """The plan of a start. cgroup, monitor_cgroup: cgroups.Cgroup objects or None;
-    attach_context: attach.make_context(cfg)."""
+def build(container, cfg, *, idmap: IdMap | None, cgroup, monitor_cgroup,
+          app_cmd: list[str] | None, share_pids: dict[str, int], logs: str,
+          attach_context: dict) -> Plan:
+    """The plan of a start. idmap: lxpy.idmap.resolve()'s maps (None: privileged);
+    cgroup, monitor_cgroup: cgroups.Cgroup objects or None; attach_context:
+    attach.make_context(cfg)."""
     nets = list(cfg.net)
     share = dict(cfg.namespaces.share)
     if nets and all(n.type == "none" for n in nets):
@@ -221,8 +221,8 @@ def build(container, cfg, *, cgroup, monitor_cgroup, app_cmd: list[str] | None,
     tty_max = 0 if app else int(cfg.tty.max)
     env = _env(cfg, tty_max)
     init_cmd = tuple(app_cmd) if app else tuple(cfg.init.cmd)
-    idmap_uid = tuple(tuple(x) for x in cfg.idmap.uid)
-    idmap_gid = tuple(tuple(x) for x in cfg.idmap.gid)
+    idmap_uid = tuple(tuple(x) for x in idmap.uid) if idmap else ()
+    idmap_gid = tuple(tuple(x) for x in idmap.gid) if idmap else ()
     return Plan(
         name=container.name, lxpath=str(container.lxpath), dir=str(container.dir),
         config_path=str(container.config_path), rootfs=str(container.rootfs),
@@ -232,7 +232,7 @@ def build(container, cfg, *, cgroup, monitor_cgroup, app_cmd: list[str] | None,
         ns_create=tuple(cfg.namespaces.create), ns_share=share,
         share_pids={k: int(v) for k, v in share_pids.items()},
         idmap_uid=idmap_uid, idmap_gid=idmap_gid,
-        idmap_root=(host_id(idmap_uid, 0), host_id(idmap_gid, 5)) if idmap_uid else None,
+        idmap_root=(idmap.host_uid(0), host_id(idmap_gid, 5)) if idmap else None,
         cgroup=cgroup.path if cgroup is not None else "",
         cgroup_procs=tuple(str(d / "cgroup.procs") for d in cgroup.dirs()) if cgroup else (),
         cgroup_v2_dir=next((str(h.path(cgroup.path)) for h in cgroup.hierarchies
@@ -242,8 +242,8 @@ def build(container, cfg, *, cgroup, monitor_cgroup, app_cmd: list[str] | None,
         if monitor_cgroup is not None else (),
         cgroup_roots=tuple(str(h.mount) for h in monitor_cgroup.hierarchies)
         if monitor_cgroup is not None else (),
-        mounts=_mounts(container, cfg, app=app, tty_max=tty_max, share=share, cgroup=cgroup,
-                       init_cmd=init_cmd, env=env),
+        mounts=_mounts(container, cfg, userns=idmap is not None, app=app, tty_max=tty_max,
+                       share=share, cgroup=cgroup, init_cmd=init_cmd, env=env),
         net_setup=any(n.type in DEVICES for n in nets),
         late_sysctls=tuple(ops.Sysctl(k, str(v)) for k, v in dict(cfg.security.sysctl).items()
                            if k.startswith("net.")),

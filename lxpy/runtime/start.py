@@ -26,8 +26,8 @@ from pathlib import Path
 
 from .. import cgroups
 from ..container import Container
-from ..errors import (ConfigError, KernelFeatureError, LockBusy, NetworkError, RuntimeStartError,
-                      StateError)
+from ..errors import ConfigError, LockBusy, NetworkError, RuntimeStartError, StateError
+from ..idmap import IdMap, resolve
 from ..linux.proc import set_child_subreaper
 from ..linux.tty import openpty
 from ..net.plan import DEVICES
@@ -40,7 +40,7 @@ from . import attach, notify, proto, state
 from .cgjoin import fork_payload
 from .monitor import BOOT, main
 from .cleanup import cleanup_stale, take_lock
-from .plan import Plan, build, describe, host_id
+from .plan import Plan, build, describe
 
 log = logging.getLogger("lxpy.runtime")
 
@@ -70,22 +70,23 @@ def run_host_hooks(container, cfg, which: str, hooks) -> None:
                                     f"with status {r.returncode}", step=f"{which} hook")
 
 
-def _check(container, cfg) -> None:
-    if "user" in cfg.namespaces.create and not cfg.idmap.uid:
-        raise ConfigError(f"container {container.name!r}: a user namespace needs [idmap]",
-                          "set idmap.uid and idmap.gid, like [[0, 100000, 65536]]")
-    if cfg.idmap.uid:
+def _check(container, cfg, allocate: bool = True) -> IdMap | None:
+    """What must hold before anything is made; the container's id maps (None: privileged;
+    allocate: see idmap.resolve)."""
+    idmap = resolve(container, cfg, allocate=allocate)
+    if idmap is None and "user" in cfg.namespaces.create:
+        raise ConfigError(f"container {container.name!r}: a user namespace needs an id map",
+                          "set idmap, or remove user from namespaces.create")
+    if idmap is not None:
         if "user" in cfg.namespaces.share:
             raise ConfigError(f"container {container.name!r}: [idmap] needs a user namespace "
                               "of its own", "remove user from namespaces.share")
-        if not any(inside == 0 for inside, _o, _n in cfg.idmap.uid):
+        if not any(inside == 0 for inside, _o, _n in idmap.uid):
             raise ConfigError(f"container {container.name!r}: idmap.uid maps no uid 0",
                               "map the container's root, like [[0, 100000, 65536]]")
-        if cfg.rootfs.backend != "dir":
-            raise KernelFeatureError(f"container {container.name!r}: unprivileged containers "
-                                     f"run on the dir backend only (this one is "
-                                     f"{cfg.rootfs.backend})", "lxpy-copy -B dir makes a "
-                                     "dir copy")
+        if not any(inside == 0 for inside, _o, _n in idmap.gid):
+            raise ConfigError(f"container {container.name!r}: idmap.gid maps no gid 0",
+                              "map the container's root group, like [[0, 100000, 65536]]")
     if "mnt" not in cfg.namespaces.create or "mnt" in cfg.namespaces.share:
         raise ConfigError(f"container {container.name!r}: it needs a mount namespace of its "
                           "own (its rootfs, /proc, /dev are mounted there)",
@@ -96,6 +97,7 @@ def _check(container, cfg) -> None:
     if cfg.rootfs.backend == "dir" and not container.rootfs.is_dir():
         raise ConfigError(f"container {container.name!r}: its rootfs {container.rootfs} is "
                           "not a directory", "check rootfs.path in its config.toml")
+    return idmap
 
 
 def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
@@ -104,7 +106,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
     application containers (app_cmd): this process becomes the monitor (no return)."""
     container.require()
     cfg = container.config
-    _check(container, cfg)
+    idmap = _check(container, cfg)
     try:
         lock_fd = take_lock(container, "busy")
     except LockBusy:
@@ -119,7 +121,7 @@ def start(container, foreground: bool = False, app_cmd: list[str] | None = None,
                              "lxpy-stop stops it")
         if info.stale:
             cleanup_stale(container, info)
-        plan = _prepare(container, cfg, undo, app_cmd)
+        plan = _prepare(container, cfg, idmap, undo, app_cmd)
         if foreground or app_cmd is not None:
             undo.pop_all()      # this process becomes the monitor: it owns the clean-up
             _become_monitor(container, plan, lock_fd)
@@ -167,7 +169,8 @@ def _share_pids(container, cfg) -> dict[str, int]:
     return out
 
 
-def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan:
+def _prepare(container, cfg, idmap: IdMap | None, undo: ExitStack,
+             app_cmd: list[str] | None) -> Plan:
     """The host side (run dir, pre-start hooks, cgroups, network), each with its undo;
     the plan, saved in the run dir."""
     share_pids = _share_pids(container, cfg)
@@ -185,8 +188,8 @@ def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan
     apply_devices = getattr(cg, "apply_devices", None)
     if apply_devices is not None:
         apply_devices(cfg)
-    if cfg.idmap.uid:
-        _delegate(cg, host_id(cfg.idmap.uid, 0), host_id(cfg.idmap.gid, 0))
+    if idmap is not None:
+        _delegate(cg, idmap.host_uid(0), idmap.host_gid(0))
     mcg = None
     if app_cmd is None:
         # The monitor gets a cgroup of its own, apart from the payload (as LXC does).
@@ -200,7 +203,7 @@ def _prepare(container, cfg, undo: ExitStack, app_cmd: list[str] | None) -> Plan
         for w in net.warnings:
             log.warning("%s: %s", container.name, w)
     ctx = attach.save_context(run_dir, cfg)
-    p = build(container, cfg, cgroup=cg, monitor_cgroup=mcg, app_cmd=app_cmd,
+    p = build(container, cfg, idmap=idmap, cgroup=cg, monitor_cgroup=mcg, app_cmd=app_cmd,
               share_pids=share_pids, attach_context=ctx,
               logs=str(log_dir(container.lxpath, container.name)))
     p.save()
@@ -212,12 +215,12 @@ def dry_run(container) -> list[str]:
     nothing (the cgroups are named, not made)."""
     container.require()
     cfg = container.config
-    _check(container, cfg)
+    idmap = _check(container, cfg, allocate=False)
     drv = cgroups.driver()
     parent = drv.parent_path(system_config().cgroup_parent)
     cg, mcg = (drv.cgroup_class(drv, "/".join(x for x in (parent, name) if x))
                for name in (container.name, f"lxpy.monitor.{container.name}"))
-    p = build(container, cfg, cgroup=cg, monitor_cgroup=mcg, app_cmd=None,
+    p = build(container, cfg, idmap=idmap, cgroup=cg, monitor_cgroup=mcg, app_cmd=None,
               share_pids=_share_pids(container, cfg), attach_context=attach.make_context(cfg),
               logs=str(log_dir(container.lxpath, container.name)))
     lines = describe(p)
@@ -286,9 +289,12 @@ def _prefork(plan: Plan) -> str:
     ("sock,pid,go,notify,master:slave:path,..."), "" if the monitor is to fork the helper.
     notify is the guest's readiness socket (notify.Listener, bound here so that the helper
     mounts it for a systemd init), -1 for none.
-    Without a network to set up or a user namespace to map (the monitor's part of the
-    handshake), "go" is sent from here too: init execs without waiting for the monitor
-    (go=1 tells the monitor)."""
+    An unprivileged container's user namespace is mapped from here (_map_userns), so that
+    its rootfs is idmapped and mounted while the monitor's interpreter starts. Without a
+    network to set up or a user namespace (the monitor gives the container's root its ttys
+    first), "go" is sent from here too: init execs without waiting for the monitor (go=1
+    tells the monitor). ("go" is never sent ahead of a step that may fail: a SEQPACKET
+    peer closed with unread data makes our end read ECONNRESET, not its error message.)"""
     ptys: list[tuple[int, int, str]] = []
     notifier = None
     if not plan.app:
@@ -322,6 +328,8 @@ def _prefork(plan: Plan) -> str:
         finally:
             os._exit(1)
     theirs.close()
+    if plan.idmap_uid:
+        _map_userns(plan, mine)
     go = not plan.net_setup and not plan.idmap_uid
     if go:
         proto.send(mine, "go")
@@ -337,6 +345,31 @@ def _prefork(plan: Plan) -> str:
         os.set_inheritable(slave, True)
         out.append(f"{master}:{slave}:{path}")
     return ",".join(out)
+
+
+def _map_userns(plan: Plan, sock: socket.socket) -> None:
+    """The helper's first message is "userns" (it unshared the user namespace): write its
+    uid_map and gid_map, answer "mapped" (or "error", which the helper reports to the
+    monitor). Anything else (its own failure) is left unread, for the monitor."""
+    sock.settimeout(plan.handshake_timeout)
+    try:
+        kind, msg = proto.decode(sock.recv(65536, socket.MSG_PEEK))
+        if kind != "userns":
+            return
+        sock.recv(65536)
+        for name, mapping in (("uid_map", plan.idmap_uid), ("gid_map", plan.idmap_gid)):
+            try:
+                with open(f"/proc/{msg['pid']}/{name}", "wb", buffering=0) as f:
+                    f.write("".join(f"{a} {b} {n}\n" for a, b, n in mapping).encode())
+            except OSError as e:
+                proto.send(sock, "error", message=f"write /proc/{msg['pid']}/{name}: "
+                           f"{e.strerror}", errno=e.errno or 0)
+                return
+        proto.send(sock, "mapped")
+    except (OSError, ValueError):     # the helper is gone, or timed out: the monitor tells
+        pass
+    finally:
+        sock.settimeout(None)
 
 
 def _read_all(fd: int) -> bytes:
@@ -370,7 +403,6 @@ def _daemon_stdio(container, logfile: str | None) -> None:
 def _start_error(container, msg: dict[str, str]) -> RuntimeStartError:
     err = int(msg.get("errno") or 0)
     text = msg.get("message") or "unknown failure"
-    hint = None
     step = msg.get("step", "")
     if step.startswith("exec init"):
         hint = "check init.cmd in its config.toml and that the program exists in its rootfs"
@@ -378,6 +410,9 @@ def _start_error(container, msg: dict[str, str]) -> RuntimeStartError:
         hint = "check the command and that it exists in the container's rootfs"
     elif err == errno.EPERM:
         hint = "lxpy-checkconfig tells which kernel features this host lacks"
+    else:
+        hint = None
+    hint = msg.get("hint") or hint      # the storage layer's, from the idmap helper
     e = RuntimeStartError(f"container {container.name!r} failed to start: {text}", hint,
                           step=step or None, syscall=msg.get("syscall") or None,
                           errno=err or None, path=msg.get("path") or None)

@@ -3,14 +3,20 @@ Backend subclass, listed in lxpy.storage.BACKENDS."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import StorageError
+from ..errors import KernelFeatureError, StorageError
+from ..linux import mount as m
+from ..linux.fsops import fs_name
 from .tree import tree_usage
+
+IDMAP_KERNELS = ("Linux >= 5.12 for ext4 and xfs, 5.15 for btrfs, 5.19 for overlay layers, "
+                 "6.3 for tmpfs")
 
 
 def rootfs_dir(cdir: Path, cfg: Any) -> Path:
@@ -18,6 +24,13 @@ def rootfs_dir(cdir: Path, cfg: Any) -> Path:
     name: relative paths follow the directory when it is renamed)."""
     p = Path(str(cfg.rootfs.path or "rootfs"))
     return p if p.is_absolute() else Path(cdir) / p
+
+
+def require_rootfs(root: Path) -> Path:
+    if not root.is_dir():
+        raise StorageError(f"{root}: the container's rootfs is missing",
+                           "the container directory is damaged; restore a snapshot or recreate")
+    return root
 
 
 def own_path(cdir: Path, p: Path) -> bool:
@@ -52,6 +65,47 @@ def join_lowers(paths: list[Path]) -> str:
     return ":".join(os.fspath(p) for p in paths)
 
 
+def _fs_of(path: str | os.PathLike) -> str:
+    try:
+        return fs_name(path)
+    except OSError:
+        return "unknown"
+
+
+def idmapped_clone(path: str | os.PathLike, userns_fd: int, *, recursive: bool = True,
+                   readonly: bool = False) -> int:
+    """A detached clone of the mount at path (with the mounts under it when recursive)
+    whose ids are mapped through the user namespace userns_fd: an idmapped mount, owned as
+    on disk for the namespace's ids (O_CLOEXEC). Needs the host's user namespace. A
+    filesystem that cannot be idmapped is a KernelFeatureError naming it: nothing falls
+    back to a privileged mount or to chowning the tree."""
+    rec = m.AT_RECURSIVE if recursive else 0
+    try:
+        fd = m.open_tree(path, m.OPEN_TREE_CLONE | m.OPEN_TREE_CLOEXEC | rec)
+    except OSError as e:
+        raise StorageError(f"cannot clone the mount of {path}: {e.strerror}",
+                           "check that it exists") from None
+    try:
+        m.mount_setattr(fd, m.MOUNT_ATTR_IDMAP | (m.MOUNT_ATTR_RDONLY if readonly else 0),
+                        userns_fd=userns_fd, flags=m.AT_EMPTY_PATH | rec)
+    except OSError as e:
+        os.close(fd)
+        if e.errno not in (errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        what = f"the filesystem of {path} ({_fs_of(path)})"
+        if recursive:
+            below = [p for p in m.mounts_under(path) if p != os.path.realpath(path)]
+            if below:
+                what += " or of a mount under it (" + ", ".join(
+                    f"{p}: {_fs_of(p)}" for p in below[:3]) + ")"
+        raise KernelFeatureError(
+            f"{what} does not support idmapped mounts, which an unprivileged container "
+            f"needs ({IDMAP_KERNELS}; {e.strerror})",
+            "put it on a filesystem that does (ext4, xfs, btrfs), or make the container "
+            "privileged; lxpy-checkconfig tells what works on this host") from None
+    return fd
+
+
 class Backend:
     """One way of storing a container's rootfs. Every method takes the container directory
     cdir explicitly (it may be a temporary name) and the container's Config."""
@@ -79,6 +133,16 @@ class Backend:
     def mount(self, cdir: Path, cfg: Any, target: Path) -> None:
         """Make the rootfs appear at target (in the caller's mount namespace)."""
         raise NotImplementedError
+
+    def idmapped_tree(self, cdir: Path, cfg: Any, userns_fd: int, owner: tuple[int, int],
+                      scratch: Path) -> int:
+        """The rootfs as a detached mount tree (an fd) whose ids are mapped through the user
+        namespace userns_fd, for an unprivileged container's PID 1 to move into place; the
+        tree on disk stays as it is. Runs as host root in the host's user namespace, in a
+        private mount namespace of its own (scratch: a directory for temporary mount
+        points); owner: the host uid and gid of the container's root.
+        dir and btrfs: the rootfs directory, recursively."""
+        return idmapped_clone(require_rootfs(rootfs_dir(cdir, cfg)), userns_fd)
 
     @contextmanager
     def editable(self, cdir: Path, cfg: Any, rels: tuple[str, ...]) -> Iterator[Path]:

@@ -6,17 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import StorageError
 from ..linux.mount import MS_BIND, MS_REC, mount
-from .base import Backend, own_path, rootfs_dir
+from .base import Backend, own_path, require_rootfs, rootfs_dir
 from .tree import copy_tree, remove_tree
 
 
 def bind_rootfs(src: Path, target: Path) -> None:
-    if not src.is_dir():
-        raise StorageError(f"{src}: the container's rootfs is missing",
-                           "the container directory is damaged; restore a snapshot or recreate")
-    mount(src, target, None, MS_BIND | MS_REC)
+    mount(require_rootfs(src), target, None, MS_BIND | MS_REC)
 
 
 class DirBackend(Backend):

@@ -20,10 +20,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import StorageError
+from ..errors import KernelFeatureError, StorageError
+from ..linux import mount as m
 from ..linux.fsops import OVERLAYFS_SUPER_MAGIC, fs_name, statfs_type
 from ..linux.mount import MNT_DETACH, is_mountpoint, mount, umount2
-from .base import Backend, join_lowers, own_path, rootfs_dir, split_lowers
+from ..linux.prctl import fs_ids
+from .base import (IDMAP_KERNELS, Backend, idmapped_clone, join_lowers, own_path, rootfs_dir,
+                   split_lowers)
 from .copyup import copy_up
 from .layers import LAYERS, MAX_LOWERS, MAX_OPTIONS, too_deep  # noqa: F401 - also for others
 from .tree import copy_dir_attrs, copy_tree, is_empty_dir, remove_tree, tree_usage
@@ -57,7 +60,9 @@ def mount_options(lowers: list[Path], upper: Path, work: Path) -> str:
             f"workdir={join_lowers([work])}")
 
 
-def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
+def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path,
+                  idmapped: bool = False) -> None:
+    """idmapped: the layers are idmapped mounts (an unprivileged container's overlay)."""
     data = mount_options(lowers, upper, work)
     if len(data) > MAX_OPTIONS or len(lowers) > MAX_LOWERS:
         raise StorageError(f"overlay: too many lower layers for one mount ({len(lowers)})",
@@ -68,6 +73,11 @@ def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> 
         hint = None
         if e.errno == errno.EBUSY:
             hint = "its delta is in use by another overlay mount (is the container running?)"
+        elif e.errno == errno.EINVAL and idmapped:
+            raise KernelFeatureError(
+                f"overlayfs refused idmapped layers at {target} ({IDMAP_KERNELS})",
+                "on an older kernel use the dir or btrfs backend for an unprivileged "
+                "container (lxpy-copy -B dir)") from None
         elif e.errno == errno.EINVAL:
             hint = "the kernel refused the layers (overlay on overlay stacks 2 levels at most)"
         raise StorageError(f"cannot mount the overlay at {target}: {e.strerror}", hint) from None
@@ -140,6 +150,57 @@ class OverlayBackend(Backend):
 
     def mount(self, cdir: Path, cfg: Any, target: Path) -> None:
         mount_overlay(self.lowers(cdir, cfg), self.delta(cdir), self.work(cdir), Path(target))
+
+    def idmapped_tree(self, cdir: Path, cfg: Any, userns_fd: int, owner: tuple[int, int],
+                      scratch: Path) -> int:
+        """An overlay mount cannot be idmapped, its layers can: each lower and the container
+        directory (delta/ and work/ must be on one mount) are cloned idmapped and attached
+        under scratch, the overlay is mounted on them with the container root's host ids as
+        its mounter's (it creates work/work and copies up through the idmapped upper with
+        them: host root is not mapped there, and the overlay would come up read-only), and
+        cloned detached. What it writes lands on disk with the container's own ids, with
+        the same trusted.overlay.* xattrs as a privileged mount's: one delta serves both."""
+        lowers = self.lowers(cdir, cfg)
+        mount_options(lowers, self.delta(cdir), self.work(cdir))    # all there?
+        # delta/ and work/ side by side (in cdir, or on the tmpfs of an ephemeral copy
+        # they link to): that directory is idmapped
+        upper, work = (Path(os.path.realpath(p)) for p in (self.delta(cdir), self.work(cdir)))
+        if upper.parent != work.parent:
+            raise StorageError(f"{cdir}: delta/ and work/ are not in one directory",
+                               "the container directory is damaged")
+        base = Path(scratch) / "ovl"
+        made: list[Path] = []
+        try:
+            layers = []
+            for i, src in enumerate([*lowers, upper.parent]):
+                d = base / str(i)
+                d.mkdir(parents=True, exist_ok=True)
+                fd = idmapped_clone(src, userns_fd, recursive=False)
+                try:
+                    m.move_mount(fd, d)
+                finally:
+                    os.close(fd)
+                made.append(d)
+                layers.append(d)
+            top = layers.pop()
+            merged = base / "m"
+            merged.mkdir(exist_ok=True)
+            with fs_ids(*owner):
+                mount_overlay(layers, top / upper.name, top / work.name, merged, idmapped=True)
+            made.append(merged)
+            if os.statvfs(merged).f_flag & os.ST_RDONLY:
+                raise StorageError(f"the overlay of {cdir} came up read-only (its work/ could "
+                                   "not be used through the idmapped mount)",
+                                   f"the kernel log says why; check {self.work(cdir)}")
+            return m.open_tree(merged, m.OPEN_TREE_CLONE | m.OPEN_TREE_CLOEXEC)
+        finally:
+            for d in reversed(made):
+                umount2(d, MNT_DETACH)
+            for d in [*(base.iterdir() if base.is_dir() else ()), base]:
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
 
     @contextmanager
     def mounted(self, cdir: Path, cfg: Any) -> Iterator[Path]:

@@ -9,6 +9,7 @@ import pytest
 from lxpy.cgroups.v1 import container_mounts_v1
 from lxpy.cgroups.v2 import container_mounts_v2
 from lxpy.container import Container
+from lxpy.idmap import IdMap
 from lxpy.runtime import plan
 from lxpy.runtime.mounts import CgroupFs
 
@@ -32,8 +33,9 @@ def _cgroup_op(tmp_path, config: str) -> CgroupFs:
     (d / "rootfs").mkdir(parents=True)
     (d / "config.toml").write_text(config)
     c = Container("c1", tmp_path)
-    p = plan.build(c, c.config, cgroup=_Cgroup(), monitor_cgroup=None, app_cmd=None,
-                   share_pids={}, logs=str(tmp_path / "log"), attach_context={})
+    idmap = IdMap(((0, 100000, 65536),), ((0, 100000, 65536),)) if IDMAP in config else None
+    p = plan.build(c, c.config, idmap=idmap, cgroup=_Cgroup(), monitor_cgroup=None,
+                   app_cmd=None, share_pids={}, logs=str(tmp_path / "log"), attach_context={})
     return next(op for op in p.mounts if isinstance(op, CgroupFs))
 
 

@@ -183,8 +183,8 @@ def test_the_start_plan_is_data(tmp_path):
     (d / "config.toml").write_text('[[mount]]\nsource = "data"\ntarget = "/srv"\n'
                                    'options = ["bind", "optional"]\n')
     c = Container("c1", tmp_path)
-    p = plan.build(c, c.config, cgroup=None, monitor_cgroup=None, app_cmd=None, share_pids={},
-                   logs=str(tmp_path / "log"), attach_context={})
+    p = plan.build(c, c.config, idmap=None, cgroup=None, monitor_cgroup=None, app_cmd=None,
+                   share_pids={}, logs=str(tmp_path / "log"), attach_context={})
     kinds = [type(op).__name__ for op in p.mounts]
     assert kinds[:4] == ["Private", "Rootfs", "RootfsDirs", "Mount"]
     assert kinds.index("PivotRoot") < kinds.index("Pty") < kinds.index("UserMount")
@@ -198,3 +198,35 @@ def test_the_start_plan_is_data(tmp_path):
     lines = plan.describe(p)
     assert "  mount proc on /proc" in lines and "  pivot_root" in lines
     assert "init: /sbin/init (cwd /, uid 0, gid 0)" in lines
+
+
+def test_an_unprivileged_plan_idmaps_rootfs_and_bind_mounts(tmp_path):
+    """With an IdMap (lxpy.idmap.resolve's), the rootfs and the bind mounts are trees the
+    namespace helper makes idmapped, except a bind mount with "noidmap"."""
+    from lxpy.container import Container
+    from lxpy.idmap import IdMap
+    from lxpy.runtime import mounts, plan
+    d = tmp_path / "c1"
+    (d / "rootfs").mkdir(parents=True)
+    (d / "config.toml").write_text(
+        '[rootfs]\nbackend = "overlay"\nlower = "/cache"\n'
+        '[[mount]]\nsource = "/a"\ntarget = "/a"\n'
+        '[[mount]]\nsource = "/b"\ntarget = "/b"\noptions = ["bind", "noidmap"]\n'
+        '[[mount]]\ntype = "tmpfs"\ntarget = "/t"\noptions = ["noidmap", "size=1M"]\n')
+    c = Container("c1", tmp_path)
+    idmap = IdMap(((0, 200000, 1000), (1000, 1000, 1), (1001, 201001, 64535)),
+                  ((0, 300000, 65536),))
+    p = plan.build(c, c.config, idmap=idmap, cgroup=None, monitor_cgroup=None, app_cmd=None,
+                   share_pids={}, logs=str(tmp_path / "log"), attach_context={})
+    assert p.idmap_uid == idmap.uid and p.idmap_gid == idmap.gid
+    assert p.idmap_root == (200000, 300005)
+    rootfs = next(op for op in p.mounts if isinstance(op, mounts.Rootfs))
+    assert rootfs.idmapped and rootfs.backend == "overlay"
+    assert rootfs.describe() == "mount rootfs (overlay backend), idmapped to the container's ids"
+    user = [op for op in p.mounts if isinstance(op, mounts.UserMount)]
+    assert [op.idmapped for op in user] == [True, False, False]
+    assert user[0].describe().endswith("idmapped to the container's ids")
+    from lxpy.linux import mount as m
+    assert m.parse_options(["noidmap", "size=1M", "ro"]) == (m.MS_RDONLY, "size=1M")
+    assert "id map: uid 0 200000 1000, 1000 1000 1, 1001 201001 64535; gid 0 300000 65536" \
+        in plan.describe(p)
