@@ -491,7 +491,8 @@ SETTINGS: tuple[Setting, ...] = (
     S("idmap.gid", "idmap", (), "Group id map, [[inside, outside, count]].", parse=_idmap),
 
     S("security.cap_drop", "list of capabilities", ("mac_admin", "mac_override", "sys_time",
-      "sys_module", "sys_rawio"), "Capabilities removed from the container.", parse=_caps),
+      "sys_module", "sys_rawio", "syslog"), "Capabilities removed from the container "
+      "(syslog: the host's kernel log, dmesg).", parse=_caps),
     S("security.cap_keep", "list of capabilities", (), "If set, only these capabilities are "
       "kept (cap_drop is then ignored).", parse=_caps),
     S("security.seccomp", "profile", "default", "Seccomp profile: default (deny kexec, "

@@ -21,7 +21,8 @@ How (one fork, no helper process):
               sends the master to us over a socketpair, makes the slave its controlling
               terminal and its stdio for the fds that are terminals here;
               chdir, environment, security.apply() (bounding set, no_new_privs, seccomp,
-              then -u/-g, then the capability sets), exec.
+              then -u/-g, then the capability sets), exec. Not dumpable until the exec:
+              nothing in the container opens its /proc files or ptraces it meanwhile.
               A failure before exec is reported to us as one line over a CLOEXEC pipe.
   us          relay the pty (raw host terminal, SIGWINCH) or just wait; forward SIGTERM,
               SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2; pass the exit status through.
@@ -45,6 +46,7 @@ import struct
 
 from lxpy.errors import ContainerNotFound, LxpyError, StateError
 from lxpy.linux import ns as _ns
+from lxpy.linux import prctl as _prctl
 from lxpy.linux import tty
 from lxpy.linux.fs import read_to_eof
 from lxpy.linux.tty import TIOCSCTTY, TIOCSPTLCK
@@ -528,9 +530,18 @@ def _run(target: Target, opts: Options, pidfd: int, flags: int, use_pty: bool) -
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(FORWARDED) | {signal.SIGCHLD,
                                                                           signal.SIGWINCH})
     mounts = cgroup_mounts()
+    # The child is in the container's pid namespace from its fork on, with the host's
+    # credentials, executable (/proc/PID/exe: our python) and libraries until it execs:
+    # not dumpable, its /proc files and ptrace need CAP_SYS_PTRACE over the host's user
+    # namespace, which root in an unprivileged container lacks (runc's CVE-2016-9962).
+    # exec makes the command dumpable again. Set here, before the fork, so that there is
+    # no moment the child is visible and dumpable; ours is restored right after.
+    dumpable = _prctl.prctl(_prctl.PR_GET_DUMPABLE)
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
     try:
         pid, born_in = fork_in_cgroup(target.cgroup, target.pid, mounts)
     except OSError as e:
+        _prctl.prctl(_prctl.PR_SET_DUMPABLE, dumpable)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(err_r)
         os.close(err_w)
@@ -556,6 +567,7 @@ def _run(target: Target, opts: Options, pidfd: int, flags: int, use_pty: bool) -
         os._exit(code if code > 1 else 1)
 
     # The parent.
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, dumpable)
     os.close(err_w)
     master = None
     restore = None
