@@ -42,6 +42,7 @@ import re
 import select
 import signal
 import socket
+import stat
 import struct
 
 from lxpy.errors import ContainerNotFound, LxpyError, StateError
@@ -346,51 +347,60 @@ def join_cgroups(cgroup: str | None, init_pid: int,
 
 # -- users ---------------------------------------------------------------------------------
 
+# The container's files, read by a process that still has the host's credentials: never
+# wait on a FIFO (an attach that hangs), never read a device or an endless file.
+_DB_MAX = 4 << 20
+
+
+def _container_db(path: str) -> list[list[str]]:
+    """The ':'-split lines of a regular file of the container (/etc/passwd, /etc/group);
+    [] if it is missing, not a regular file, or unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        data = os.read(fd, _DB_MAX)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    return [line.split(":") for line in data.decode("utf-8", "replace").splitlines()]
+
+
 def _passwd_lookup(user: str | int | None) -> tuple[int, int, str, str, str] | None:
     """(uid, gid, name, home, shell) from the /etc/passwd we see (the container's)."""
-    try:
-        with open("/etc/passwd", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                p = line.rstrip("\n").split(":")
-                if len(p) < 7:
-                    continue
-                if (isinstance(user, int) and p[2] == str(user)) or p[0] == user:
-                    try:
-                        return int(p[2]), int(p[3]), p[0], p[5], p[6]
-                    except ValueError:
-                        continue
-    except OSError:
-        pass
+    for p in _container_db("/etc/passwd"):
+        if len(p) >= 7 and ((isinstance(user, int) and p[2] == str(user)) or p[0] == user):
+            try:
+                return int(p[2]), int(p[3]), p[0], p[5], p[6]
+            except ValueError:
+                continue
     return None
 
 
 def _group_lookup(group: str) -> int | None:
-    try:
-        with open("/etc/group", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                p = line.rstrip("\n").split(":")
-                if len(p) >= 3 and p[0] == group:
-                    return int(p[2])
-    except (OSError, ValueError):
-        pass
+    for p in _container_db("/etc/group"):
+        if len(p) >= 3 and p[0] == group:
+            try:
+                return int(p[2])
+            except ValueError:
+                return None
     return None
 
 
 def _supplementary(name: str, gid: int) -> list[int]:
     out = [gid]
-    try:
-        with open("/etc/group", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                p = line.rstrip("\n").split(":")
-                if len(p) >= 4 and name in p[3].split(","):
-                    try:
-                        g = int(p[2])
-                    except ValueError:
-                        continue
-                    if g not in out:
-                        out.append(g)
-    except OSError:
-        pass
+    for p in _container_db("/etc/group"):
+        if len(p) >= 4 and name in p[3].split(","):
+            try:
+                g = int(p[2])
+            except ValueError:
+                continue
+            if g not in out:
+                out.append(g)
     return out
 
 

@@ -508,6 +508,33 @@ def test_symlinks_at_attach(ct, host_canary):
     ct.sh("rm -f /root/link")
 
 
+@pytest.mark.parametrize("passwd", ["fifo", "/dev/zero", "/dev/console"])
+def test_attach_reads_no_special_file_as_passwd(ct, passwd):
+    """Root inside replaces /etc/passwd (and /etc/group) with a FIFO, or a link to
+    /dev/zero or /dev/console, then waits for the admin's lxpy-attach: its child reads them
+    with the host's credentials after entering the container, before exec -- it would hang
+    on the FIFO (holding the admin's terminal) or read /dev/zero without end.
+
+    What stops it: attach opens them non-blocking and reads a regular file only (at most
+    4 MiB); anything else is as if it were missing (root, home /root)."""
+    script = ("cp /etc/passwd /etc/passwd.real; cp /etc/group /etc/group.real; "
+              "rm /etc/passwd /etc/group; " +
+              ("mkfifo /etc/passwd /etc/group" if passwd == "fifo" else
+               f"ln -s {passwd} /etc/passwd; ln -s {passwd} /etc/group"))
+    assert ct.sh(script).returncode == 0
+    try:
+        # (not `id`: it would read the FIFO itself)
+        r = ct.attach("/bin/sh", "-c", "grep ^Uid: /proc/self/status; echo $HOME",
+                      timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split()[1:] == ["0", "0", "0", "0", "/root"], r.stdout
+    finally:
+        (ct.root / "etc/passwd").unlink()
+        (ct.root / "etc/group").unlink()
+        (ct.root / "etc/passwd.real").rename(ct.root / "etc/passwd")
+        (ct.root / "etc/group.real").rename(ct.root / "etc/group")
+
+
 def _info_state(lxpy, name: str) -> str:
     out = lxpy("info", "-n", name).stdout
     return next(x.split()[1] for x in out.splitlines() if x.startswith("State:"))
