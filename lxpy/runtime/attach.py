@@ -130,17 +130,19 @@ def load_context(run_dir: str | Path) -> dict[str, Any] | None:
 class Target:
     """A running container as attach sees it."""
 
-    __slots__ = ("name", "pid", "pid_start", "cgroup", "policy", "environment")
+    __slots__ = ("name", "pid", "pid_start", "cgroup", "policy", "environment",
+                 "monitor_pid")
 
     def __init__(self, name: str, pid: int, pid_start: int | None = None,
                  cgroup: str | None = None, policy: dict | None = None,
-                 environment: dict[str, str] | None = None):
+                 environment: dict[str, str] | None = None, monitor_pid: int | None = None):
         self.name = name
         self.pid = pid
         self.pid_start = pid_start
         self.cgroup = cgroup
         self.policy = policy
         self.environment = environment or {}
+        self.monitor_pid = monitor_pid
 
 
 def target_from_run_dir(name: str, run_dir: str | Path, *, config_loader=None) -> Target:
@@ -168,7 +170,11 @@ def target_from_run_dir(name: str, run_dir: str | Path, *, config_loader=None) -
             policy, env = ctx["security"], ctx["environment"]
     else:
         policy, env = ctx.get("security"), ctx.get("environment") or {}
-    return Target(name, pid, start, st.get("cgroup") or None, policy, env)
+    try:
+        monitor = int(st.get("monitor_pid") or 0) or None
+    except ValueError:
+        monitor = None
+    return Target(name, pid, start, st.get("cgroup") or None, policy, env, monitor)
 
 
 def find(container) -> Target:
@@ -492,6 +498,8 @@ def attach(target: Target, opts: Options) -> int:
         if target.pid_start is not None and start_time(target.pid) != target.pid_start:
             raise StateError(f"container {target.name!r} is not running")
         namespaces = own_namespaces(target.pid, opts.namespaces)
+        if "user" not in namespaces:
+            _check_exe(target)
         flags = 0
         for n in namespaces:
             if n != "pid":
@@ -514,6 +522,29 @@ def attach(target: Target, opts: Options) -> int:
         if our_pidns >= 0:
             _ns.setns(our_pidns, _ns.CLONE_NEWPID)
             os.close(our_pidns)
+
+
+def _check_exe(target: Target) -> None:
+    """Attach into a container whose root is the host's (no user namespace): our executable
+    (the python that runs lxpy-attach) is reachable from inside as /proc/PID/exe of the
+    child until it execs, and as /proc/self/exe of a `#!/proc/self/exe` command
+    (CVE-2019-5736). Root inside could reopen it for writing once we are gone; the kernel
+    refuses that (ETXTBSY) while a process executes it -- the container's monitor does, for
+    as long as anything of the container lives. So: only with the monitor's interpreter."""
+    if not target.monitor_pid:
+        return
+    try:
+        ours = os.stat("/proc/self/exe")
+        theirs = os.stat(f"/proc/{target.monitor_pid}/exe")
+    except OSError:
+        return      # the monitor is gone: the container is stopping, attach says so later
+    if (ours.st_dev, ours.st_ino) != (theirs.st_dev, theirs.st_ino):
+        raise AttachError(
+            f"container {target.name!r} is privileged and its monitor runs "
+            f"{os.readlink(f'/proc/{target.monitor_pid}/exe')}, not this lxpy-attach's "
+            f"{os.readlink('/proc/self/exe')}: its root could overwrite this interpreter "
+            "through /proc/PID/exe (CVE-2019-5736)",
+            "run lxpy-attach with the interpreter lxpy-start used (the same installation)")
 
 
 def _preload(target: Target, use_pty: bool) -> None:

@@ -186,6 +186,28 @@ def test_proc_self_exe_cannot_overwrite_the_host_binary(ct):
         assert (mon.st_dev, mon.st_ino) == (target.st_dev, target.st_ino)
 
 
+def test_attach_with_another_interpreter(ct, tmp_path):
+    """The protection above for a privileged container is that the monitor executes the
+    same file as lxpy-attach. lxpy-attach run by another interpreter (a copy of it here)
+    would leave a binary the container's root can overwrite once attach has exited.
+
+    What stops it: attach compares its executable with the monitor's and refuses a
+    privileged container with one line if they differ. Unprivileged, the user namespace
+    protects any host binary (not mapped inside): allowed."""
+    from tests.conftest import REPO
+    py = tmp_path / "python3"
+    shutil.copy2(os.path.realpath(sys.executable), py)
+    r = subprocess.run([str(py), str(BIN / "lxpy-attach"), "-P", str(ct.run.lxpath), "-n",
+                        ct.name, "--", "/bin/true"], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    if ct.unprivileged:
+        assert r.returncode == 0, r.stderr
+    else:
+        assert r.returncode == 1, r.stderr
+        assert "CVE-2019-5736" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert str(py) in r.stderr
+
+
 # -- cgroup v1 release_agent (CVE-2022-0492) ---------------------------------------------
 
 def _host_release_agents() -> dict[str, str]:
