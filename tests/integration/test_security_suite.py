@@ -9,8 +9,16 @@ container really gets, instead of skipping.
 
 Both containers are busybox, created by `lxpy-create -t busybox -B dir`, with the host's /usr
 bound read-only on /usr (so that a real Python, the interpreter lxpy-attach runs, exists
-inside to attack with). How a container is made unprivileged is in one place:
+inside to attack with; in the privileged one its root could remount that bind rw -- a
+test artifact no case uses). How a container is made unprivileged is in one place:
 UNPRIVILEGED (today the shipped `unprivileged` profile on the dir backend).
+
+Not covered here: the moment between lxpy-attach's fork and its exec (the child is in the
+container's pid namespace with host credentials). It is not dumpable then (attach.py), so
+root of an unprivileged container can neither ptrace it nor open its /proc files; nothing
+holds the child there long enough for a deterministic test. Root of a privileged container
+has CAP_SYS_PTRACE over the host's user namespace and is not stopped by that.
+Export does not exist yet (test_export_does_not_exist_yet).
 """
 
 from __future__ import annotations
