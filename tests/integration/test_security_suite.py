@@ -13,11 +13,6 @@ inside to attack with; in the privileged one its root could remount that bind rw
 test artifact no case uses). How a container is made unprivileged is in one place:
 UNPRIVILEGED (today the shipped `unprivileged` profile on the dir backend).
 
-Not covered here: the moment between lxpy-attach's fork and its exec (the child is in the
-container's pid namespace with host credentials). It is not dumpable then (attach.py), so
-root of an unprivileged container can neither ptrace it nor open its /proc files; nothing
-holds the child there long enough for a deterministic test. Root of a privileged container
-has CAP_SYS_PTRACE over the host's user namespace and is not stopped by that.
 Export does not exist yet (test_export_does_not_exist_yet).
 """
 
@@ -26,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -192,6 +188,85 @@ def test_proc_self_exe_cannot_overwrite_the_host_binary(ct):
         mon = Path(f"/proc/{ct.state()['monitor_pid']}/exe").stat()
         target = Path(sys.executable).resolve().stat()
         assert (mon.st_dev, mon.st_ino) == (target.st_dev, target.st_ino)
+
+
+def _proc_state(pid: int) -> str:
+    """The state letter of a process (R, S, T, Z ...); "" if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
+def _catch_attach_child(ct: Ct) -> tuple[subprocess.Popen, int]:
+    """Start lxpy-attach and stop (SIGSTOP) its child once it has entered the container's
+    namespaces and before it execs the command; returns (the lxpy-attach process, the
+    child's host pid). That lasts about a millisecond: try attaches until one is caught."""
+    mnt_ns = os.stat(f"/proc/{ct.state()['pid']}/ns/mnt").st_ino
+
+    def entered(pid: int) -> bool:
+        try:
+            return os.stat(f"/proc/{pid}/ns/mnt").st_ino == mnt_ns
+        except OSError:
+            return False
+    for _ in range(500):
+        p = subprocess.Popen([str(BIN / "lxpy-attach"), "-P", str(ct.run.lxpath), "-n",
+                              ct.name, "--", "/bin/true"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        child = None
+        while p.poll() is None and child is None:
+            try:
+                kids = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+            except OSError:
+                break
+            if kids and entered(int(kids[0])):
+                child = int(kids[0])
+                try:
+                    os.kill(child, signal.SIGSTOP)
+                except ProcessLookupError:
+                    child = None
+                    break
+        if child is not None:
+            # stopped first, then asked: a stop that lands in execve takes effect after it
+            # ("" once the command has run and exited: missed)
+            state = wait_for(lambda: _proc_state(child) in ("T", ""), what="the child "
+                             "stopped") and _proc_state(child)
+            try:
+                if state == "T" and "python" in os.readlink(f"/proc/{child}/exe"):
+                    return p, child
+                os.kill(child, signal.SIGCONT)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        p.wait(timeout=60)
+    pytest.fail("lxpy-attach's child was never caught before its exec in 500 tries")
+
+
+def test_attach_child_before_exec(ct):
+    """/proc/PID/exe, root and environ of lxpy-attach's child, caught after it entered the
+    container's namespaces and before its exec (it is in the container's pid namespace
+    from its fork on; in the container's user namespace it may already have the uid of
+    the container's root): root inside opens them.
+
+    What stops it: the child is not dumpable until exec, so its /proc files (and ptrace)
+    need CAP_SYS_PTRACE over the host's user namespace -- unprivileged root lacks it.
+    Privileged root has it: the defence there is the user namespace, and this asserts what
+    a privileged container gets (its exe is the monitor's interpreter, see above)."""
+    p, child = _catch_attach_child(ct)
+    try:
+        nspid = Path(f"/proc/{child}/status").read_text().split("NSpid:")[1] \
+            .splitlines()[0].split()[-1]
+        r = ct.sh(f"readlink /proc/{nspid}/exe; echo exe=$?; ls /proc/{nspid}/root/ "
+                  f">/dev/null; echo root=$?; cat /proc/{nspid}/environ >/dev/null; "
+                  f"echo environ=$?")
+    finally:
+        os.kill(child, signal.SIGCONT)
+        assert p.wait(timeout=60) == 0
+    if ct.unprivileged:
+        for what in ("exe", "root", "environ"):
+            assert f"{what}=1" in r.stdout, r.stdout + r.stderr
+        assert "Permission denied" in r.stderr, r.stderr
+    else:
+        assert "exe=0" in r.stdout and "python" in r.stdout, r.stdout + r.stderr
 
 
 def test_attach_with_another_interpreter(ct, tmp_path):
