@@ -669,7 +669,8 @@ SETTINGS: tuple[Setting, ...] = (
       example="[1000]"),
 
     S("security.cap_drop", "list of capabilities", ("mac_admin", "mac_override", "sys_time",
-      "sys_module", "sys_rawio"), "Capabilities removed from the container.", parse=_caps),
+      "sys_module", "sys_rawio", "syslog"), "Capabilities removed from the container "
+      "(syslog: the host's kernel log, dmesg).", parse=_caps),
     S("security.cap_keep", "list of capabilities", (), "If set, only these capabilities are "
       "kept (cap_drop is then ignored).", parse=_caps),
     S("security.seccomp", "profile", "default", "Seccomp profile: default (deny kexec, "

@@ -21,7 +21,8 @@ How (one fork, no helper process):
               sends the master to us over a socketpair, makes the slave its controlling
               terminal and its stdio for the fds that are terminals here;
               chdir, environment, security.apply() (bounding set, no_new_privs, seccomp,
-              then -u/-g, then the capability sets), exec.
+              then -u/-g, then the capability sets), exec. Not dumpable until the exec:
+              nothing in the container opens its /proc files or ptraces it meanwhile.
               A failure before exec is reported to us as one line over a CLOEXEC pipe.
   us          relay the pty (raw host terminal, SIGWINCH) or just wait; forward SIGTERM,
               SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2; pass the exit status through.
@@ -41,10 +42,12 @@ import re
 import select
 import signal
 import socket
+import stat
 import struct
 
 from lxpy.errors import ContainerNotFound, LxpyError, StateError
 from lxpy.linux import ns as _ns
+from lxpy.linux import prctl as _prctl
 from lxpy.linux import tty
 from lxpy.linux.fs import read_to_eof
 from lxpy.linux.tty import TIOCSCTTY, TIOCSPTLCK
@@ -127,17 +130,19 @@ def load_context(run_dir: str | Path) -> dict[str, Any] | None:
 class Target:
     """A running container as attach sees it."""
 
-    __slots__ = ("name", "pid", "pid_start", "cgroup", "policy", "environment")
+    __slots__ = ("name", "pid", "pid_start", "cgroup", "policy", "environment",
+                 "monitor_pid")
 
     def __init__(self, name: str, pid: int, pid_start: int | None = None,
                  cgroup: str | None = None, policy: dict | None = None,
-                 environment: dict[str, str] | None = None):
+                 environment: dict[str, str] | None = None, monitor_pid: int | None = None):
         self.name = name
         self.pid = pid
         self.pid_start = pid_start
         self.cgroup = cgroup
         self.policy = policy
         self.environment = environment or {}
+        self.monitor_pid = monitor_pid
 
 
 def target_from_run_dir(name: str, run_dir: str | Path, *, config_loader=None) -> Target:
@@ -165,7 +170,11 @@ def target_from_run_dir(name: str, run_dir: str | Path, *, config_loader=None) -
             policy, env = ctx["security"], ctx["environment"]
     else:
         policy, env = ctx.get("security"), ctx.get("environment") or {}
-    return Target(name, pid, start, st.get("cgroup") or None, policy, env)
+    try:
+        monitor = int(st.get("monitor_pid") or 0) or None
+    except ValueError:
+        monitor = None
+    return Target(name, pid, start, st.get("cgroup") or None, policy, env, monitor)
 
 
 def find(container) -> Target:
@@ -344,51 +353,60 @@ def join_cgroups(cgroup: str | None, init_pid: int,
 
 # -- users ---------------------------------------------------------------------------------
 
+# The container's files, read by a process that still has the host's credentials: never
+# wait on a FIFO (an attach that hangs), never read a device or an endless file.
+_DB_MAX = 4 << 20
+
+
+def _container_db(path: str) -> list[list[str]]:
+    """The ':'-split lines of a regular file of the container (/etc/passwd, /etc/group);
+    [] if it is missing, not a regular file, or unreadable."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        data = os.read(fd, _DB_MAX)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    return [line.split(":") for line in data.decode("utf-8", "replace").splitlines()]
+
+
 def _passwd_lookup(user: str | int | None) -> tuple[int, int, str, str, str] | None:
     """(uid, gid, name, home, shell) from the /etc/passwd we see (the container's)."""
-    try:
-        with open("/etc/passwd", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                p = line.rstrip("\n").split(":")
-                if len(p) < 7:
-                    continue
-                if (isinstance(user, int) and p[2] == str(user)) or p[0] == user:
-                    try:
-                        return int(p[2]), int(p[3]), p[0], p[5], p[6]
-                    except ValueError:
-                        continue
-    except OSError:
-        pass
+    for p in _container_db("/etc/passwd"):
+        if len(p) >= 7 and ((isinstance(user, int) and p[2] == str(user)) or p[0] == user):
+            try:
+                return int(p[2]), int(p[3]), p[0], p[5], p[6]
+            except ValueError:
+                continue
     return None
 
 
 def _group_lookup(group: str) -> int | None:
-    try:
-        with open("/etc/group", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                p = line.rstrip("\n").split(":")
-                if len(p) >= 3 and p[0] == group:
-                    return int(p[2])
-    except (OSError, ValueError):
-        pass
+    for p in _container_db("/etc/group"):
+        if len(p) >= 3 and p[0] == group:
+            try:
+                return int(p[2])
+            except ValueError:
+                return None
     return None
 
 
 def _supplementary(name: str, gid: int) -> list[int]:
     out = [gid]
-    try:
-        with open("/etc/group", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                p = line.rstrip("\n").split(":")
-                if len(p) >= 4 and name in p[3].split(","):
-                    try:
-                        g = int(p[2])
-                    except ValueError:
-                        continue
-                    if g not in out:
-                        out.append(g)
-    except OSError:
-        pass
+    for p in _container_db("/etc/group"):
+        if len(p) >= 4 and name in p[3].split(","):
+            try:
+                g = int(p[2])
+            except ValueError:
+                continue
+            if g not in out:
+                out.append(g)
     return out
 
 
@@ -480,6 +498,8 @@ def attach(target: Target, opts: Options) -> int:
         if target.pid_start is not None and start_time(target.pid) != target.pid_start:
             raise StateError(f"container {target.name!r} is not running")
         namespaces = own_namespaces(target.pid, opts.namespaces)
+        if "user" not in namespaces:
+            _check_exe(target)
         flags = 0
         for n in namespaces:
             if n != "pid":
@@ -502,6 +522,29 @@ def attach(target: Target, opts: Options) -> int:
         if our_pidns >= 0:
             _ns.setns(our_pidns, _ns.CLONE_NEWPID)
             os.close(our_pidns)
+
+
+def _check_exe(target: Target) -> None:
+    """Attach into a container whose root is the host's (no user namespace): our executable
+    (the python that runs lxpy-attach) is reachable from inside as /proc/PID/exe of the
+    child until it execs, and as /proc/self/exe of a `#!/proc/self/exe` command
+    (CVE-2019-5736). Root inside could reopen it for writing once we are gone; the kernel
+    refuses that (ETXTBSY) while a process executes it -- the container's monitor does, for
+    as long as anything of the container lives. So: only with the monitor's interpreter."""
+    if not target.monitor_pid:
+        return
+    try:
+        ours = os.stat("/proc/self/exe")
+        theirs = os.stat(f"/proc/{target.monitor_pid}/exe")
+    except OSError:
+        return      # the monitor is gone: the container is stopping, attach says so later
+    if (ours.st_dev, ours.st_ino) != (theirs.st_dev, theirs.st_ino):
+        raise AttachError(
+            f"container {target.name!r} is privileged and its monitor runs "
+            f"{os.readlink(f'/proc/{target.monitor_pid}/exe')}, not this lxpy-attach's "
+            f"{os.readlink('/proc/self/exe')}: its root could overwrite this interpreter "
+            "through /proc/PID/exe (CVE-2019-5736)",
+            "run lxpy-attach with the interpreter lxpy-start used (the same installation)")
 
 
 def _preload(target: Target, use_pty: bool) -> None:
@@ -528,9 +571,18 @@ def _run(target: Target, opts: Options, pidfd: int, flags: int, use_pty: bool) -
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(FORWARDED) | {signal.SIGCHLD,
                                                                           signal.SIGWINCH})
     mounts = cgroup_mounts()
+    # The child is in the container's pid namespace from its fork on, with the host's
+    # credentials, executable (/proc/PID/exe: our python) and libraries until it execs:
+    # not dumpable, its /proc files and ptrace need CAP_SYS_PTRACE over the host's user
+    # namespace, which root in an unprivileged container lacks (runc's CVE-2016-9962).
+    # exec makes the command dumpable again. Set here, before the fork, so that there is
+    # no moment the child is visible and dumpable; ours is restored right after.
+    dumpable = _prctl.prctl(_prctl.PR_GET_DUMPABLE)
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
     try:
         pid, born_in = fork_in_cgroup(target.cgroup, target.pid, mounts)
     except OSError as e:
+        _prctl.prctl(_prctl.PR_SET_DUMPABLE, dumpable)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         os.close(err_r)
         os.close(err_w)
@@ -556,6 +608,7 @@ def _run(target: Target, opts: Options, pidfd: int, flags: int, use_pty: bool) -
         os._exit(code if code > 1 else 1)
 
     # The parent.
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, dumpable)
     os.close(err_w)
     master = None
     restore = None
