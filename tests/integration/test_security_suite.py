@@ -11,7 +11,7 @@ Both containers are busybox, created by `lxpy-create -t busybox -B dir`, with th
 bound read-only on /usr (so that a real Python, the interpreter lxpy-attach runs, exists
 inside to attack with; in the privileged one its root could remount that bind rw -- a
 test artifact no case uses). How a container is made unprivileged is in one place:
-UNPRIVILEGED (today the shipped `unprivileged` profile on the dir backend).
+UNPRIVILEGED (the default: nothing to ask for) and PRIVILEGED (`lxpy-create --privileged`).
 
 Export does not exist yet (test_export_does_not_exist_yet).
 """
@@ -32,11 +32,10 @@ import pytest
 
 from tests.conftest import _LXPATHS, BIN, Runner, wait_for
 
-# The one place that says how the suite makes its containers. The lead switches it when
-# unprivileged becomes the default (then: privileged = ["--privileged"] or a profile).
-UNPRIVILEGED = {"create": ["-t", "busybox", "-B", "dir"],
-                "config": 'include = ["busybox", "unprivileged"]\n'}
-PRIVILEGED = {"create": ["-t", "busybox", "-B", "dir"], "config": 'include = ["busybox"]\n'}
+# The one place that says how the suite makes its containers: unprivileged is the default.
+UNPRIVILEGED = {"create": ["-t", "busybox", "-B", "dir"], "config": 'include = ["busybox"]\n'}
+PRIVILEGED = {"create": ["-t", "busybox", "-B", "dir", "--privileged"],
+              "config": 'include = ["busybox"]\n'}
 KINDS = {"unprivileged": UNPRIVILEGED, "privileged": PRIVILEGED}
 
 # What both get on top: the host's /usr read-only (a Python inside), no network.
@@ -115,6 +114,10 @@ def suite(tmp_path_factory, lxpy_env):
             run("start", "-n", name, timeout=60)
             run("wait", "-n", name, "-s", "RUNNING", "-t", "30")
             cts[kind] = Ct(run, name, kind)
+            # each is what it claims: init's uid 0 is the host's 0 only when privileged
+            pid = int(json.loads(run("info", "-n", name, "--json").stdout)["pid"])
+            host_uid = int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[0])
+            assert (host_uid == 0) == (kind == "privileged"), (kind, host_uid)
         yield cts
     finally:
         for name in [c.name for c in cts.values()] + [p.name for p in lxpath.iterdir()
