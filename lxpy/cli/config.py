@@ -24,9 +24,19 @@ EPILOG = """examples:
   lxpy-config -n web1 set limits.disk 30G   the filesystem's quota, changed at once
   lxpy-config -n web1 unset limits.memory
   lxpy-config -n web1 validate
-  lxpy-config help [KEY]                      every key with its type, default and help"""
+  lxpy-config help [KEY]                      every key with its type, default and help
+  lxpy-config web1 get limits.memory          (the name first, as every command takes it)"""
 NAME_POSITIONAL = False
 NAME_REQUIRED = False
+ACTIONS = ("show", "get", "set", "unset", "validate", "help")
+
+
+def pre_parse(parser, own: list[str], extra) -> None:
+    """The name first (lxpy-config web1 get KEY), as the other commands take it: the first
+    word when it is not an action."""
+    if own and not own[0].startswith("-") and own[0] not in ACTIONS \
+            and not {"-n", "--name"} & set(own):
+        own[:1] = ["-n", own[0]]
 
 
 def add_arguments(p) -> None:

@@ -17,6 +17,7 @@ The listen address: a bare port takes every host address of both families, 0.0.0
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack, suppress
@@ -28,8 +29,9 @@ from .. import paths
 from ..config import edit
 from ..container import Container
 from ..errors import ConfigError, NetworkError
-from . import nft, records, rtnl, sysctl
+from . import dnsmasq, nft, records, rtnl, sysctl
 
+log = logging.getLogger("lxpy.net")
 FAMILY, TABLE = "inet", "lxpy-forward"
 WILD = {"": {4, 6}, "0.0.0.0": {4}, "::": {6}}
 
@@ -390,6 +392,8 @@ def config_add(c: Container, proto: str, listen: str, port: int,
              "port": port}
     fw = None
     if running:
+        if 4 in families(addr):
+            _reserve_lease(c, running)
         fw = resolve([Entry(proto, str(listen), port)], running.get("ifaces", []))[0]
         _check(fw, c.name, records.lxhash(c.lxpath))
     edit.add_entry(c.config_path, "forward", entry)
@@ -401,6 +405,29 @@ def config_add(c: Container, proto: str, listen: str, port: int,
                                 lambda t: _same(t, proto, addr, hp))
             raise
     return fw
+
+
+def _reserve_lease(c: Container, running: dict[str, Any]) -> None:
+    """A running container that has only a dynamic DHCP lease: its current address becomes
+    its reserved lease (net.N.ipv4 with dhcp on), so a forward to it survives restarts.
+    The running record is updated in place for resolve()."""
+    ifaces = running.get("ifaces", [])
+    if any(i.get("ipv4") or i.get("reserve4") for i in ifaces):
+        return
+    for i in ifaces:
+        if not i.get("managed") or not i.get("hwaddr"):
+            continue
+        ip = next((x["ip"] for x in dnsmasq.leases(i["link"])
+                   if x["mac"].lower() == i["hwaddr"].lower() and ":" not in x["ip"]), None)
+        index = next((n for n, e in enumerate(c.config.net) if e.name == i["name"]), None)
+        if ip is None or index is None:
+            continue
+        prefix = ipaddress.ip_network(paths.system_config().subnet, strict=False).prefixlen
+        edit.set_keys(c.config_path, {f"net.{index}.ipv4": f"{ip}/{prefix}"})
+        i["reserve4"] = [f"{ip}/{prefix}"]
+        log.warning("%s's DHCP lease %s is now reserved for it (net.%d.ipv4), so the "
+                    "forward survives restarts", c.name, ip, index)
+        return
 
 
 def _is_local(addr: str) -> bool:

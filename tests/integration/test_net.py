@@ -905,11 +905,14 @@ def test_dhcp_container_lease_shows_in_ls(managed, lxpy, lxpath):
         addr = wait_for(leased, what="the lease in lxpy-ls -f")
         st = json.loads(lxpy("net", "status", "--format", "json", lxpath=False).stdout)
         assert any(x["ip"] == addr and x["hostname"] == "dh" for x in st["leases"])
-        # a forward is config, set up at every start: a lease that may change is no
-        # target; the hint says how to make it a fixed one
-        r = lxpy("net", "forward", "add", "dh", "tcp", "50000:7777", check=False)
-        assert r.returncode == 1 and "fixed address" in r.stderr and "static lease" in r.stderr
-        assert "[[forward]]" not in (lxpath / "dh/config.toml").read_text()
+        # a forward is config, set up at every start: the lease it goes to becomes the
+        # container's reserved one (net.0.ipv4 with dhcp on), and the admin is told
+        r = lxpy("net", "forward", "add", "dh", "tcp", "50000:7777")
+        assert f"lease {addr} is now reserved" in r.stderr, r.stderr
+        text = (lxpath / "dh/config.toml").read_text()
+        assert "[[forward]]" in text and f'ipv4 = ["{addr}/24"]' in text, text
+        with socket.create_connection(("127.0.0.1", 50000), timeout=10) as conn:
+            assert conn.makefile().readline().strip() == "lxpy-e2e"
     finally:
         lxpy("stop", "-n", "dh", "-k", check=False)
         teardown("dh", lxpath)
