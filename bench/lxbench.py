@@ -122,6 +122,10 @@ ROWS: list[Row] = [
     Row("monitor_pss", "many", "monitor PSS per running container (50 running)",
         "PSS ≤ 4 MB", abs_max=4.0, unit="MB"),
     Row("start_stop_50", "many", "start 50 busybox + stop them (total)", "≤ 1.5", 1.5),
+    # issue 17: density, 50 Debian guests made and booted together, all running
+    Row("density_debian_50", "density", "50 Debian from cache, created + started together, "
+        "until each systemd is running/degraded (total; none degraded)", "≤ 0.05, 50 running",
+        0.05, full_only=True),
     # issue 16: an unprivileged container (the default) against a privileged one, both lxpy
     Row("unpriv_clone_snapshot", "unpriv", "snapshot clone, Debian: unprivileged vs "
         "privileged lxpy", "≤ 1.2", 1.2, vs="lxpy_priv"),
@@ -131,7 +135,7 @@ ROWS: list[Row] = [
         "unprivileged vs privileged lxpy", "≤ 1.2", 1.2, vs="lxpy_priv"),
 ]
 ROW = {r.id: r for r in ROWS}
-GROUP_ORDER = ["busybox", "debian", "clone", "unpriv", "many", "cold"]
+GROUP_ORDER = ["busybox", "debian", "clone", "unpriv", "many", "density", "cold"]
 
 
 class BenchError(Exception):
@@ -556,6 +560,28 @@ class Bench:
         shutil.rmtree(cold, ignore_errors=True)
         self.note("create_debian_cold", "downloads from deb.debian.org: network-bound")
 
+    def g_density(self) -> None:
+        """Issue 17: 50 Debian containers from the cache, created and started together (two
+        at a time, as an admin's script would), then each one's systemd waited for; the
+        total, and how many came up running rather than degraded."""
+        self.ensure_lxc_debian_cache()
+        names = [f"lxb-d{i:02d}" for i in range(50)]
+        for t in self.tools:
+            self.say(f"density: 50 Debian, {t.label}")
+            t0 = time.perf_counter()
+            self.parallel(lambda n, t=t: (t.create_debian(n, timeout=600), t.start(n)), names)
+            states: dict[str, int] = {}
+            for n in names:
+                st = t.wait_systemd(n, timeout=600)
+                states[st] = states.get(st, 0) + 1
+            self.sample("density_debian_50", t, time.perf_counter() - t0)
+            self.note("density_debian_50", f"{t.label}: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(states.items())))
+            if t is self.lxpy and states.get("running", 0) != len(names):
+                self.results["density_debian_50_degraded"] = {"status": "error"}
+                self.note("density_debian_50", "lxpy: not every guest is running: goal missed")
+            self.parallel(lambda n, t=t: (t.kill(n), t.destroy(n)), names)
+
     def ensure_lxc_debian_cache(self) -> None:
         if not self.lxc or getattr(self, "lxc_cache_ready", False):
             return
@@ -819,6 +845,8 @@ class Bench:
                 met.append(res["py_multiple"] <= row.py_max)
             if r == "execute_true" and "nspawn" in tl and "lxpy" in tl:
                 met.append(tl["lxpy"]["median"] <= tl["nspawn"]["median"])
+            if r == "density_debian_50" and "density_debian_50_degraded" in self.results:
+                met.append(False)
             if met:
                 res["meets_goal"] = all(met)
             if row.lxc and row.vs == "lxc" and "lxc" not in tl and res["status"] == "ok" \
