@@ -65,3 +65,7 @@ def cleanup_stale(container, info: state.StateInfo | None = None) -> None:
         except OSError:
             pass
         shutil.rmtree(rd, ignore_errors=True)
+        try:                # the lxpath's runtime directory, once its last container went
+            rd.parent.rmdir()   # (as the monitor's own remove_run_dir does)
+        except OSError:
+            pass

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lxpy import paths
+from tests.conftest import wait_for
 from tests.ptyio import read_until as _read_until
 
 BIN = Path(sys.executable).parent
@@ -336,6 +338,14 @@ def test_monitor_sigkill_recovery(lxpy, lxpath, bb):
     assert info_state(lxpy, bb) == "RUNNING"
     lxpy("stop", "-n", bb, "-k")
     assert_nothing_left(lxpath, bb)
+    # both killed, then stop -k: nothing of the lxpath is left under /run either
+    lxpy("start", "-n", bb)
+    st = state_file(lxpath, bb)
+    os.kill(int(st["monitor_pid"]), signal.SIGKILL)
+    os.kill(int(st["pid"]), signal.SIGKILL)
+    wait_for(lambda: info_state(lxpy, bb) == "STOPPED", what="init and monitor gone")
+    lxpy("stop", "-n", bb, "-k", check=False)
+    assert not paths.run_dir(lxpath, bb).parent.exists()
 
 
 def test_concurrent_starts(lxpy, lxpath, bb):
