@@ -51,7 +51,8 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
+# /tmp stays on the guest disk: this kernel (6.1) cannot idmap a tmpfs (6.3 can), and
+# containers are unprivileged by default
 mount -o remount,rw /
 hostname lxpy-vm
 ip link set lo up
@@ -64,6 +65,9 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 results /results
 echo "lxpy-vm: up $(cut -d' ' -f1 /proc/uptime)s, cgroup2: $(cat /sys/fs/cgroup/cgroup.controllers)"
 cd "$REPO"
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+# root's range of subordinate ids, as setup-host gives the host: unprivileged containers
+# (the default) take their blocks from it
+sh packaging/subid-root
 /bin/sh /results/job.sh > /results/out.log 2>&1
 echo $? > /results/rc
 sync
