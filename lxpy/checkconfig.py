@@ -11,7 +11,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cgroups, hostlimits, storage
+from . import cgroups, hostlimits, idmap, storage
 from .container import Container
 from .errors import LxpyError
 from .linux import mount as m
@@ -60,6 +60,19 @@ def _filesystems() -> set[str]:
         return {line.split()[-1] for line in open("/proc/filesystems") if line.strip()}
     except OSError:
         return set()
+
+
+def _subids() -> Check:
+    """root's subordinate ids: blocks for idmap = "auto" (the default), and how many are
+    held."""
+    name = "Subordinate ids for root (/etc/subuid, /etc/subgid)"
+    try:
+        free = len(idmap.HOST.slots()) - 1     # slot 0 is the "shared" block
+        held = len(idmap.HOST.read())
+    except LxpyError as e:
+        return Check("Namespaces", name, False, e.message, e.hint or "")
+    return Check("Namespaces", name, free > 0, f"{free} blocks of {idmap.BLOCK} ids for "
+                 f"idmap = \"auto\", {held} held ({idmap.HOST.db})", idmap.RANGE_HINT)
 
 
 PROBE_ID = 100000       # the probe's user namespace maps 0..65535 to 100000..
@@ -205,9 +218,11 @@ def checks(lxpath: Path | str | None = None) -> list[Check]:
         maxu = int(Path("/proc/sys/user/max_user_namespaces").read_text())
     except (OSError, ValueError):
         maxu = -1
+    # unprivileged containers (the default) need them; privileged ones (idmap = "none") not
     out.append(Check("Namespaces", "User namespaces allowed", maxu > 0 if maxu >= 0 else None,
                      f"max_user_namespaces={maxu}" if maxu >= 0 else "",
-                     "sysctl -w user.max_user_namespaces=15000", required=False))
+                     "sysctl -w user.max_user_namespaces=15000"))
+    out.append(_subids())
     clone = Path("/proc/sys/kernel/unprivileged_userns_clone")
     if clone.exists():
         v = clone.read_text().strip()

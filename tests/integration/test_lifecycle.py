@@ -184,6 +184,9 @@ def test_checkconfig_reports_this_kernel():
     data = json.loads(subprocess.run([str(BIN / "lxpy-checkconfig"), "--format", "json"],
                                      capture_output=True, text=True).stdout)
     assert any(c["name"] == "Network namespace" and c["ok"] for c in data)
+    # unprivileged containers (the default) take their blocks from root's subordinate ids
+    sub = next(c for c in data if c["name"].startswith("Subordinate ids for root"))
+    assert sub["ok"] and "blocks of 65536 ids" in sub["detail"], sub
 
 
 @pytest.mark.parametrize("backend", ["overlay", "dir"])
