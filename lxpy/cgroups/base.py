@@ -204,6 +204,8 @@ def make_dir(d: Path, exist_ok: bool = True) -> bool:
         if not exist_ok:
             raise
         return False
+    except FileNotFoundError:
+        raise               # its parent went (Driver._create_unique makes it again)
     except OSError as e:
         raise CgroupError(f"{d}: cannot create cgroup: {e.strerror}") from None
 
@@ -606,6 +608,14 @@ class CgroupDriver:
                 self.make(cg)
             except FileExistsError:
                 continue
+            except FileNotFoundError:
+                # the parent went meanwhile: a monitor removes it when its container was the
+                # last one in it
+                self.prepare_parent(parent)
+                try:
+                    self.make(cg)
+                except FileExistsError:
+                    continue
             return cg
         raise CgroupError(f"no free cgroup name for {name} under {parent}")
 

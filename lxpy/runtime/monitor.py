@@ -780,7 +780,9 @@ class Monitor:
                 log(f"monitor cgroup {d}: {e.strerror}")
 
     def leave_monitor_cgroup(self) -> None:
-        """Move to the hierarchy roots and remove the monitor's own cgroup."""
+        """Move to the hierarchy roots and remove the monitor's own cgroup, then the parent
+        cgroup (lxpy) if this was its last container (a start that races this makes it
+        again: cgroups.Driver._create_unique)."""
         if not self.plan.get("monitor_cgroup_dirs"):
             return
         self.move_to_cgroup_roots()
@@ -790,6 +792,10 @@ class Monitor:
             except OSError as e:
                 if e.errno != 2:
                     log(f"monitor cgroup {d}: {e.strerror}")
+            try:
+                os.rmdir(os.path.dirname(d))
+            except OSError:
+                pass        # other containers in it, or gone already
 
     _left_cgroup = False
 

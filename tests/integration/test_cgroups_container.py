@@ -180,3 +180,25 @@ def test_config_set_live(lxpy, lxpath, ct):
     assert r.returncode == 1 and "cannot be changed on a running container" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert (lxpath / ct / "config.toml").read_text() == before
+
+
+def test_the_parent_cgroup_goes_with_its_last_container(lxpy, lxpath, unique, monkeypatch):
+    """A container's cgroups sit under a parent (cgroup_parent, "lxpy"): once its last
+    container stopped, nothing of it is left on any hierarchy, and the next start makes it
+    again."""
+    parent = f"lxpy-last-{unique}"
+    monkeypatch.setenv("LXPY_CGROUP_PARENT", parent)
+    hierarchies = cgroups.driver().hierarchies()
+
+    def parent_dirs():
+        return [str(h.path(parent)) for h in hierarchies if h.path(parent).exists()]
+    make_busybox(lxpath, unique)
+    try:
+        for how in (["-t", "10"], ["-k"]):
+            lxpy("start", "-n", unique)
+            assert parent_dirs(), "the start made no parent cgroup"
+            lxpy("stop", "-n", unique, *how)
+            assert parent_dirs() == []
+    finally:
+        lxpy("stop", "-n", unique, "-k", check=False)
+        cgroups.driver().remove_parent(parent)
