@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from pathlib import Path
 
@@ -139,6 +140,13 @@ def _leftovers(base: str, parent: str) -> set[str]:
         if (h / parent).is_dir():
             out.add(f"cgroup {h / parent}: "
                     f"{sorted(x.name for x in (h / parent).iterdir() if x.is_dir())}")
+    try:        # id blocks (lxpy.idmap) held by containers of the run's lxpaths
+        with open("/var/lib/lxpy/idmap.toml", "rb") as f:
+            held = tomllib.load(f).get("container", [])
+    except (OSError, tomllib.TOMLDecodeError):
+        held = []
+    out.update(f"id block {e.get('uid')} of {e.get('lxpath')}/{e.get('name')}" for e in held
+               if str(e.get("lxpath", "")).startswith(base + "/"))
     base += "/"
     ours = [base] + [f"/run/lxpy/{h}/" for h in hashes]
     with open("/proc/self/mountinfo") as f:

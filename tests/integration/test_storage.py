@@ -12,6 +12,7 @@ from lxpy import storage
 from lxpy.config.loader import load
 from lxpy.lifecycle.destroy import destroy_container
 from lxpy.linux.mount import is_mountpoint, mounts_under, umount2
+from tests.conftest import clear_lxpath
 from tests.integration.test_storage_helpers import (  # noqa: F401 - fixture
     btrfs_lxpath,
     container_sum,
@@ -27,11 +28,10 @@ BACKENDS = ["dir", "overlay", "btrfs"]
 def lx(request, tmp_path):
     """(lxpath, backend) for the parametrized backend; btrfs gets a loop-file lxpath."""
     backend = request.param
-    if backend == "btrfs":
-        return request.getfixturevalue("btrfs_lxpath"), backend
-    p = tmp_path / "lxpath"
-    p.mkdir()
-    return p, backend
+    p = request.getfixturevalue("btrfs_lxpath") if backend == "btrfs" else tmp_path / "lxpath"
+    p.mkdir(exist_ok=True)
+    yield p, backend
+    clear_lxpath(p)         # destroyed through lxpy: their id blocks go back
 
 
 @pytest.fixture
